@@ -1,0 +1,1 @@
+"""Lazarus operator: watches TrainingJobs and relaunches them from the newest valid checkpoint."""

@@ -1,0 +1,1 @@
+"""Lazarus checkpoint store: format, commit, validation, listing, retention. No torch."""

@@ -1,0 +1,1 @@
+"""Lazarus trainer library: full-state checkpoints, graceful SIGTERM saves, exact resume."""
