@@ -1,0 +1,62 @@
+"""What a backend provides. Keys are '/'-separated and relative to the store's root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float  # seconds since the epoch
+
+
+class ObjectMissing(Exception):
+    """The key does not exist (the store turns this into a StoreError with context)."""
+
+
+class PartUpload(Protocol):
+    """One object written in parts, possibly in parallel, then completed atomically."""
+
+    def upload_part(self, number: int, offset: int, data: bytes, crc: int) -> None: ...
+
+    def complete(self, size: int, crc: int) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Backend(Protocol):
+    description: str  # e.g. "s3://bucket/prefix (endpoint http://127.0.0.1:9000)"
+    supports_parallel_parts: bool
+
+    def check(self) -> None:
+        """Raise StoreUnavailable / AccessDenied / BucketMissing if the root is unusable."""
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object whose key starts with `prefix` ('' for all), any order."""
+
+    def get(self, key: str) -> bytes: ...
+
+    def get_range(self, key: str, start: int, length: int) -> bytes: ...
+
+    def open_get(self, key: str) -> BinaryIO:
+        """A streaming reader of the whole object."""
+
+    def put(self, key: str, data: bytes, crc: int) -> None:
+        """Write (or replace) a whole object; the server verifies `crc` where it can."""
+
+    def put_if_absent(self, key: str, data: bytes, crc: int) -> bool:
+        """Create `key` only if it does not exist; False if someone else did first."""
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """(content, token) for compare-and-swap with `put_if_token`, or None if absent."""
+
+    def put_if_token(self, key: str, data: bytes, token: str | None) -> bool:
+        """Replace `key` only if it still has `token` (None: only if absent)."""
+
+    def start_parts(self, key: str) -> PartUpload: ...
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete keys (missing ones are fine), in as few calls as the backend allows."""

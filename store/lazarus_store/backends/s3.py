@@ -1,0 +1,321 @@
+"""S3 (or any S3-compatible endpoint) as checkpoint storage, through boto3.
+
+- The commit marker is created with `If-None-Match: *` (412 if it exists).
+- Every upload carries its CRC32C (`x-amz-checksum-crc32c`), so the server
+  rejects bytes that changed on the way. Multipart uploads send one per part and
+  ask for the FULL_OBJECT checksum type on completion when the server has it.
+- Transient errors are retried with backoff by botocore's "standard" mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any, BinaryIO, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from ..checksum import to_b64
+from ..errors import AccessDenied, BucketMissing, StoreError, StoreUnavailable
+from .base import ObjectInfo, ObjectMissing
+
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AllAccessDisabled",
+    "403",
+}
+_MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_UNSUPPORTED = {"InvalidArgument", "NotImplemented", "InvalidRequest", "501"}
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+class S3Backend:
+    supports_parallel_parts = True
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint_url: str | None = None,
+        addressing_style: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        region: str | None = None,
+        max_connections: int = 16,
+        max_attempts: int = 5,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url or None
+        where = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.description = f"{where} (endpoint {self.endpoint_url})" if endpoint_url else where
+        s3cfg: dict[str, Any] = {}
+        if addressing_style and addressing_style != "auto":
+            s3cfg["addressing_style"] = addressing_style
+        config = Config(
+            s3=s3cfg,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            max_pool_connections=max_connections,
+            connect_timeout=10,
+            read_timeout=120,
+            # We send and check CRC32C ourselves, computed while streaming;
+            # botocore's own would be a second pass over every byte.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            region_name=region,
+        )
+        if session.region_name is None and region is None:
+            region = "us-east-1"  # S3-compatible servers accept any; boto3 needs one
+        self.client: Any = session.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=region, config=config
+        )
+        self._full_object_checksums: bool | None = None  # learnt on first multipart
+        self._lock = threading.Lock()
+
+    # --- helpers -----------------------------------------------------------------
+    def key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn botocore's exceptions into StoreErrors that say where and what."""
+        try:
+            yield
+        except ClientError as e:
+            code = _code(e)
+            msg = e.response.get("Error", {}).get("Message", "") or code
+            if code in _MISSING_KEY:
+                raise ObjectMissing(what) from None
+            if code == "NoSuchBucket":
+                raise BucketMissing(
+                    f"bucket {self.bucket!r} does not exist at {self._endpoint()}"
+                ) from None
+            if code in _DENIED:
+                raise AccessDenied(
+                    f"{what} in {self.description}: access denied ({code}: {msg});"
+                    " check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile"
+                ) from None
+            raise StoreError(f"{what} in {self.description}: {code}: {msg}") from None
+        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as e:
+            raise StoreUnavailable(
+                f"cannot reach S3 endpoint {self._endpoint()} ({type(e).__name__})"
+            ) from None
+        except ReadTimeoutError:
+            raise StoreUnavailable(f"S3 endpoint {self._endpoint()} timed out ({what})") from None
+        except NoCredentialsError:
+            raise AccessDenied(
+                f"no AWS credentials found for {self.description}"
+                " (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+            ) from None
+        except BotoCoreError as e:
+            raise StoreError(f"{what} in {self.description}: {e}") from None
+
+    def _endpoint(self) -> str:
+        return self.endpoint_url or "AWS S3"
+
+    # --- Backend -----------------------------------------------------------------
+    def check(self) -> None:
+        with self._errors("checking the bucket"):
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as e:
+                # HEAD has no body: map its bare status codes by hand.
+                if _code(e) in ("404", "NoSuchBucket"):
+                    raise BucketMissing(
+                        f"bucket {self.bucket!r} does not exist at {self._endpoint()}"
+                    ) from None
+                raise
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        out: list[ObjectInfo] = []
+        with self._errors(f"listing {prefix or '/'}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(prefix) if prefix else self.key("")
+            )
+            for page in pages:
+                for o in page.get("Contents", []):
+                    rel = self._rel(o["Key"])
+                    out.append(ObjectInfo(rel, int(o["Size"]), o["LastModified"].timestamp()))
+        return out
+
+    def get(self, key: str) -> bytes:
+        with self._errors(key):
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
+            return cast(bytes, resp["Body"].read())
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        with self._errors(key):
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=self.key(key), Range=f"bytes={start}-{start + length - 1}"
+            )
+            return cast(bytes, resp["Body"].read())
+
+    def open_get(self, key: str) -> BinaryIO:
+        with self._errors(key):
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
+            return cast(BinaryIO, resp["Body"])
+
+    def put(self, key: str, data: bytes, crc: int) -> None:
+        with self._errors(f"writing {key}"):
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.key(key), Body=data, ChecksumCRC32C=to_b64(crc)
+            )
+
+    def put_if_absent(self, key: str, data: bytes, crc: int) -> bool:
+        with self._errors(f"committing {key}"):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key(key),
+                    Body=data,
+                    ChecksumCRC32C=to_b64(crc),
+                    IfNoneMatch="*",
+                )
+            except ClientError as e:
+                if _code(e) in _PRECONDITION:
+                    return False
+                raise
+        return True
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            with self._errors(key):
+                resp = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
+                return cast(bytes, resp["Body"].read()), str(resp["ETag"])
+        except ObjectMissing:
+            return None
+
+    def put_if_token(self, key: str, data: bytes, token: str | None) -> bool:
+        cond = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+        with self._errors(f"writing {key}"):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=data, **cond)
+            except ClientError as e:
+                if _code(e) in _PRECONDITION or (token is not None and _code(e) in _MISSING_KEY):
+                    return False
+                raise
+        return True
+
+    def start_parts(self, key: str) -> S3PartUpload:
+        return S3PartUpload(self, key)
+
+    def delete_many(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = keys[i : i + 1000]
+            with self._errors(f"deleting {len(batch)} objects"):
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self.key(k)} for k in batch], "Quiet": True},
+                )
+            errors = resp.get("Errors", [])
+            if errors:
+                e = errors[0]
+                raise StoreError(
+                    f"deleting from {self.description}: {len(errors)} objects failed,"
+                    f" first {e.get('Key')}: {e.get('Code')} {e.get('Message', '')}"
+                )
+
+    def full_object_checksums(self) -> bool | None:
+        return self._full_object_checksums
+
+
+class S3PartUpload:
+    """A multipart upload with a CRC32C per part and (where supported) a full-object one."""
+
+    def __init__(self, backend: S3Backend, key: str) -> None:
+        self._b = backend
+        self._key = backend.key(key)
+        self._rel = key
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        b = backend
+        with b._errors(f"starting upload of {key}"):
+            resp = None
+            if b._full_object_checksums is not False:
+                try:
+                    resp = b.client.create_multipart_upload(
+                        Bucket=b.bucket,
+                        Key=self._key,
+                        ChecksumAlgorithm="CRC32C",
+                        ChecksumType="FULL_OBJECT",
+                    )
+                    b._full_object_checksums = True
+                except ClientError as e:
+                    if _code(e) not in _UNSUPPORTED:
+                        raise
+                    b._full_object_checksums = False  # fall back to per-part checksums
+            if resp is None:
+                resp = b.client.create_multipart_upload(
+                    Bucket=b.bucket, Key=self._key, ChecksumAlgorithm="CRC32C"
+                )
+        self._full = bool(b._full_object_checksums)
+        self._upload_id = str(resp["UploadId"])
+
+    def upload_part(self, number: int, offset: int, data: bytes, crc: int) -> None:
+        b = self._b
+        with b._errors(f"uploading part {number} of {self._rel}"):
+            resp = b.client.upload_part(
+                Bucket=b.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumCRC32C=to_b64(crc),
+            )
+        with self._lock:
+            self._parts[number] = {
+                "PartNumber": number,
+                "ETag": resp["ETag"],
+                "ChecksumCRC32C": resp.get("ChecksumCRC32C") or to_b64(crc),
+            }
+
+    def complete(self, size: int, crc: int) -> None:
+        b = self._b
+        parts = [self._parts[n] for n in sorted(self._parts)]
+        extra: dict[str, Any] = {}
+        if self._full:
+            extra = {"ChecksumCRC32C": to_b64(crc), "ChecksumType": "FULL_OBJECT"}
+        with b._errors(f"completing upload of {self._rel}"):
+            b.client.complete_multipart_upload(
+                Bucket=b.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+                **extra,
+            )
+
+    def abort(self) -> None:
+        b = self._b
+        with contextlib.suppress(StoreError, ObjectMissing), b._errors("aborting upload"):
+            b.client.abort_multipart_upload(
+                Bucket=b.bucket, Key=self._key, UploadId=self._upload_id
+            )

@@ -1,0 +1,203 @@
+"""The manifest: what a committed checkpoint holds, and how it is (de)serialized.
+
+The JSON Schema shipped next to this module is the normative description of the
+format; this module checks a manifest against it, plus the rules JSON Schema
+cannot say (paths stay inside the prefix, the name matches step and attempt).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from .contract import MANIFEST_NAME, checkpoint_name
+from .errors import InvalidCheckpoint
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (lazarus_store/manifest.schema.json)."""
+    text = resources.files(__package__).joinpath("manifest.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def check_object_path(path: str) -> str | None:
+    """Why `path` may not name an object in a checkpoint, or None if it may.
+
+    Paths are '/'-separated and relative; anything that could leave the prefix
+    (on S3 or, more dangerously, on a filesystem) is refused.
+    """
+    if not path:
+        return "empty path"
+    if path.startswith("/") or "\\" in path or "\x00" in path:
+        return f"path {path!r} is absolute or has a backslash/NUL"
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return f"path {path!r} has an empty, '.' or '..' segment (it must stay inside its prefix)"
+    if path == MANIFEST_NAME:
+        return f"path {path!r} is reserved for the commit marker"
+    if any(p.startswith(".lazarus-tmp") for p in parts):
+        return f"path {path!r} uses the reserved .lazarus-tmp prefix"
+    return None
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One data object: its path under the prefix, byte size and CRC32C (base64)."""
+
+    path: str
+    size: int
+    crc32c: str
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed, checked manifest.json."""
+
+    name: str
+    step: int
+    attempt: int
+    reason: str
+    objects: tuple[ObjectEntry, ...]
+    created_at: str
+    job: JobIdentity = field(default_factory=JobIdentity)
+    epoch: int | None = None
+    samples_seen: int | None = None
+    tokens_seen: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    world_size: int | None = None
+    parent: str | None = None
+    lazarus_version: str = ""
+    torch_version: str | None = None
+    python_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+    @property
+    def created(self) -> datetime:
+        return parse_time(self.created_at)
+
+    def object(self, path: str) -> ObjectEntry:
+        for o in self.objects:
+            if o.path == path:
+                return o
+        raise KeyError(path)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schemaVersion": self.schema_version,
+            "name": self.name,
+            "job": {"name": self.job.name, "namespace": self.job.namespace, "uid": self.job.uid},
+            "attempt": self.attempt,
+            "step": self.step,
+            "epoch": self.epoch,
+            "samplesSeen": self.samples_seen,
+            "tokensSeen": self.tokens_seen,
+            "reason": self.reason,
+            "metrics": dict(self.metrics),
+            "worldSize": self.world_size,
+            "parent": self.parent,
+            "createdAt": self.created_at,
+            "library": {
+                "lazarus": self.lazarus_version,
+                "torch": self.torch_version,
+                "python": self.python_version,
+            },
+            "objects": [{"path": o.path, "size": o.size, "crc32c": o.crc32c} for o in self.objects],
+            "extra": dict(self.extra),
+        }
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=1, sort_keys=False) + "\n").encode("utf-8")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def python_version() -> str:
+    return ".".join(str(v) for v in sys.version_info[:3])
+
+
+def parse_manifest(raw: bytes, *, where: str) -> Manifest:
+    """Parse and check manifest bytes; InvalidCheckpoint (naming `where`) if unusable."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidCheckpoint(f"{where}: manifest is not JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise InvalidCheckpoint(f"{where}: manifest is not a JSON object")
+    version = doc.get("schemaVersion")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise InvalidCheckpoint(
+            f"{where}: unknown manifest schema version {version!r}"
+            f" (this library reads {sorted(SUPPORTED_SCHEMA_VERSIONS)})"
+        )
+    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(doc), key=str)
+    if errors:
+        e = errors[0]
+        loc = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        raise InvalidCheckpoint(
+            f"{where}: manifest does not match its schema at {loc}: {e.message}"
+        )
+    if doc["name"] != checkpoint_name(doc["step"], doc["attempt"]):
+        raise InvalidCheckpoint(
+            f"{where}: manifest name {doc['name']!r} does not match its step/attempt"
+        )
+    seen: set[str] = set()
+    for o in doc["objects"]:
+        why = check_object_path(o["path"])
+        if why:
+            raise InvalidCheckpoint(f"{where}: manifest lists a bad object: {why}")
+        if o["path"] in seen:
+            raise InvalidCheckpoint(f"{where}: manifest lists {o['path']!r} twice")
+        seen.add(o["path"])
+    lib = doc["library"]
+    job = doc["job"]
+    return Manifest(
+        schema_version=version,
+        name=doc["name"],
+        job=JobIdentity(job["name"], job["namespace"], job["uid"]),
+        attempt=doc["attempt"],
+        step=doc["step"],
+        epoch=doc.get("epoch"),
+        samples_seen=doc.get("samplesSeen"),
+        tokens_seen=doc.get("tokensSeen"),
+        reason=doc["reason"],
+        metrics={k: float(v) for k, v in doc.get("metrics", {}).items()},
+        world_size=doc.get("worldSize"),
+        parent=doc.get("parent"),
+        created_at=doc["createdAt"],
+        lazarus_version=lib["lazarus"],
+        torch_version=lib.get("torch"),
+        python_version=lib.get("python", ""),
+        objects=tuple(ObjectEntry(o["path"], o["size"], o["crc32c"]) for o in doc["objects"]),
+        extra=dict(doc.get("extra", {})),
+    )

@@ -1,0 +1,125 @@
+"""Which checkpoints to keep and which to delete: a pure function, tested with hypothesis.
+
+Safety rules (docs/contract.md section 7): the resume target, the newest valid
+checkpoint in lineage, the best K by the metric, quarantined checkpoints and
+saves in progress are never deleted; nothing is deleted unless a newer valid
+checkpoint has committed; uncommitted prefixes go only after a safety age.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+DEFAULT_GC_AGE_S = 3600.0
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    keep_latest: int = 3
+    keep_best: int = 0
+    metric: str | None = None
+    mode: Literal["min", "max"] = "min"
+    gc_age_s: float = DEFAULT_GC_AGE_S
+
+    def __post_init__(self) -> None:
+        if self.keep_latest < 1:
+            raise ValueError("keep_latest must be >= 1: the newest valid checkpoint is always kept")
+        if self.keep_best < 0:
+            raise ValueError("keep_best must be >= 0")
+        if self.keep_best and not self.metric:
+            raise ValueError("keep_best needs a metric name")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', not {self.mode!r}")
+        if self.gc_age_s < 0:
+            raise ValueError("gc_age_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What retention needs to know about one checkpoint prefix (no storage access)."""
+
+    name: str
+    step: int
+    attempt: int
+    committed: bool
+    valid: bool  # cheap validation passed (meaningful only when committed)
+    quarantined: bool = False
+    in_lineage: bool = True
+    metrics: dict[str, float] = field(default_factory=dict)
+    modified: float = 0.0  # newest object's mtime, seconds since the epoch
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    delete: tuple[str, ...]  # committed checkpoints past the policy
+    keep: dict[str, tuple[str, ...]]  # name -> reasons
+    garbage: tuple[str, ...]  # uncommitted leftovers and dead branches past the safety age
+
+    @property
+    def removals(self) -> tuple[str, ...]:
+        return self.delete + self.garbage
+
+
+def plan_retention(
+    candidates: Sequence[Candidate],
+    policy: RetentionPolicy,
+    *,
+    resumed_from: str | None = None,
+    now: float,
+) -> RetentionPlan:
+    keep: dict[str, list[str]] = {}
+
+    def hold(name: str, why: str) -> None:
+        keep.setdefault(name, []).append(why)
+
+    usable = sorted(
+        (c for c in candidates if c.committed and c.valid and not c.quarantined and c.in_lineage),
+        key=lambda c: (c.step, c.attempt),
+        reverse=True,
+    )
+    for c in usable[: policy.keep_latest]:
+        hold(c.name, "latest")
+    if policy.keep_best and policy.metric:
+        metric = policy.metric
+        scored = [
+            c for c in usable if metric in c.metrics and c.metrics[metric] == c.metrics[metric]
+        ]
+        sign = 1.0 if policy.mode == "min" else -1.0
+        scored.sort(key=lambda c: (sign * c.metrics[metric], -c.step, -c.attempt))
+        for c in scored[: policy.keep_best]:
+            hold(c.name, f"best {metric}")
+    newest = usable[0] if usable else None
+
+    delete: list[str] = []
+    garbage: list[str] = []
+    for c in candidates:
+        if c.name == resumed_from:
+            hold(c.name, "resume target")
+        if c.quarantined:
+            hold(c.name, "quarantined (never deleted automatically)")
+        if c.name in keep:
+            continue
+        old = now - c.modified >= policy.gc_age_s
+        if not c.committed:
+            if old:
+                garbage.append(c.name)
+            else:
+                hold(c.name, "uncommitted, younger than the safety age (save in progress?)")
+        elif not c.in_lineage:
+            if old and newest is not None:
+                garbage.append(c.name)
+            else:
+                hold(c.name, "dead branch, younger than the safety age")
+        elif not c.valid:
+            hold(c.name, "invalid: left for inspection (quarantine or delete by hand)")
+        elif newest is not None and (c.step, c.attempt) < (newest.step, newest.attempt):
+            delete.append(c.name)
+        else:
+            hold(c.name, "no newer valid checkpoint")
+    return RetentionPlan(
+        delete=tuple(delete),
+        keep={k: tuple(v) for k, v in keep.items()},
+        garbage=tuple(garbage),
+    )

@@ -1,0 +1,79 @@
+"""Opening a store from a URI (`s3://bucket/prefix`, `file:///path`, or a path) or the env."""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlparse
+
+from .backends.fs import FsBackend
+from .backends.s3 import S3Backend
+from .contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+from .errors import InvalidURI
+from .store import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointStore
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def open_store(
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    addressing_style: str | None = None,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    region: str | None = None,
+    part_size: int = DEFAULT_PART_SIZE,
+    multipart_threshold: int | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> CheckpointStore:
+    """A store for the checkpoint root `uri`. Nothing is contacted until first use."""
+    if not uri or not uri.strip():
+        raise InvalidURI("empty checkpoint URI: expected s3://bucket/prefix or a directory path")
+    parsed = urlparse(uri)
+    tuning = {
+        "part_size": part_size,
+        "multipart_threshold": multipart_threshold,
+        "concurrency": concurrency,
+    }
+    if parsed.scheme == "s3":
+        bucket = parsed.netloc
+        if not _BUCKET_RE.match(bucket):
+            raise InvalidURI(f"{uri}: {bucket!r} is not a valid S3 bucket name")
+        if addressing_style not in (None, "", "auto", "path", "virtual"):
+            raise InvalidURI(
+                f"addressing style must be auto, path or virtual, not {addressing_style!r}"
+            )
+        if parsed.query or parsed.fragment:
+            raise InvalidURI(f"{uri}: S3 URIs take no query or fragment")
+        backend = S3Backend(
+            bucket,
+            parsed.path.strip("/"),
+            endpoint_url=endpoint_url,
+            addressing_style=addressing_style,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            region=region,
+            max_connections=max(10, concurrency * 2),
+        )
+        return CheckpointStore(backend, **tuning)  # type: ignore[arg-type]
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidURI(f"{uri}: file URIs must be local (file:///path)")
+        return CheckpointStore(FsBackend(parsed.path), **tuning)  # type: ignore[arg-type]
+    if parsed.scheme:
+        raise InvalidURI(f"{uri}: unsupported scheme {parsed.scheme!r} (use s3:// or a path)")
+    return CheckpointStore(FsBackend(os.path.expanduser(uri)), **tuning)  # type: ignore[arg-type]
+
+
+def open_store_from_env(uri: str | None = None) -> CheckpointStore:
+    """The store the contract's env names: LAZARUS_CHECKPOINT_URI, LAZARUS_S3_ENDPOINT,
+    LAZARUS_S3_ADDRESSING_STYLE; credentials from the standard AWS chain."""
+    uri = uri or os.environ.get(ENV_CHECKPOINT_URI, "")
+    if not uri:
+        raise InvalidURI(f"{ENV_CHECKPOINT_URI} is not set")
+    return open_store(
+        uri,
+        endpoint_url=os.environ.get(ENV_S3_ENDPOINT) or None,
+        addressing_style=os.environ.get(ENV_S3_ADDRESSING_STYLE) or None,
+    )
