@@ -1,0 +1,65 @@
+"""A sampler whose order depends only on (seed, epoch), resumable at an offset without replay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffled, rank-sharded indices; its position is counted in *global* samples consumed.
+
+    The position advances only when a step is taken (`advance`), not when the DataLoader
+    prefetches, so a checkpoint records what training has used. Positions are global, so a
+    resume with a different world size neither repeats nor skips a sample.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.offset = 0  # global samples consumed in this epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.offset = 0
+
+    def advance(self, global_samples: int) -> None:
+        self.offset += global_samples
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.num_samples))
+        g = torch.Generator()
+        g.manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.num_samples, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._order()[self.offset :]
+        usable = len(order) - len(order) % self.world_size
+        return iter(order[self.rank : usable : self.world_size])
+
+    def __len__(self) -> int:
+        return (self.num_samples - self.offset) // self.world_size
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "offset": self.offset, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.offset = int(state["offset"])

@@ -1,0 +1,64 @@
+"""Checkpoint-now requests: the pod annotation read from a downward-API file (contract section 5)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from lazarus_store.contract import (
+    ANNOTATION_CHECKPOINT_NOW,
+    DEFAULT_ANNOTATIONS_FILE,
+    ENV_ANNOTATIONS_FILE,
+)
+
+log = logging.getLogger(__name__)
+
+
+def parse_annotations(text: str) -> dict[str, str]:
+    """Parse kubelet's downward-API format: one `key="value"` per line, value JSON-quoted."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, raw = line.partition("=")
+        if not sep:
+            continue
+        raw = raw.strip()
+        try:
+            value = json.loads(raw) if raw.startswith('"') else raw
+        except json.JSONDecodeError:
+            value = raw.strip('"')
+        out[key.strip()] = str(value)
+    return out
+
+
+class CheckpointRequestWatcher:
+    """Reports a new checkpoint-now value at most once per `min_interval` seconds."""
+
+    def __init__(self, path: Path | None = None, min_interval: float = 1.0) -> None:
+        self.path = path or Path(os.environ.get(ENV_ANNOTATIONS_FILE) or DEFAULT_ANNOTATIONS_FILE)
+        self.min_interval = min_interval
+        self._last_read = float("-inf")
+        # The value present at start-up was served by an earlier attempt (or is stale): ignore it.
+        self.served: str | None = self._read()
+
+    def _read(self) -> str | None:
+        try:
+            text = self.path.read_text()
+        except OSError:
+            return None
+        return parse_annotations(text).get(ANNOTATION_CHECKPOINT_NOW) or None
+
+    def poll(self) -> bool:
+        """True once per new annotation value."""
+        now = time.monotonic()
+        if now - self._last_read < self.min_interval:
+            return False
+        self._last_read = now
+        value = self._read()
+        if value is not None and value != self.served:
+            log.info("checkpoint-now requested (%s=%s)", ANNOTATION_CHECKPOINT_NOW, value)
+            self.served = value
+            return True
+        return False

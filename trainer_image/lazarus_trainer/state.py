@@ -1,0 +1,144 @@
+"""What a checkpoint holds, split into the replicated part (written once) and the per-rank part."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from .rng import capture_rng, restore_rng
+from .termination import PermanentError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+COMMON_OBJECT = "trainer/common.pt"
+
+
+def rank_object(rank: int) -> str:
+    return f"trainer/rank-{rank:05d}.pt"
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any], /) -> Any: ...
+
+
+@dataclass
+class Progress:
+    """Counters that say where training is; saved with every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    samples_seen: int = 0
+    tokens_seen: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    metrics_history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Progress:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Registry:
+    """The objects whose state determines the rest of the run."""
+
+    models: dict[str, torch.nn.Module] = field(default_factory=dict)
+    optimizers: dict[str, Stateful] = field(default_factory=dict)
+    schedulers: dict[str, Stateful] = field(default_factory=dict)
+    scaler: Stateful | None = None
+    sampler: Stateful | None = None
+    extras: dict[str, Stateful] = field(default_factory=dict)
+
+
+def capture_common(reg: Registry, progress: Progress, user: dict[str, Any]) -> dict[str, Any]:
+    """State identical on every rank (DDP replicas): references, not copies."""
+    return {
+        "format": FORMAT_VERSION,
+        "models": {k: m.state_dict() for k, m in reg.models.items()},
+        "optimizers": {k: o.state_dict() for k, o in reg.optimizers.items()},
+        "schedulers": {k: s.state_dict() for k, s in reg.schedulers.items()},
+        "scaler": reg.scaler.state_dict() if reg.scaler is not None else None,
+        "sampler": reg.sampler.state_dict() if reg.sampler is not None else None,
+        "extras": {k: e.state_dict() for k, e in reg.extras.items()},
+        "progress": progress.to_dict(),
+        "user": user,
+    }
+
+
+def capture_rank() -> dict[str, Any]:
+    return {"format": FORMAT_VERSION, "rng": capture_rng()}
+
+
+def serialize(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def deserialize(data: bytes) -> Any:
+    # Full unpickling (RNG states are numpy objects): the bytes passed checksum validation
+    # against a manifest of this job's own store, which is the trust boundary.
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+
+
+def check_model_shapes(name: str, model: torch.nn.Module, saved: dict[str, Any]) -> None:
+    """Fail fast, naming the first mismatch, before anything is half-loaded."""
+    current = model.state_dict()
+    missing = sorted(set(current) - set(saved))
+    unexpected = sorted(set(saved) - set(current))
+    if missing or unexpected:
+        raise PermanentError(
+            f"checkpoint model {name!r} does not match this model: "
+            f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+        )
+    for key, tensor in current.items():
+        other = saved[key]
+        if isinstance(tensor, torch.Tensor) and tuple(other.shape) != tuple(tensor.shape):
+            raise PermanentError(
+                f"checkpoint model {name!r} is incompatible: {key} has shape "
+                f"{tuple(other.shape)} in the checkpoint, {tuple(tensor.shape)} in this model"
+            )
+
+
+def restore_common(reg: Registry, state: dict[str, Any]) -> tuple[Progress, dict[str, Any]]:
+    if state.get("format") != FORMAT_VERSION:
+        raise PermanentError(f"unknown trainer state format {state.get('format')!r}")
+    for kind, have, saved in (
+        ("model", reg.models, state["models"]),
+        ("optimizer", reg.optimizers, state["optimizers"]),
+        ("scheduler", reg.schedulers, state["schedulers"]),
+    ):
+        if set(have) != set(saved):
+            raise PermanentError(
+                f"checkpoint has {kind}s {sorted(saved)}, this run registers {sorted(have)}"
+            )
+    for name, model in reg.models.items():
+        check_model_shapes(name, model, state["models"][name])
+        model.load_state_dict(state["models"][name])
+    for name, opt in reg.optimizers.items():
+        opt.load_state_dict(state["optimizers"][name])
+    for name, sched in reg.schedulers.items():
+        sched.load_state_dict(state["schedulers"][name])
+    if reg.scaler is not None and state["scaler"] is not None:
+        reg.scaler.load_state_dict(state["scaler"])
+    if reg.sampler is not None and state["sampler"] is not None:
+        reg.sampler.load_state_dict(state["sampler"])
+    for name, extra in reg.extras.items():
+        if name in state["extras"]:
+            extra.load_state_dict(state["extras"][name])
+    return Progress.from_dict(state["progress"]), state.get("user", {})
+
+
+def restore_rank(state: dict[str, Any]) -> None:
+    restore_rng(state["rng"])

@@ -1,0 +1,128 @@
+"""The trainer's one door to the checkpoint store (lazarus_store), shaped for its needs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lazarus_store import (
+    CheckpointNotFound,
+    CheckpointStore,
+    CheckpointWriter,
+    ChecksumMismatch,
+    CommitConflict,
+    FencedOut,
+    InvalidCheckpoint,
+    InvalidURI,
+    Manifest,
+    RetentionPolicy,
+    StoreError,
+    open_store_from_env,
+)
+from lazarus_store import ObjectEntry as Entry
+from lazarus_store.contract import parse_checkpoint_name
+
+from .termination import PermanentError
+
+__all__ = [
+    "CheckpointNotFound",
+    "ChecksumMismatch",
+    "CommitConflict",
+    "Entry",
+    "FencedOut",
+    "InvalidCheckpoint",
+    "Manifest",
+    "Storage",
+    "StoreError",
+    "Writer",
+    "open_storage",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Writer:
+    """One checkpoint being written by this rank; rank 0's writer also commits for all."""
+
+    def __init__(self, w: CheckpointWriter) -> None:
+        self._w = w
+
+    def put(self, path: str, data: bytes) -> Entry:
+        return self._w.put_bytes(path, data)
+
+    def commit(self, entries: list[Entry], **meta: Any) -> str:
+        self._w.add_entries(entries)  # objects other ranks wrote under the same prefix
+        return self._w.commit(**meta).name
+
+    def abort(self) -> None:
+        self._w.abort()
+
+
+class Storage:
+    def __init__(self, store: CheckpointStore, root_uri: str, attempt: int | None = None) -> None:
+        self.store = store
+        self.root_uri = root_uri.rstrip("/")
+        self.attempt = attempt
+
+    def begin(self, step: int, attempt: int) -> Writer:
+        return Writer(self.store.begin(step=step, attempt=attempt))
+
+    def committed(self) -> list[str]:
+        """Committed, cheaply valid, unquarantined checkpoints in lineage, newest first."""
+        names = [
+            c.name
+            for c in self.store.candidates(self.attempt)
+            if c.committed and c.valid and not c.quarantined and c.in_lineage
+        ]
+        return sorted(names, reverse=True)
+
+    def resolve(self, pointer: str) -> str:
+        """A checkpoint name from a name or a URI under this job's root."""
+        ptr = pointer.rstrip("/")
+        if parse_checkpoint_name(ptr):
+            return ptr
+        head, _, name = ptr.rpartition("/")
+        if head.rstrip("/") != self.root_uri:
+            raise PermanentError(
+                f"resume pointer {pointer!r} is not under this job's checkpoint root "
+                f"{self.root_uri!r}"
+            )
+        if not parse_checkpoint_name(name):
+            raise PermanentError(f"resume pointer {pointer!r} does not name a checkpoint")
+        return name
+
+    def read_manifest(self, name: str) -> Manifest:
+        return self.store.read_manifest(name)
+
+    def read_bytes(self, name: str, path: str) -> bytes:
+        return self.store.read_bytes(name, path)
+
+    def quarantine(self, name: str, reason: str) -> None:
+        self.store.quarantine(name, reason)
+
+    def prune(
+        self,
+        *,
+        keep_latest: int,
+        keep_best: int,
+        metric: str | None,
+        mode: str,
+        resumed_from: str | None,
+    ) -> list[str]:
+        policy = RetentionPolicy(
+            keep_latest=max(1, keep_latest),
+            keep_best=keep_best if metric else 0,
+            metric=metric if keep_best else None,
+            mode="max" if mode == "max" else "min",
+        )
+        plan = self.store.prune(policy, resumed_from, attempt=self.attempt, dry_run=False)
+        if plan.removals:
+            log.info("retention removed %s", list(plan.removals))
+        return list(plan.removals)
+
+
+def open_storage(uri: str, attempt: int | None = None) -> Storage:
+    try:
+        return Storage(open_store_from_env(uri), uri, attempt)
+    except InvalidURI as exc:
+        raise PermanentError(f"checkpoint store {uri!r} is unusable: {exc}") from None
