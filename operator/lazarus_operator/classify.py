@@ -1,0 +1,181 @@
+"""Why did a pod end? Read from Kubernetes' own signals and the trainer's message.
+
+Pure: a pod (API JSON), its node (or None when the node is gone) and the time.
+The table in docs/trainingjob.md lists the rows in the order they are tried.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from lazarus_store.contract import (
+    EXIT_COMPLETED,
+    EXIT_PREEMPTED,
+    OUTCOME_PERMANENT,
+    OUTCOME_PREEMPTED,
+)
+
+# DisruptionTarget reasons Kubernetes sets before it kills a pod on purpose.
+DISRUPTION_REASONS = frozenset(
+    {
+        "PreemptionByScheduler",
+        "PreemptionByKubeScheduler",  # the pre-1.27 spelling
+        "EvictionByEvictionAPI",
+        "DeletionByTaintManager",
+        "TerminationByKubelet",
+        "DeletionByPodGC",
+    }
+)
+UNREACHABLE_TAINTS = frozenset({"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"})
+
+
+class Cause(StrEnum):
+    SUCCEEDED = "Succeeded"
+    DISRUPTED = "Disrupted"
+    NODE_LOST = "NodeLost"
+    OOM_KILLED = "OOMKilled"
+    PERMANENT = "PermanentError"
+    FAILED = "Failed"
+
+
+# Causes charged to the disruption (preemption) budget; the rest but success
+# are charged to the failure budget.
+DISRUPTION_CAUSES = frozenset({Cause.DISRUPTED, Cause.NODE_LOST})
+
+
+@dataclass(frozen=True)
+class PodEnd:
+    cause: Cause
+    reason: str  # the Kubernetes/trainer signal that decided it, e.g. "EvictionByEvictionAPI"
+    pod: str
+    node: str | None
+    exit_code: int | None
+    message: str
+    step: int | None  # the trainer's last step, from its termination message
+    time: datetime
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return dict(c)
+    return None
+
+
+def trainer_container_name(pod: dict[str, Any]) -> str | None:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return containers[0].get("name") if containers else None
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The trainer container's `state.terminated` (or lastState's), if any."""
+    name = trainer_container_name(pod)
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == name:
+            t = (cs.get("state") or {}).get("terminated")
+            if t:
+                return dict(t)
+    return None
+
+
+def parse_termination_message(text: str | None) -> dict[str, Any]:
+    """The trainer's JSON termination message (contract section 4); {} if absent or not ours."""
+    if not text:
+        return {}
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return {}
+    return msg if isinstance(msg, dict) else {}
+
+
+def node_lost_since(node: dict[str, Any] | None, now: datetime) -> datetime | None:
+    """Since when the node is gone or not Ready; None while it is healthy."""
+    if node is None:
+        return now
+    ready = _condition(node, "Ready")
+    if ready is not None and ready.get("status") != "True":
+        return parse_time(ready.get("lastTransitionTime")) or now
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if taint.get("key") in UNREACHABLE_TAINTS and taint.get("effect") == "NoExecute":
+            return parse_time(taint.get("timeAdded")) or now
+    return None
+
+
+def node_is_lost(node: dict[str, Any] | None, now: datetime, timeout_s: float) -> bool:
+    since = node_lost_since(node, now)
+    return since is not None and (node is None or now - since >= timedelta(seconds=timeout_s))
+
+
+def classify(
+    pod: dict[str, Any],
+    node: dict[str, Any] | None,
+    *,
+    now: datetime,
+    node_loss_timeout_s: float,
+    permanent_exit_codes: frozenset[int],
+    node_known: bool = True,
+) -> PodEnd | None:
+    """The end of `pod`, or None while it still runs.
+
+    `node` is the pod's Node, None when it does not exist; `node_known` is
+    False when the pod has no node yet (not bound), so a missing node means
+    nothing.
+    """
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    name = str(meta.get("name", ""))
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    phase = status.get("phase")
+    term = _terminated(pod)
+    msg = parse_termination_message(term.get("message") if term else None)
+    exit_code: int | None = term.get("exitCode") if term else None
+    text = str(msg.get("message") or (term or {}).get("reason") or status.get("message") or "")
+    step = msg.get("step") if isinstance(msg.get("step"), int) else None
+    when = parse_time((term or {}).get("finishedAt")) or now
+
+    def end(cause: Cause, reason: str) -> PodEnd:
+        return PodEnd(cause, reason, name, node_name, exit_code, text[:1024], step, when)
+
+    ended = phase in ("Succeeded", "Failed") or term is not None
+    # 1. success
+    if phase == "Succeeded" or (term is not None and exit_code == EXIT_COMPLETED and phase != "Failed"):
+        return end(Cause.SUCCEEDED, "Completed")
+    # 2. Kubernetes says it disrupted the pod on purpose.
+    dt = _condition(pod, "DisruptionTarget")
+    if dt is not None and dt.get("status") == "True":
+        text = text or str(dt.get("message") or "")
+        return end(Cause.DISRUPTED, str(dt.get("reason") or "DisruptionTarget"))
+    # 3. node gone or unreachable beyond the timeout (status is stale there).
+    if node_name and node_known and not ended and node_is_lost(node, now, node_loss_timeout_s):
+        text = f"node {node_name} is gone" if node is None else f"node {node_name} is not Ready"
+        return end(Cause.NODE_LOST, "NodeLost")
+    # 4. deleted by someone else while running (our own deletes end the attempt first).
+    if meta.get("deletionTimestamp") and not ended:
+        text = text or "pod deleted while running"
+        return end(Cause.DISRUPTED, "PodDeleted")
+    if not ended:
+        return None
+    # 5. the container's own end
+    if term is not None and term.get("reason") == "OOMKilled":
+        return end(Cause.OOM_KILLED, "OOMKilled")
+    outcome = msg.get("outcome")
+    if outcome == OUTCOME_PERMANENT or (exit_code is not None and exit_code in permanent_exit_codes):
+        return end(Cause.PERMANENT, "PermanentExitCode" if outcome != OUTCOME_PERMANENT else "TrainerPermanent")
+    if exit_code == EXIT_PREEMPTED or outcome == OUTCOME_PREEMPTED:
+        return end(Cause.DISRUPTED, "TrainerPreempted")
+    if status.get("reason") in ("Evicted", "Preempting", "Terminated", "Shutdown", "NodeShutdown"):
+        return end(Cause.DISRUPTED, str(status["reason"]))
+    return end(Cause.FAILED, "Error" if term is None else str(term.get("reason") or "Error"))

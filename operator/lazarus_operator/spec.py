@@ -1,0 +1,228 @@
+"""The TrainingJob spec, parsed once into typed, defaulted values.
+
+The API server already applies the CRD's defaults and CEL rules; this module
+repeats the defaults so the pure core also works on objects that never went
+through admission (unit tests, objects stored before a CRD upgrade), and
+raises `SpecError` naming the field for anything the schema cannot express.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lazarus_store.contract import EXIT_PERMANENT
+
+ResumeMode = Literal["auto", "none", "explicit"]
+
+# Taints that announce that a node is about to go away (section 5 of the
+# contract): the operator asks the trainer to save right away.
+DEFAULT_DISRUPTION_TAINTS: tuple[str, ...] = (
+    "ToBeDeletedByClusterAutoscaler",
+    "karpenter.sh/disrupted",
+    "karpenter.sh/disruption",
+    "cloud.google.com/impending-node-termination",
+    "aws-node-termination-handler/spot-itn",
+    "aws-node-termination-handler/scheduled-maintenance",
+    "aws-node-termination-handler/rebalance-recommendation",
+    "kubernetes.azure.com/scalesetpriority-eviction",
+)
+
+
+class SpecError(ValueError):
+    """The spec is unusable; the message names the field."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    access_key_id_key: str = "AWS_ACCESS_KEY_ID"
+    secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
+    region_key: str = "AWS_REGION"
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    uri: str
+    endpoint: str | None = None
+    addressing_style: str = "auto"
+    region: str | None = None
+    secret_ref: SecretRef | None = None
+    resume: ResumeMode = "auto"
+    resume_from: str | None = None  # for resume == "explicit"
+    keep_latest: int = 3
+    keep_best: int = 1
+    metric: str | None = None
+    metric_mode: str = "min"
+    save_every_steps: int = 0
+    save_every_seconds: int = 0
+    delete_on_job_delete: bool = False
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_seconds: float = 10.0
+    max_seconds: float = 600.0
+    multiplier: float = 2.0
+
+    def delay(self, failures: int) -> float:
+        """Delay before relaunching after the `failures`-th consecutive failure (1-based)."""
+        if failures <= 0:
+            return 0.0
+        return float(min(self.max_seconds, self.initial_seconds * self.multiplier ** (failures - 1)))
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    max_failures: int = 6
+    max_preemptions: int | None = None  # None: unlimited
+    backoff: Backoff = field(default_factory=Backoff)
+    permanent_exit_codes: frozenset[int] = frozenset({EXIT_PERMANENT})
+    max_failures_without_progress: int = 3
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    replicas: int
+    processes_per_pod: int
+    template: dict[str, Any]
+    checkpoint: CheckpointSpec
+    failure_policy: FailurePolicy
+    grace_period_seconds: int = 120
+    node_loss_timeout_seconds: int = 60
+    stuck_terminating_timeout_seconds: int = 120
+    suspend: bool = False
+    ttl_seconds_after_finished: int | None = None
+    master_port: int = 29500
+    disruption_taints: tuple[str, ...] = DEFAULT_DISRUPTION_TAINTS
+
+
+def _int(d: dict[str, Any], key: str, default: int, path: str, minimum: int = 0) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise SpecError(f"{path}.{key} must be an integer, got {v!r}")
+    if v < minimum:
+        raise SpecError(f"{path}.{key} must be >= {minimum}, got {v}")
+    return v
+
+
+def _num(d: dict[str, Any], key: str, default: float, path: str) -> float:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise SpecError(f"{path}.{key} must be a number >= 0, got {v!r}")
+    return float(v)
+
+
+def _dict(d: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    v = d.get(key) or {}
+    if not isinstance(v, dict):
+        raise SpecError(f"{path}.{key} must be an object")
+    return v
+
+
+def parse_spec(raw: dict[str, Any]) -> JobSpec:
+    """Parse `.spec` of a TrainingJob; raises `SpecError` naming the bad field."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec must be an object")
+    template = raw.get("template")
+    if not isinstance(template, dict):
+        raise SpecError("spec.template is required")
+    pod_spec = template.get("spec")
+    containers = pod_spec.get("containers") if isinstance(pod_spec, dict) else None
+    if not isinstance(containers, list) or not containers:
+        raise SpecError("spec.template.spec.containers must list the trainer container")
+    if not isinstance(containers[0], dict) or not containers[0].get("image"):
+        raise SpecError("spec.template.spec.containers[0].image is required")
+
+    ck = _dict(raw, "checkpoint", "spec")
+    uri = ck.get("uri")
+    if not isinstance(uri, str) or not (uri.startswith("s3://") or uri.startswith("/")):
+        raise SpecError("spec.checkpoint.uri must be s3://bucket/prefix or an absolute path")
+    sref_raw = ck.get("secretRef")
+    sref = None
+    if sref_raw:
+        if not isinstance(sref_raw, dict) or not sref_raw.get("name"):
+            raise SpecError("spec.checkpoint.secretRef.name is required")
+        sref = SecretRef(
+            name=sref_raw["name"],
+            access_key_id_key=sref_raw.get("accessKeyIdKey", "AWS_ACCESS_KEY_ID"),
+            secret_access_key_key=sref_raw.get("secretAccessKeyKey", "AWS_SECRET_ACCESS_KEY"),
+            region_key=sref_raw.get("regionKey", "AWS_REGION"),
+        )
+    resume = str(ck.get("resume", "auto"))
+    resume_mode: ResumeMode
+    resume_from = None
+    if resume in ("auto", "none"):
+        resume_mode = "auto" if resume == "auto" else "none"
+    elif resume:
+        resume_mode, resume_from = "explicit", resume
+    else:
+        raise SpecError("spec.checkpoint.resume must be auto, none or a checkpoint name/URI")
+    ret = _dict(ck, "retention", "spec.checkpoint")
+    save = _dict(ck, "save", "spec.checkpoint")
+    mode = str(ret.get("mode", "min"))
+    if mode not in ("min", "max"):
+        raise SpecError("spec.checkpoint.retention.mode must be min or max")
+    checkpoint = CheckpointSpec(
+        uri=uri,
+        endpoint=ck.get("endpoint") or None,
+        addressing_style=str(ck.get("addressingStyle", "auto")),
+        region=ck.get("region") or None,
+        secret_ref=sref,
+        resume=resume_mode,
+        resume_from=resume_from,
+        keep_latest=_int(ret, "keepLatest", 3, "spec.checkpoint.retention", 1),
+        keep_best=_int(ret, "keepBest", 1, "spec.checkpoint.retention"),
+        metric=ret.get("metric") or None,
+        metric_mode=mode,
+        save_every_steps=_int(save, "everySteps", 0, "spec.checkpoint.save"),
+        save_every_seconds=_int(save, "everySeconds", 0, "spec.checkpoint.save"),
+        delete_on_job_delete=bool(ck.get("deleteOnJobDelete", False)),
+    )
+
+    fp = _dict(raw, "failurePolicy", "spec")
+    bo = _dict(fp, "backoff", "spec.failurePolicy")
+    backoff = Backoff(
+        initial_seconds=_num(bo, "initialSeconds", 10.0, "spec.failurePolicy.backoff"),
+        max_seconds=_num(bo, "maxSeconds", 600.0, "spec.failurePolicy.backoff"),
+        multiplier=_num(bo, "multiplier", 2.0, "spec.failurePolicy.backoff"),
+    )
+    if backoff.multiplier < 1:
+        raise SpecError("spec.failurePolicy.backoff.multiplier must be >= 1")
+    max_pre = fp.get("maxPreemptions")
+    if max_pre is not None:
+        max_pre = _int(fp, "maxPreemptions", 0, "spec.failurePolicy")
+    codes = fp.get("permanentExitCodes") or []
+    if not isinstance(codes, list) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 255 for c in codes
+    ):
+        raise SpecError("spec.failurePolicy.permanentExitCodes must be integers in 1..255")
+    policy = FailurePolicy(
+        max_failures=_int(fp, "maxFailures", 6, "spec.failurePolicy"),
+        max_preemptions=max_pre,
+        backoff=backoff,
+        permanent_exit_codes=frozenset({EXIT_PERMANENT, *codes}),
+        max_failures_without_progress=_int(
+            fp, "maxFailuresWithoutProgress", 3, "spec.failurePolicy", 1
+        ),
+    )
+    ttl = raw.get("ttlSecondsAfterFinished")
+    taints = raw.get("disruptionTaints")
+    return JobSpec(
+        replicas=_int(raw, "replicas", 1, "spec", 1),
+        processes_per_pod=_int(raw, "processesPerPod", 1, "spec", 1),
+        template=template,
+        checkpoint=checkpoint,
+        failure_policy=policy,
+        grace_period_seconds=_int(raw, "gracePeriodSeconds", 120, "spec"),
+        node_loss_timeout_seconds=_int(raw, "nodeLossTimeoutSeconds", 60, "spec"),
+        stuck_terminating_timeout_seconds=_int(raw, "stuckTerminatingTimeoutSeconds", 120, "spec"),
+        suspend=bool(raw.get("suspend", False)),
+        ttl_seconds_after_finished=(
+            None if ttl is None else _int(raw, "ttlSecondsAfterFinished", 0, "spec")
+        ),
+        master_port=_int(raw, "masterPort", 29500, "spec", 1),
+        disruption_taints=(
+            tuple(str(t) for t in taints) if isinstance(taints, list) else DEFAULT_DISRUPTION_TAINTS
+        ),
+    )

@@ -1,0 +1,153 @@
+"""The checkpoint store as the operator uses it: credentials from the job's
+Secret, resume-point selection and the fence record, off the event loop.
+
+Stores are cached per (root, endpoint, credentials) so a restart reuses warm
+connections: the listing is on the restart's critical path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import lazarus_store
+from lazarus_store.errors import (
+    AccessDenied,
+    BucketMissing,
+    CheckpointNotFound,
+    InvalidURI,
+    StoreError,
+    StoreUnavailable,
+)
+from lazarus_store.store import CheckpointStore
+
+from . import status as s
+from .decide import Checkpoint, Selection, StorageProblem
+from .spec import CheckpointSpec
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str | None
+    secret_access_key: str | None
+    region: str | None
+
+
+class CredentialsError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def credentials(
+    ck: CheckpointSpec, secret: dict[str, Any] | None, namespace: str
+) -> Credentials:
+    """Credentials from the Secret the spec names (its `.data`, base64), else the
+    operator's own environment (`AWS_*`, instance roles: boto3's chain)."""
+    ref = ck.secret_ref
+    if ref is None:
+        return Credentials(None, None, ck.region or os.environ.get("AWS_REGION"))
+    if secret is None:
+        raise CredentialsError(
+            s.R_SECRET_NOT_FOUND,
+            f"Secret {namespace}/{ref.name} (spec.checkpoint.secretRef) not found",
+        )
+    data = secret.get("data") or {}
+
+    def get(key: str) -> str | None:
+        v = data.get(key)
+        return base64.b64decode(v).decode() if v else None
+
+    missing = [k for k in (ref.access_key_id_key, ref.secret_access_key_key) if not get(k)]
+    if missing:
+        raise CredentialsError(
+            s.R_SECRET_KEY_MISSING,
+            f"Secret {namespace}/{ref.name} lacks key(s) {', '.join(missing)}",
+        )
+    return Credentials(
+        get(ref.access_key_id_key), get(ref.secret_access_key_key), ck.region or get(ref.region_key)
+    )
+
+
+def problem_of(exc: BaseException, where: str) -> StorageProblem:
+    reason = {
+        StoreUnavailable: s.R_STORAGE_UNAVAILABLE,
+        BucketMissing: s.R_BUCKET_MISSING,
+        AccessDenied: s.R_ACCESS_DENIED,
+        CheckpointNotFound: s.R_CHECKPOINT_NOT_FOUND,
+        InvalidURI: s.R_STORAGE_ERROR,
+    }.get(type(exc), s.R_STORAGE_ERROR)
+    if isinstance(exc, CredentialsError):
+        reason = exc.reason
+    return StorageProblem(reason, f"{where}: {exc}"[:1024])
+
+
+_stores: dict[tuple[Any, ...], CheckpointStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
+    key = (ck.uri, ck.endpoint, ck.addressing_style, cred)
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = lazarus_store.open_store(
+                ck.uri,
+                endpoint_url=ck.endpoint,
+                addressing_style=ck.addressing_style,
+                aws_access_key_id=cred.access_key_id,
+                aws_secret_access_key=cred.secret_access_key,
+                region=cred.region,
+            )
+            _stores[key] = store
+        return store
+
+
+def _select(ck: CheckpointSpec, cred: Credentials, attempt: int, job_uid: str) -> Selection:
+    store = open_store(ck, cred)
+    sel = store.latest_valid(attempt=attempt, full=False, job_uid=job_uid)
+    chosen = None
+    if sel.chosen is not None:
+        c = sel.chosen
+        chosen = Checkpoint(
+            name=c.name,
+            step=c.step,
+            attempt=c.attempt,
+            uri=f"{ck.uri.rstrip('/')}/{c.name}",
+            created=c.created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+    return Selection(chosen, tuple((k.name, k.reason) for k in sel.skipped))
+
+
+async def select(
+    ck: CheckpointSpec, cred: Credentials, attempt: int, job_uid: str
+) -> Selection | StorageProblem:
+    """Newest valid checkpoint in the lineage of `attempt`, or what is wrong with storage."""
+    try:
+        return await asyncio.to_thread(_select, ck, cred, attempt, job_uid)
+    except (StoreError, OSError) as exc:
+        return problem_of(exc, ck.uri)
+
+
+async def record_attempt(
+    ck: CheckpointSpec, cred: Credentials, attempt: int, resume_from: str | None, step: int
+) -> None:
+    """Fence record (contract section 6); idempotent per attempt."""
+    store = open_store(ck, cred)
+    await asyncio.to_thread(store.record_attempt, attempt, resume_from, step)
+
+
+async def delete_all(ck: CheckpointSpec, cred: Credentials) -> int:
+    """Delete every object under the root (spec.checkpoint.deleteOnJobDelete)."""
+    store = open_store(ck, cred)
+
+    def run() -> int:
+        keys = [o.key for o in store.backend.list("")]
+        store.backend.delete_many(keys)
+        return len(keys)
+
+    return await asyncio.to_thread(run)
