@@ -9,7 +9,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${LAZARUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lazarus}"
 
 die() { echo "hack/k8s/build.sh: $*" >&2; exit 1; }
-command -v go >/dev/null || die "no Go toolchain on PATH: install Go >= $(awk '/^go /{print $2}' "$here/go.mod") (https://go.dev/dl) and retry"
 
 version="$(tr -d '[:space:]' < "$here/KUBE_VERSION")"
 key="$(cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/main.go | sha256sum | cut -c1-12)"
@@ -19,6 +18,7 @@ tools=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 missing=()
 for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || missing+=("$t"); done
 if ((${#missing[@]} == 0)); then echo "$bin"; exit 0; fi
+command -v go >/dev/null || die "no Go toolchain on PATH, and no cached binaries in $bin: install Go >= $(awk '/^go /{print $2}' "$here/go.mod") (the golang Debian package or go.dev/dl) and retry"
 
 minor="${version#v1.}"; minor="${minor%%.*}"
 pkg=k8s.io/component-base/version

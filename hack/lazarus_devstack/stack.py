@@ -1,0 +1,372 @@
+"""Bring the local stack up and down.
+
+`up` starts etcd, then kube-apiserver (RBAC on), then optionally the
+controller-manager and scheduler, then the S3 server; it waits for each to be
+ready and, if anything fails, stops what it started before raising. The run
+directory's `state.json` records what runs, so `down` can stop it and a second
+`up` can tell a live stack from a stale one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import certs, procs
+from .errors import DevstackError
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "hack" / "k8s" / "build.sh"
+DEFAULT_RUN_DIR = REPO / ".run" / "devstack"
+S3_BUCKET = "lazarus"
+S3_ACCESS_KEY = "lazarus"
+S3_SECRET_KEY = "lazarus-secret"
+S3_REGION = "us-east-1"
+
+# Controllers we leave off: without kubelets, node-lifecycle would taint and
+# evict every pod on the tests' fake nodes; the rest need a cloud or CIDRs.
+DISABLED_CONTROLLERS = [
+    "node-lifecycle-controller",
+    "node-ipam-controller",
+    "cloud-node-lifecycle-controller",
+    "service-lb-controller",
+    "node-route-controller",
+    "persistentvolume-attach-detach-controller",
+]
+
+
+@dataclass
+class Ports:
+    """Loopback ports; 0 means "pick a free one"."""
+
+    apiserver: int = 6443
+    etcd_client: int = 23790
+    etcd_peer: int = 23800
+    s3: int = 9566
+    controller_manager: int = 0
+    scheduler: int = 0
+
+
+@dataclass
+class S3Info:
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str
+
+    def env(self) -> dict[str, str]:
+        """What a client (boto3, the operator, the trainer) needs in its environment."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "LAZARUS_S3_ENDPOINT": self.endpoint,
+            "LAZARUS_S3_ADDRESSING_STYLE": "path",
+        }
+
+
+@dataclass
+class State:
+    run_dir: str
+    version: str = ""
+    server: str = ""
+    kubeconfig: str = ""
+    pids: dict[str, int] = field(default_factory=dict)
+    s3: S3Info | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {"KUBECONFIG": self.kubeconfig} if self.kubeconfig else {}
+        if self.s3:
+            env.update(self.s3.env())
+        return env
+
+    def save(self) -> None:
+        path = Path(self.run_dir) / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> State | None:
+        path = run_dir / "state.json"
+        if not path.exists():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+            s3 = S3Info(**raw.pop("s3")) if raw.get("s3") else None
+            return cls(**raw, s3=s3)
+        except (ValueError, TypeError) as err:
+            raise DevstackError(
+                f"{path} is unreadable ({err}); remove {run_dir} by hand and retry"
+            ) from None
+
+    def running(self) -> dict[str, int]:
+        return {name: pid for name, pid in self.pids.items() if procs.alive(pid)}
+
+
+def k8s_bin_dir() -> Path:
+    """The cached Kubernetes binaries, built from source on first use."""
+    override = os.environ.get("LAZARUS_K8S_BIN")
+    if override:
+        return Path(override)
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise DevstackError(
+            "building the Kubernetes binaries failed (hack/k8s/build.sh, output above); "
+            "fix the error it names and run it again"
+        )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _https_ok(url: str, pki: certs.Pki | None, client: str = "admin") -> bool:
+    ctx = (
+        ssl.create_default_context(cafile=str(pki.ca_cert))
+        if pki
+        else ssl._create_unverified_context()
+    )
+    if pki:
+        ctx.load_cert_chain(str(pki.client_cert(client)), str(pki.client_key(client)))
+    with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+        return bool(resp.status == 200)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return bool(resp.status < 500)
+
+
+def _version(bin_dir: Path) -> str:
+    out = subprocess.run(
+        [str(bin_dir / "kube-apiserver"), "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    return out.split()[-1] if out.strip() else "unknown"
+
+
+class Stack:
+    """The local control plane and S3 server rooted at one run directory."""
+
+    def __init__(self, run_dir: Path = DEFAULT_RUN_DIR) -> None:
+        self.run_dir = run_dir.resolve()
+
+    def state(self) -> State | None:
+        return State.load(self.run_dir)
+
+    def up(
+        self,
+        ports: Ports | None = None,
+        *,
+        controllers: bool = True,
+        scheduler: bool = False,
+        s3: bool = True,
+        kube: bool = True,
+    ) -> State:
+        ports = ports or Ports()
+        existing = self.state()
+        if existing:
+            live = existing.running()
+            if live:
+                raise DevstackError(
+                    f"a stack is already running from {self.run_dir} (pids {live}); "
+                    f"use it (`hack/cluster env`), or stop it first with `hack/cluster down`"
+                )
+            raise DevstackError(
+                f"{self.run_dir} is a stale run directory: it records a stack whose processes "
+                f"are gone ({existing.pids}). Clean it with `hack/cluster down` and retry"
+            )
+        resolved = Ports(**{k: v or procs.free_port() for k, v in asdict(ports).items()})
+        wanted = {"s3 server": resolved.s3} if s3 else {}
+        if kube:
+            wanted |= {
+                "kube-apiserver": resolved.apiserver,
+                "etcd (client)": resolved.etcd_client,
+                "etcd (peer)": resolved.etcd_peer,
+            }
+        for what, port in wanted.items():
+            procs.check_port_free(port, what)
+        bin_dir = k8s_bin_dir() if kube else None
+
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir / "etcd-data", ignore_errors=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = State(run_dir=str(self.run_dir))
+        try:
+            if bin_dir:
+                self._start_kube(state, bin_dir, resolved, controllers, scheduler)
+            if s3:
+                self._start_s3(state, resolved.s3)
+        except BaseException:
+            for pid in reversed(list(state.pids.values())):
+                procs.stop(pid)
+            (self.run_dir / "state.json").unlink(missing_ok=True)
+            raise
+        return state
+
+    def _start_kube(
+        self, state: State, bin_dir: Path, ports: Ports, controllers: bool, scheduler: bool
+    ) -> None:
+        run = self.run_dir
+        pki = certs.generate(run / "pki")
+        state.version = _version(bin_dir)
+        state.server = f"https://127.0.0.1:{ports.apiserver}"
+        for client in certs.CLIENTS:
+            (run / f"{client}.kubeconfig").write_text(certs.kubeconfig(pki, state.server, client))
+        state.kubeconfig = str(run / "admin.kubeconfig")
+        # The conventional name, so `kubectl --kubeconfig <run>/kubeconfig` works.
+        (run / "kubeconfig").write_text(certs.kubeconfig(pki, state.server, "admin"))
+        state.kubeconfig = str(run / "kubeconfig")
+
+        etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
+        peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
+        self._launch(
+            state,
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=devstack",
+                f"--data-dir={run / 'etcd-data'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=devstack={peer_url}",
+                "--unsafe-no-fsync",  # a throwaway store: fsync only slows tests
+                "--log-level=warn",
+            ],
+            lambda: _http_ok(f"{etcd_url}/health"),
+        )
+        self._launch(
+            state,
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports.apiserver}",
+                f"--tls-cert-file={pki.server_cert}",
+                f"--tls-private-key-file={pki.server_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=RBAC",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                f"--cert-dir={run / 'pki'}",
+                "--v=1",
+            ],
+            lambda: _https_ok(f"{state.server}/readyz", pki),
+            timeout=90,
+        )
+        if controllers:
+            self._launch(
+                state,
+                "kube-controller-manager",
+                [
+                    str(bin_dir / "kube-controller-manager"),
+                    f"--kubeconfig={run / 'controller-manager.kubeconfig'}",
+                    f"--authentication-kubeconfig={run / 'controller-manager.kubeconfig'}",
+                    f"--authorization-kubeconfig={run / 'controller-manager.kubeconfig'}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={ports.controller_manager}",
+                    f"--service-account-private-key-file={pki.sa_key}",
+                    f"--root-ca-file={pki.ca_cert}",
+                    "--leader-elect=false",
+                    "--controllers=*," + ",".join(f"-{c}" for c in DISABLED_CONTROLLERS),
+                    "--v=1",
+                ],
+                lambda: _https_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz", None),
+            )
+        if scheduler:
+            self._launch(
+                state,
+                "kube-scheduler",
+                [
+                    str(bin_dir / "kube-scheduler"),
+                    f"--kubeconfig={run / 'scheduler.kubeconfig'}",
+                    f"--authentication-kubeconfig={run / 'scheduler.kubeconfig'}",
+                    f"--authorization-kubeconfig={run / 'scheduler.kubeconfig'}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={ports.scheduler}",
+                    "--leader-elect=false",
+                    "--v=1",
+                ],
+                lambda: _https_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", None),
+            )
+
+    def _start_s3(self, state: State, port: int) -> None:
+        endpoint = f"http://127.0.0.1:{port}"
+        self._launch(
+            state,
+            "s3",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            lambda: _http_ok(f"{endpoint}/moto-api/"),
+        )
+        state.s3 = S3Info(endpoint, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION)
+        import boto3  # imported late: `hack/cluster down` must work without it
+
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+            region_name=S3_REGION,
+        ).create_bucket(Bucket=S3_BUCKET)
+        state.save()
+
+    def _launch(
+        self,
+        state: State,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        timeout: float = 60,
+    ) -> None:
+        pid = procs.start(name, argv, self.run_dir)
+        state.pids[name] = pid
+        state.save()  # record the pid first, so a crash here still lets `down` find it
+        procs.wait_until(name, pid, ready, self.run_dir, timeout)
+
+    def down(self) -> list[str]:
+        """Stop everything the run directory records; return the names stopped."""
+        state = self.state()
+        if state is None:
+            return []
+        for pid in reversed(list(state.pids.values())):
+            procs.stop(pid)
+        left = state.running()
+        if left:
+            raise DevstackError(f"could not stop {left}; kill them by hand (kill -9 <pid>)")
+        (self.run_dir / "state.json").unlink(missing_ok=True)
+        shutil.rmtree(self.run_dir / "etcd-data", ignore_errors=True)
+        return list(state.pids)
+
+    def wait_ready(self, state: State, timeout: float = 30) -> None:
+        """Wait until a reused stack answers (used when tests attach to a running one)."""
+        deadline = time.monotonic() + timeout
+        pki = certs.Pki(self.run_dir / "pki")
+        while time.monotonic() < deadline:
+            try:
+                if (not state.server or _https_ok(f"{state.server}/readyz", pki)) and (
+                    not state.s3 or _http_ok(f"{state.s3.endpoint}/moto-api/")
+                ):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise DevstackError(f"the stack in {self.run_dir} does not answer; `hack/cluster down` it")

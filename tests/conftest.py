@@ -1,0 +1,219 @@
+"""Session fixtures: a real kube-apiserver + etcd and a real S3 server on loopback.
+
+Each is started once per session in a run directory of its own and stopped at
+the end. `--reuse-stack` (or LAZARUS_REUSE_STACK=1) keeps them in `.run/` and
+reuses them across sessions, for fast local iteration. Tests get a fresh
+namespace and a fresh bucket each.
+
+Safety: KUBECONFIG and the AWS config files are pointed at nothing for the
+whole session, so code that forgets to use these fixtures fails loudly instead
+of reaching the user's own cluster or cloud account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lazarus_devstack.stack import REPO, Ports, Stack, State
+
+os.environ["KUBECONFIG"] = "/nonexistent/lazarus-tests-never-use-your-kubeconfig"
+os.environ["AWS_CONFIG_FILE"] = "/nonexistent/lazarus-tests-aws-config"
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/lazarus-tests-aws-credentials"
+for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_var, None)
+
+LAYERS = ("unit", "cluster", "e2e")
+CRD_DIR = REPO / "crds"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reuse-stack",
+        action="store_true",
+        default=os.environ.get("LAZARUS_REUSE_STACK") == "1",
+        help="keep the control plane and S3 server running in .run/ and reuse them",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [i.nodeid for i in items if not any(i.get_closest_marker(m) for m in LAYERS)]
+    if unmarked:
+        raise pytest.UsageError(
+            f"every test needs a layer marker ({', '.join(LAYERS)}); missing on: {unmarked[:10]}"
+        )
+
+
+@dataclass
+class S3Server:
+    """A running S3-compatible server (moto's server mode) on 127.0.0.1."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "LAZARUS_S3_ENDPOINT": self.endpoint_url,
+            "LAZARUS_S3_ADDRESSING_STYLE": "path",
+        }
+
+
+@dataclass
+class ControlPlane:
+    """A running etcd + kube-apiserver (+ controller-manager) built from source."""
+
+    run_dir: Path
+    kubeconfig: Path
+    server: str
+    version: str
+
+    def user_kubeconfig(self, user: str) -> Path:
+        """Kubeconfig of another identity: "admin" (system:masters) or "nobody" (no RBAC)."""
+        return self.kubeconfig if user == "admin" else self.run_dir / f"{user}.kubeconfig"
+
+    def api_client(self, user: str = "admin") -> Any:
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.user_kubeconfig(user)))
+
+    def kubectl(
+        self, *args: str, user: str = "admin", check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", f"--kubeconfig={self.user_kubeconfig(user)}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.kubeconfig)}
+
+
+def _session_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str, **kw: Any
+) -> Iterator[State]:
+    reuse = bool(request.config.getoption("--reuse-stack"))
+    run_dir = REPO / ".run" / f"test-{name}" if reuse else tmp_path_factory.mktemp(name)
+    stack = Stack(run_dir)
+    state = stack.state()
+    if reuse and state and state.running() and len(state.running()) == len(state.pids):
+        stack.wait_ready(state)
+    else:
+        if state:
+            stack.down()
+        ports = Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0)
+        state = stack.up(ports, **kw)
+    yield state
+    if not reuse:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def s3(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Server]:
+    """The S3 server; LAZARUS_TEST_S3_ENDPOINT (+ AWS keys) points tests at another, e.g. MinIO."""
+    endpoint = os.environ.get("LAZARUS_TEST_S3_ENDPOINT")
+    if endpoint:
+        yield S3Server(
+            endpoint,
+            os.environ.get("LAZARUS_TEST_S3_ACCESS_KEY", "minioadmin"),
+            os.environ.get("LAZARUS_TEST_S3_SECRET_KEY", "minioadmin"),
+            os.environ.get("LAZARUS_TEST_S3_REGION", "us-east-1"),
+        )
+        return
+    for state in _session_stack(request, tmp_path_factory, "s3", kube=False):
+        assert state.s3
+        yield S3Server(state.s3.endpoint, state.s3.access_key, state.s3.secret_key, state.s3.region)
+
+
+@pytest.fixture
+def bucket(s3: S3Server) -> Iterator[str]:
+    """A fresh, empty bucket; emptied and removed afterwards (moto holds objects in RAM)."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    client = s3.client()
+    client.create_bucket(Bucket=name)
+    yield name
+    try:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=name, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=name)
+    except Exception:
+        pass
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver (RBAC on) + controller-manager; no scheduler, no kubelet.
+
+    Tests play the kubelet's part: they bind pods to Node objects and set pod
+    status themselves. The TrainingJob CRD from crds/ is applied and Established.
+    """
+    for state in _session_stack(request, tmp_path_factory, "kube", s3=False, controllers=True):
+        cp = ControlPlane(Path(state.run_dir), Path(state.kubeconfig), state.server, state.version)
+        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+        cp.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/trainingjobs.lazarus.dev",
+        )
+        yield cp
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane) -> Iterator[str]:
+    """A fresh namespace, ready for pods (its default ServiceAccount exists)."""
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    api = client.CoreV1Api(cluster.api_client())
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            api.read_namespaced_service_account("default", name)
+            break
+        except client.ApiException as err:
+            if err.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    yield name
+    with contextlib.suppress(client.ApiException):
+        api.delete_namespace(name)
