@@ -162,10 +162,10 @@ def parse_manifest(raw: bytes, *, where: str) -> Manifest:
         )
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(doc), key=str)
     if errors:
-        e = errors[0]
-        loc = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        first = errors[0]
+        loc = "/".join(str(p) for p in first.absolute_path) or "(root)"
         raise InvalidCheckpoint(
-            f"{where}: manifest does not match its schema at {loc}: {e.message}"
+            f"{where}: manifest does not match its schema at {loc}: {first.message}"
         )
     if doc["name"] != checkpoint_name(doc["step"], doc["attempt"]):
         raise InvalidCheckpoint(

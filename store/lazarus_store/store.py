@@ -221,7 +221,7 @@ class CheckpointStore:
     def begin(self, *, step: int, attempt: int) -> CheckpointWriter:
         """Start writing checkpoint (step, attempt); CommitConflict if it is already committed."""
         name = checkpoint_name(step, attempt)
-        if any(o.key == f"{name}/{MANIFEST_NAME}" for o in self.backend.list(f"{name}/")):
+        if any(o.key == f"{name}/{MANIFEST_NAME}" for o in self.backend.list_objects(f"{name}/")):
             raise CommitConflict(f"{self._where(name)}: already committed")
         return CheckpointWriter(self, step=step, attempt=attempt)
 
@@ -230,7 +230,7 @@ class CheckpointStore:
         """Every checkpoint prefix under the root, newest first (one LIST, one GET per manifest)."""
         groups: dict[str, list[ObjectInfo]] = {}
         quarantined: set[str] = set()
-        for o in self.backend.list(""):
+        for o in self.backend.list_objects(""):
             head, _, rest = o.key.partition("/")
             if head == CONTROL_PREFIX and o.key.startswith(QUARANTINE_PREFIX + "/"):
                 q = o.key[len(QUARANTINE_PREFIX) + 1 :].removesuffix(".json")
@@ -278,7 +278,7 @@ class CheckpointStore:
         """One checkpoint (one LIST of its prefix); CheckpointNotFound if nothing is there."""
         if parse_checkpoint_name(name) is None:
             raise CheckpointNotFound(f"{self._where(name)}: not a checkpoint name")
-        objects = self.backend.list(f"{name}/")
+        objects = self.backend.list_objects(f"{name}/")
         if not objects:
             raise CheckpointNotFound(f"{self._where(name)}: no such checkpoint")
         return self._info(name, objects, self.is_quarantined(name))
@@ -378,7 +378,7 @@ class CheckpointStore:
 
     def open_read(self, name: str, path: str, *, manifest: Manifest | None = None) -> BinaryIO:
         """A stream of one object; raises ChecksumMismatch at EOF if size or CRC32C differ."""
-        f: BinaryIO = self._open_verified(name, self._entry(name, path, manifest))  # type: ignore[assignment]
+        f: BinaryIO = self._open_verified(name, self._entry(name, path, manifest))
         return f
 
     def read_bytes(self, name: str, path: str, *, manifest: Manifest | None = None) -> bytes:
@@ -465,7 +465,7 @@ class CheckpointStore:
     def is_quarantined(self, name: str) -> bool:
         return any(
             o.key == f"{QUARANTINE_PREFIX}/{name}.json"
-            for o in self.backend.list(f"{QUARANTINE_PREFIX}/{name}")
+            for o in self.backend.list_objects(f"{QUARANTINE_PREFIX}/{name}")
         )
 
     def attempts(self) -> list[AttemptRecord]:
@@ -535,7 +535,7 @@ class CheckpointStore:
             if parse_checkpoint_name(name) is None:
                 continue
             self.backend.delete_many([f"{name}/{MANIFEST_NAME}"])
-            keys = [o.key for o in self.backend.list(f"{name}/")]
+            keys = [o.key for o in self.backend.list_objects(f"{name}/")]
             self.backend.delete_many(keys)
             done.append(name)
         return done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from urllib.parse import urlparse
 
 from .backends.fs import FsBackend
@@ -63,7 +64,7 @@ def open_store(
         return CheckpointStore(FsBackend(parsed.path), **tuning)  # type: ignore[arg-type]
     if parsed.scheme:
         raise InvalidURI(f"{uri}: unsupported scheme {parsed.scheme!r} (use s3:// or a path)")
-    return CheckpointStore(FsBackend(os.path.expanduser(uri)), **tuning)  # type: ignore[arg-type]
+    return CheckpointStore(FsBackend(Path(uri).expanduser()), **tuning)  # type: ignore[arg-type]
 
 
 def open_store_from_env(uri: str | None = None) -> CheckpointStore:

@@ -34,7 +34,7 @@ class Backend(Protocol):
     def check(self) -> None:
         """Raise StoreUnavailable / AccessDenied / BucketMissing if the root is unusable."""
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
         """Every object whose key starts with `prefix` ('' for all), any order."""
 
     def get(self, key: str) -> bytes: ...

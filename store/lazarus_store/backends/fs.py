@@ -63,7 +63,7 @@ class FsPartUpload:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
-        os.replace(self._tmp, self._final)
+        self._tmp.replace(self._final)
         _fsync_dir(self._final.parent)
 
     def abort(self) -> None:
@@ -96,7 +96,7 @@ class FsBackend:
                 f"{self.root}: neither it nor its parent directory exists (is the volume mounted?)"
             )
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
         self.check()
         # Walk only the directory the prefix names, then filter by the rest.
         head, _, _ = prefix.rpartition("/")
@@ -149,7 +149,7 @@ class FsBackend:
 
     def put(self, key: str, data: bytes, crc: int) -> None:
         tmp, final = self._write_tmp(key, data)
-        os.replace(tmp, final)
+        tmp.replace(final)
         _fsync_dir(final.parent)
 
     def put_if_absent(self, key: str, data: bytes, crc: int) -> bool:
@@ -194,7 +194,8 @@ class FsBackend:
                 p.unlink()
             dirs.add(p.parent)
         # Remove directories left empty, deepest first, never the root itself.
-        for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        for leaf in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+            d = leaf
             while d != self.root and self.root in d.parents:
                 try:
                     d.rmdir()

@@ -153,7 +153,7 @@ class S3Backend:
                     ) from None
                 raise
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
         with self._errors(f"listing {prefix or '/'}"):
             pages = self.client.get_paginator("list_objects_v2").paginate(

@@ -1,0 +1,201 @@
+"""`lazarus-ckpt`: list, validate, show, choose and prune a job's checkpoints.
+
+Errors print one line and exit 1 (2 for bad usage); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+from .errors import StoreError
+from .retention import DEFAULT_GC_AGE_S, RetentionPolicy
+from .store import CheckpointStore
+from .uri import open_store
+
+PROG = "lazarus-ckpt"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _age(seconds: float) -> str:
+    s = max(0, int(seconds))
+    for unit, width in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= width:
+            return f"{s // width}{unit}"
+    return f"{s}s"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument(
+        "-u",
+        "--uri",
+        default=os.environ.get(ENV_CHECKPOINT_URI, ""),
+        help=f"checkpoint root: s3://bucket/prefix or a path (default ${ENV_CHECKPOINT_URI})",
+    )
+    p.add_argument(
+        "--endpoint",
+        default=os.environ.get(ENV_S3_ENDPOINT) or None,
+        help=f"S3 endpoint URL (default ${ENV_S3_ENDPOINT}; credentials: the AWS chain)",
+    )
+    p.add_argument(
+        "--addressing-style",
+        choices=("auto", "path", "virtual"),
+        default=os.environ.get(ENV_S3_ADDRESSING_STYLE) or None,
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="checkpoints, newest first, with validity")
+    ls.add_argument("--json", action="store_true")
+    v = sub.add_parser("validate", help="validate one checkpoint (exit 1 if invalid)")
+    v.add_argument("name")
+    v.add_argument("--full", action="store_true", help="also check every byte's CRC32C")
+    s = sub.add_parser("show", help="print a checkpoint's manifest")
+    s.add_argument("name")
+    lt = sub.add_parser(
+        "latest", help="the newest valid checkpoint in lineage, and why others lost"
+    )
+    lt.add_argument("--attempt", type=int)
+    lt.add_argument("--full", action="store_true")
+    q = sub.add_parser("quarantine", help="mark a checkpoint never to be chosen (keeps its bytes)")
+    q.add_argument("name")
+    q.add_argument("--reason", required=True)
+    pr = sub.add_parser("prune", help="apply retention (dry run unless --apply)")
+    pr.add_argument("--keep-latest", type=int, default=3)
+    pr.add_argument("--keep-best", type=int, default=0)
+    pr.add_argument("--metric")
+    pr.add_argument("--mode", choices=("min", "max"), default="min")
+    pr.add_argument("--gc-age", type=float, default=DEFAULT_GC_AGE_S, help="seconds")
+    pr.add_argument("--resumed-from", help="checkpoint the current attempt resumed from")
+    pr.add_argument("--attempt", type=int, help="current attempt (lineage)")
+    pr.add_argument("--apply", action="store_true", help="really delete")
+    return p
+
+
+def _list(store: CheckpointStore, as_json: bool) -> int:
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    for c in store.list_checkpoints():
+        if c.quarantined:
+            state = "quarantined"
+        elif not c.committed:
+            state = "uncommitted"
+        else:
+            v = store.validate(c.name, info=c)
+            state = "valid" if v.ok else "INVALID: " + "; ".join(v.problems)
+        m = c.manifest
+        rows.append(
+            {
+                "name": c.name,
+                "step": c.step,
+                "attempt": c.attempt,
+                "reason": m.reason if m else "-",
+                "bytes": c.total_bytes,
+                "age_s": round(now - c.created.timestamp(), 1),
+                "state": state,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no checkpoints under {store.description}")
+        return 0
+    print(f"{'NAME':<24} {'STEP':>12} {'REASON':<10} {'SIZE':>10} {'AGE':>5}  STATE")
+    for r in rows:
+        print(
+            f"{r['name']:<24} {r['step']:>12} {r['reason']:<10} {_size(int(r['bytes'])):>10}"
+            f" {_age(float(r['age_s'])):>5}  {r['state']}"
+        )
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.uri:
+        print(
+            f"{PROG}: error: no checkpoint root: pass --uri or set {ENV_CHECKPOINT_URI}",
+            file=sys.stderr,
+        )
+        return 2
+    store = open_store(args.uri, endpoint_url=args.endpoint, addressing_style=args.addressing_style)
+    if args.cmd == "list":
+        return _list(store, args.json)
+    if args.cmd == "validate":
+        v = store.validate(args.name, full=args.full)
+        for w in v.warnings:
+            print(f"warning: {w}")
+        for pr in v.problems:
+            print(f"problem: {pr}")
+        print(f"{args.name}: {'valid' if v.ok else 'INVALID'} ({'full' if args.full else 'cheap'})")
+        return 0 if v.ok else 1
+    if args.cmd == "show":
+        print(store.read_manifest(args.name).to_bytes().decode(), end="")
+        return 0
+    if args.cmd == "latest":
+        sel = store.latest_valid(args.attempt, args.full)
+        for sk in sel.skipped:
+            print(f"skipped {sk.name}: {sk.reason}")
+        if sel.chosen is None:
+            print("no valid checkpoint")
+            return 1
+        print(sel.chosen.name)
+        return 0
+    if args.cmd == "quarantine":
+        store.info(args.name)  # refuse to quarantine what does not exist
+        store.quarantine(args.name, args.reason)
+        print(f"{args.name}: quarantined")
+        return 0
+    if args.cmd == "prune":
+        try:
+            policy = RetentionPolicy(
+                keep_latest=args.keep_latest,
+                keep_best=args.keep_best,
+                metric=args.metric,
+                mode=args.mode,
+                gc_age_s=args.gc_age,
+            )
+        except ValueError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 2
+        plan = store.prune(policy, args.resumed_from, attempt=args.attempt, dry_run=not args.apply)
+        verb = "deleted" if args.apply else "would delete"
+        for name, why in sorted(plan.keep.items(), reverse=True):
+            print(f"keep {name}: {', '.join(why)}")
+        for name in plan.delete:
+            print(f"{verb} {name}")
+        for name in plan.garbage:
+            print(f"{verb} {name} (garbage)")
+        if not args.apply:
+            print("dry run: pass --apply to delete")
+        return 0
+    raise AssertionError(args.cmd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except StoreError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())
