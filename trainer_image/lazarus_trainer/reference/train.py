@@ -129,7 +129,15 @@ def train(args: argparse.Namespace) -> int:
     global_batch = args.batch_size * world
     while lz.step_count < args.steps and not lz.should_stop:
         sampler.set_epoch(lz.epoch)
-        loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+        # Its own generator: a DataLoader iterator otherwise draws a seed from the global RNG
+        # when created, and a resumed run creates one at a different point.
+        loader = DataLoader(
+            train_set,
+            batch_size=args.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            generator=torch.Generator(),
+        )
         if len(loader) == 0:  # this epoch is used up: the next one starts at offset 0
             lz.set_epoch(lz.epoch + 1)
             sampler.set_epoch(lz.epoch)
