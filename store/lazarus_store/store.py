@@ -537,6 +537,9 @@ class CheckpointStore:
             self.backend.delete_many([f"{name}/{MANIFEST_NAME}"])
             keys = [o.key for o in self.backend.list_objects(f"{name}/")]
             self.backend.delete_many(keys)
+            abort_uploads = getattr(self.backend, "abort_uploads", None)
+            if abort_uploads is not None:  # S3: parts of a killed multipart upload
+                abort_uploads(f"{name}/")
             done.append(name)
         return done
 

@@ -244,6 +244,23 @@ class S3Backend:
                     f" first {e.get('Key')}: {e.get('Code')} {e.get('Message', '')}"
                 )
 
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort unfinished multipart uploads under `prefix` (a killed writer's parts are
+        invisible to LIST but still stored); returns how many."""
+        n = 0
+        with self._errors(f"listing uploads under {prefix}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.key(prefix)
+            )
+            for page in pages:
+                for u in page.get("Uploads", []):
+                    with contextlib.suppress(ClientError):
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"]
+                        )
+                        n += 1
+        return n
+
     def full_object_checksums(self) -> bool | None:
         return self._full_object_checksums
 
