@@ -151,7 +151,9 @@ def classify(
 
     ended = phase in ("Succeeded", "Failed") or term is not None
     # 1. success
-    if phase == "Succeeded" or (term is not None and exit_code == EXIT_COMPLETED and phase != "Failed"):
+    if phase == "Succeeded" or (
+        term is not None and exit_code == EXIT_COMPLETED and phase != "Failed"
+    ):
         return end(Cause.SUCCEEDED, "Completed")
     # 2. Kubernetes says it disrupted the pod on purpose.
     dt = _condition(pod, "DisruptionTarget")
@@ -172,8 +174,13 @@ def classify(
     if term is not None and term.get("reason") == "OOMKilled":
         return end(Cause.OOM_KILLED, "OOMKilled")
     outcome = msg.get("outcome")
-    if outcome == OUTCOME_PERMANENT or (exit_code is not None and exit_code in permanent_exit_codes):
-        return end(Cause.PERMANENT, "PermanentExitCode" if outcome != OUTCOME_PERMANENT else "TrainerPermanent")
+    if outcome == OUTCOME_PERMANENT or (
+        exit_code is not None and exit_code in permanent_exit_codes
+    ):
+        return end(
+            Cause.PERMANENT,
+            "PermanentExitCode" if outcome != OUTCOME_PERMANENT else "TrainerPermanent",
+        )
     if exit_code == EXIT_PREEMPTED or outcome == OUTCOME_PREEMPTED:
         return end(Cause.DISRUPTED, "TrainerPreempted")
     if status.get("reason") in ("Evicted", "Preempting", "Terminated", "Shutdown", "NodeShutdown"):

@@ -198,9 +198,9 @@ def _finish(st: dict[str, Any], now: datetime, ok: bool, reason: str, message: s
     st["phase"] = s.SUCCEEDED if ok else s.FAILED
     st["finishedAt"] = s.iso(now)
     st.pop("pendingRestart", None)
-    s.set_condition(st, s.COND_SUCCEEDED if ok else s.COND_FAILED, True, reason, message, now)
-    s.set_condition(st, s.COND_RUNNING, False, reason, message, now)
-    s.set_condition(st, s.COND_RESTARTING, False, reason, message, now)
+    s.set_condition(st, s.COND_SUCCEEDED if ok else s.COND_FAILED, True, reason, message, now=now)
+    s.set_condition(st, s.COND_RUNNING, False, reason, message, now=now)
+    s.set_condition(st, s.COND_RESTARTING, False, reason, message, now=now)
 
 
 def _teardown(f: Facts, d: Decision, pods: list[dict[str, Any]]) -> bool:
@@ -272,11 +272,13 @@ def _apply_selection(f: Facts, st: dict[str, Any], d: Decision) -> None:
         old = s.get_condition(st, s.COND_STORAGE)
         if not old or old.get("reason") != p.reason or old.get("status") != "False":
             d.actions.append(Event("Warning", p.reason, p.message))
-        s.set_condition(st, s.COND_STORAGE, False, p.reason, p.message, f.now)
+        s.set_condition(st, s.COND_STORAGE, False, p.reason, p.message, now=f.now)
         return
     if f.selection is None:
         return
-    s.set_condition(st, s.COND_STORAGE, True, s.R_STORAGE_OK, "checkpoint store reachable", f.now)
+    s.set_condition(
+        st, s.COND_STORAGE, True, s.R_STORAGE_OK, "checkpoint store reachable", now=f.now
+    )
     ck = f.selection.chosen
     if ck is not None:
         st["latestCheckpoint"] = {"name": ck.name, "uri": ck.uri, "step": ck.step}
@@ -339,20 +341,32 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
         "lostSteps": lost,
     }
     st["history"] = [*(st.get("history") or []), entry][-s.HISTORY_LIMIT :]
-    s.set_condition(st, s.COND_RESTARTING, False, s.R_LAUNCHING, f"launching attempt {attempt}", now)
-    s.set_condition(st, s.COND_RUNNING, False, s.R_LAUNCHING, f"launching attempt {attempt}", now)
+    s.set_condition(
+        st, s.COND_RESTARTING, False, s.R_LAUNCHING, f"launching attempt {attempt}", now=now
+    )
+    s.set_condition(
+        st, s.COND_RUNNING, False, s.R_LAUNCHING, f"launching attempt {attempt}", now=now
+    )
     if spec.suspend is False:
-        s.set_condition(st, s.COND_SUSPENDED, False, s.R_RESUMED, "not suspended", now)
+        s.set_condition(st, s.COND_SUSPENDED, False, s.R_RESUMED, "not suspended", now=now)
     _create(f, d, attempt, resume, record=True)
     if not first and resume.name is None:
         d.actions.append(
-            Event("Warning", "NoValidCheckpoint", f"no valid checkpoint in {spec.checkpoint.uri}: attempt {attempt} starts from scratch")
+            Event(
+                "Warning",
+                "NoValidCheckpoint",
+                f"no valid checkpoint in {spec.checkpoint.uri}: attempt {attempt} starts fresh",
+            )
         )
     for name, reason in skipped:
         d.actions.append(Event("Warning", "CheckpointSkipped", f"skipped {name}: {reason}"))
     where = f"{resume.name} (step {resume.step})" if resume.name else "scratch"
     d.actions.append(
-        Event("Normal", "Launched", f"attempt {attempt} ({why}) resumes from {where}; lost {lost} steps")
+        Event(
+            "Normal",
+            "Launched",
+            f"attempt {attempt} ({why}) resumes from {where}; lost {lost} steps",
+        )
     )
 
 
@@ -383,7 +397,9 @@ def decide(f: Facts) -> Decision:
 
     if phase in s.FINISHED:
         # Failed: nothing may keep running. Succeeded: leave finished pods for their logs.
-        _teardown(f, d, f.pods if phase == s.FAILED else [p for p in f.pods if _classify(f, p) is None])
+        _teardown(
+            f, d, f.pods if phase == s.FAILED else [p for p in f.pods if _classify(f, p) is None]
+        )
         ttl = spec.ttl_seconds_after_finished
         finished = parse_time(st.get("finishedAt")) or now
         if ttl is not None:
@@ -403,8 +419,8 @@ def decide(f: Facts) -> Decision:
         old = s.get_condition(st, s.COND_SUSPENDED)
         if not old or old.get("reason") != reason:
             d.actions.append(Event("Normal", reason, msg))
-        s.set_condition(st, s.COND_SUSPENDED, True, reason, msg, now)
-        s.set_condition(st, s.COND_RUNNING, False, reason, msg, now)
+        s.set_condition(st, s.COND_SUSPENDED, True, reason, msg, now=now)
+        s.set_condition(st, s.COND_RUNNING, False, reason, msg, now=now)
         return d
 
     older = [p for p in f.pods if pod_attempt(p) < attempt or attempt == 0]
@@ -420,12 +436,19 @@ def decide(f: Facts) -> Decision:
         # Pods of attempts after N are a launch that crashed before its status
         # write: keep them; the relaunch below creates the rest (409 is fine).
         if not _teardown(f, d, older + current):
-            s.set_condition(st, s.COND_RESTARTING, True, s.R_TEARDOWN, "waiting for pods to stop", now)
+            s.set_condition(
+                st, s.COND_RESTARTING, True, s.R_TEARDOWN, "waiting for pods to stop", now=now
+            )
             return d
         not_before = parse_time(pending.get("notBefore")) or now
         if now < not_before:
             s.set_condition(
-                st, s.COND_RESTARTING, True, s.R_BACKOFF, f"relaunch at {s.iso(not_before)}", now
+                st,
+                s.COND_RESTARTING,
+                True,
+                s.R_BACKOFF,
+                f"relaunch at {s.iso(not_before)}",
+                now=now,
             )
             d.requeue((not_before - now).total_seconds(), "backoff")
             return d
@@ -447,12 +470,16 @@ def decide(f: Facts) -> Decision:
     for i in range(spec.replicas):
         name = pod_name(f.job.name, attempt, i)
         if name not in present:
-            ends.append(PodEnd(Cause.DISRUPTED, "PodDeleted", name, None, None, "pod vanished", None, now))
+            ends.append(
+                PodEnd(Cause.DISRUPTED, "PodDeleted", name, None, None, "pod vanished", None, now)
+            )
     bad = [e for e in ends if e.cause != Cause.SUCCEEDED]
     if not bad:
         if len(ends) == spec.replicas:
             _finish(st, now, True, s.R_COMPLETED, f"attempt {attempt} completed")
-            d.actions.append(Event("Normal", s.R_COMPLETED, f"training completed in attempt {attempt}"))
+            d.actions.append(
+                Event("Normal", s.R_COMPLETED, f"training completed in attempt {attempt}")
+            )
             return d
         running = all((p.get("status") or {}).get("phase") == "Running" for p in current)
         st["phase"] = s.RUNNING if running else s.PENDING
@@ -462,16 +489,17 @@ def decide(f: Facts) -> Decision:
             running,
             s.R_ALL_RUNNING if running else s.R_PODS_PENDING,
             f"attempt {attempt}: {len(current)} pods",
-            now,
+            now=now,
         )
         return d
-    return _end_attempt(f, st, d, attempt, bad, current)
+    return _end_attempt(f, st, d, attempt=attempt, bad=bad, current=current)
 
 
 def _end_attempt(
     f: Facts,
     st: dict[str, Any],
     d: Decision,
+    *,
     attempt: int,
     bad: list[PodEnd],
     current: list[dict[str, Any]],
@@ -555,8 +583,8 @@ def _end_attempt(
         "lastStep": max(steps) if steps else -1,
     }
     st["phase"] = s.RESTARTING
-    s.set_condition(st, s.COND_RUNNING, False, str(end.cause), desc, now)
-    s.set_condition(st, s.COND_RESTARTING, True, str(end.cause), desc, now)
+    s.set_condition(st, s.COND_RUNNING, False, str(end.cause), desc, now=now)
+    s.set_condition(st, s.COND_RESTARTING, True, str(end.cause), desc, now=now)
     d.actions.append(
         Event("Warning", f"Restart{end.cause}", f"{desc}: {end.message}; relaunch in {delay:g}s")
     )

@@ -69,7 +69,9 @@ class Backoff:
         """Delay before relaunching after the `failures`-th consecutive failure (1-based)."""
         if failures <= 0:
             return 0.0
-        return float(min(self.max_seconds, self.initial_seconds * self.multiplier ** (failures - 1)))
+        return float(
+            min(self.max_seconds, self.initial_seconds * self.multiplier ** (failures - 1))
+        )
 
 
 @dataclass(frozen=True)

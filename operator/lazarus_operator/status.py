@@ -66,7 +66,7 @@ def get_condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
 
 
 def set_condition(
-    status: dict[str, Any], ctype: str, value: bool, reason: str, message: str, now: datetime
+    status: dict[str, Any], ctype: str, value: bool, reason: str, message: str, *, now: datetime
 ) -> None:
     """Set one condition in place; lastTransitionTime moves only when the status flips."""
     want = "True" if value else "False"

@@ -43,9 +43,7 @@ class CredentialsError(Exception):
         self.reason = reason
 
 
-def credentials(
-    ck: CheckpointSpec, secret: dict[str, Any] | None, namespace: str
-) -> Credentials:
+def credentials(ck: CheckpointSpec, secret: dict[str, Any] | None, namespace: str) -> Credentials:
     """Credentials from the Secret the spec names (its `.data`, base64), else the
     operator's own environment (`AWS_*`, instance roles: boto3's chain)."""
     ref = ck.secret_ref
@@ -73,14 +71,15 @@ def credentials(
     )
 
 
-def problem_of(exc: BaseException, where: str) -> StorageProblem:
-    reason = {
+def problem_of(exc: Exception, where: str) -> StorageProblem:
+    reasons: dict[type[Exception], str] = {
         StoreUnavailable: s.R_STORAGE_UNAVAILABLE,
         BucketMissing: s.R_BUCKET_MISSING,
         AccessDenied: s.R_ACCESS_DENIED,
         CheckpointNotFound: s.R_CHECKPOINT_NOT_FOUND,
         InvalidURI: s.R_STORAGE_ERROR,
-    }.get(type(exc), s.R_STORAGE_ERROR)
+    }
+    reason = reasons.get(type(exc), s.R_STORAGE_ERROR)
     if isinstance(exc, CredentialsError):
         reason = exc.reason
     return StorageProblem(reason, f"{where}: {exc}"[:1024])
@@ -146,7 +145,7 @@ async def delete_all(ck: CheckpointSpec, cred: Credentials) -> int:
     store = open_store(ck, cred)
 
     def run() -> int:
-        keys = [o.key for o in store.backend.list("")]
+        keys = [o.key for o in store.backend.list("")]  # type: ignore[attr-defined]
         store.backend.delete_many(keys)
         return len(keys)
 

@@ -27,14 +27,17 @@ def job_spec(**over: Any) -> dict[str, Any]:
     return spec
 
 
-def node(name: str = "n1", ready: str = "True", since: datetime = NOW, taints: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def node(
+    name: str = "n1",
+    ready: str = "True",
+    since: datetime = NOW,
+    taints: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "metadata": {"name": name},
         "spec": {"taints": taints or []},
         "status": {
-            "conditions": [
-                {"type": "Ready", "status": ready, "lastTransitionTime": iso(since)}
-            ]
+            "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": iso(since)}]
         },
     }
 
@@ -84,10 +87,15 @@ def pod(
         p["status"]["containerStatuses"] = [{"name": "trainer", "state": {"terminated": term}}]
     else:
         p["status"]["containerStatuses"] = [
-            {"name": "trainer", "state": {"running": {"startedAt": iso(NOW - timedelta(minutes=5))}}}
+            {
+                "name": "trainer",
+                "state": {"running": {"startedAt": iso(NOW - timedelta(minutes=5))}},
+            }
         ]
     return p
 
 
 def disruption(reason: str) -> list[dict[str, Any]]:
-    return [{"type": "DisruptionTarget", "status": "True", "reason": reason, "message": f"by {reason}"}]
+    return [
+        {"type": "DisruptionTarget", "status": "True", "reason": reason, "message": f"by {reason}"}
+    ]

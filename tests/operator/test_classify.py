@@ -52,7 +52,14 @@ def test_row2_disruption_target(reason: str) -> None:
 
 
 def test_row2_disruption_target_beats_oom_reading_of_sigkill() -> None:
-    end = run(pod(phase="Failed", exit_code=137, reason="OOMKilled", conditions=disruption("PreemptionByScheduler")))
+    end = run(
+        pod(
+            phase="Failed",
+            exit_code=137,
+            reason="OOMKilled",
+            conditions=disruption("PreemptionByScheduler"),
+        )
+    )
     assert end is not None and end.cause == Cause.DISRUPTED
 
 

@@ -50,7 +50,9 @@ def run(
     nodes: dict[str, dict[str, Any]] | None = None,
 ) -> Decision:
     """One cycle as the handler runs it: decide, and again with the store's answer if asked."""
-    facts = Facts(JOB, parse_spec(spec or job_spec()), status, pods, NODES if nodes is None else nodes, now)
+    facts = Facts(
+        JOB, parse_spec(spec or job_spec()), status, pods, NODES if nodes is None else nodes, now
+    )
     d = decide(facts)
     if d.needs_selection:
         assert selection is not None or problem is not None, "decision wanted the store"
@@ -91,7 +93,10 @@ def test_first_cycle_asks_the_store_then_launches_attempt_1() -> None:
 def test_launch_resumes_from_the_chosen_checkpoint_and_reports_skipped() -> None:
     sel = Selection(ck(200), (("step-000000000300-a0001", "missing object shard-0"),))
     d = run({}, [], selection=sel)
-    env = {e["name"]: e.get("value") for e in of(d, CreatePod)[0].manifest["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in of(d, CreatePod)[0].manifest["spec"]["containers"][0]["env"]
+    }
     assert env["LAZARUS_RESUME_FROM"] == "step-000000000200-a0001"
     assert of(d, RecordAttempt) == [RecordAttempt(1, "step-000000000200-a0001", 200)]
     assert any(e.reason == "CheckpointSkipped" and "shard-0" in e.message for e in of(d, Event))
@@ -100,7 +105,10 @@ def test_launch_resumes_from_the_chosen_checkpoint_and_reports_skipped() -> None
 def test_resume_none_starts_fresh_even_with_checkpoints() -> None:
     spec = job_spec(checkpoint={"uri": "s3://bucket/job", "resume": "none"})
     d = run({}, [], spec=spec, selection=Selection(ck(200)))
-    env = {e["name"]: e.get("value") for e in of(d, CreatePod)[0].manifest["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in of(d, CreatePod)[0].manifest["spec"]["containers"][0]["env"]
+    }
     assert env["LAZARUS_RESUME_FROM"] == ""
 
 
@@ -141,7 +149,12 @@ def test_failure_ends_the_attempt_deletes_the_gang_and_backs_off() -> None:
 def test_backoff_then_relaunch_with_lost_steps() -> None:
     st = launched(resume_step=100)
     st["latestCheckpoint"] = {"name": "x", "step": 300}
-    st["pendingRestart"] = {"attempt": 1, "cause": "Failed", "notBefore": "2026-01-01T12:00:10Z", "lastStep": 350}
+    st["pendingRestart"] = {
+        "attempt": 1,
+        "cause": "Failed",
+        "notBefore": "2026-01-01T12:00:10Z",
+        "lastStep": 350,
+    }
     early = run(st, [], now=NOW + timedelta(seconds=5))
     assert not of(early, CreatePod) and early.requeue_after == pytest.approx(5.0)
     d = run(st, [], now=NOW + timedelta(seconds=10), selection=Selection(ck(300)))
@@ -161,7 +174,9 @@ def test_relaunch_waits_for_old_pods_to_go() -> None:
 
 def test_preemption_relaunches_at_once_and_spares_the_failure_budget() -> None:
     pods = running()
-    pods[0] = pod("job-a1-0", 1, phase="Failed", exit_code=137, conditions=disruption("PreemptionByScheduler"))
+    pods[0] = pod(
+        "job-a1-0", 1, phase="Failed", exit_code=137, conditions=disruption("PreemptionByScheduler")
+    )
     d = run(launched(), pods)  # no store call needed for a disruption
     assert d.status["restarts"] == {"disrupted": 1, "total": 1}
     assert d.requeue_after is None or d.requeue_after >= 1  # only the teardown timer
@@ -184,7 +199,11 @@ def test_preemption_budget_when_set() -> None:
     pods = [pod("job-a1-0", 1, phase="Failed", exit_code=75), *running()[1:]]
     d = run(st, pods, spec=spec)
     cond = s.get_condition(d.status, s.COND_FAILED)
-    assert d.status["phase"] == s.FAILED and cond is not None and cond["reason"] == s.R_PREEMPTION_LIMIT
+    assert (
+        d.status["phase"] == s.FAILED
+        and cond is not None
+        and cond["reason"] == s.R_PREEMPTION_LIMIT
+    )
 
 
 def test_crash_loop_without_progress_fails_fast() -> None:
@@ -272,7 +291,9 @@ def test_suspend_stops_pods_then_resume_launches_next_attempt() -> None:
     d = run(launched(), running(), spec=spec)
     assert {a.name for a in of(d, DeletePod)} == {"job-a1-0", "job-a1-1"}
     cond = s.get_condition(d.status, s.COND_SUSPENDED)
-    assert d.status["phase"] == s.SUSPENDED and cond is not None and cond["reason"] == s.R_SUSPENDING
+    assert (
+        d.status["phase"] == s.SUSPENDED and cond is not None and cond["reason"] == s.R_SUSPENDING
+    )
     d2 = run(d.status, [], spec=spec)
     cond = s.get_condition(d2.status, s.COND_SUSPENDED)
     assert cond is not None and cond["reason"] == s.R_SUSPENDED and not of(d2, CreatePod)

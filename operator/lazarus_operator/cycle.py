@@ -1,0 +1,187 @@
+"""One reconcile cycle of one TrainingJob: gather facts, decide, write status,
+act, post events. Cycles of one job never overlap; kicks that arrive while one
+runs fold into one more run (pods change in bursts)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import status as s
+from . import storage
+from .builders import JobRef
+from .decide import (
+    AnnotatePod,
+    CreatePod,
+    CreateService,
+    Decision,
+    DeleteJob,
+    DeletePod,
+    Event,
+    Facts,
+    RecordAttempt,
+    Selection,
+    StorageProblem,
+    decide,
+)
+from .kube import Kube
+from .spec import JobSpec, SpecError, parse_spec
+
+log = logging.getLogger("lazarus.cycle")
+
+
+@dataclass
+class Outcome:
+    requeue_after: float | None = None
+    waiting: str = ""
+    spec_error: str | None = None
+
+
+@dataclass
+class _JobState:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    dirty: bool = False
+    refresh: bool = False
+    last_refresh: float = 0.0
+    wakeup: asyncio.TimerHandle | None = None
+    last: Outcome = field(default_factory=Outcome)
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, *, progress_interval: float = 30.0) -> None:
+        self.kube = kube
+        self.progress_interval = progress_interval
+        self.jobs: dict[tuple[str, str], _JobState] = {}
+
+    def forget(self, ns: str, name: str) -> None:
+        st = self.jobs.pop((ns, name), None)
+        if st and st.wakeup:
+            st.wakeup.cancel()
+
+    async def kick(self, ns: str, name: str, *, refresh: bool = False) -> Outcome:
+        """Run a cycle now, or fold into the one running; the outcome of the last cycle."""
+        st = self.jobs.setdefault((ns, name), _JobState())
+        st.dirty = True
+        st.refresh = st.refresh or refresh
+        if st.lock.locked():
+            return st.last
+        async with st.lock:
+            while st.dirty:
+                st.dirty = False
+                refresh, st.refresh = st.refresh, False
+                try:
+                    st.last = await self._once(ns, name, st, refresh)
+                except Exception:
+                    log.exception("cycle of %s/%s failed", ns, name)
+                    st.last = Outcome(2.0, "cycle failed; retrying")
+        self._schedule(ns, name, st)
+        return st.last
+
+    def _schedule(self, ns: str, name: str, st: _JobState) -> None:
+        """Wake up when the decision said something falls due (backoff, timeouts)."""
+        if st.wakeup:
+            st.wakeup.cancel()
+            st.wakeup = None
+        delay = st.last.requeue_after
+        if delay is not None:
+            loop = asyncio.get_running_loop()
+            st.wakeup = loop.call_later(delay, lambda: loop.create_task(self.kick(ns, name)))
+
+    async def _once(self, ns: str, name: str, st: _JobState, refresh: bool) -> Outcome:
+        job = await self.kube.get_job(ns, name)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return Outcome()
+        meta = job["metadata"]
+        old_status: dict[str, Any] = job.get("status") or {}
+        now = datetime.now(UTC)
+        try:
+            spec = parse_spec(job.get("spec") or {})
+        except SpecError as err:
+            new = dict(old_status)
+            s.set_condition(new, s.COND_SPEC, False, s.R_SPEC_INVALID, str(err), now=now)
+            if await self._patch_status(job, old_status, new):
+                await self._post(job, [Event("Warning", s.R_SPEC_INVALID, str(err))])
+            return Outcome(spec_error=str(err))
+        ref = JobRef(name, ns, meta["uid"])
+        pods = await self.kube.list_pods(ns, name)
+        node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
+        got = await asyncio.gather(*(self.kube.get_node(n) for n in node_names))
+        nodes = {n: node for n, node in zip(node_names, got, strict=True) if node is not None}
+        facts = Facts(ref, spec, old_status, pods, nodes, now)
+        d = decide(facts)
+        due = time.monotonic() - st.last_refresh >= self.progress_interval
+        active = old_status.get("phase") not in s.FINISHED and not spec.suspend
+        if d.needs_selection or ((refresh or due) and active and old_status.get("attempt")):
+            answer = await self._select(
+                ref, spec, int(old_status.get("attempt") or 0) + (1 if d.needs_selection else 0)
+            )
+            st.last_refresh = time.monotonic()
+            if isinstance(answer, StorageProblem):
+                facts = Facts(ref, spec, old_status, pods, nodes, now, None, answer)
+            else:
+                facts = Facts(ref, spec, old_status, pods, nodes, now, answer)
+            d = decide(facts)
+        new_status = d.status
+        s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
+        new_status["observedGeneration"] = meta.get("generation")
+        if not await self._patch_status(job, old_status, new_status):
+            # Someone changed the job since we read it: decide again on fresh facts.
+            return Outcome(0.05, "job changed while deciding")
+        await self._act(spec, ref, d)
+        await self._post(job, d.events)
+        return Outcome(d.requeue_after, d.waiting)
+
+    async def _select(self, ref: JobRef, spec: JobSpec, attempt: int) -> Selection | StorageProblem:
+        try:
+            cred = await self._credentials(ref.namespace, spec)
+        except storage.CredentialsError as err:
+            return storage.problem_of(err, spec.checkpoint.uri)
+        return await storage.select(spec.checkpoint, cred, max(attempt, 1), ref.uid)
+
+    async def _credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
+        ref = spec.checkpoint.secret_ref
+        secret = await self.kube.get_secret(ns, ref.name) if ref else None
+        return storage.credentials(spec.checkpoint, secret, ns)
+
+    async def _patch_status(
+        self, job: dict[str, Any], old: dict[str, Any], new: dict[str, Any]
+    ) -> bool:
+        """Write status once, only if changed, guarded by the resourceVersion we read."""
+        meta = job["metadata"]
+        patch = s.status_patch(old, new)
+        if patch is None:
+            return True
+        return await self.kube.patch_status(
+            meta["namespace"], meta["name"], meta["resourceVersion"], patch
+        )
+
+    async def _post(self, job: dict[str, Any], events: list[Event]) -> None:
+        for e in events:
+            await self.kube.event(job, e.type, e.reason, e.message)
+
+    async def _act(self, spec: JobSpec, ref: JobRef, d: Decision) -> None:
+        ns = ref.namespace
+        creates: list[dict[str, Any]] = []
+        for a in d.actions:
+            if isinstance(a, RecordAttempt):
+                # Fencing: the attempt is in the log before any of its pods exist.
+                cred = await self._credentials(ns, spec)
+                await storage.record_attempt(
+                    spec.checkpoint, cred, a.attempt, a.resume_from, a.resume_step
+                )
+            elif isinstance(a, CreateService):
+                await self.kube.create(ns, a.manifest)
+            elif isinstance(a, CreatePod):
+                creates.append(a.manifest)
+            elif isinstance(a, DeletePod):
+                await self.kube.delete_pod(ns, a.name, force=a.force)
+            elif isinstance(a, AnnotatePod):
+                await self.kube.annotate_pod(ns, a.name, a.annotations)
+            elif isinstance(a, DeleteJob):
+                await self.kube.delete_job(ns, ref.name)
+        # The gang's pods are independent: create them concurrently.
+        await asyncio.gather(*(self.kube.create(ns, m) for m in creates))

@@ -1,0 +1,162 @@
+"""The few Kubernetes API calls the operator makes, as plain JSON dicts, off
+the event loop. Responses are not deserialised into client models (slow, and
+the pure core reads the API's own camelCase JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+
+from .builders import GROUP, LABEL_JOB, PLURAL, VERSION
+
+MERGE = "application/merge-patch+json"
+REQUEST_TIMEOUT = 30
+
+
+def _json(resp: Any) -> Any:
+    return json.loads(resp.data)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    async def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        return await asyncio.to_thread(fn, *args, **kw)
+
+    async def _maybe(self, fn: Any, *args: Any, ok: tuple[int, ...] = (404,), **kw: Any) -> Any:
+        """The JSON answer, or None when the API answers one of the `ok` statuses."""
+        try:
+            return _json(await self._call(fn, *args, _preload_content=False, **kw))
+        except client.ApiException as err:
+            if err.status in ok:
+                return None
+            raise
+
+    async def get_job(self, ns: str, name: str) -> dict[str, Any] | None:
+        got: dict[str, Any] | None = await self._maybe(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, name
+        )
+        return got
+
+    async def list_pods(self, ns: str, job: str) -> list[dict[str, Any]]:
+        got = await self._maybe(
+            self.core.list_namespaced_pod, ns, label_selector=f"{LABEL_JOB}={job}"
+        )
+        return list((got or {}).get("items") or [])
+
+    async def get_node(self, name: str) -> dict[str, Any] | None:
+        got: dict[str, Any] | None = await self._maybe(self.core.read_node, name)
+        return got
+
+    async def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
+        got: dict[str, Any] | None = await self._maybe(self.core.read_namespaced_secret, name, ns)
+        return got
+
+    async def patch_status(self, ns: str, name: str, rv: str, patch: dict[str, Any]) -> bool:
+        """Merge-patch `.status`, only if the job is still at `rv`: False on a conflict,
+        so a cycle that read stale facts never acts (nor does a second replica)."""
+        body = {"metadata": {"resourceVersion": rv}, "status": patch}
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                name,
+                body,
+                _content_type=MERGE,
+                _preload_content=False,
+            )
+        except client.ApiException as err:
+            if err.status in (404, 409):
+                return False
+            raise
+        return True
+
+    async def create(self, ns: str, manifest: dict[str, Any]) -> bool:
+        """Create a Pod or Service; False if it exists already (idempotent launch)."""
+        fn = (
+            self.core.create_namespaced_pod
+            if manifest["kind"] == "Pod"
+            else self.core.create_namespaced_service
+        )
+        got = await self._maybe(fn, ns, manifest, ok=(409,))
+        return got is not None
+
+    async def delete_pod(self, ns: str, name: str, *, force: bool) -> None:
+        kw: dict[str, Any] = {"grace_period_seconds": 0} if force else {}
+        await self._maybe(self.core.delete_namespaced_pod, name, ns, **kw)
+
+    async def annotate_pod(self, ns: str, name: str, annotations: dict[str, str]) -> None:
+        body = {"metadata": {"annotations": annotations}}
+        await self._maybe(self.core.patch_namespaced_pod, name, ns, body, _content_type=MERGE)
+
+    async def delete_job(self, ns: str, name: str) -> None:
+        await self._maybe(
+            self.custom.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            name,
+            propagation_policy="Background",
+        )
+
+    async def event(self, job: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = job["metadata"]
+        now = datetime.now(UTC)
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": job["apiVersion"],
+                "kind": job["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
+            "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
+            "count": 1,
+            "source": {"component": "lazarus-operator"},
+            "reportingComponent": "lazarus.dev/operator",
+            "reportingInstance": "lazarus-operator",
+        }
+        await self._maybe(
+            self.core.create_namespaced_event, meta["namespace"], body, ok=(403, 404, 409)
+        )
+
+    async def ensure_peering(self, name: str, namespaces: list[str]) -> None:
+        """Create the kopf peering object(s) so replicas can see each other."""
+        body: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+        if not namespaces:
+            await self._maybe(
+                self.custom.create_cluster_custom_object,
+                "kopf.dev",
+                "v1",
+                "clusterkopfpeerings",
+                {**body, "kind": "ClusterKopfPeering"},
+                ok=(409,),
+            )
+        for ns in namespaces:
+            await self._maybe(
+                self.custom.create_namespaced_custom_object,
+                "kopf.dev",
+                "v1",
+                ns,
+                "kopfpeerings",
+                {**body, "kind": "KopfPeering"},
+                ok=(409,),
+            )

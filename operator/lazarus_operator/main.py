@@ -1,0 +1,121 @@
+"""`lazarus-operator`: run the kopf operator with Lazarus' own names and timeouts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from . import handlers
+from .cycle import Reconciler
+from .kube import Kube
+
+FINALIZER = "lazarus.dev/finalizer"
+PREFIX = "lazarus.dev"
+PEERING_NAME = "lazarus"
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+        cfg = client.Configuration.get_default_copy()
+    except config.ConfigException:
+        cfg = client.Configuration()
+        config.load_kube_config(client_configuration=cfg)
+    # Enough connections for 20+ jobs' concurrent cycles (each pod create is one).
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
+
+
+def _configure(settings: kopf.OperatorSettings, peering: bool, lifetime: int) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    # A silent watch must not hang forever: reconnect regularly.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.posting.level = logging.WARNING
+    # One replica acts at a time: the others pause while a higher-priority peer lives.
+    settings.peering.name = PEERING_NAME
+    settings.peering.mandatory = peering
+    settings.peering.standalone = not peering
+    settings.peering.priority = random.randint(1, 2**30)
+    settings.peering.lifetime = lifetime
+    settings.peering.clusterwide = False
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="lazarus-operator", description=__doc__)
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch these namespaces (repeatable); default: all",
+    )
+    p.add_argument(
+        "--peering",
+        action="store_true",
+        default=int(os.environ.get("LAZARUS_REPLICAS", "1")) > 1,
+        help="coordinate with other replicas (on when LAZARUS_REPLICAS > 1)",
+    )
+    p.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=int(os.environ.get("LAZARUS_PEERING_LIFETIME", "60")),
+    )
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=float(os.environ.get("LAZARUS_PROGRESS_SECONDS", "30")),
+        help="seconds between checkpoint-store refreshes of a running job",
+    )
+    p.add_argument(
+        "--liveness",
+        default=os.environ.get("LAZARUS_LIVENESS"),
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    namespaces: list[str] = args.namespace
+
+    settings = kopf.OperatorSettings()
+    _configure(settings, args.peering, args.peering_lifetime)
+    settings.peering.clusterwide = not namespaces
+
+    @kopf.on.startup()
+    async def startup(**_: Any) -> None:
+        kube = Kube(_api_client())
+        if args.peering:
+            await kube.ensure_peering(PEERING_NAME, namespaces)
+        handlers.reconciler = Reconciler(kube, progress_interval=args.progress_interval)
+
+    asyncio.run(
+        kopf.operator(
+            settings=settings,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=not args.peering,
+            priority=settings.peering.priority,
+            peering_name=PEERING_NAME if args.peering else None,
+            liveness_endpoint=args.liveness,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
