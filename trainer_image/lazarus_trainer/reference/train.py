@@ -162,7 +162,10 @@ def train(args: argparse.Namespace) -> int:
             lz.step(samples=global_batch, tokens=global_batch * args.seq_len,
                     metrics={"loss": loss.item()}, eval_follows=eval_now)
             if eval_now and not lz.should_stop:
-                lz.report_eval({"eval_loss": evaluate(model, eval_set, accelerator.device)})
+                eval_loss = evaluate(model, eval_set, accelerator.device)
+                if loss_log is not None:
+                    loss_log.write(json.dumps({"step": step, "eval_loss": eval_loss}) + "\n")
+                lz.report_eval({"eval_loss": eval_loss})
             if args.step_sleep:
                 time.sleep(args.step_sleep)
             if lz.should_stop or lz.step_count >= args.steps:
