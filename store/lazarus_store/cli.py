@@ -102,7 +102,7 @@ def _list(store: CheckpointStore, as_json: bool) -> int:
                 "step": c.step,
                 "attempt": c.attempt,
                 "reason": m.reason if m else "-",
-                "bytes": c.total_bytes,
+                "bytes": m.total_bytes if m else c.total_bytes,
                 "age_s": round(now - c.created.timestamp(), 1),
                 "state": state,
             }
