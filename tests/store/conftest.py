@@ -57,7 +57,7 @@ class Raw:
         else:
             self.client.delete_object(Bucket=self.bucket, Key=self.key(key))
 
-    def keys(self) -> list[str]:
+    def listing(self) -> list[str]:
         if self.root is not None:
             return sorted(
                 p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()

@@ -52,7 +52,7 @@ def test_wrong_credentials(auth_s3_endpoint: str) -> None:
         aws_secret_access_key="wrong",
         region="us-east-1",
     )
-    with pytest.raises(AccessDenied, match="access denied .*AWS_ACCESS_KEY_ID"):
+    with pytest.raises(AccessDenied, match=r"access denied .*AWS_ACCESS_KEY_ID"):
         store.list_checkpoints()
     with pytest.raises(AccessDenied):
         store.latest_valid()
