@@ -128,6 +128,7 @@ class Reconciler:
         new_status = d.status
         s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
         new_status["observedGeneration"] = meta.get("generation")
+        new_status = s.prune_none(new_status)
         if not await self._patch_status(job, old_status, new_status):
             # Someone changed the job since we read it: decide again on fresh facts.
             return Outcome(0.05, "job changed while deciding")

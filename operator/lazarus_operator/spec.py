@@ -51,7 +51,7 @@ class CheckpointSpec:
     resume: ResumeMode = "auto"
     resume_from: str | None = None  # for resume == "explicit"
     keep_latest: int = 3
-    keep_best: int = 1
+    keep_best: int = 0
     metric: str | None = None
     metric_mode: str = "min"
     save_every_steps: int = 0
@@ -174,7 +174,7 @@ def parse_spec(raw: dict[str, Any]) -> JobSpec:
         resume=resume_mode,
         resume_from=resume_from,
         keep_latest=_int(ret, "keepLatest", 3, "spec.checkpoint.retention", 1),
-        keep_best=_int(ret, "keepBest", 1, "spec.checkpoint.retention"),
+        keep_best=_int(ret, "keepBest", 0, "spec.checkpoint.retention"),
         metric=ret.get("metric") or None,
         metric_mode=mode,
         save_every_steps=_int(save, "everySteps", 0, "spec.checkpoint.save"),

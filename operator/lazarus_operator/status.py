@@ -90,6 +90,16 @@ def set_condition(
     status["conditions"] = conds
 
 
+def prune_none(value: Any) -> Any:
+    """Drop None values: the API server prunes them, so keeping them would make
+    every cycle look like a change."""
+    if isinstance(value, dict):
+        return {k: prune_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [prune_none(v) for v in value]
+    return value
+
+
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
     """A merge patch turning `old` into `new` at the top level, or None when equal."""
     if old == new:

@@ -1,0 +1,188 @@
+"""Operator fixtures: fake nodes with a test-driven kubelet, the operator as a
+subprocess watching the test's namespace, and TrainingJob helpers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from lazarus_store import CheckpointStore, open_store
+from tests.conftest import ControlPlane, S3Server
+
+from .harness import GROUP, PLURAL, VERSION, FakeKubelet, OperatorProcess, wait_for
+
+SECRET = "s3-creds"
+
+
+class Jobs:
+    """Create and inspect TrainingJobs of one namespace; seed their checkpoints."""
+
+    def __init__(self, api: client.ApiClient, ns: str, s3: S3Server, bucket: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.ns, self.s3, self.bucket = ns, s3, bucket
+
+    def uri(self, name: str) -> str:
+        return f"s3://{self.bucket}/{name}"
+
+    def body(self, name: str, **spec: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "replicas": 2,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "trainer", "image": "trainer:test", "command": ["train"]}
+                    ]
+                }
+            },
+            "checkpoint": {
+                "uri": self.uri(name),
+                "endpoint": self.s3.endpoint_url,
+                "addressingStyle": "path",
+                "region": self.s3.region,
+                "secretRef": {"name": SECRET},
+            },
+            "failurePolicy": {"maxFailures": 5, "backoff": {"initialSeconds": 1, "maxSeconds": 4}},
+            "gracePeriodSeconds": 5,
+            "nodeLossTimeoutSeconds": 2,
+            "stuckTerminatingTimeoutSeconds": 2,
+        }
+        for k, v in spec.items():
+            if isinstance(v, dict) and isinstance(base.get(k), dict):
+                base[k] = {**base[k], **v}
+            else:
+                base[k] = v
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "TrainingJob",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": base,
+        }
+
+    def create(self, name: str | None = None, **spec: Any) -> str:
+        name = name or f"j-{uuid.uuid4().hex[:6]}"
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, self.body(name, **spec)
+        )
+        return name
+
+    def get(self, name: str) -> dict[str, Any]:
+        resp = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name, _preload_content=False
+        )
+        got: dict[str, Any] = json.loads(resp.data)
+        return got
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec}
+        )
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+
+    def wait(
+        self, name: str, pred: Callable[[dict[str, Any]], Any], timeout: float, what: str
+    ) -> dict[str, Any]:
+        return wait_for(
+            lambda: (st := self.status(name)) and pred(st) and st, timeout, f"{name}: {what}"
+        )
+
+    def condition(self, name: str, ctype: str) -> dict[str, Any] | None:
+        for c in self.status(name).get("conditions") or []:
+            if c["type"] == ctype:
+                return dict(c)
+        return None
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        resp = self.core.list_namespaced_event(
+            self.ns, field_selector=f"involvedObject.name={name}", _preload_content=False
+        )
+        items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+        return items
+
+    def store(self, name: str) -> CheckpointStore:
+        return open_store(
+            self.uri(name),
+            endpoint_url=self.s3.endpoint_url,
+            addressing_style="path",
+            aws_access_key_id=self.s3.access_key,
+            aws_secret_access_key=self.s3.secret_key,
+            region=self.s3.region,
+        )
+
+    def seed(self, name: str, step: int, attempt: int, *, corrupt: bool = False) -> str:
+        """Commit a small checkpoint; `corrupt` then truncates its data (cheap validation fails)."""
+        w = self.store(name).begin(step=step, attempt=attempt)
+        w.put_bytes("model.bin", b"x" * 64)
+        w.commit(reason="periodic")
+        if corrupt:
+            key = f"{name}/{w.name}/model.bin"
+            self.s3.client().put_object(Bucket=self.bucket, Key=key, Body=b"short")
+        return w.name
+
+
+@pytest.fixture
+def s3_secret(cluster: ControlPlane, namespace: str, s3: S3Server) -> str:
+    api = client.CoreV1Api(cluster.api_client())
+    data = {
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+    }
+    api.create_namespaced_secret(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        },
+    )
+    return SECRET
+
+
+@pytest.fixture
+def jobs(cluster: ControlPlane, namespace: str, s3: S3Server, bucket: str, s3_secret: str) -> Jobs:
+    return Jobs(cluster.api_client(), namespace, s3, bucket)
+
+
+@pytest.fixture
+def kubelet(cluster: ControlPlane, namespace: str) -> Iterator[FakeKubelet]:
+    k = FakeKubelet(cluster.api_client(), namespace, [f"{namespace}-n{i}" for i in range(3)])
+    k.start()
+    yield k
+    k.stop()
+
+
+@pytest.fixture
+def start_operator(
+    cluster: ControlPlane, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    procs: list[OperatorProcess] = []
+
+    def start(*extra: str) -> OperatorProcess:
+        log = tmp_path / f"operator-{len(procs)}.log"
+        env = {**cluster.env(), "LAZARUS_PROGRESS_SECONDS": "1"}
+        p = OperatorProcess(env, namespace, log, *extra)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
+        print(f"--- {p.log_path.name} (tail) ---\n{p.log()[-4000:]}")
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return start_operator()
