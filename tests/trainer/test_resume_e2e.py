@@ -43,7 +43,10 @@ def _interrupted_run(
                 nproc=nproc)
         term = termination(tmp)
         if stop:
-            assert p.returncode == 75, p.stderr[-3000:]
+            if nproc == 1:
+                assert p.returncode == 75, p.stderr[-3000:]
+            else:  # torchrun reports any worker failure as 1; each worker's code is in its log
+                assert p.stderr.count("exitcode  : 75") == nproc, p.stderr[-3000:]
             assert term["outcome"] == "preempted" and term["savedOnSignal"], term
             assert term["lastCheckpoint"]["step"] == stop, term
         else:

@@ -1,0 +1,84 @@
+"""A tiny HF Trainer script with Lazarus added in two lines (run as a subprocess by tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from lazarus_trainer.adapters.hf_trainer import LazarusCallback
+from lazarus_trainer.reference.data import CharDataset, generate_text
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 32)
+        self.drop = nn.Dropout(0.2)
+        self.out = nn.Linear(32, vocab)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.out(self.drop(self.emb(input_ids)))
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return {"loss": loss, "logits": logits}
+
+
+class Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    def __init__(self, ds: CharDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        x, y = self.ds[i]
+        return {"input_ids": x, "labels": y}
+
+
+class Hooks(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, log_path: str, sigterm_at: int) -> None:
+        self.log_path = log_path
+        self.sigterm_at = sigterm_at
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step == self.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        logs = kw.get("logs") or {}
+        if "loss" in logs:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, "loss": logs["loss"]}) + "\n")
+
+
+def main() -> None:
+    log_path, steps, sigterm_at, out, workdir = sys.argv[1:6]
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    text = generate_text(300, seed=5)
+    train = CharDataset(text, 16)
+    evals = CharDataset(generate_text(20, seed=6), 16, train.vocab)
+    args = TrainingArguments(
+        output_dir=workdir, max_steps=int(steps), per_device_train_batch_size=4,
+        learning_rate=5e-3, logging_steps=1, save_strategy="no", eval_strategy="steps",
+        eval_steps=5, report_to="none", use_cpu=True, seed=0, dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=TinyLM(len(train.vocab)), args=args, train_dataset=Rows(train),
+        eval_dataset=Rows(evals), callbacks=[Hooks(log_path, int(sigterm_at))],
+    )
+    lazarus = LazarusCallback(trainer)
+    trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())
+    torch.save(trainer.model.state_dict(), out)
+    sys.exit(lazarus.exit_code or 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Lazarus for scripts built on Hugging Face `Trainer` (ms-swift, LMFlow, Align-Anything style).
+
+    trainer = Trainer(...)
+    lazarus = LazarusCallback(trainer)                    # 1: adds itself as a callback
+    trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())   # 2: the resume argument
+
+Saves go through Lazarus (async, checksummed, committed, on eval improvement, on request,
+on SIGTERM). To resume, the Lazarus checkpoint is verified and laid out as an ordinary HF
+checkpoint directory, so HF's own resume logic restores the rest exactly as it would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from ..api import Lazarus
+from ..config import LazarusConfig
+from ..state import COMMON_OBJECT, deserialize, rank_object
+
+log = logging.getLogger(__name__)
+
+# File names HF's Trainer looks for in a checkpoint directory.
+HF_WEIGHTS = "pytorch_model.bin"
+HF_OPTIMIZER = "optimizer.pt"
+HF_SCHEDULER = "scheduler.pt"
+HF_TRAINER_STATE = "trainer_state.json"
+
+
+class _TrainerStateHolder:
+    """HF's TrainerState as a Lazarus extra: saved as its JSON."""
+
+    def __init__(self) -> None:
+        self.state: Any = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"json": self.state.to_json_string() if self.state is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        pass  # HF reloads trainer_state.json itself from the materialized directory
+
+
+class LazarusCallback(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, trainer: Any, config: LazarusConfig | None = None) -> None:
+        self.trainer = trainer
+        self.lz = Lazarus(config)
+        self._holder = _TrainerStateHolder()
+        self.exit_code: int | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        trainer.add_callback(self)
+
+    # --- resume ------------------------------------------------------------------------
+    def resume_checkpoint(self) -> str | None:
+        """A local HF checkpoint directory built from the Lazarus checkpoint to resume, or None."""
+        lz = self.lz
+        ptr = lz.config.resume_from
+        if not ptr:
+            return None
+        valid = lz.storage.committed()
+        if ptr == "auto":
+            candidates = valid
+        else:
+            name = lz.storage.resolve(ptr)
+            lz._check_manifest(name, explicit=True)
+            candidates = [name] + [n for n in valid if n < name]
+        for name in candidates:
+            try:
+                lz._check_manifest(name, explicit=False)
+                common = deserialize(lz.storage.read_bytes(name, COMMON_OBJECT))
+                rank = deserialize(lz.storage.read_bytes(name, rank_object(lz.dist.rank)))
+            except (lz_errors()) as exc:
+                log.error("checkpoint %s failed validation (%s); trying an older one", name, exc)
+                if lz.dist.is_main:
+                    lz.storage.quarantine(name, f"trainer validation: {exc}")
+                continue
+            return self._materialize(name, common, rank)
+        return None
+
+    def _materialize(self, name: str, common: dict[str, Any], rank: dict[str, Any]) -> str:
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"lazarus-{name}-")
+        d = Path(self._tmp.name)
+        torch.save(common["models"]["model"], d / HF_WEIGHTS)
+        torch.save(common["optimizers"]["optimizer"], d / HF_OPTIMIZER)
+        torch.save(common["schedulers"]["scheduler"], d / HF_SCHEDULER)
+        rng = rank["rng"]
+        hf_rng = {"python": rng["python"], "numpy": rng["numpy"], "cpu": rng["torch"]}
+        if "cuda" in rng:
+            hf_rng["cuda"] = rng["cuda"]
+        world = self.lz.dist.world_size
+        rng_name = f"rng_state_{self.lz.dist.rank}.pth" if world > 1 else "rng_state.pth"
+        torch.save(hf_rng, d / rng_name)
+        (d / HF_TRAINER_STATE).write_text(common["extras"]["hf_trainer_state"]["json"])
+        progress = common["progress"]
+        self.lz.progress.step = int(progress["step"])
+        self.lz.progress.best_metric = progress.get("best_metric")
+        self.lz.progress.best_step = progress.get("best_step")
+        self.lz.progress.metrics_history = list(progress.get("metrics_history", []))
+        self.lz.last_committed = (name, int(progress["step"]))
+        self.lz.resumed_from = name
+        log.info("resuming HF Trainer from %s (step %s) via %s", name, progress["step"], d)
+        return str(d)
+
+    # --- training events ---------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._holder.state = state
+        self.lz.register(
+            model=kw["model"],
+            optimizer=kw["optimizer"],
+            scheduler=kw["lr_scheduler"],
+            extras={"hf_trainer_state": self._holder},
+        )
+        self.lz.progress.step = state.global_step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._holder.state = state
+        world = max(1, args.world_size)
+        samples = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+        self.lz.step(samples=samples, eval_follows=bool(control.should_evaluate))
+        if self.lz.should_stop:
+            # The preemption checkpoint is committed; let HF log this step and leave its loop,
+            # then on_train_end exits with the contract's code.
+            control.should_training_stop = True
+            control.should_evaluate = False
+            control.should_save = False
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        metrics = {k: float(v) for k, v in (kw.get("metrics") or {}).items()
+                   if isinstance(v, int | float)}
+        self.lz.report_eval(metrics)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.lz.should_stop:
+            raise SystemExit(self.lz.close())
+        self._holder.state = state
+        self.exit_code = self.lz.close()
+
+
+def lz_errors() -> tuple[type[Exception], ...]:
+    from ..storage import CheckpointNotFound, InvalidCheckpoint
+
+    return (InvalidCheckpoint, CheckpointNotFound)
