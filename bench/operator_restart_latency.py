@@ -1,0 +1,259 @@
+"""Restart latency of the operator: from the last pod of an attempt ending to
+every pod of the next attempt created, over N restarts with J jobs live.
+
+Real kube-apiserver + etcd + controller-manager and a real S3 server (the
+devstack), the operator as a subprocess, and the tests' fake kubelet (binds
+pods, reports them Running, confirms graceful deletions). Each restart is a
+preemption (DisruptionTarget, no backoff), so what is measured is the
+operator's own path: pod watch -> classify -> storage listing + fence record
+-> pod creation. Times are taken from one pod watch in this process: the
+DELETED event of the last old pod and the ADDED event of the last new one.
+
+    ~/.cache/lazarus/venv/bin/python bench/operator_restart_latency.py --restarts 100 --jobs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "hack")]
+
+from kubernetes import client, config, watch  # noqa: E402
+
+from lazarus_devstack.stack import Ports, Stack  # noqa: E402
+from lazarus_store import open_store  # noqa: E402
+from tests.operator.harness import (  # noqa: E402
+    GROUP,
+    PLURAL,
+    VERSION,
+    FakeKubelet,
+    OperatorProcess,
+    wait_for,
+)
+
+
+class PodClock:
+    """Local receive times of pod ADDED/DELETED events, by pod name."""
+
+    def __init__(self, api: client.ApiClient, ns: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.ns = ns
+        self.added: dict[str, float] = {}
+        self.deleted: dict[str, float] = {}
+        self.cv = threading.Condition()
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            w = watch.Watch()
+            for ev in w.stream(
+                self.core.list_namespaced_pod,
+                self.ns,
+                label_selector="lazarus.dev/job",
+                timeout_seconds=60,
+            ):
+                now = time.monotonic()
+                name = ev["object"].metadata.name
+                with self.cv:
+                    if ev["type"] == "ADDED":
+                        self.added.setdefault(name, now)
+                    elif ev["type"] == "DELETED":
+                        self.deleted.setdefault(name, now)
+                    self.cv.notify_all()
+                if self._stop.is_set():
+                    break
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def percentile(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--restarts", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=20)
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--checkpoints", type=int, default=5, help="seeded per job (listing cost)")
+    ap.add_argument("--pause", type=float, default=0.3, help="seconds between restarts")
+    args = ap.parse_args()
+
+    run_dir = Path(tempfile.mkdtemp(prefix="lazarus-bench-"))
+    stack = Stack(run_dir)
+    state = stack.up(Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0), controllers=True)
+    op: OperatorProcess | None = None
+    kubelet: FakeKubelet | None = None
+    try:
+        assert state.s3 is not None
+        s3 = state.s3
+        api = config.new_client_from_config(config_file=state.kubeconfig)
+        core = client.CoreV1Api(api)
+        import subprocess
+
+        subprocess.run(
+            ["kubectl", f"--kubeconfig={state.kubeconfig}", "apply", "-f", str(REPO / "crds")],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "kubectl",
+                f"--kubeconfig={state.kubeconfig}",
+                "wait",
+                "--for=condition=Established",
+                "crd/trainingjobs.lazarus.dev",
+                "--timeout=60s",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        ns = "bench"
+        core.create_namespace({"metadata": {"name": ns}})
+        wait_for(lambda: _has_sa(core, ns), 30, "default service account")
+        core.create_namespaced_secret(
+            ns,
+            {
+                "metadata": {"name": "s3"},
+                "data": {
+                    "AWS_ACCESS_KEY_ID": base64.b64encode(s3.access_key.encode()).decode(),
+                    "AWS_SECRET_ACCESS_KEY": base64.b64encode(s3.secret_key.encode()).decode(),
+                },
+            },
+        )
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=s3.endpoint,
+            aws_access_key_id=s3.access_key,
+            aws_secret_access_key=s3.secret_key,
+            region_name=s3.region,
+        ).create_bucket(Bucket=bucket)
+
+        clock = PodClock(api, ns)
+        kubelet = FakeKubelet(api, ns, [f"node-{i}" for i in range(8)]).start()
+        op = OperatorProcess(
+            {"KUBECONFIG": state.kubeconfig, "LAZARUS_PROGRESS_SECONDS": "30"},
+            ns,
+            run_dir / "operator.log",
+        )
+        custom = client.CustomObjectsApi(api)
+        names = [f"job-{i:02d}" for i in range(args.jobs)]
+        for name in names:
+            store = open_store(
+                f"s3://{bucket}/{name}",
+                endpoint_url=s3.endpoint,
+                addressing_style="path",
+                aws_access_key_id=s3.access_key,
+                aws_secret_access_key=s3.secret_key,
+                region=s3.region,
+            )
+            for step in range(1, args.checkpoints + 1):
+                w = store.begin(step=step * 100, attempt=1)
+                w.put_bytes("model.bin", b"x" * 1024)
+                w.commit(reason="periodic")
+            custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "TrainingJob",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "replicas": args.replicas,
+                        "template": {"spec": {"containers": [{"name": "t", "image": "t"}]}},
+                        "checkpoint": {
+                            "uri": f"s3://{bucket}/{name}",
+                            "endpoint": s3.endpoint,
+                            "addressingStyle": "path",
+                            "region": s3.region,
+                            "secretRef": {"name": "s3"},
+                        },
+                        "gracePeriodSeconds": 5,
+                    },
+                },
+            )
+        attempts = dict.fromkeys(names, 1)
+
+        def all_running(name: str, attempt: int) -> bool:
+            want = {f"{name}-a{attempt}-{i}" for i in range(args.replicas)}
+            pods = {p["metadata"]["name"]: p for p in kubelet.pods(name)} if kubelet else {}
+            return all(
+                n in pods and (pods[n].get("status") or {}).get("phase") == "Running" for n in want
+            )
+
+        for name in names:
+            wait_for(partial(all_running, name, 1), 120, f"{name} running")
+        print(f"{args.jobs} jobs running; measuring {args.restarts} restarts", flush=True)
+
+        lat: list[float] = []
+        for r in range(args.restarts):
+            name = names[r % len(names)]
+            a = attempts[name]
+            old = [f"{name}-a{a}-{i}" for i in range(args.replicas)]
+            new = [f"{name}-a{a + 1}-{i}" for i in range(args.replicas)]
+            kubelet.terminate(old[0], 137, disruption="PreemptionByScheduler")
+            with clock.cv:
+                ok = clock.cv.wait_for(partial(_done, clock, old, new), timeout=60)
+                if not ok:
+                    raise SystemExit(f"restart {r} of {name} did not complete")
+                ended = max(clock.deleted[x] for x in old)
+                created = max(clock.added[x] for x in new)
+            # Pods of N+1 are created only after all of N are gone: never negative.
+            lat.append(created - ended)
+            attempts[name] = a + 1
+            wait_for(partial(all_running, name, a + 1), 60, f"{name} a{a + 1} running")
+            time.sleep(args.pause)
+        clock.stop()
+        result = {
+            "restarts": len(lat),
+            "jobs": args.jobs,
+            "replicas": args.replicas,
+            "checkpoints_per_job": args.checkpoints,
+            "p50_s": round(statistics.median(lat), 3),
+            "p99_s": round(percentile(lat, 99), 3),
+            "max_s": round(max(lat), 3),
+            "mean_s": round(statistics.fmean(lat), 3),
+        }
+        print(json.dumps(result, indent=2))
+        print("target p99 < 2 s:", "met" if result["p99_s"] < 2 else "MISSED")
+    finally:
+        if kubelet:
+            kubelet.stop()
+        if op:
+            op.stop()
+        stack.down()
+
+
+def _done(clock: PodClock, old: list[str], new: list[str]) -> bool:
+    return all(x in clock.deleted for x in old) and all(x in clock.added for x in new)
+
+
+def _has_sa(core: client.CoreV1Api, ns: str) -> bool:
+    try:
+        core.read_namespaced_service_account("default", ns)
+    except client.ApiException:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()
