@@ -248,12 +248,15 @@ class S3Backend:
         """Abort unfinished multipart uploads under `prefix` (a killed writer's parts are
         invisible to LIST but still stored); returns how many."""
         n = 0
+        full = self.key(prefix)
         with self._errors(f"listing uploads under {prefix}"):
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self.key(prefix)
-            )
+            # No Prefix: MinIO matches it against whole object names only, so a
+            # "directory" prefix finds nothing there. Filter here instead.
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket)
             for page in pages:
                 for u in page.get("Uploads", []):
+                    if not str(u["Key"]).startswith(full):
+                        continue
                     with contextlib.suppress(ClientError):
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"]
