@@ -11,6 +11,7 @@ checkpoint directory, so HF's own resume logic restores the rest exactly as it w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -40,7 +41,10 @@ class _TrainerStateHolder:
         self.state: Any = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"json": self.state.to_json_string() if self.state is not None else None}
+        if self.state is None:
+            return {"json": None}
+        # What TrainerState.save_to_json writes, without a file.
+        return {"json": json.dumps(dataclasses.asdict(self.state), indent=2, sort_keys=True)}
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         pass  # HF reloads trainer_state.json itself from the materialized directory
