@@ -141,7 +141,7 @@ class Reconciler:
             cred = await self._credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
-        return await storage.select(spec.checkpoint, cred, max(attempt, 1), ref.uid)
+        return await storage.select(spec.checkpoint, cred, max(attempt, 1))
 
     async def _credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref

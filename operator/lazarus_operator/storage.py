@@ -106,9 +106,11 @@ def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
         return store
 
 
-def _select(ck: CheckpointSpec, cred: Credentials, attempt: int, job_uid: str) -> Selection:
+def _select(ck: CheckpointSpec, cred: Credentials, attempt: int) -> Selection:
     store = open_store(ck, cred)
-    sel = store.latest_valid(attempt=attempt, full=False, job_uid=job_uid)
+    # Identity (job UID) is the trainer's check on load (contract section 2); lineage and
+    # cheap validity are ours.
+    sel = store.latest_valid(attempt=attempt, full=False)
     chosen = None
     if sel.chosen is not None:
         c = sel.chosen
@@ -123,11 +125,11 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int, job_uid: str) -
 
 
 async def select(
-    ck: CheckpointSpec, cred: Credentials, attempt: int, job_uid: str
+    ck: CheckpointSpec, cred: Credentials, attempt: int
 ) -> Selection | StorageProblem:
     """Newest valid checkpoint in the lineage of `attempt`, or what is wrong with storage."""
     try:
-        return await asyncio.to_thread(_select, ck, cred, attempt, job_uid)
+        return await asyncio.to_thread(_select, ck, cred, attempt)
     except (StoreError, OSError) as exc:
         return problem_of(exc, ck.uri)
 

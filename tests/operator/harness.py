@@ -126,8 +126,8 @@ class FakeKubelet:
         self.core.patch_node_status(name, {"status": {"conditions": [cond]}})
 
     def taint_node(self, name: str, key: str, effect: str = "NoSchedule") -> None:
-        node = self.core.read_node(name)
-        taints = [t.to_dict() for t in node.spec.taints or []]
+        node = json.loads(self.core.read_node(name, _preload_content=False).data)
+        taints = list(node["spec"].get("taints") or [])
         taints.append({"key": key, "value": "1", "effect": effect})
         self.core.patch_node(name, {"spec": {"taints": taints}})
 
@@ -155,15 +155,8 @@ class FakeKubelet:
             "metadata": {"name": pod},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        # The generated client cannot parse the Binding's Status answer: post it raw.
-        self.core.api_client.call_api(
-            f"/api/v1/namespaces/{self.ns}/pods/{pod}/binding",
-            "POST",
-            header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
+        # The answer is a Status, not a Binding: do not parse it.
+        self.core.create_namespaced_binding(self.ns, body, _preload_content=False)
 
     def _container(self, pod: dict[str, Any]) -> str:
         return str(pod["spec"]["containers"][0]["name"])
