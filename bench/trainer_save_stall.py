@@ -38,7 +38,9 @@ class WithLoss(nn.Module):
         return {"loss": nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())}
 
 
-def measure(name: str, fn: Callable[[], None], reps: int, idle: float, after: Callable[[], None]) -> dict[str, Any]:
+def measure(
+    name: str, fn: Callable[[], None], reps: int, idle: float, after: Callable[[], None]
+) -> dict[str, Any]:
     times = []
     for _ in range(reps):
         time.sleep(idle)
@@ -46,7 +48,11 @@ def measure(name: str, fn: Callable[[], None], reps: int, idle: float, after: Ca
         fn()
         times.append(time.perf_counter() - t0)
         after()  # background work finishes outside the timed region
-    row = {"method": name, "median_s": statistics.median(times), "all_s": [round(t, 4) for t in times]}
+    row = {
+        "method": name,
+        "median_s": statistics.median(times),
+        "all_s": [round(t, 4) for t in times],
+    }
     print(f"{name:34s} median {row['median_s']:.3f}s  {row['all_s']}", flush=True)
     return row
 
@@ -67,12 +73,23 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lazarus-bench-"))
     uri = args.uri or str(work / "store")
     vocab, seq = 64, 32
-    model = WithLoss(TinyGPT(vocab, d_model=args.d_model, n_layers=args.layers, n_heads=8, max_len=seq))
-    data = [{"input_ids": torch.randint(0, vocab, (seq,)), "labels": torch.randint(0, vocab, (seq,))}
-            for _ in range(8)]
-    targs = TrainingArguments(output_dir=str(work / "hf"), max_steps=1, per_device_train_batch_size=4,
-                              save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
-                              save_only_model=False)
+    model = WithLoss(
+        TinyGPT(vocab, d_model=args.d_model, n_layers=args.layers, n_heads=8, max_len=seq)
+    )
+    data = [
+        {"input_ids": torch.randint(0, vocab, (seq,)), "labels": torch.randint(0, vocab, (seq,))}
+        for _ in range(8)
+    ]
+    targs = TrainingArguments(
+        output_dir=str(work / "hf"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        save_only_model=False,
+    )
     trainer = Trainer(model=model, args=targs, train_dataset=data)
     trainer.train()  # one step: the optimizer now holds its Adam state
     optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
@@ -95,9 +112,14 @@ def main() -> None:
         trainer._save_checkpoint(trainer.model, trial=None)
 
     def lazarus(async_save: bool) -> Lazarus:
-        cfg = LazarusConfig(checkpoint_uri=uri, attempt=1 if async_save else 2,
-                            async_save=async_save, save_every_steps=1, handle_signals=False,
-                            save_at_end=False)
+        cfg = LazarusConfig(
+            checkpoint_uri=uri,
+            attempt=1 if async_save else 2,
+            async_save=async_save,
+            save_every_steps=1,
+            handle_signals=False,
+            save_at_end=False,
+        )
         lz = Lazarus(cfg)
         lz.register(model=model, optimizer=optimizer, scheduler=scheduler)
         return lz
@@ -107,8 +129,10 @@ def main() -> None:
     def clone() -> None:
         sd = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
         _ = {k: v.clone() for k, v in sd["model"].items()}
-        _ = {i: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-             for i, s in sd["optimizer"]["state"].items()}
+        _ = {
+            i: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+            for i, s in sd["optimizer"]["state"].items()
+        }
 
     def wait_async() -> None:
         done = lz_async.saver.collect(None)
@@ -117,17 +141,21 @@ def main() -> None:
 
     nothing: Callable[[], None] = lambda: None  # noqa: E731
     rows = [
-        measure("(a) torch.save to disk + upload", torch_save_then_upload, args.reps, args.idle, nothing),
+        measure(
+            "(a) torch.save to disk + upload", torch_save_then_upload, args.reps, args.idle, nothing
+        ),
         measure("(b) HF Trainer _save_checkpoint", hf_save, args.reps, args.idle, nothing),
-        measure("(c) Lazarus synchronous", lambda: lz_sync.step(), args.reps, args.idle, nothing),
-        measure("(d) Lazarus async", lambda: lz_async.step(), args.reps, args.idle, wait_async),
+        measure("(c) Lazarus synchronous", lz_sync.step, args.reps, args.idle, nothing),
+        measure("(d) Lazarus async", lz_async.step, args.reps, args.idle, wait_async),
         measure("(e) in-memory clone (floor)", clone, args.reps, args.idle, nothing),
     ]
     floor = rows[-1]["median_s"]
     ratio = rows[3]["median_s"] / floor
     print(f"async / floor = {ratio:.2f} (target <= 1.5)")
     if args.json:
-        args.json.write_text(json.dumps({"state_mb": mb, "rows": rows, "async_over_floor": ratio}, indent=1))
+        args.json.write_text(
+            json.dumps({"state_mb": mb, "rows": rows, "async_over_floor": ratio}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -38,17 +38,29 @@ def command(args: list[str], nproc: int = 1) -> list[str]:
     if nproc == 1:
         return [sys.executable, "-m", "lazarus_trainer.reference", *TINY, *args]
     return [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-        "--master-port", "0", "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0",
-        "-m", "lazarus_trainer.reference", *TINY, *args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-port",
+        "0",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        "127.0.0.1:0",
+        "-m",
+        "lazarus_trainer.reference",
+        *TINY,
+        *args,
     ]
 
 
 def run(
     args: list[str], env: dict[str, str], *, nproc: int = 1, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command(args, nproc), env=env, capture_output=True, text=True, timeout=timeout
+    return subprocess.run(  # the caller checks the exit code
+        command(args, nproc), env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,7 +54,7 @@ class Hooks(TrainerCallback):  # type: ignore[misc]
     def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         logs = kw.get("logs") or {}
         if "loss" in logs:
-            with open(self.log_path, "a") as f:
+            with Path(self.log_path).open("a") as f:
                 f.write(json.dumps({"step": state.global_step, "loss": logs["loss"]}) + "\n")
 
 
@@ -66,14 +67,26 @@ def main() -> None:
     train = CharDataset(text, 16)
     evals = CharDataset(generate_text(20, seed=6), 16, train.vocab)
     args = TrainingArguments(
-        output_dir=workdir, max_steps=int(steps), per_device_train_batch_size=4,
-        learning_rate=5e-3, logging_steps=1, save_strategy="no", eval_strategy="steps",
-        eval_steps=5, report_to="none", use_cpu=True, seed=0, dataloader_num_workers=0,
+        output_dir=workdir,
+        max_steps=int(steps),
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="steps",
+        eval_steps=5,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        dataloader_num_workers=0,
         disable_tqdm=True,
     )
     trainer = Trainer(
-        model=TinyLM(len(train.vocab)), args=args, train_dataset=Rows(train),
-        eval_dataset=Rows(evals), callbacks=[Hooks(log_path, int(sigterm_at))],
+        model=TinyLM(len(train.vocab)),
+        args=args,
+        train_dataset=Rows(train),
+        eval_dataset=Rows(evals),
+        callbacks=[Hooks(log_path, int(sigterm_at))],
     )
     lazarus = LazarusCallback(trainer)
     trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())

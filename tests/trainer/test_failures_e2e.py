@@ -42,18 +42,21 @@ def test_corrupt_newest_checkpoint_falls_back_and_is_quarantined(
     assert losses(log) == first[10:], "the fallback run did not continue exactly from step 10"
 
 
-def test_wrong_resume_pointers_fail_fast_as_permanent(
-    s3: Any, bucket: str, tmp_path: Path
-) -> None:
+def test_wrong_resume_pointers_fail_fast_as_permanent(s3: Any, bucket: str, tmp_path: Path) -> None:
     root = f"s3://{bucket}/job"
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", LAZARUS_JOB_UID="uid-a")
     assert run(["--steps", "5"], env).returncode == 0
     good = "step-000000000005-a0001"
     client = s3.client()
-    manifest = json.loads(client.get_object(Bucket=bucket, Key=f"job/{good}/manifest.json")["Body"].read())
+    manifest = json.loads(
+        client.get_object(Bucket=bucket, Key=f"job/{good}/manifest.json")["Body"].read()
+    )
     manifest.update(schemaVersion=99, name="step-000000000006-a0001", step=6)
-    client.put_object(Bucket=bucket, Key="job/step-000000000006-a0001/manifest.json",
-                      Body=json.dumps(manifest).encode())
+    client.put_object(
+        Bucket=bucket,
+        Key="job/step-000000000006-a0001/manifest.json",
+        Body=json.dumps(manifest).encode(),
+    )
 
     cases = [
         ({"LAZARUS_RESUME_FROM": "step-000000000999-a0001"}, [], "no such checkpoint"),
@@ -80,7 +83,16 @@ def test_storage_outage_during_periodic_saves_is_retried(
     err = tmp_path / "stderr.log"
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1")
     env["LAZARUS_S3_ENDPOINT"] = env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{proxy.port}"
-    args = ["--steps", "60", "--save-every-steps", "5", "--step-sleep", "0.1", "--loss-log", str(log)]
+    args = [
+        "--steps",
+        "60",
+        "--save-every-steps",
+        "5",
+        "--step-sleep",
+        "0.1",
+        "--loss-log",
+        str(log),
+    ]
     store = store_for(s3, root)
     with err.open("w") as errf:
         proc = subprocess.Popen(command(args), env=env, stdout=subprocess.DEVNULL, stderr=errf)

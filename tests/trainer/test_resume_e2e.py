@@ -33,14 +33,17 @@ def _interrupted_run(
     log = tmp / "interrupted.jsonl"
     for attempt, stop in enumerate([*stops, 0], start=1):
         env = trainer_env(
-            s3, root, tmp,
+            s3,
+            root,
+            tmp,
             LAZARUS_ATTEMPT=str(attempt),
             LAZARUS_RESUME_FROM="auto",
             LAZARUS_TEST_SIGTERM_AT_STEP=str(stop),
             LAZARUS_TEST_SIGTERM_RANK=str(nproc - 1),  # a non-zero rank's pod is preempted
         )
-        p = run([*common, "--loss-log", str(log), "--final-params", str(tmp / "b.pt")], env,
-                nproc=nproc)
+        p = run(
+            [*common, "--loss-log", str(log), "--final-params", str(tmp / "b.pt")], env, nproc=nproc
+        )
         term = termination(tmp)
         if stop:
             if nproc == 1:
@@ -59,12 +62,23 @@ def _interrupted_run(
 def test_interrupted_run_matches_uninterrupted_bitwise(
     s3: Any, bucket: str, tmp_path: Path, nproc: int
 ) -> None:
-    common = ["--steps", str(STEPS), "--save-every-steps", "10", "--eval-every", "5",
-              "--eval-metric", "eval_loss"]
+    common = [
+        "--steps",
+        str(STEPS),
+        "--save-every-steps",
+        "10",
+        "--eval-every",
+        "5",
+        "--eval-metric",
+        "eval_loss",
+    ]
     ref = tmp_path / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path)
-    p = run([*common, "--loss-log", str(ref), "--final-params", str(tmp_path / "a.pt")], env,
-            nproc=nproc)
+    p = run(
+        [*common, "--loss-log", str(ref), "--final-params", str(tmp_path / "a.pt")],
+        env,
+        nproc=nproc,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
 
     stops = sorted(random.Random(nproc).sample(range(2, STEPS), 3))
@@ -78,11 +92,20 @@ def test_interrupted_run_matches_uninterrupted_bitwise(
 def test_external_sigterm_loses_no_step(s3: Any, bucket: str, tmp_path: Path) -> None:
     root = f"s3://{bucket}/job"
     log = tmp_path / "loss.jsonl"
-    args = ["--steps", "400", "--save-every-steps", "7", "--step-sleep", "0.05",
-            "--loss-log", str(log)]
+    args = [
+        "--steps",
+        "400",
+        "--save-every-steps",
+        "7",
+        "--step-sleep",
+        "0.05",
+        "--loss-log",
+        str(log),
+    ]
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1")
-    proc = subprocess.Popen(command(args), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for(lambda: log.exists() and len(losses(log)) >= 12, 120, "12 steps")
         proc.send_signal(signal.SIGTERM)
@@ -109,9 +132,24 @@ def test_best_eval_is_committed_and_survives_retention(
     root = f"s3://{bucket}/job"
     log = tmp_path / "loss.jsonl"
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1")
-    args = ["--steps", "330", "--eval-every", "50", "--save-every-steps", "200",
-            "--eval-metric", "eval_loss", "--keep-latest", "1", "--keep-best", "1",
-            "--lr", "1e-2", "--loss-log", str(log)]
+    args = [
+        "--steps",
+        "330",
+        "--eval-every",
+        "50",
+        "--save-every-steps",
+        "200",
+        "--eval-metric",
+        "eval_loss",
+        "--keep-latest",
+        "1",
+        "--keep-best",
+        "1",
+        "--lr",
+        "1e-2",
+        "--loss-log",
+        str(log),
+    ]
     p = run(args, env)
     assert p.returncode == 0, p.stderr[-3000:]
     best_step, best = min(evals(log), key=lambda e: e[1])

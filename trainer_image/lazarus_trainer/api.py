@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import torch
+
 from lazarus_store.contract import checkpoint_name
 
 from . import storage as st
@@ -138,8 +139,8 @@ class Lazarus:
         if outcome is not None:
             self._on_outcome(outcome)
         cfg = self.config
-        requested = self.requests is not None and self.requests.poll()
-        time_due = (
+        asked = self.requests is not None and self.requests.poll()
+        due = (
             self.dist.is_main
             and cfg.save_every_seconds > 0
             and time.monotonic() - self._last_save_at >= cfg.save_every_seconds
@@ -147,8 +148,8 @@ class Lazarus:
         stop, requested, time_due, busy, retry, fenced = self.dist.max_flags(
             [
                 int(self.signal.received),
-                int(requested),
-                int(time_due),
+                int(asked),
+                int(due),
                 int(self.saver.busy),
                 int(self._retry is not None),
                 int(self.termination is not None),
@@ -160,9 +161,7 @@ class Lazarus:
         reason: str | None = None
         if requested:
             reason = "requested"
-        elif cfg.save_every_steps and self.progress.step % cfg.save_every_steps == 0:
-            reason = "periodic"
-        elif time_due:
+        elif (cfg.save_every_steps and self.progress.step % cfg.save_every_steps == 0) or time_due:
             reason = "periodic"
         elif retry:
             reason = self._retry or "periodic"
@@ -297,9 +296,13 @@ class Lazarus:
                 writer.abort()
             except Exception as exc:
                 log.warning("abort of %s failed: %s", name, exc)
-        return SaveOutcome(None, step, reason, seconds, error=result[1], fenced=result[0] == "fenced")
+        return SaveOutcome(
+            None, step, reason, seconds, error=result[1], fenced=result[0] == "fenced"
+        )
 
-    def _commit(self, writer: st.Writer, entries: list[st.Entry], meta: dict[str, Any]) -> tuple[str, str]:
+    def _commit(
+        self, writer: st.Writer, entries: list[st.Entry], meta: dict[str, Any]
+    ) -> tuple[str, str]:
         cfg = self.config
         try:
             name = writer.commit(
@@ -335,8 +338,11 @@ class Lazarus:
                 resumed_from=self.resumed_from,
             )
         except Exception as exc:
-            log.error("retention after %s failed (nothing lost, will retry next commit): %s",
-                      committed, exc)
+            log.error(
+                "retention after %s failed (nothing lost, will retry next commit): %s",
+                committed,
+                exc,
+            )
 
     def _on_outcome(self, out: SaveOutcome) -> None:
         if out.name is not None:
@@ -347,13 +353,19 @@ class Lazarus:
         if out.fenced:
             log.error("fenced out: a newer attempt exists; stopping without saving (%s)", out.error)
             self.termination = Termination(
-                "preempted", self.progress.step, self.last_committed,
+                "preempted",
+                self.progress.step,
+                self.last_committed,
                 f"fenced out by a newer attempt: {out.error}",
             )
             return
         self.failed_saves.append(f"step {out.step}: {out.error}")
-        log.error("save %s at step %d FAILED, will retry at the next step: %s",
-                  out.reason, out.step, out.error)
+        log.error(
+            "save %s at step %d FAILED, will retry at the next step: %s",
+            out.reason,
+            out.step,
+            out.error,
+        )
         if out.reason != "preemption":
             self._retry = out.reason
 
@@ -376,8 +388,8 @@ class Lazarus:
         why = self.signal.name if self.signal.received else "a stop on another rank"
         deadline = received + self.config.grace_seconds
         if self.saver.busy:
-            estimate = self.timer.estimate() or 0.0
-            done = self.saver.collect(max(0.0, deadline - time.monotonic() - estimate))
+            in_flight_estimate = self.timer.estimate() or 0.0
+            done = self.saver.collect(max(0.0, deadline - time.monotonic() - in_flight_estimate))
             if done is None:
                 self.saver.cancel.set()  # stop retrying; let it fail fast
                 done = self.saver.collect(None)
@@ -386,7 +398,9 @@ class Lazarus:
         if self.last_committed is not None and self.last_committed[1] == p.step:
             name = self.last_committed[0]
             self.termination = Termination(
-                "preempted", p.step, self.last_committed,
+                "preempted",
+                p.step,
+                self.last_committed,
                 f"{why} at step {p.step}; checkpoint {name} of this step already committed",
                 saved_on_signal=True,
             )
@@ -503,8 +517,11 @@ class Lazarus:
         except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
             ok, error = False, str(exc)
         if not self.dist.all_ok(ok):
-            log.error("checkpoint %s failed validation (%s); falling back to an older one",
-                      name, error or "on another rank")
+            log.error(
+                "checkpoint %s failed validation (%s); falling back to an older one",
+                name,
+                error or "on another rank",
+            )
             if self.dist.is_main:
                 try:
                     self.storage.quarantine(name, f"trainer validation: {error or 'another rank'}")
@@ -520,7 +537,10 @@ class Lazarus:
             log.warning(
                 "world size changed %s -> %d: per-rank RNG state cannot be resharded; "
                 "rank %d RNGs reseeded with %d (model and optimizer restored exactly)",
-                manifest.world_size, self.dist.world_size, self.dist.rank, seed,
+                manifest.world_size,
+                self.dist.world_size,
+                self.dist.rank,
+                seed,
             )
             seed_all(seed)
         self.last_committed = (name, manifest.step)

@@ -1,4 +1,4 @@
-"""Checkpoint-now requests: the pod annotation read from a downward-API file (contract section 5)."""
+"""Checkpoint-now requests: a pod annotation read from a downward-API file (contract s.5)."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ class LazarusCallback(TrainerCallback):  # type: ignore[misc]
                 lz._check_manifest(name, explicit=False)
                 common = deserialize(lz.storage.read_bytes(name, COMMON_OBJECT))
                 rank = deserialize(lz.storage.read_bytes(name, rank_object(lz.dist.rank)))
-            except (lz_errors()) as exc:
+            except lz_errors() as exc:
                 log.error("checkpoint %s failed validation (%s); trying an older one", name, exc)
                 if lz.dist.is_main:
                     lz.storage.quarantine(name, f"trainer validation: {exc}")
@@ -134,8 +134,9 @@ class LazarusCallback(TrainerCallback):  # type: ignore[misc]
             control.should_save = False
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        metrics = {k: float(v) for k, v in (kw.get("metrics") or {}).items()
-                   if isinstance(v, int | float)}
+        metrics = {
+            k: float(v) for k, v in (kw.get("metrics") or {}).items() if isinstance(v, int | float)
+        }
         self.lz.report_eval(metrics)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:

@@ -25,7 +25,8 @@ class Block(nn.Module):
         h = self.ln1(x)
         a, _ = self.attn(h, h, h, attn_mask=mask, need_weights=False)
         x = x + a
-        return x + self.mlp(self.ln2(x))
+        out: torch.Tensor = x + self.mlp(self.ln2(x))
+        return out
 
 
 class TinyGPT(nn.Module):

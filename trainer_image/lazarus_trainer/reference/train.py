@@ -119,7 +119,11 @@ def train(args: argparse.Namespace) -> int:
     model, optimizer = accelerator.prepare(model, optimizer)
     sampler = ResumableSampler(len(train_set), seed=args.seed, rank=rank, world_size=world)
     lz = from_accelerator(
-        accelerator, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler,
+        accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=sampler,
         config=config,
     )
     seed_all(args.seed + 1000 * (rank + 1))  # per-rank dropout streams
@@ -154,13 +158,17 @@ def train(args: argparse.Namespace) -> int:
             scheduler.step()
             step = lz.step_count + 1
             if loss_log is not None:
-                loss_log.write(json.dumps({"step": step, "loss": loss.item().hex()}) + "\n")
+                loss_log.write(json.dumps({"step": step, "loss": float(loss.item()).hex()}) + "\n")
                 loss_log.flush()
             if step == args.sigterm_at_step and rank == args.sigterm_rank:
                 os.kill(os.getpid(), signal.SIGTERM)
             eval_now = bool(args.eval_every) and step % args.eval_every == 0
-            lz.step(samples=global_batch, tokens=global_batch * args.seq_len,
-                    metrics={"loss": loss.item()}, eval_follows=eval_now)
+            lz.step(
+                samples=global_batch,
+                tokens=global_batch * args.seq_len,
+                metrics={"loss": loss.item()},
+                eval_follows=eval_now,
+            )
             if eval_now and not lz.should_stop:
                 eval_loss = evaluate(model, eval_set, accelerator.device)
                 if loss_log is not None:
