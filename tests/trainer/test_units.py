@@ -1,0 +1,60 @@
+"""Pure pieces: sampler positions, snapshots, annotations, termination messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lazarus_store.contract import TERMINATION_MESSAGE_MAX_BYTES
+from lazarus_trainer.data import ResumableSampler
+from lazarus_trainer.requests import parse_annotations
+from lazarus_trainer.snapshot import snapshot
+from lazarus_trainer.termination import Termination
+
+pytestmark = pytest.mark.unit
+
+
+def test_sampler_resumes_at_offset_without_replay() -> None:
+    full = list(ResumableSampler(50, seed=3))
+    s = ResumableSampler(50, seed=3)
+    s.advance(20)
+    u = ResumableSampler(50, seed=3)
+    u.load_state_dict(s.state_dict())
+    assert list(u) == full[20:]
+
+
+def test_sampler_global_position_survives_world_size_change() -> None:
+    order = list(ResumableSampler(48, seed=1))
+    state = {"epoch": 0, "offset": 16, "seed": 1}
+    seen = []
+    for rank in range(4):
+        s = ResumableSampler(48, seed=1, rank=rank, world_size=4)
+        s.load_state_dict(state)
+        seen += list(s)
+    assert sorted(seen) == sorted(order[16:])
+
+
+def test_snapshot_is_a_copy_and_reuses_buffers() -> None:
+    t = torch.arange(6.0)
+    first = snapshot({"w": t, "n": [1, "x"]})
+    t += 1
+    assert torch.equal(first["w"], torch.arange(6.0)) and first["n"] == [1, "x"]
+    again = snapshot({"w": t, "n": [1, "x"]}, reuse=first)
+    assert again["w"] is first["w"] and torch.equal(again["w"], t)
+
+
+def test_parse_downward_api_annotations() -> None:
+    text = 'a="1"\nlazarus.dev/checkpoint-now="2026-01-01T00:00:00Z"\nq="say \\"hi\\""\n'
+    got = parse_annotations(text)
+    assert got["lazarus.dev/checkpoint-now"] == "2026-01-01T00:00:00Z"
+    assert got["q"] == 'say "hi"'
+
+
+def test_termination_message_fits_kubernetes_limit() -> None:
+    term = Termination("preempted", 7, ("step-000000000007-a0001", 7), "x" * 10000)
+    raw = term.to_json()
+    doc = json.loads(raw)
+    assert len(raw.encode()) <= TERMINATION_MESSAGE_MAX_BYTES
+    assert doc["exitCode"] == 75 and doc["lastCheckpoint"]["step"] == 7
