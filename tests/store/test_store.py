@@ -332,3 +332,22 @@ def test_writer_refuses_paths_outside_prefix(store: CheckpointStore) -> None:
     for bad in ("../x", "/abs", "a//b", "manifest.json", "a/./b", ""):
         with pytest.raises(ValueError):
             w.put_bytes(bad, b"x")
+
+
+def test_concurrent_record_attempt_loses_no_update(store: CheckpointStore) -> None:
+    threads = [
+        threading.Thread(target=store.record_attempt, args=(n, None, -1)) for n in range(1, 7)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.attempt for a in store.attempts()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_foreign_job_is_skipped(store: CheckpointStore) -> None:
+    save(store, 1, job={"name": "j", "namespace": "ns", "uid": "mine"})
+    save(store, 2, job={"name": "j", "namespace": "ns", "uid": "other"})
+    sel = store.latest_valid(job_uid="mine")
+    assert sel.chosen is not None and sel.chosen.name == checkpoint_name(1, 1)
+    assert "job uid 'other'" in sel.skipped[0].reason
