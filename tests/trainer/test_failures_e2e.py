@@ -66,7 +66,8 @@ def test_wrong_resume_pointers_fail_fast_as_permanent(s3: Any, bucket: str, tmp_
         ({"LAZARUS_RESUME_FROM": "step-000000000006-a0001"}, [], "schema version"),
     ]
     for extra, args, phrase in cases:
-        env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="2", LAZARUS_JOB_UID="uid-a", **extra)
+        env = trainer_env(s3, root, tmp_path, **{"LAZARUS_JOB_UID": "uid-a", **extra})
+        env["LAZARUS_ATTEMPT"] = "2"
         p = run(["--steps", "8", *args], env)
         assert p.returncode == 78, (extra, p.stderr[-2000:])
         term = termination(tmp_path)

@@ -48,8 +48,10 @@ def _interrupted_run(
         if stop:
             if nproc == 1:
                 assert p.returncode == 75, p.stderr[-3000:]
-            else:  # torchrun reports any worker failure as 1; each worker's code is in its log
-                assert p.stderr.count("exitcode  : 75") == nproc, p.stderr[-3000:]
+            else:
+                # torchrun reports a worker failure as 1 and SIGTERMs the other workers once
+                # the first exits; the workers' own codes are in its log.
+                assert "exitcode  : 75" in p.stderr, p.stderr[-3000:]
             assert term["outcome"] == "preempted" and term["savedOnSignal"], term
             assert term["lastCheckpoint"]["step"] == stop, term
         else:
