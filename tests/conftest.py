@@ -125,7 +125,7 @@ def _session_stack(
 ) -> Iterator[State]:
     reuse = bool(request.config.getoption("--reuse-stack"))
     run_dir = REPO / ".run" / f"test-{name}" if reuse else tmp_path_factory.mktemp(name)
-    stack = Stack(run_dir)
+    stack = Stack(run_dir, tied=not reuse)
     state = stack.state()
     if reuse and state and state.running() and len(state.running()) == len(state.pids):
         stack.wait_ready(state)

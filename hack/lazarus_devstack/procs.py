@@ -8,6 +8,7 @@ behind even if a child forked helpers.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import DevstackError
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -55,8 +58,24 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def start(name: str, argv: list[str], run_dir: Path, env: dict[str, str] | None = None) -> int:
-    """Start `argv` in the background; return its pid. Output goes to <run_dir>/logs/<name>.log."""
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGKILL us when the process that started us dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def start(
+    name: str,
+    argv: list[str],
+    run_dir: Path,
+    env: dict[str, str] | None = None,
+    die_with_parent: bool = False,
+) -> int:
+    """Start `argv` in the background; return its pid. Output goes to <run_dir>/logs/<name>.log.
+
+    `die_with_parent` ties the process's life to ours: tests use it so that a
+    killed test run cannot leave a control plane behind.
+    """
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = (logs / f"{name}.log").open("ab")
@@ -69,6 +88,7 @@ def start(name: str, argv: list[str], run_dir: Path, env: dict[str, str] | None 
             start_new_session=True,
             env={**os.environ, **(env or {})},
             cwd=run_dir,
+            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
         )
     except OSError as err:
         raise DevstackError(f"could not start {name} ({argv[0]}): {err}") from None

@@ -104,8 +104,8 @@ class State:
             return None
         try:
             raw = json.loads(path.read_text())
-            s3 = S3Info(**raw.pop("s3")) if raw.get("s3") else None
-            return cls(**raw, s3=s3)
+            s3 = raw.pop("s3", None)
+            return cls(**raw, s3=S3Info(**s3) if s3 else None)
         except (ValueError, TypeError) as err:
             raise DevstackError(
                 f"{path} is unreadable ({err}); remove {run_dir} by hand and retry"
@@ -158,8 +158,10 @@ def _version(bin_dir: Path) -> str:
 class Stack:
     """The local control plane and S3 server rooted at one run directory."""
 
-    def __init__(self, run_dir: Path = DEFAULT_RUN_DIR) -> None:
+    def __init__(self, run_dir: Path = DEFAULT_RUN_DIR, *, tied: bool = False) -> None:
+        """`tied`: processes die when this Python process does (for test sessions)."""
         self.run_dir = run_dir.resolve()
+        self.tied = tied
 
     def state(self) -> State | None:
         return State.load(self.run_dir)
@@ -337,7 +339,7 @@ class Stack:
         ready: Callable[[], bool],
         timeout: float = 60,
     ) -> None:
-        pid = procs.start(name, argv, self.run_dir)
+        pid = procs.start(name, argv, self.run_dir, die_with_parent=self.tied)
         state.pids[name] = pid
         state.save()  # record the pid first, so a crash here still lets `down` find it
         procs.wait_until(name, pid, ready, self.run_dir, timeout)

@@ -6,6 +6,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +49,29 @@ def test_down_leaves_no_process_behind(tmp_path: Path) -> None:
     assert set(stopped) == set(state.pids)
     assert not any(procs.alive(pid) for pid in state.pids.values())
     assert _processes_mentioning(str(tmp_path / "run")) == []
+
+
+def test_a_tied_stack_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    script = (
+        "import sys, os; from pathlib import Path; "
+        "from lazarus_devstack.stack import Stack, Ports; "
+        f"s = Stack(Path({str(run_dir)!r}), tied=True); st = s.up(Ports(s3=0), kube=False); "
+        "print(st.pids['s3'], flush=True); os._exit(0)"  # dies without `down`
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(REPO / "hack")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + 10
+    while procs.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not procs.alive(pid)
 
 
 def test_busy_port_is_refused_before_anything_starts(tmp_path: Path, busy_port: int) -> None:
