@@ -187,7 +187,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(argv)
-    except StoreError as e:
+    except (StoreError, ValueError) as e:  # ValueError: a bad name or path from the user
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
