@@ -286,7 +286,8 @@ def test_missing_secret_waits_with_a_condition_then_launches(
         T,
         "SecretNotFound",
     )
-    assert names(kubelet, job) == [] and "SecretNotFound" in reasons(jobs, job)
+    wait_for(lambda: "SecretNotFound" in reasons(jobs, job), T, "SecretNotFound event")
+    assert names(kubelet, job) == []
     secret = jobs.core.read_namespaced_secret("s3-creds", jobs.ns)
     jobs.core.create_namespaced_secret(
         jobs.ns, {"metadata": {"name": "later"}, "data": secret.data}
@@ -338,7 +339,7 @@ def test_two_replicas_act_once(
 ) -> None:
     a = start_operator("--peering", "--peering-lifetime", "10")
     b = start_operator("--peering", "--peering-lifetime", "10")
-    wait_for(lambda: "Pausing operations" in a.log() + b.log(), T, "one replica to pause")
+    wait_for(lambda: "Pausing operations" in a.log() + b.log(), 2 * T, "one replica to pause")
     job = jobs.create()
     running(jobs, kubelet, job, 1)
     kubelet.terminate(f"{job}-a1-0", 137, disruption="EvictionByEvictionAPI")
