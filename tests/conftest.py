@@ -94,6 +94,7 @@ class ControlPlane:
     kubeconfig: Path
     server: str
     version: str
+    kubectl_bin: str = "kubectl"
 
     def user_kubeconfig(self, user: str) -> Path:
         """Kubeconfig of another identity: "admin" (system:masters) or "nobody" (no RBAC)."""
@@ -108,7 +109,7 @@ class ControlPlane:
         self, *args: str, user: str = "admin", check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["kubectl", f"--kubeconfig={self.user_kubeconfig(user)}", *args],
+            [self.kubectl_bin, f"--kubeconfig={self.user_kubeconfig(user)}", *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -186,7 +187,13 @@ def cluster(
     status themselves. The TrainingJob CRD from crds/ is applied and Established.
     """
     for state in _session_stack(request, tmp_path_factory, "kube", s3=False, controllers=True):
-        cp = ControlPlane(Path(state.run_dir), Path(state.kubeconfig), state.server, state.version)
+        cp = ControlPlane(
+            Path(state.run_dir),
+            Path(state.kubeconfig),
+            state.server,
+            state.version,
+            state.kubectl(),
+        )
         cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
         cp.kubectl(
             "wait",

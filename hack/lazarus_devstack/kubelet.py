@@ -385,7 +385,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     kubelet = LocalKubelet(args.kubeconfig, args.node, args.work_dir)
-    signal.signal(signal.SIGTERM, lambda *_: (kubelet.shutdown(), os._exit(0)))
+    def on_term(*_: object) -> None:
+        kubelet.shutdown()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
     kubelet.run()
 
 

@@ -80,6 +80,7 @@ class S3Info:
 class State:
     run_dir: str
     version: str = ""
+    bin_dir: str = ""
     server: str = ""
     kubeconfig: str = ""
     pids: dict[str, int] = field(default_factory=dict)
@@ -110,6 +111,11 @@ class State:
             raise DevstackError(
                 f"{path} is unreadable ({err}); remove {run_dir} by hand and retry"
             ) from None
+
+    def kubectl(self) -> str:
+        """The kubectl built with the server (same version), else the one on PATH."""
+        built = Path(self.bin_dir) / "kubectl"
+        return str(built) if self.bin_dir and built.exists() else "kubectl"
 
     def running(self) -> dict[str, int]:
         return {name: pid for name, pid in self.pids.items() if procs.alive(pid)}
@@ -222,6 +228,7 @@ class Stack:
         run = self.run_dir
         pki = certs.generate(run / "pki")
         state.version = _version(bin_dir)
+        state.bin_dir = str(bin_dir)
         state.server = f"https://127.0.0.1:{ports.apiserver}"
         for client in certs.CLIENTS:
             (run / f"{client}.kubeconfig").write_text(certs.kubeconfig(pki, state.server, client))
@@ -330,6 +337,24 @@ class Stack:
             region_name=S3_REGION,
         ).create_bucket(Bucket=S3_BUCKET)
         state.save()
+
+    def launch(
+        self,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> int:
+        """Start one more process under this stack (the demo's operator); `down` stops it too."""
+        state = self.state()
+        if state is None:
+            raise DevstackError(f"no stack in {self.run_dir}")
+        pid = procs.start(name, argv, self.run_dir, env=env, die_with_parent=self.tied)
+        state.pids[name] = pid
+        state.save()
+        procs.wait_until(name, pid, ready, self.run_dir, timeout)
+        return pid
 
     def _launch(
         self,
