@@ -100,7 +100,12 @@ def test_storage_outage_during_periodic_saves_is_retried(
         try:
             wait_for(lambda: any(c.committed for c in store.list_checkpoints()), 120, "a commit")
             proxy.set_up(False)
-            wait_for(lambda: "failed (try" in err.read_text(), 120, "a failed save")
+            try:
+                wait_for(lambda: "failed (try" in err.read_text(), 120, "a failed save")
+            except AssertionError:
+                raise AssertionError(
+                    f"no failed save logged; trainer log:\n{err.read_text()[-3000:]}"
+                ) from None
             during = max(losses(log))[0]
             proxy.set_up(True)
             assert proc.wait(timeout=300) == 0, err.read_text()[-3000:]

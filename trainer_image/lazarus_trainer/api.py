@@ -62,6 +62,7 @@ class Lazarus:
         self._last_save_at = time.monotonic()
         self._pending: str | None = None  # a save decided while another was in flight
         self._retry: str | None = None  # reason of a save that failed in the background
+        self._retry_at = 0.0  # not before this time: an outage is not hammered every step
         self._deferred: str | None = None  # decided at a step an evaluation will follow
         self._step_metrics: dict[str, float] = {}
         self._reuse: Any = None  # host buffers of the last finished snapshot
@@ -151,7 +152,7 @@ class Lazarus:
                 int(asked),
                 int(due),
                 int(self.saver.busy),
-                int(self._retry is not None),
+                int(self._retry is not None and time.monotonic() >= self._retry_at),
                 int(self.termination is not None),
             ]
         )
@@ -259,8 +260,18 @@ class Lazarus:
         deadline = self._deadline()
         entries: list[st.Entry] = []
         error: str | None = None
+        writer: st.Writer | None = None
         try:
-            writer = self.storage.begin(step, cfg.attempt)
+            opened: list[st.Writer] = []
+            with_retries(
+                lambda: opened.append(self.storage.begin(step, cfg.attempt)),
+                tries=cfg.save_retries,
+                backoff=cfg.retry_backoff,
+                what=f"begin {name}",
+                cancel=self.saver.cancel,
+                deadline=deadline,
+            )
+            writer = opened[0]
             objects = {rank_object(self.dist.rank): snap["rank"]}
             if snap["common"] is not None:
                 objects[COMMON_OBJECT] = snap["common"]
@@ -285,13 +296,14 @@ class Lazarus:
             if errors:
                 result = ("error", "; ".join(errors))
             else:
+                assert writer is not None
                 every = [e for ents, _ in gathered for e in ents]
                 result = self._commit(writer, every, meta)
         result = self.dist.broadcast(result, background=background)
         seconds = time.monotonic() - t0
         if result[0] == "ok":
             return SaveOutcome(result[1], step, reason, seconds)
-        if gathered is not None and result[0] == "error":
+        if writer is not None and result[0] == "error":
             try:
                 writer.abort()
             except Exception as exc:
@@ -368,6 +380,7 @@ class Lazarus:
         )
         if out.reason != "preemption":
             self._retry = out.reason
+            self._retry_at = time.monotonic() + self.config.retry_backoff * 8
 
     def _deadline(self) -> float | None:
         if self.signal.received_at is None:
@@ -441,10 +454,13 @@ class Lazarus:
             if done is not None:
                 self._on_outcome(done)
             if self.config.save_at_end:
-                for _ in range(2):  # one more try if a storage blip hits the final save
+                delay = self.config.retry_backoff
+                for _ in range(6):  # the final save outlasts a short storage outage
                     self._save("final", sync=True)
                     if self.last_committed and self.last_committed[1] == self.progress.step:
                         break
+                    time.sleep(delay)
+                    delay *= 2
             ok = not self.config.save_at_end or (
                 self.last_committed is not None and self.last_committed[1] == self.progress.step
             )
