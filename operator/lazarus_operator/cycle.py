@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,20 @@ class Reconciler:
         self.progress_interval = progress_interval
         self.jobs: dict[tuple[str, str], _JobState] = {}
 
+    async def resync_forever(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:
+        """Revisit every known job regularly (progress from storage, missed events).
+        Not a kopf timer: timers make kopf hold a finalizer on every job. `active`
+        says whether this replica is the one acting (kopf pauses only handlers)."""
+        while True:
+            await asyncio.sleep(interval)
+            if not await active():
+                continue
+            for ns, name in list(self.jobs):
+                try:
+                    await self.kick(ns, name, refresh=True)
+                except Exception:
+                    log.exception("resync of %s/%s failed", ns, name)
+
     def forget(self, ns: str, name: str) -> None:
         st = self.jobs.pop((ns, name), None)
         if st and st.wakeup:
@@ -93,7 +108,10 @@ class Reconciler:
 
     async def _once(self, ns: str, name: str, st: _JobState, refresh: bool) -> Outcome:
         job = await self.kube.get_job(ns, name)
-        if job is None or job["metadata"].get("deletionTimestamp"):
+        if job is None:
+            self.jobs.pop((ns, name), None)
+            return Outcome()
+        if job["metadata"].get("deletionTimestamp"):
             return Outcome()
         meta = job["metadata"]
         old_status: dict[str, Any] = job.get("status") or {}
@@ -138,12 +156,12 @@ class Reconciler:
 
     async def _select(self, ref: JobRef, spec: JobSpec, attempt: int) -> Selection | StorageProblem:
         try:
-            cred = await self._credentials(ref.namespace, spec)
+            cred = await self.credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
         return await storage.select(spec.checkpoint, cred, max(attempt, 1))
 
-    async def _credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
+    async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref
         secret = await self.kube.get_secret(ns, ref.name) if ref else None
         return storage.credentials(spec.checkpoint, secret, ns)
@@ -170,7 +188,7 @@ class Reconciler:
         for a in d.actions:
             if isinstance(a, RecordAttempt):
                 # Fencing: the attempt is in the log before any of its pods exist.
-                cred = await self._credentials(ns, spec)
+                cred = await self.credentials(ns, spec)
                 await storage.record_attempt(
                     spec.checkpoint, cred, a.attempt, a.resume_from, a.resume_step
                 )

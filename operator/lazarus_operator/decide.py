@@ -433,8 +433,6 @@ def decide(f: Facts) -> Decision:
 
     if st.get("pendingRestart"):
         pending = st["pendingRestart"]
-        # Pods of attempts after N are a launch that crashed before its status
-        # write: keep them; the relaunch below creates the rest (409 is fine).
         if not _teardown(f, d, older + current):
             s.set_condition(
                 st, s.COND_RESTARTING, True, s.R_TEARDOWN, "waiting for pods to stop", now=now

@@ -18,7 +18,6 @@ from .cycle import Outcome, Reconciler
 from .spec import SpecError, parse_spec
 
 log = logging.getLogger("lazarus.handlers")
-RESYNC_SECONDS = 10.0
 
 # Set by main's startup handler.
 reconciler: Reconciler | None = None
@@ -35,6 +34,9 @@ def _rec() -> Reconciler:
 def _raise_if_waiting(out: Outcome) -> None:
     if out.spec_error:
         raise kopf.PermanentError(out.spec_error)
+    if out.requeue_after is not None:
+        # Backoff and timeouts: kopf calls us again after the delay (never a sleep).
+        raise kopf.TemporaryError(out.waiting or "waiting", delay=out.requeue_after)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -45,34 +47,36 @@ async def job_changed(namespace: str | None, name: str, **_: Any) -> None:
     _raise_if_waiting(await _rec().kick(namespace, name))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS)
-async def job_resync(namespace: str | None, name: str, **_: Any) -> None:
-    """Resync and refresh progress from storage; retried sooner when something is due."""
-    assert namespace is not None
-    out = await _rec().kick(namespace, name, refresh=True)
-    if out.requeue_after is not None and out.requeue_after < RESYNC_SECONDS:
-        raise kopf.TemporaryError(out.waiting or "waiting", delay=out.requeue_after)
+def _deletes_checkpoints(spec: Any, **_: Any) -> bool:
+    return bool((spec.get("checkpoint") or {}).get("deleteOnJobDelete"))
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
-async def job_deleted(namespace: str | None, name: str, spec: Any, **_: Any) -> None:
-    """Pods are garbage-collected by owner reference; checkpoints stay unless asked."""
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def job_deleted(namespace: str | None, name: str, **_: Any) -> None:
+    """Pods go with the job (owner references; deleting them here is only faster).
+    Optional: no finalizer is needed for this, so deletion never waits on us."""
     assert namespace is not None
     rec = _rec()
     rec.forget(namespace, name)
     for pod in await rec.kube.list_pods(namespace, name):
         await rec.kube.delete_pod(namespace, pod["metadata"]["name"], force=False)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_checkpoints)
+async def checkpoints_deleted(namespace: str | None, spec: Any, **_: Any) -> None:
+    """spec.checkpoint.deleteOnJobDelete: the finalizer holds the job until they are gone."""
+    assert namespace is not None
+    rec = _rec()
     try:
         parsed = parse_spec(dict(spec))
     except SpecError:
         return
-    if parsed.checkpoint.delete_on_job_delete:
-        try:
-            cred = await rec._credentials(namespace, parsed)
-            n = await storage.delete_all(parsed.checkpoint, cred)
-        except (storage.CredentialsError, StoreError) as err:
-            raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err
-        log.info("deleted %d checkpoint objects of %s/%s", n, namespace, name)
+    try:
+        cred = await rec.credentials(namespace, parsed)
+        n = await storage.delete_all(parsed.checkpoint, cred)
+    except (storage.CredentialsError, StoreError) as err:
+        raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err
+    log.info("deleted %d checkpoint objects under %s", n, parsed.checkpoint.uri)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})

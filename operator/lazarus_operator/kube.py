@@ -160,3 +160,44 @@ class Kube:
                 {**body, "kind": "KopfPeering"},
                 ok=(409,),
             )
+
+    async def peers(self, name: str, namespaces: list[str]) -> list[dict[str, Any]]:
+        """The live entries of the kopf peering object(s): {priority, lastseen, lifetime}."""
+        objs: list[Any] = []
+        if not namespaces:
+            objs.append(
+                await self._maybe(
+                    self.custom.get_cluster_custom_object,
+                    "kopf.dev",
+                    "v1",
+                    "clusterkopfpeerings",
+                    name,
+                )
+            )
+        for ns in namespaces:
+            objs.append(
+                await self._maybe(
+                    self.custom.get_namespaced_custom_object,
+                    "kopf.dev",
+                    "v1",
+                    ns,
+                    "kopfpeerings",
+                    name,
+                )
+            )
+        now = datetime.now(UTC)
+        out = []
+        for obj in objs:
+            for peer in ((obj or {}).get("status") or {}).values():
+                if not isinstance(peer, dict):
+                    continue
+                seen = peer.get("lastseen")
+                try:
+                    last = datetime.fromisoformat(str(seen).replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                if last.tzinfo is None:
+                    last = last.replace(tzinfo=UTC)
+                if (now - last).total_seconds() <= float(peer.get("lifetime") or 60):
+                    out.append(peer)
+        return out

@@ -19,6 +19,8 @@ from .kube import Kube
 FINALIZER = "lazarus.dev/finalizer"
 PREFIX = "lazarus.dev"
 PEERING_NAME = "lazarus"
+RESYNC_SECONDS = 10.0
+_background: set[asyncio.Task[None]] = set()
 
 
 def _api_client() -> client.ApiClient:
@@ -44,7 +46,9 @@ def _configure(settings: kopf.OperatorSettings, peering: bool, lifetime: int) ->
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    settings.posting.level = logging.WARNING
+    # Our own events say what happened; kopf's would echo every TemporaryError
+    # (a backoff wait is not an error).
+    settings.posting.enabled = False
     # One replica acts at a time: the others pause while a higher-priority peer lives.
     settings.peering.name = PEERING_NAME
     settings.peering.mandatory = peering
@@ -103,6 +107,19 @@ def main(argv: list[str] | None = None) -> None:
         if args.peering:
             await kube.ensure_peering(PEERING_NAME, namespaces)
         handlers.reconciler = Reconciler(kube, progress_interval=args.progress_interval)
+        priority = settings.peering.priority
+
+        async def active() -> bool:
+            """kopf's own rule: a replica acts unless a live peer has a higher priority."""
+            if not args.peering:
+                return True
+            peers = await kube.peers(PEERING_NAME, namespaces)
+            return not any(int(p.get("priority", 0)) > priority for p in peers)
+
+        resync = asyncio.get_running_loop().create_task(
+            handlers.reconciler.resync_forever(RESYNC_SECONDS, active)
+        )
+        _background.add(resync)
 
     asyncio.run(
         kopf.operator(

@@ -124,9 +124,7 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int) -> Selection:
     return Selection(chosen, tuple((k.name, k.reason) for k in sel.skipped))
 
 
-async def select(
-    ck: CheckpointSpec, cred: Credentials, attempt: int
-) -> Selection | StorageProblem:
+async def select(ck: CheckpointSpec, cred: Credentials, attempt: int) -> Selection | StorageProblem:
     """Newest valid checkpoint in the lineage of `attempt`, or what is wrong with storage."""
     try:
         return await asyncio.to_thread(_select, ck, cred, attempt)
@@ -147,7 +145,7 @@ async def delete_all(ck: CheckpointSpec, cred: Credentials) -> int:
     store = open_store(ck, cred)
 
     def run() -> int:
-        keys = [o.key for o in store.backend.list("")]  # type: ignore[attr-defined]
+        keys = [o.key for o in store.backend.list_objects("")]
         store.backend.delete_many(keys)
         return len(keys)
 

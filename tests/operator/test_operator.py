@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from lazarus_store.contract import ANNOTATION_CHECKPOINT_NOW
 
@@ -72,7 +73,7 @@ def test_launch_creates_service_and_pods_per_contract(
     # fencing: the attempt is in the log
     assert [r.attempt for r in jobs.store(job).attempts()] == [1]
     meta = jobs.get(job)["metadata"]
-    assert "lazarus.dev/finalizer" in meta["finalizers"]
+    assert "lazarus.dev/finalizer" not in meta.get("finalizers", [])  # only to delete checkpoints
     assert not [a for a in meta.get("annotations", {}) if a.startswith("kopf.zalando.org")]
 
 
@@ -262,15 +263,45 @@ def test_delete_removes_pods_and_keeps_checkpoints(
     jobs.delete(job)
     wait_for(lambda: names(kubelet, job) == [], T, "pods gone")
 
+    last: dict[str, Any] = {}
+
+    def gone() -> bool:
+        try:
+            last.update(jobs.get(job)["metadata"])
+        except client.ApiException as err:
+            return bool(err.status == 404)
+        return False
+
+    try:
+        wait_for(gone, T, "job gone (finalizer released)")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; metadata: {last}") from None
+    assert [c.name for c in jobs.store(job).list_checkpoints()] == [ck]
+
+
+def test_delete_with_delete_on_job_delete_removes_checkpoints_first(
+    jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
+) -> None:
+    job = "purged"
+    jobs.seed(job, 10, 1)
+    jobs.create(job, checkpoint={"deleteOnJobDelete": True})
+    running(jobs, kubelet, job, 1)
+    wait_for(
+        lambda: "lazarus.dev/finalizer" in jobs.get(job)["metadata"].get("finalizers", []),
+        T,
+        "our finalizer",
+    )
+    jobs.delete(job)
+
     def gone() -> bool:
         try:
             jobs.get(job)
-        except Exception as err:  # ApiException 404
-            return getattr(err, "status", None) == 404
+        except client.ApiException as err:
+            return bool(err.status == 404)
         return False
 
-    wait_for(gone, T, "job gone (finalizer released)")
-    assert [c.name for c in jobs.store(job).list_checkpoints()] == [ck]
+    wait_for(gone, T, "job gone")
+    assert jobs.store(job).list_checkpoints() == []
 
 
 def test_missing_secret_waits_with_a_condition_then_launches(
@@ -339,7 +370,19 @@ def test_two_replicas_act_once(
 ) -> None:
     a = start_operator("--peering", "--peering-lifetime", "10")
     b = start_operator("--peering", "--peering-lifetime", "10")
-    wait_for(lambda: "Pausing operations" in a.log() + b.log(), 2 * T, "one replica to pause")
+    custom = client.CustomObjectsApi(jobs.custom.api_client)
+
+    def peers() -> int:
+        try:
+            obj = custom.get_namespaced_custom_object(
+                "kopf.dev", "v1", jobs.ns, "kopfpeerings", "lazarus"
+            )
+        except client.ApiException:
+            return 0
+        return len(obj.get("status") or {})
+
+    wait_for(lambda: peers() == 2, 2 * T, "both replicas registered as peers")
+    assert a.proc.poll() is None and b.proc.poll() is None
     job = jobs.create()
     running(jobs, kubelet, job, 1)
     kubelet.terminate(f"{job}-a1-0", 137, disruption="EvictionByEvictionAPI")
