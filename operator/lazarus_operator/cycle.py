@@ -14,7 +14,7 @@ from typing import Any
 
 from . import status as s
 from . import storage
-from .builders import JobRef
+from .builders import KIND, JobRef
 from .decide import (
     AnnotatePod,
     CreatePod,
@@ -109,7 +109,15 @@ class Reconciler:
     async def _once(self, ns: str, name: str, st: _JobState, refresh: bool) -> Outcome:
         job = await self.kube.get_job(ns, name)
         if job is None:
+            # Deleted: its pods go too. The garbage collector would get there, but it
+            # learns new resource types only on its periodic discovery.
             self.jobs.pop((ns, name), None)
+            for pod in await self.kube.list_pods(ns, name):
+                owners = pod["metadata"].get("ownerReferences") or []
+                if any(o.get("kind") == KIND for o in owners) and not pod["metadata"].get(
+                    "deletionTimestamp"
+                ):
+                    await self.kube.delete_pod(ns, pod["metadata"]["name"], force=False)
             return Outcome()
         if job["metadata"].get("deletionTimestamp"):
             return Outcome()

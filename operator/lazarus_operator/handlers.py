@@ -51,15 +51,12 @@ def _deletes_checkpoints(spec: Any, **_: Any) -> bool:
     return bool((spec.get("checkpoint") or {}).get("deleteOnJobDelete"))
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def job_deleted(namespace: str | None, name: str, **_: Any) -> None:
-    """Pods go with the job (owner references; deleting them here is only faster).
-    Optional: no finalizer is needed for this, so deletion never waits on us."""
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def job_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    """A deleted job's cycle deletes its pods (and forgets the job)."""
     assert namespace is not None
-    rec = _rec()
-    rec.forget(namespace, name)
-    for pod in await rec.kube.list_pods(namespace, name):
-        await rec.kube.delete_pod(namespace, pod["metadata"]["name"], force=False)
+    if type == "DELETED":
+        await _rec().kick(namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_checkpoints)
