@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DevstackError
-from .stack import REPO, Ports, Stack
+from .stack import REPO, Ports, Stack, apply_crds
 
 NAMESPACE = "lazarus-demo"
 RUN_DIR = REPO / ".run" / "demo"
@@ -45,7 +45,7 @@ def _kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
 def up(follow: bool, drill: bool, timeout: float) -> int:
     stack = Stack(RUN_DIR)
     state = stack.state()
-    if state and state.running() and "lazarus-operator" in state.running():
+    if state and {"kube-apiserver", "s3"} <= set(state.running()):
         print(f"# reusing the demo stack in {RUN_DIR}", file=sys.stderr)
     else:
         if state:
@@ -55,20 +55,21 @@ def up(follow: bool, drill: bool, timeout: float) -> int:
         print(f"# control plane + S3 up in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     assert state.s3 is not None
     kc = state.kubeconfig
-    _kubectl(kc, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    _kubectl(kc, "wait", "--for=condition=Established", "crd/trainingjobs.lazarus.dev")
+    apply_crds(state)
 
-    if "lazarus-operator" not in state.running():
-        env = {"KUBECONFIG": kc, "LAZARUS_PROGRESS_SECONDS": "3"}
-        venv_bin = str(Path(sys.executable).parent)
-        env["PATH"] = f"{venv_bin}:{os.environ.get('PATH', '')}"
+    venv_bin = str(Path(sys.executable).parent)
+    path = f"{venv_bin}:{os.environ.get('PATH', '')}"
+    running = state.running()
+    if "lazarus-operator" not in running:
         log = RUN_DIR / "logs" / "lazarus-operator.log"
+        log.unlink(missing_ok=True)
         stack.launch(
             "lazarus-operator",
             [str(Path(venv_bin) / "lazarus-operator"), "--namespace", NAMESPACE],
-            lambda: log.exists() and "Starting" in log.read_text(errors="replace"),
-            env=env,
+            lambda: "authentication has finished" in log.read_text(errors="replace"),
+            env={"KUBECONFIG": kc, "LAZARUS_PROGRESS_SECONDS": "3", "PATH": path},
         )
+    if "local-kubelet" not in running:
         stack.launch(
             "local-kubelet",
             [
@@ -81,7 +82,7 @@ def up(follow: bool, drill: bool, timeout: float) -> int:
                 str(RUN_DIR / "pods"),
             ],
             lambda: "local-0" in _kubectl(kc, "get", "nodes", "-o", "name"),
-            env={"PATH": env["PATH"], "PYTHONPATH": str(REPO / "hack")},
+            env={"PATH": path, "PYTHONPATH": str(REPO / "hack")},
         )
 
     ns = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})

@@ -92,6 +92,14 @@ class LocalKubelet:
         with contextlib.suppress(client.ApiException):
             self.core.create_node(body)
         self.heartbeat()
+        # Admission taints new nodes not-ready; the node-lifecycle controller,
+        # which we do not run (it would evict the tests' fake nodes' pods),
+        # would clear it once Ready. Do its part for our own node.
+        node = self.core.read_node(self.node)
+        taints = [
+            t for t in (node.spec.taints or []) if not t.key.startswith("node.kubernetes.io/")
+        ]
+        self.core.patch_node(self.node, {"spec": {"taints": taints or None}})
 
     def heartbeat(self) -> None:
         now = _now()
@@ -385,6 +393,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     kubelet = LocalKubelet(args.kubeconfig, args.node, args.work_dir)
+
     def on_term(*_: object) -> None:
         kubelet.shutdown()
         os._exit(0)

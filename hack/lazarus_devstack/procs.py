@@ -33,6 +33,9 @@ def free_port() -> int:
 def check_port_free(port: int, what: str) -> None:
     """Fail clearly when `port` is taken, instead of letting a server die on bind."""
     with socket.socket() as s:
+        # As the servers themselves bind: TIME_WAIT leftovers of a stopped
+        # stack do not count as busy, a live listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError as err:

@@ -161,6 +161,39 @@ def _version(bin_dir: Path) -> str:
     return out.split()[-1] if out.strip() else "unknown"
 
 
+def apply_crds(state: State, crd_dir: Path = REPO / "crds", timeout: float = 60) -> None:
+    """Apply every CRD in `crd_dir` and wait until the API server serves them.
+
+    Polls the Established condition itself: `kubectl wait` fails outright when
+    it looks before the CRD has any status at all.
+    """
+    kubectl = [state.kubectl(), f"--kubeconfig={state.kubeconfig}"]
+    applied = subprocess.run(
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(crd_dir), "-o", "name"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if applied.returncode != 0:
+        raise DevstackError(f"applying {crd_dir} failed: {applied.stderr.strip()}")
+    names = [n.split("/", 1)[1] for n in applied.stdout.split() if "customresourcedefinition" in n]
+    deadline = time.monotonic() + timeout
+    for name in names:
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            got = subprocess.run(
+                [*kubectl, "get", "crd", name, "-o", f"jsonpath={path}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if got.stdout.strip() == "True":
+                break
+            if time.monotonic() > deadline:
+                raise DevstackError(f"CRD {name} was not Established after {timeout:.0f}s")
+            time.sleep(0.1)
+
+
 class Stack:
     """The local control plane and S3 server rooted at one run directory."""
 
@@ -353,7 +386,13 @@ class Stack:
         pid = procs.start(name, argv, self.run_dir, env=env, die_with_parent=self.tied)
         state.pids[name] = pid
         state.save()
-        procs.wait_until(name, pid, ready, self.run_dir, timeout)
+        try:
+            procs.wait_until(name, pid, ready, self.run_dir, timeout)
+        except BaseException:
+            procs.stop(pid)
+            del state.pids[name]
+            state.save()
+            raise
         return pid
 
     def _launch(
