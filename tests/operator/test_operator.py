@@ -328,13 +328,18 @@ def test_missing_secret_waits_with_a_condition_then_launches(
     assert cond is not None and cond["status"] == "True"
 
 
-def test_secret_without_keys_and_unreachable_endpoint_surface(
+def test_secret_without_keys_unreachable_endpoint_and_missing_bucket_surface(
     jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
 ) -> None:
     jobs.core.create_namespaced_secret(jobs.ns, {"metadata": {"name": "empty"}, "data": {}})
     a = jobs.create(checkpoint={"secretRef": {"name": "empty"}})
     b = jobs.create(checkpoint={"endpoint": "http://127.0.0.1:9"})
-    for job, reason in ((a, "SecretKeyMissing"), (b, "StorageUnavailable")):
+    c = jobs.create(checkpoint={"uri": "s3://no-such-bucket-here/x"})
+    for job, reason in (
+        (a, "SecretKeyMissing"),
+        (b, "StorageUnavailable"),
+        (c, "BucketMissing"),
+    ):
 
         def surfaced(st: dict[str, Any], r: str = reason) -> bool:
             conds = st.get("conditions", [])
