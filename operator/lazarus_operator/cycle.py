@@ -142,8 +142,9 @@ class Reconciler:
         due = time.monotonic() - st.last_refresh >= self.progress_interval
         active = old_status.get("phase") not in s.FINISHED and not spec.suspend
         if d.needs_selection or ((refresh or due) and active and old_status.get("attempt")):
+            current = int(old_status.get("attempt") or 0)
             answer = await self._select(
-                ref, spec, int(old_status.get("attempt") or 0) + (1 if d.needs_selection else 0)
+                ref, spec, (current + 1 if current else None) if d.needs_selection else current
             )
             st.last_refresh = time.monotonic()
             if isinstance(answer, StorageProblem):
@@ -162,12 +163,14 @@ class Reconciler:
         await self._post(job, d.events)
         return Outcome(d.requeue_after, d.waiting)
 
-    async def _select(self, ref: JobRef, spec: JobSpec, attempt: int) -> Selection | StorageProblem:
+    async def _select(
+        self, ref: JobRef, spec: JobSpec, attempt: int | None
+    ) -> Selection | StorageProblem:
         try:
             cred = await self.credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
-        return await storage.select(spec.checkpoint, cred, max(attempt, 1))
+        return await storage.select(spec.checkpoint, cred, max(attempt, 1) if attempt else None)
 
     async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref

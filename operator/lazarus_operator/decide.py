@@ -63,6 +63,10 @@ class Selection:
 
     chosen: Checkpoint | None
     skipped: tuple[tuple[str, str], ...] = ()
+    # The fence log is per checkpoint root, not per job object: a job deleted
+    # and re-created on the same root continues the attempt numbers, so its
+    # first attempt fences the old one's pods and resumes in its lineage.
+    next_attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -295,8 +299,8 @@ def _history_end(st: dict[str, Any], attempt: int, end: PodEnd, now: datetime) -
 def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
     """Launch attempt N+1 (needs the store's selection)."""
     spec, now = f.spec, f.now
+    first = not st.get("attempt")
     attempt = int(st.get("attempt") or 0) + 1
-    first = attempt == 1
     # Always consult the store before launching: it proves the storage works
     # (the trainer needs it too) and the fence record needs it.
     if f.selection is None and f.storage_problem is None:
@@ -308,6 +312,8 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
         d.requeue(STORAGE_RETRY_S, f"storage: {f.storage_problem.message}")
         return
     assert f.selection is not None
+    if first:
+        attempt = max(attempt, f.selection.next_attempt)
     ck = f.selection.chosen
     skipped = f.selection.skipped
     if first and spec.checkpoint.resume == "none":

@@ -106,10 +106,14 @@ def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
         return store
 
 
-def _select(ck: CheckpointSpec, cred: Credentials, attempt: int) -> Selection:
+def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None) -> Selection:
     store = open_store(ck, cred)
     # Identity (job UID) is the trainer's check on load (contract section 2); lineage and
-    # cheap validity are ours.
+    # cheap validity are ours. attempt=None: a job's first launch, whose number and
+    # lineage follow whatever attempts the fence log already holds for this root.
+    next_attempt = 0
+    if attempt is None:
+        next_attempt = max((r.attempt for r in store.attempts()), default=0) + 1
     sel = store.latest_valid(attempt=attempt, full=False)
     chosen = None
     if sel.chosen is not None:
@@ -121,10 +125,12 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int) -> Selection:
             uri=f"{ck.uri.rstrip('/')}/{c.name}",
             created=c.created.isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
-    return Selection(chosen, tuple((k.name, k.reason) for k in sel.skipped))
+    return Selection(chosen, tuple((k.name, k.reason) for k in sel.skipped), next_attempt)
 
 
-async def select(ck: CheckpointSpec, cred: Credentials, attempt: int) -> Selection | StorageProblem:
+async def select(
+    ck: CheckpointSpec, cred: Credentials, attempt: int | None
+) -> Selection | StorageProblem:
     """Newest valid checkpoint in the lineage of `attempt`, or what is wrong with storage."""
     try:
         return await asyncio.to_thread(_select, ck, cred, attempt)

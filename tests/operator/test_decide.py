@@ -90,6 +90,20 @@ def test_first_cycle_asks_the_store_then_launches_attempt_1() -> None:
     assert d.status["attempt"] == 1 and d.status["phase"] == s.PENDING
 
 
+def test_first_launch_continues_the_attempt_numbers_already_on_the_root() -> None:
+    d = run({}, [], selection=Selection(ck(200), (), next_attempt=4))
+    assert of(d, RecordAttempt) == [RecordAttempt(4, "step-000000000200-a0001", 200)]
+    assert [p.manifest["metadata"]["name"] for p in of(d, CreatePod)] == ["job-a4-0", "job-a4-1"]
+    assert d.status["attempt"] == 4
+
+
+def test_later_launches_count_on_from_the_status_not_the_root() -> None:
+    st = launched(attempt=2)
+    st["pendingRestart"] = {"attempt": 2, "cause": "Failed", "notBefore": "2026-01-01T12:00:00Z"}
+    d = run(st, [], selection=Selection(ck(200), (), next_attempt=9))
+    assert of(d, RecordAttempt) == [RecordAttempt(3, "step-000000000200-a0001", 200)]
+
+
 def test_launch_resumes_from_the_chosen_checkpoint_and_reports_skipped() -> None:
     sel = Selection(ck(200), (("step-000000000300-a0001", "missing object shard-0"),))
     d = run({}, [], selection=sel)

@@ -77,6 +77,28 @@ def test_launch_creates_service_and_pods_per_contract(
     assert not [a for a in meta.get("annotations", {}) if a.startswith("kopf.zalando.org")]
 
 
+def test_recreated_job_continues_the_roots_attempts_and_lineage(
+    jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
+) -> None:
+    """Delete + re-apply on the same root (how users change a spec) must not be
+    fenced out by the old job's attempts, nor resume outside their lineage."""
+    job = "again"
+    store = jobs.store(job)
+    store.record_attempt(1, None, -1)
+    jobs.seed(job, 50, 1)
+    jobs.seed(job, 90, 1)  # committed after the old operator chose 50: a dead branch
+    store.record_attempt(2, "step-000000000050-a0001", 50)
+    newest = jobs.seed(job, 80, 2)
+    jobs.create(job)
+    running(jobs, kubelet, job, 3)
+    pod = kubelet.pod(f"{job}-a3-0")
+    assert pod is not None
+    env = env_of(pod)
+    assert env["LAZARUS_ATTEMPT"] == "3" and env["LAZARUS_RESUME_FROM"] == newest
+    assert [r.attempt for r in store.attempts()] == [1, 2, 3]
+    assert jobs.status(job)["resumedFrom"]["step"] == 80
+
+
 def test_gang_restart_after_failure_waits_out_the_backoff(
     jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
 ) -> None:
