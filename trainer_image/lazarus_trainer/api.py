@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lazarus_store.contract import checkpoint_name
 
+from . import sharded
 from . import storage as st
 from .config import LazarusConfig
 from .distributed import Collectives
@@ -66,6 +70,9 @@ class Lazarus:
         self._deferred: str | None = None  # decided at a step an evaluation will follow
         self._step_metrics: dict[str, float] = {}
         self._reuse: Any = None  # host buffers of the last finished snapshot
+        # More than one process: model and optimizer go through torch.distributed.checkpoint,
+        # one shard object per rank, resharded on load (sharded.py); else rank 0 saves them.
+        self.sharded = self.dist.active and self.dist.world_size > 1
 
     # --- registration --------------------------------------------------------------------
     def register(
@@ -218,11 +225,18 @@ class Lazarus:
         self._pending = None
         self._retry = None
         t0 = time.monotonic()
-        captured = {
-            "common": capture_common(self.registry, p, self.user_state)
+        use_dcp = self.sharded
+        common = (
+            capture_common(self.registry, p, self.user_state, model_optim=not use_dcp)
             if self.dist.is_main
-            else None,
+            else None
+        )
+        if common is not None and use_dcp:
+            common["sharded"] = sharded.names(self.registry)
+        captured = {
+            "common": common,
             "rank": capture_rank(),
+            "sharded": sharded.capture(self.registry) if use_dcp else None,
         }
         snap = snapshot(captured, reuse=self._reuse)
         synchronize()
@@ -236,6 +250,7 @@ class Lazarus:
             "tokens_seen": p.tokens_seen,
             "metrics": {k: float(v) for k, v in self._step_metrics.items()},
             "reason": reason,
+            "modelOptimizer": sharded.FORMAT_DCP if use_dcp else sharded.FORMAT_REPLICATED,
         }
         log.info("save %s at step %d: state copied in %.3fs", reason, p.step, stall)
 
@@ -253,42 +268,27 @@ class Lazarus:
         return None
 
     def _write_and_commit(self, snap: Any, meta: dict[str, Any], background: bool) -> SaveOutcome:
-        cfg = self.config
         t0 = time.monotonic()
         step, reason = int(meta["step"]), str(meta["reason"])
-        name = checkpoint_name(step, cfg.attempt)
-        deadline = self._deadline()
+        name = checkpoint_name(step, self.config.attempt)
         entries: list[st.Entry] = []
         error: str | None = None
-        writer: st.Writer | None = None
+        opened: list[st.Writer] = []
+        stage: contextlib.AbstractContextManager[list[Path]] = (
+            sharded.staged(snap["sharded"], self.dist.ckpt_group)
+            if snap.get("sharded") is not None
+            else contextlib.nullcontext([])
+        )
         try:
-            opened: list[st.Writer] = []
-            with_retries(
-                lambda: opened.append(self.storage.begin(step, cfg.attempt)),
-                tries=cfg.save_retries,
-                backoff=cfg.retry_backoff,
-                what=f"begin {name}",
-                cancel=self.saver.cancel,
-                deadline=deadline,
-            )
-            writer = opened[0]
-            objects = {rank_object(self.dist.rank): snap["rank"]}
-            if snap["common"] is not None:
-                objects[COMMON_OBJECT] = snap["common"]
-            for path, obj in objects.items():
-                data = serialize(obj)
-                box: list[st.Entry] = []
-                with_retries(
-                    lambda p=path, d=data, b=box: b.append(writer.put(p, d)),  # type: ignore[misc]
-                    tries=cfg.save_retries,
-                    backoff=cfg.retry_backoff,
-                    what=f"upload {name}/{path}",
-                    cancel=self.saver.cancel,
-                    deadline=deadline,
+            # Staging DCP shards is a collective: every rank does it before touching the store,
+            # so a rank whose upload fails never leaves the others waiting inside DCP.
+            with stage as files:
+                self._upload(
+                    name, step=step, snap=snap, files=files, opened=opened, entries=entries
                 )
-                entries.append(box[0])
         except Exception as exc:
             error = f"rank {self.dist.rank}: {exc}"
+        writer = opened[0] if opened else None
         gathered = self.dist.gather_to_main((entries, error), background=background)
         result: tuple[str, str] = ("error", "")
         if gathered is not None:
@@ -312,6 +312,50 @@ class Lazarus:
             None, step, reason, seconds, error=result[1], fenced=result[0] == "fenced"
         )
 
+    def _upload(
+        self,
+        name: str,
+        *,
+        step: int,
+        snap: Any,
+        files: list[Path],
+        opened: list[st.Writer],
+        entries: list[st.Entry],
+    ) -> None:
+        """Open this rank's writer and upload its objects: DCP shard files, then the trainer's."""
+        cfg = self.config
+        deadline = self._deadline()
+
+        def retried(fn: Callable[[], None], what: str) -> None:
+            with_retries(
+                fn,
+                tries=cfg.save_retries,
+                backoff=cfg.retry_backoff,
+                what=what,
+                cancel=self.saver.cancel,
+                deadline=deadline,
+            )
+
+        retried(lambda: opened.append(self.storage.begin(step, cfg.attempt)), f"begin {name}")
+        writer = opened[0]
+        uploads: list[tuple[str, Callable[[], st.Entry]]] = [
+            (
+                sharded.DCP_PREFIX + f.name,
+                lambda p=sharded.DCP_PREFIX + f.name, f=f: writer.put_file(p, f),  # type: ignore[misc]
+            )
+            for f in files
+        ]
+        objects = {rank_object(self.dist.rank): snap["rank"]}
+        if snap["common"] is not None:
+            objects[COMMON_OBJECT] = snap["common"]
+        for path, obj in objects.items():
+            data = serialize(obj)
+            uploads.append((path, lambda p=path, d=data: writer.put(p, d)))  # type: ignore[misc]
+        for path, put in uploads:
+            box: list[st.Entry] = []
+            retried(lambda u=put, b=box: b.append(u()), f"upload {name}/{path}")  # type: ignore[misc]
+            entries.append(box[0])
+
     def _commit(
         self, writer: st.Writer, entries: list[st.Entry], meta: dict[str, Any]
     ) -> tuple[str, str]:
@@ -328,7 +372,13 @@ class Lazarus:
                 samples_seen=meta["samples_seen"],
                 tokens_seen=meta["tokens_seen"],
                 torch_version=torch.__version__,
-                extra={"lazarusTrainer": {"format": 1, "worldSize": self.dist.world_size}},
+                extra={
+                    "lazarusTrainer": {
+                        "format": 1,
+                        "worldSize": self.dist.world_size,
+                        "modelOptimizer": meta["modelOptimizer"],
+                    }
+                },
             )
         except st.FencedOut as exc:
             return ("fenced", str(exc))
@@ -525,41 +575,89 @@ class Lazarus:
         common: Any = None
         rank_state: Any = None
         manifest: st.Manifest | None = None
+        reader: sharded.StoreReader | None = None
         try:
             manifest = self._check_manifest(name, explicit=False)
+            fmt = (manifest.extra.get("lazarusTrainer") or {}).get(
+                "modelOptimizer", sharded.FORMAT_REPLICATED
+            )
+            if fmt not in (sharded.FORMAT_DCP, sharded.FORMAT_REPLICATED):
+                raise PermanentError(
+                    f"checkpoint {name} has unknown model/optimizer format {fmt!r}"
+                )
             common = deserialize(self.storage.read_bytes(name, COMMON_OBJECT))
             if manifest.world_size == self.dist.world_size:
                 rank_state = deserialize(self.storage.read_bytes(name, rank_object(self.dist.rank)))
+            if fmt == sharded.FORMAT_DCP:
+                reader = sharded.StoreReader(
+                    lambda path, local: self.storage.download(name, path, local)
+                )
+                meta = reader.read_metadata()
+                sharded.check_compatible(self.registry, common["sharded"], meta)
         except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
             ok, error = False, str(exc)
-        if not self.dist.all_ok(ok):
-            log.error(
-                "checkpoint %s failed validation (%s); falling back to an older one",
-                name,
-                error or "on another rank",
-            )
-            if self.dist.is_main:
+        try:
+            if not self._agree(name, ok, error):
+                return False
+            loaded: dict[str, Any] | None = None
+            if reader is not None:
+                # Load into copies, so a shard failing verification leaves the model as it was.
+                loaded = snapshot(sharded.capture(self.registry))
                 try:
-                    self.storage.quarantine(name, f"trainer validation: {error or 'another rank'}")
+                    sharded.load(loaded, reader, self.dist.ckpt_group)
                 except Exception as exc:
-                    log.error("could not quarantine %s: %s", name, exc)
-            return False
+                    bad = [
+                        e
+                        for e in sharded.failures(exc)
+                        if isinstance(e, st.InvalidCheckpoint | st.CheckpointNotFound)
+                    ]
+                    if not bad:
+                        raise
+                    ok, error = False, str(bad[0])
+                if not self._agree(name, ok, error):
+                    return False
+        finally:
+            if reader is not None:
+                reader.cleanup()
         assert manifest is not None
-        self.progress, self.user_state = restore_common(self.registry, common)
+        if loaded is not None:
+            sharded.apply(self.registry, loaded)
+        self.progress, self.user_state = restore_common(
+            self.registry, common, model_optim=loaded is None
+        )
         if rank_state is not None:
             restore_rank(rank_state)
         else:
             seed = 1_000_003 * self.progress.step + self.dist.rank
             log.warning(
                 "world size changed %s -> %d: per-rank RNG state cannot be resharded; "
-                "rank %d RNGs reseeded with %d (model and optimizer restored exactly)",
+                "rank %d RNGs reseeded with %d (model and optimizer %s)",
                 manifest.world_size,
                 self.dist.world_size,
                 self.dist.rank,
                 seed,
+                "resharded by torch.distributed.checkpoint"
+                if loaded is not None
+                else "restored exactly",
             )
             seed_all(seed)
         self.last_committed = (name, manifest.step)
         self.resumed_from = name
         log.info("resumed from %s at step %d", name, self.progress.step)
         return True
+
+    def _agree(self, name: str, ok: bool, error: str) -> bool:
+        """All ranks accept the checkpoint, or it is quarantined and an older one is tried."""
+        if self.dist.all_ok(ok):
+            return True
+        log.error(
+            "checkpoint %s failed validation (%s); falling back to an older one",
+            name,
+            error or "on another rank",
+        )
+        if self.dist.is_main:
+            try:
+                self.storage.quarantine(name, f"trainer validation: {error or 'another rank'}")
+            except Exception as exc:
+                log.error("could not quarantine %s: %s", name, exc)
+        return False

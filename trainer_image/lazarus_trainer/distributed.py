@@ -25,6 +25,11 @@ class Collectives:
             self._ckpt_group = dist.new_group(backend="gloo")
 
     @property
+    def ckpt_group(self) -> Any:
+        """The checkpoint side's own gloo group (None in a single process)."""
+        return self._ckpt_group
+
+    @property
     def is_main(self) -> bool:
         return self.rank == 0
 

@@ -61,12 +61,17 @@ class Registry:
     extras: dict[str, Stateful] = field(default_factory=dict)
 
 
-def capture_common(reg: Registry, progress: Progress, user: dict[str, Any]) -> dict[str, Any]:
-    """State identical on every rank (DDP replicas): references, not copies."""
+def capture_common(
+    reg: Registry, progress: Progress, user: dict[str, Any], *, model_optim: bool = True
+) -> dict[str, Any]:
+    """State identical on every rank (DDP replicas): references, not copies.
+
+    `model_optim=False`: models and optimizers are saved sharded (sharded.py), not here.
+    """
     return {
         "format": FORMAT_VERSION,
-        "models": {k: m.state_dict() for k, m in reg.models.items()},
-        "optimizers": {k: o.state_dict() for k, o in reg.optimizers.items()},
+        "models": {k: m.state_dict() for k, m in reg.models.items()} if model_optim else {},
+        "optimizers": {k: o.state_dict() for k, o in reg.optimizers.items()} if model_optim else {},
         "schedulers": {k: s.state_dict() for k, s in reg.schedulers.items()},
         "scaler": reg.scaler.state_dict() if reg.scaler is not None else None,
         "sampler": reg.sampler.state_dict() if reg.sampler is not None else None,
@@ -111,22 +116,29 @@ def check_model_shapes(name: str, model: torch.nn.Module, saved: dict[str, Any])
             )
 
 
-def restore_common(reg: Registry, state: dict[str, Any]) -> tuple[Progress, dict[str, Any]]:
+def restore_common(
+    reg: Registry, state: dict[str, Any], *, model_optim: bool = True
+) -> tuple[Progress, dict[str, Any]]:
+    """Load the replicated state; `model_optim=False`: models/optimizers were loaded sharded."""
     if state.get("format") != FORMAT_VERSION:
         raise PermanentError(f"unknown trainer state format {state.get('format')!r}")
-    for kind, have, saved in (
-        ("model", reg.models, state["models"]),
-        ("optimizer", reg.optimizers, state["optimizers"]),
-        ("scheduler", reg.schedulers, state["schedulers"]),
-    ):
+    kinds: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("scheduler", dict(reg.schedulers), state["schedulers"])
+    ]
+    if model_optim:
+        kinds += [
+            ("model", dict(reg.models), state["models"]),
+            ("optimizer", dict(reg.optimizers), state["optimizers"]),
+        ]
+    for kind, have, saved in kinds:
         if set(have) != set(saved):
             raise PermanentError(
                 f"checkpoint has {kind}s {sorted(saved)}, this run registers {sorted(have)}"
             )
-    for name, model in reg.models.items():
+    for name, model in reg.models.items() if model_optim else ():
         check_model_shapes(name, model, state["models"][name])
         model.load_state_dict(state["models"][name])
-    for name, opt in reg.optimizers.items():
+    for name, opt in reg.optimizers.items() if model_optim else ():
         opt.load_state_dict(state["optimizers"][name])
     for name, sched in reg.schedulers.items():
         sched.load_state_dict(state["schedulers"][name])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from lazarus_store import (
@@ -50,6 +51,9 @@ class Writer:
     def put(self, path: str, data: bytes) -> Entry:
         return self._w.put_bytes(path, data)
 
+    def put_file(self, path: str, local: str | os.PathLike[str]) -> Entry:
+        return self._w.put_file(path, local)
+
     def commit(self, entries: list[Entry], **meta: Any) -> str:
         self._w.add_entries(entries)  # objects other ranks wrote under the same prefix
         return self._w.commit(**meta).name
@@ -96,6 +100,10 @@ class Storage:
 
     def read_bytes(self, name: str, path: str) -> bytes:
         return self.store.read_bytes(name, path)
+
+    def download(self, name: str, path: str, local: str | os.PathLike[str]) -> None:
+        """One object into a local file, size and CRC32C verified as it arrives."""
+        self.store.download_file(name, path, local)
 
     def quarantine(self, name: str, reason: str) -> None:
         self.store.quarantine(name, reason)

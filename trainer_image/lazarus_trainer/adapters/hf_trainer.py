@@ -54,6 +54,9 @@ class LazarusCallback(TrainerCallback):  # type: ignore[misc]
     def __init__(self, trainer: Any, config: LazarusConfig | None = None) -> None:
         self.trainer = trainer
         self.lz = Lazarus(config)
+        # Resume lays out a full HF checkpoint directory from trainer/common.pt, so the model
+        # and optimizer stay there (replicated) rather than in DCP shards.
+        self.lz.sharded = False
         self._holder = _TrainerStateHolder()
         self.exit_code: int | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None

@@ -1,0 +1,170 @@
+"""Model and optimizer state through torch.distributed.checkpoint (DCP), stored via the store.
+
+Used when torch.distributed runs with more than one process: every rank writes its own shard
+objects (`dcp/__<rank>_0.distcp`; the coordinator adds `dcp/.metadata`) under the checkpoint
+prefix and rank 0 commits them all. `get_state_dict`/`set_state_dict` make this work for DDP
+(replicated, deduplicated by DCP) and FSDP2 `fully_shard` (DTensor shards) alike, and DCP's
+load planner reshards to whatever world size loads it.
+
+Saving stages through a local directory (DCP's `FileSystemWriter`), then uploads each file
+with the store, which checksums it. Loading fetches only the files this rank's read plan
+touches, each verified against the manifest's CRC32C as it downloads.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.distributed.checkpoint.filesystem import FileSystemReader, FileSystemWriter
+from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
+from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
+from torch.futures import Future
+
+from .state import Registry
+from .termination import PermanentError
+
+DCP_PREFIX = "dcp/"
+METADATA_FILE = ".metadata"
+FORMAT_DCP = "dcp"  # manifest extra.lazarusTrainer.modelOptimizer
+FORMAT_REPLICATED = "replicated"  # rank 0 wrote model and optimizer in trainer/common.pt
+
+
+def _model_for(reg: Registry, opt_name: str, opt: Any) -> torch.nn.Module:
+    """The registered model whose parameters this optimizer updates."""
+    if len(reg.models) == 1:
+        return next(iter(reg.models.values()))
+    ids = {id(p) for g in getattr(opt, "param_groups", []) for p in g["params"]}
+    for model in reg.models.values():
+        if any(id(p) in ids for p in model.parameters()):
+            return model
+    raise PermanentError(f"optimizer {opt_name!r} updates none of the registered models")
+
+
+def capture(reg: Registry) -> dict[str, Any]:
+    """This rank's model and optimizer state dicts (references; DTensor shards under FSDP2)."""
+    return {
+        "models": {k: get_model_state_dict(m) for k, m in reg.models.items()},
+        "optimizers": {
+            k: get_optimizer_state_dict(_model_for(reg, k, o), o)  # type: ignore[arg-type]
+            for k, o in reg.optimizers.items()
+        },
+    }
+
+
+def apply(reg: Registry, state: dict[str, Any]) -> None:
+    for k, m in reg.models.items():
+        set_model_state_dict(m, state["models"][k])
+    for k, o in reg.optimizers.items():
+        set_optimizer_state_dict(_model_for(reg, k, o), o, state["optimizers"][k])  # type: ignore[arg-type]
+
+
+def names(reg: Registry) -> dict[str, list[str]]:
+    return {"models": sorted(reg.models), "optimizers": sorted(reg.optimizers)}
+
+
+@contextmanager
+def staged(state: dict[str, Any], group: Any) -> Iterator[list[Path]]:
+    """Write this rank's DCP files to a local directory (a collective: every rank calls it)."""
+    d = Path(tempfile.mkdtemp(prefix="lazarus-dcp-"))
+    try:
+        writer = FileSystemWriter(d, single_file_per_rank=True, sync_files=False)
+        dcp_save(state, storage_writer=writer, process_group=group)
+        yield sorted(p for p in d.iterdir() if p.is_file())
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class StoreReader(FileSystemReader):
+    """A `FileSystemReader` whose files are fetched (verified) from the store on first use."""
+
+    def __init__(self, fetch: Callable[[str, Path], None]) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="lazarus-dcp-load-"))
+        super().__init__(self._dir)
+        self._fetch = fetch
+
+    def _need(self, rel: str) -> None:
+        local = self._dir / rel
+        if local.exists():
+            return
+        part = local.with_name(local.name + ".part")
+        self._fetch(DCP_PREFIX + rel, part)
+        part.rename(local)
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        self._need(METADATA_FILE)
+        return super().read_metadata(*args, **kwargs)
+
+    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
+        for rel in sorted({self.storage_data[i.storage_index].relative_path for i in plan.items}):
+            self._need(rel)
+        return super().read_data(plan, planner)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def check_compatible(reg: Registry, saved_names: dict[str, list[str]], meta: Metadata) -> None:
+    """Fail fast (permanent) on different registrations or model shapes, before any load."""
+    for kind, have in (("model", reg.models), ("optimizer", reg.optimizers)):
+        saved = saved_names[f"{kind}s"]
+        if sorted(have) != saved:
+            raise PermanentError(
+                f"checkpoint has {kind}s {saved}, this run registers {sorted(have)}"
+            )
+    md = meta.state_dict_metadata
+    for name, model in reg.models.items():
+        current = get_model_state_dict(model)
+        prefix = f"models.{name}."
+        saved_keys = {k[len(prefix) :] for k in md if k.startswith(prefix)}
+        missing = sorted(set(current) - saved_keys)
+        unexpected = sorted(saved_keys - set(current))
+        if missing or unexpected:
+            raise PermanentError(
+                f"checkpoint model {name!r} does not match this model: "
+                f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+            )
+        for key, tensor in current.items():
+            item = md[prefix + key]
+            if (
+                isinstance(item, TensorStorageMetadata)
+                and isinstance(tensor, torch.Tensor)
+                and tuple(item.size) != tuple(tensor.shape)
+            ):
+                raise PermanentError(
+                    f"checkpoint model {name!r} is incompatible: {key} has shape "
+                    f"{tuple(item.size)} in the checkpoint, {tuple(tensor.shape)} in this model"
+                )
+
+
+def load(target: dict[str, Any], reader: StoreReader, group: Any) -> None:
+    """Load into `target` (copies shaped for this world size; a collective when distributed)."""
+    dcp_load(target, storage_reader=reader, process_group=group)
+
+
+def failures(exc: BaseException) -> list[BaseException]:
+    """The per-rank exceptions inside a DCP `CheckpointException` (or the exception itself)."""
+    inner = getattr(exc, "failures", None)
+    if isinstance(inner, dict):
+        out: list[BaseException] = []
+        for v in inner.values():
+            e = v[0] if isinstance(v, tuple) else v  # DCP keeps (exception, traceback)
+            out.extend(failures(e) if isinstance(e, BaseException) else [])
+        return out or [exc]
+    out = [exc]
+    if exc.__cause__ is not None:
+        out.extend(failures(exc.__cause__))
+    return out
