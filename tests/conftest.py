@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from lazarus_devstack.stack import REPO, Ports, Stack, State
+from lazarus_devstack.stack import REPO, Ports, S3Info, Stack, State, apply_crds
 
 os.environ["KUBECONFIG"] = "/nonexistent/lazarus-tests-never-use-your-kubeconfig"
 os.environ["AWS_CONFIG_FILE"] = "/nonexistent/lazarus-tests-aws-config"
@@ -76,14 +76,9 @@ class S3Server:
         )
 
     def env(self) -> dict[str, str]:
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "LAZARUS_S3_ENDPOINT": self.endpoint_url,
-            "LAZARUS_S3_ADDRESSING_STYLE": "path",
-        }
+        """What a client subprocess (operator, trainer, boto3) needs to reach this server."""
+        info = S3Info(self.endpoint_url, "", self.access_key, self.secret_key, self.region)
+        return info.env()
 
 
 @dataclass
@@ -194,13 +189,7 @@ def cluster(
             state.version,
             state.kubectl(),
         )
-        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-        cp.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/trainingjobs.lazarus.dev",
-        )
+        apply_crds(state, CRD_DIR)
         yield cp
 
 
