@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ..api import Lazarus
 from ..config import LazarusConfig
 from ..data import ResumableSampler
 from ..rng import seed_all
@@ -50,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sync-save", action="store_true", help="save synchronously")
     p.add_argument("--loss-log", type=Path, help="JSONL of per-step loss (rank 0)")
     p.add_argument("--final-params", type=Path, help="torch.save the final weights here")
+    p.add_argument(
+        "--dump-state",
+        type=Path,
+        help="rank 0 saves model+optimizer state to PREFIX-resumed.pt after resume and "
+        "PREFIX-end.pt at the end (tests)",
+    )
     p.add_argument("--step-sleep", type=float, default=0.0, help="slow each step (tests)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
@@ -128,6 +135,8 @@ def train(args: argparse.Namespace) -> int:
     )
     seed_all(args.seed + 1000 * (rank + 1))  # per-rank dropout streams
     lz.resume()
+    if args.dump_state and rank == 0:
+        dump_state(lz, Path(f"{args.dump_state}-resumed.pt"))
 
     loss_log = args.loss_log.open("a") if args.loss_log and rank == 0 else None
     global_batch = args.batch_size * world
@@ -184,10 +193,24 @@ def train(args: argparse.Namespace) -> int:
     if loss_log is not None:
         loss_log.close()
     code = lz.close()
+    if args.dump_state and rank == 0:
+        dump_state(lz, Path(f"{args.dump_state}-end.pt"))
     if code == 0 and args.final_params and rank == 0:
         torch.save(accelerator.unwrap_model(model).state_dict(), args.final_params)
     accelerator.end_training()
     return code
+
+
+def dump_state(lz: Lazarus, path: Path) -> None:
+    reg = lz.registry
+    torch.save(
+        {
+            "step": lz.step_count,
+            "model": reg.models["model"].state_dict(),
+            "optimizer": reg.optimizers["optimizer"].state_dict(),
+        },
+        path,
+    )
 
 
 @torch.no_grad()
