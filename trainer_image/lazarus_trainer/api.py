@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -522,7 +523,8 @@ class Lazarus:
                 if ok
                 else f"training finished but the final save failed: {self.failed_saves[-1:]}",
             )
-        if self.dist.is_main:
+        # Rank 0, and local rank 0 of every other node: each pod's launcher reads its own.
+        if self.dist.is_main or os.environ.get("LOCAL_RANK") == "0":
             write_termination(self.termination)
         return self.termination.exit_code
 
