@@ -381,6 +381,9 @@ def test_operator_killed_mid_restart_restarts_once(
     running(jobs, kubelet, job, 1)
     kubelet.terminate(f"{job}-a1-0", 1)
     jobs.wait(job, lambda s: s.get("phase") == "Restarting", T, "Restarting")
+    # Kill it in the backoff, once the restart is announced (events follow the
+    # status write, so a kill right after "Restarting" could also drop the event).
+    wait_for(lambda: "RestartFailed" in reasons(jobs, job), T, "RestartFailed event")
     first.kill()
     start_operator()
     running(jobs, kubelet, job, 2)
