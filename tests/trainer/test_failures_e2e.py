@@ -60,7 +60,11 @@ def test_wrong_resume_pointers_fail_fast_as_permanent(s3: Any, bucket: str, tmp_
 
     cases = [
         ({"LAZARUS_RESUME_FROM": "step-000000000999-a0001"}, [], "no such checkpoint"),
-        ({"LAZARUS_RESUME_FROM": good, "LAZARUS_JOB_UID": "uid-b"}, [], "belongs to job uid"),
+        (
+            {"LAZARUS_RESUME_FROM": good, "LAZARUS_JOB_UID": "uid-b", "LAZARUS_JOB_NAME": "other"},
+            [],
+            "belongs to job",
+        ),
         ({"LAZARUS_RESUME_FROM": f"s3://other/job/{good}"}, [], "not under this job's"),
         ({"LAZARUS_RESUME_FROM": f"{root}/{good}"}, ["--d-model", "48"], "has shape"),
         ({"LAZARUS_RESUME_FROM": "step-000000000006-a0001"}, [], "schema version"),
@@ -72,6 +76,13 @@ def test_wrong_resume_pointers_fail_fast_as_permanent(s3: Any, bucket: str, tmp_
         assert p.returncode == 78, (extra, p.stderr[-2000:])
         term = termination(tmp_path)
         assert term["outcome"] == "permanent-error" and phrase in term["message"], (extra, term)
+
+    # The same job deleted and re-applied (same namespace/name, new UID) resumes.
+    env = trainer_env(s3, root, tmp_path, LAZARUS_JOB_UID="uid-new", LAZARUS_RESUME_FROM=good)
+    env["LAZARUS_ATTEMPT"] = "3"
+    p = run(["--steps", "8"], env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "the job was re-created" in p.stderr
 
 
 def test_storage_outage_during_periodic_saves_is_retried(

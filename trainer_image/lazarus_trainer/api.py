@@ -561,11 +561,23 @@ class Lazarus:
             if explicit:
                 raise PermanentError(f"resume pointer {name!r} is unusable: {exc}") from None
             raise
-        uid = self.config.job_uid
-        if uid and manifest.job.uid and manifest.job.uid != uid:
-            raise PermanentError(
-                f"checkpoint {name} belongs to job uid {manifest.job.uid} "
-                f"({manifest.job.namespace}/{manifest.job.name}), not this job ({uid})"
+        cfg, job = self.config, manifest.job
+        if cfg.job_uid and job.uid and job.uid != cfg.job_uid:
+            # Same namespace/name, new UID: the job was deleted and re-applied on
+            # the same root (contract section 6) and continues its lineage.
+            if (job.namespace, job.name) != (cfg.job_namespace, cfg.job_name):
+                raise PermanentError(
+                    f"checkpoint {name} belongs to job {job.namespace}/{job.name} "
+                    f"(uid {job.uid}), not this job {cfg.job_namespace}/{cfg.job_name} "
+                    f"(uid {cfg.job_uid})"
+                )
+            log.info(
+                "checkpoint %s was written by an earlier %s/%s (uid %s): the job was "
+                "re-created; continuing its lineage",
+                name,
+                job.namespace,
+                job.name,
+                job.uid,
             )
         fmt = (manifest.extra.get("lazarusTrainer") or {}).get("format")
         if fmt != 1:

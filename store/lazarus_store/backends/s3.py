@@ -73,7 +73,7 @@ class S3Backend:
         if addressing_style and addressing_style != "auto":
             s3cfg["addressing_style"] = addressing_style
         config = Config(
-            s3=s3cfg,
+            s3=cast(Any, s3cfg),  # the stubs want a TypedDict of literals; ours is validated
             retries={"mode": "standard", "max_attempts": max_attempts},
             max_pool_connections=max_connections,
             connect_timeout=10,
