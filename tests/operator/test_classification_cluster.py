@@ -3,12 +3,14 @@ the control plane would, the operator records the cause and charges the budget."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
+from kubernetes import client
 
 from .conftest import Jobs
-from .harness import FakeKubelet, OperatorProcess
+from .harness import FakeKubelet, OperatorProcess, wait_for
 from .test_operator import T, running
 
 pytestmark = pytest.mark.cluster
@@ -113,3 +115,24 @@ def test_success_when_every_pod_completes(
     jobs.wait(job, lambda s: s.get("phase") == "Succeeded", T, "Succeeded")
     cond = jobs.condition(job, "Succeeded")
     assert cond is not None and cond["reason"] == "Completed"
+
+
+def test_finished_job_is_deleted_after_its_ttl_and_not_before(
+    jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
+) -> None:
+    job = jobs.create(ttlSecondsAfterFinished=3)
+    running(jobs, kubelet, job, 1)
+    for i in range(2):
+        kubelet.terminate(f"{job}-a1-{i}", 0, message={"v": 1, "outcome": "completed"})
+    jobs.wait(job, lambda s: s.get("phase") == "Succeeded", T, "Succeeded")
+    finished = time.monotonic()
+
+    def gone() -> bool:
+        try:
+            jobs.get(job)
+        except client.ApiException as err:
+            return bool(err.status == 404)
+        return False
+
+    wait_for(gone, T, "the job deleted by its TTL")
+    assert time.monotonic() - finished >= 2.0, "deleted before its TTL ran out"
