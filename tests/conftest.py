@@ -75,6 +75,20 @@ class S3Server:
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
         )
 
+    def open_store(self, uri: str, **kw: Any) -> Any:
+        """A lazarus_store CheckpointStore for `uri` (s3://bucket/prefix) on this server."""
+        from lazarus_store import open_store
+
+        return open_store(
+            uri,
+            endpoint_url=self.endpoint_url,
+            addressing_style="path",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region=self.region,
+            **kw,
+        )
+
     def env(self) -> dict[str, str]:
         """What a client subprocess (operator, trainer, boto3) needs to reach this server."""
         info = S3Info(self.endpoint_url, "", self.access_key, self.secret_key, self.region)

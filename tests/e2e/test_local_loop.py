@@ -21,7 +21,6 @@ import pytest
 from kubernetes import client
 
 from lazarus_devstack.kubelet import LocalKubelet
-from lazarus_store import open_store
 from tests.conftest import ControlPlane, S3Server
 from tests.operator.harness import OperatorProcess, wait_for
 
@@ -138,14 +137,7 @@ def test_eviction_is_survived_with_no_lost_steps(
     assert st["attempt"] == 2 and st["restarts"] == {"disrupted": 1, "total": 1}
     assert st["lostSteps"] == 0
     resumed = st["history"][1]["resumedFrom"]
-    with open_store(
-        f"s3://{bucket}/loop",
-        endpoint_url=s3.endpoint_url,
-        addressing_style="path",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        region=s3.region,
-    ) as store:
+    with s3.open_store(f"s3://{bucket}/loop") as store:
         assert store.read_manifest(resumed).reason == "preemption"
         # The last step is also a save step, so its checkpoint may be periodic or final.
         final = store.latest_valid().chosen

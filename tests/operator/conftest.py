@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from lazarus_store import CheckpointStore, open_store
+from lazarus_store import CheckpointStore
 from tests.conftest import ControlPlane, S3Server
 
 from .harness import GROUP, PLURAL, VERSION, FakeKubelet, OperatorProcess, wait_for
@@ -112,14 +112,16 @@ class Jobs:
         return items
 
     def store(self, name: str) -> CheckpointStore:
-        return open_store(
-            self.uri(name),
-            endpoint_url=self.s3.endpoint_url,
-            addressing_style="path",
-            aws_access_key_id=self.s3.access_key,
-            aws_secret_access_key=self.s3.secret_key,
-            region=self.s3.region,
-        )
+        store: CheckpointStore = self.s3.open_store(self.uri(name))
+        return store
+
+    def gone(self, name: str) -> bool:
+        """True once the job no longer exists (deleted and its finalizers done)."""
+        try:
+            self.get(name)
+        except client.ApiException as err:
+            return bool(err.status == 404)
+        return False
 
     def seed(self, name: str, step: int, attempt: int, *, corrupt: bool = False) -> str:
         """Commit a small checkpoint; `corrupt` then truncates its data (cheap validation fails)."""

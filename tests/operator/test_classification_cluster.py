@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from kubernetes import client
 
 from .conftest import Jobs
 from .harness import FakeKubelet, OperatorProcess, wait_for
@@ -127,12 +126,5 @@ def test_finished_job_is_deleted_after_its_ttl_and_not_before(
     jobs.wait(job, lambda s: s.get("phase") == "Succeeded", T, "Succeeded")
     finished = time.monotonic()
 
-    def gone() -> bool:
-        try:
-            jobs.get(job)
-        except client.ApiException as err:
-            return bool(err.status == 404)
-        return False
-
-    wait_for(gone, T, "the job deleted by its TTL")
+    wait_for(lambda: jobs.gone(job), T, "the job deleted by its TTL")
     assert time.monotonic() - finished >= 2.0, "deleted before its TTL ran out"

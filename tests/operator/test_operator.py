@@ -295,7 +295,7 @@ def test_delete_removes_pods_and_keeps_checkpoints(
         return False
 
     try:
-        wait_for(gone, T, "job gone (finalizer released)")
+        wait_for(lambda: jobs.gone(job), T, "job gone (finalizer released)")
     except AssertionError as err:
         raise AssertionError(f"{err}; metadata: {last}") from None
     assert [c.name for c in jobs.store(job).list_checkpoints()] == [ck]
@@ -315,14 +315,7 @@ def test_delete_with_delete_on_job_delete_removes_checkpoints_first(
     )
     jobs.delete(job)
 
-    def gone() -> bool:
-        try:
-            jobs.get(job)
-        except client.ApiException as err:
-            return bool(err.status == 404)
-        return False
-
-    wait_for(gone, T, "job gone")
+    wait_for(lambda: jobs.gone(job), T, "job gone")
     assert jobs.store(job).list_checkpoints() == []
 
 

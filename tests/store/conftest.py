@@ -71,15 +71,10 @@ class Raw:
 
 
 def s3_store(s3: Any, bucket: str, **kw: Any) -> CheckpointStore:
-    return open_store(
-        f"s3://{bucket}/{PREFIX}",
-        endpoint_url=s3.endpoint_url,
-        addressing_style="path",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        region=s3.region,
-        **{"part_size": S3_PART, "concurrency": 4, **kw},
+    store: CheckpointStore = s3.open_store(
+        f"s3://{bucket}/{PREFIX}", **{"part_size": S3_PART, "concurrency": 4, **kw}
     )
+    return store
 
 
 @pytest.fixture(
