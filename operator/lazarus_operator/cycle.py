@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import metrics, storage
 from . import status as s
-from . import storage
 from .builders import KIND, JobRef
 from .decide import (
     AnnotatePod,
@@ -88,11 +88,14 @@ class Reconciler:
             while st.dirty:
                 st.dirty = False
                 refresh, st.refresh = st.refresh, False
+                t0 = time.monotonic()
                 try:
                     st.last = await self._once(ns, name, st, refresh)
                 except Exception:
+                    metrics.METRICS.cycle_errors.inc()
                     log.exception("cycle of %s/%s failed", ns, name)
                     st.last = Outcome(2.0, "cycle failed; retrying")
+                metrics.METRICS.cycle.observe(time.monotonic() - t0)
         self._schedule(ns, name, st)
         return st.last
 
@@ -112,6 +115,7 @@ class Reconciler:
             # Deleted: its pods go too. The garbage collector would get there, but it
             # learns new resource types only on its periodic discovery.
             self.jobs.pop((ns, name), None)
+            metrics.METRICS.forget(ns, name)
             for pod in await self.kube.list_pods(ns, name):
                 owners = pod["metadata"].get("ownerReferences") or []
                 if any(o.get("kind") == KIND for o in owners) and not pod["metadata"].get(
@@ -158,7 +162,12 @@ class Reconciler:
         new_status = s.prune_none(new_status)
         if not await self._patch_status(job, old_status, new_status):
             # Someone changed the job since we read it: decide again on fresh facts.
+            metrics.METRICS.api_retries.inc()
             return Outcome(0.05, "job changed while deciding")
+        metrics.METRICS.observe(ref, old_status, new_status, now)
+        if facts.selection is not None and facts.selection.chosen is not None:
+            ck = facts.selection.chosen
+            metrics.METRICS.observe_checkpoint(ref, ck.name, ck.extra)
         await self._act(spec, ref, d)
         await self._post(job, d.events)
         return Outcome(d.requeue_after, d.waiting)

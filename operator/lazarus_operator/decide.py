@@ -55,6 +55,7 @@ class Checkpoint:
     attempt: int
     uri: str
     created: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # the manifest's
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import kopf
 from lazarus_store.errors import StoreError
 
 from . import storage
-from .builders import GROUP, LABEL_JOB, PLURAL, VERSION
+from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .cycle import Outcome, Reconciler
 from .spec import SpecError, parse_spec
 
@@ -60,20 +60,35 @@ async def job_event(type: str, namespace: str | None, name: str, **_: Any) -> No
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_checkpoints)
-async def checkpoints_deleted(namespace: str | None, spec: Any, **_: Any) -> None:
-    """spec.checkpoint.deleteOnJobDelete: the finalizer holds the job until they are gone."""
+async def checkpoints_deleted(
+    namespace: str | None, name: str, uid: str, spec: Any, **_: Any
+) -> None:
+    """spec.checkpoint.deleteOnJobDelete: the finalizer holds the job until its own
+    checkpoints are gone; nothing else under the root is touched."""
     assert namespace is not None
     rec = _rec()
     try:
         parsed = parse_spec(dict(spec))
     except SpecError:
         return
+    if storage.delegated(parsed.checkpoint):
+        # Admission refuses this; a job from before that rule keeps its files.
+        log.warning("%s/%s: cannot delete a filesystem root's checkpoints", namespace, name)
+        return
     try:
         cred = await rec.credentials(namespace, parsed)
-        n = await storage.delete_all(parsed.checkpoint, cred)
+        done = await storage.delete_job(parsed.checkpoint, cred, JobRef(name, namespace, uid))
     except (storage.CredentialsError, StoreError) as err:
         raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err
-    log.info("deleted %d checkpoint objects under %s", n, parsed.checkpoint.uri)
+    log.info(
+        "deleted %d checkpoints (%d objects) of %s/%s under %s; kept %d of other jobs",
+        len(done.checkpoints),
+        done.objects,
+        namespace,
+        name,
+        parsed.checkpoint.uri,
+        done.kept_foreign,
+    )
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})

@@ -48,6 +48,8 @@ R_BUCKET_MISSING: Final = "BucketMissing"
 R_ACCESS_DENIED: Final = "AccessDenied"
 R_CHECKPOINT_NOT_FOUND: Final = "CheckpointNotFound"
 R_STORAGE_ERROR: Final = "StorageError"
+R_ROOT_SHARED: Final = "CheckpointRootShared"  # another job took the attempt number
+R_STORAGE_DELEGATED: Final = "SelectedByTrainer"  # filesystem root: the trainer selects
 R_SPEC_VALID: Final = "Valid"
 R_SPEC_INVALID: Final = "InvalidSpec"
 

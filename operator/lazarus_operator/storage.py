@@ -124,6 +124,7 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None) -> Selec
             attempt=c.attempt,
             uri=f"{ck.uri.rstrip('/')}/{c.name}",
             created=c.created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            extra=dict(c.manifest.extra) if c.manifest else {},
         )
     return Selection(chosen, tuple((k.name, k.reason) for k in sel.skipped), next_attempt)
 

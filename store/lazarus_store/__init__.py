@@ -11,6 +11,7 @@ Format and rules: docs/contract.md section 1. Typical use::
 
 from .errors import (
     AccessDenied,
+    AttemptTaken,
     BucketMissing,
     CheckpointNotFound,
     ChecksumMismatch,
@@ -23,6 +24,7 @@ from .errors import (
 )
 from .lineage import AttemptRecord
 from .manifest import SCHEMA_VERSION, JobIdentity, Manifest, ObjectEntry
+from .ownership import Owner
 from .retention import Candidate, RetentionPlan, RetentionPolicy, plan_retention
 from .store import (
     CheckpointInfo,
@@ -38,6 +40,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AccessDenied",
     "AttemptRecord",
+    "AttemptTaken",
     "BucketMissing",
     "Candidate",
     "CheckpointInfo",
@@ -52,6 +55,7 @@ __all__ = [
     "JobIdentity",
     "Manifest",
     "ObjectEntry",
+    "Owner",
     "RetentionPlan",
     "RetentionPolicy",
     "Selection",

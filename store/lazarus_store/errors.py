@@ -45,3 +45,7 @@ class CommitConflict(StoreError):
 
 class FencedOut(StoreError):
     """A newer attempt is in the fence log: this attempt may no longer commit."""
+
+
+class AttemptTaken(StoreError):
+    """Another job recorded this attempt number on the root (two jobs share one root)."""

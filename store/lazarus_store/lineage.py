@@ -8,24 +8,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidCheckpoint
+from .manifest import JobIdentity
 
 
 @dataclass(frozen=True)
 class AttemptRecord:
-    """One line of `_lazarus/attempts.json`: attempt N started, resuming from a checkpoint."""
+    """One line of `_lazarus/attempts.json`: attempt N of a job started, resuming from a
+    checkpoint. `job` is None in records written before records named their job."""
 
     attempt: int
     resume_from: str | None
     resume_step: int  # -1: started fresh
     started_at: str = ""
+    job: JobIdentity | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "attempt": self.attempt,
             "resumeFrom": self.resume_from,
             "resumeStep": self.resume_step,
             "startedAt": self.started_at,
         }
+        if self.job is not None:
+            j = self.job
+            out["job"] = {"namespace": j.namespace, "name": j.name, "uid": j.uid}
+        return out
+
+
+def _job(raw: Any) -> JobIdentity | None:
+    if raw is None:
+        return None
+    return JobIdentity(str(raw["name"]), str(raw["namespace"]), str(raw["uid"]))
 
 
 def parse_attempts(raw: bytes, *, where: str) -> list[AttemptRecord]:
@@ -39,6 +52,7 @@ def parse_attempts(raw: bytes, *, where: str) -> list[AttemptRecord]:
                 resume_from=r.get("resumeFrom"),
                 resume_step=int(r.get("resumeStep", -1)),
                 started_at=str(r.get("startedAt", "")),
+                job=_job(r.get("job")),
             )
             for r in items
         ]

@@ -31,6 +31,7 @@ from .contract import (
     parse_checkpoint_name,
 )
 from .errors import (
+    AttemptTaken,
     CheckpointNotFound,
     ChecksumMismatch,
     CommitConflict,
@@ -55,6 +56,7 @@ from .manifest import (
     parse_manifest,
     python_version,
 )
+from .ownership import Owner, own_records, owns_attempt, same_job, why_not_owned
 from .retention import Candidate, RetentionPlan, RetentionPolicy, plan_retention
 
 MiB = 1 << 20
@@ -329,15 +331,18 @@ class CheckpointStore:
                 pass
 
     def latest_valid(
-        self, attempt: int | None = None, full: bool = False, *, job_uid: str | None = None
+        self, attempt: int | None = None, full: bool = False, *, owner: Owner | None = None
     ) -> Selection:
-        """The newest committed, valid, unquarantined checkpoint in lineage, and why others lost.
+        """The newest committed, valid, unquarantined checkpoint the owner owns, in
+        lineage, and why others lost.
 
         `attempt` is the attempt that will resume (None: the one after the newest
-        in the fence log). `job_uid`, if given, must match the manifest's.
+        in the fence log). `owner` None: every job's checkpoints count (a trainer
+        run by hand); otherwise only the owner's (ownership.py).
         """
-        records = self.attempts()
-        current = lineage_attempt(records, attempt)
+        all_records = self.attempts()
+        records = own_records(owner, all_records)
+        current = lineage_attempt(all_records, attempt)
         skipped: list[Skipped] = []
         for c in self.list_checkpoints():
             why: str | None = None
@@ -345,10 +350,10 @@ class CheckpointStore:
                 why = f"quarantined: {c.quarantine_reason or 'no reason recorded'}"
             elif not c.committed:
                 why = "uncommitted: no manifest.json (in progress or abandoned)"
-            else:
+            elif c.manifest is not None:
+                why = why_not_owned(owner, c.manifest.job, c.attempt, all_records)
+            if why is None and c.committed:
                 why = why_not_in_lineage(c.step, c.attempt, current, records)
-            if why is None and job_uid and c.manifest and c.manifest.job.uid != job_uid:
-                why = f"written by job uid {c.manifest.job.uid!r}, not {job_uid!r}"
             if why is None:
                 v = self.validate(c.name, full, info=c)
                 if not v.ok:
@@ -473,13 +478,32 @@ class CheckpointStore:
         got = self.backend.get_versioned(ATTEMPTS_LOG)
         return [] if got is None else parse_attempts(got[0], where=self._where(ATTEMPTS_LOG))
 
-    def record_attempt(self, attempt: int, resume_from: str | None, resume_step: int) -> None:
-        """Append attempt N to the fence log (compare-and-swap, retried on a race)."""
+    def next_attempt(self) -> int:
+        """The next free attempt number of this root: numbers are unique per root, so
+        two jobs sharing a root by mistake never write the same checkpoint names."""
+        return max((r.attempt for r in self.attempts()), default=0) + 1
+
+    def record_attempt(
+        self,
+        attempt: int,
+        resume_from: str | None,
+        resume_step: int,
+        *,
+        job: JobIdentity | None = None,
+    ) -> None:
+        """Append attempt N of `job` to the fence log (compare-and-swap, retried on a
+        race); idempotent per attempt. AttemptTaken if another job recorded attempt N."""
         for _ in range(20):
             got = self.backend.get_versioned(ATTEMPTS_LOG)
             records = [] if got is None else parse_attempts(got[0], where=self._where(ATTEMPTS_LOG))
+            for r in records:
+                if r.attempt == attempt and r.job and job and r.job.uid != job.uid:
+                    raise AttemptTaken(
+                        f"{self._where(ATTEMPTS_LOG)}: attempt {attempt} is already recorded "
+                        f"for job {r.job.namespace}/{r.job.name} (uid {r.job.uid})"
+                    )
             records = [r for r in records if r.attempt != attempt]
-            records.append(AttemptRecord(attempt, resume_from, resume_step, now_rfc3339()))
+            records.append(AttemptRecord(attempt, resume_from, resume_step, now_rfc3339(), job))
             records.sort(key=lambda r: r.attempt)
             if self.backend.put_if_token(ATTEMPTS_LOG, dump_attempts(records), got and got[1]):
                 return
@@ -488,13 +512,21 @@ class CheckpointStore:
 
     # --- retention ---------------------------------------------------------------
     def candidates(
-        self, attempt: int | None = None, checkpoints: list[CheckpointInfo] | None = None
+        self,
+        attempt: int | None = None,
+        checkpoints: list[CheckpointInfo] | None = None,
+        *,
+        owner: Owner | None = None,
     ) -> list[Candidate]:
-        """Retention's view of every prefix: cheap validity and lineage, from one LIST."""
-        records = self.attempts()
-        current = lineage_attempt(records, attempt)
+        """Retention's view of every prefix the owner owns: cheap validity and lineage,
+        from one LIST. Other jobs' prefixes are left out: never counted, never deleted."""
+        all_records = self.attempts()
+        records = own_records(owner, all_records)
+        current = lineage_attempt(all_records, attempt)
         out = []
         for c in checkpoints if checkpoints is not None else self.list_checkpoints():
+            if not self._owned(owner, c, all_records):
+                continue
             valid = (
                 c.manifest is not None and _check_listing(c.manifest, c.objects, f"{c.name}/").ok
             )
@@ -513,6 +545,13 @@ class CheckpointStore:
             )
         return out
 
+    @staticmethod
+    def _owned(owner: Owner | None, c: CheckpointInfo, records: list[AttemptRecord]) -> bool:
+        if c.manifest is not None:
+            return why_not_owned(owner, c.manifest.job, c.attempt, records) is None
+        # Uncommitted, or a manifest nobody can read: whoever ran the attempt owns it.
+        return owns_attempt(owner, c.attempt, records)
+
     def plan_retention(
         self,
         policy: RetentionPolicy,
@@ -520,9 +559,10 @@ class CheckpointStore:
         now: float | None = None,
         *,
         attempt: int | None = None,
+        owner: Owner | None = None,
     ) -> RetentionPlan:
         return plan_retention(
-            self.candidates(attempt),
+            self.candidates(attempt, owner=owner),
             policy,
             resumed_from=resumed_from,
             now=time.time() if now is None else now,
@@ -551,8 +591,9 @@ class CheckpointStore:
         attempt: int | None = None,
         dry_run: bool = True,
         now: float | None = None,
+        owner: Owner | None = None,
     ) -> RetentionPlan:
-        plan = self.plan_retention(policy, resumed_from, now, attempt=attempt)
+        plan = self.plan_retention(policy, resumed_from, now, attempt=attempt, owner=owner)
         if not dry_run:
             self.apply(plan)
         return plan
@@ -783,14 +824,19 @@ class CheckpointWriter:
             raise StoreError(f"{where}: writer is {self._state}")
         if reason not in REASONS:
             raise ValueError(f"reason must be one of {REASONS}, not {reason!r}")
-        newest = newest_attempt(self.store.attempts())
+        if isinstance(job, Mapping):
+            job = JobIdentity(job.get("name", ""), job.get("namespace", ""), job.get("uid", ""))
+        # Fenced by a newer attempt of this job's lineage only: another job sharing the
+        # root by mistake has attempt numbers of its own and must not stop this one.
+        records = self.store.attempts()
+        if job is not None and job.uid:
+            records = [r for r in records if same_job(Owner(job.namespace, job.name, ""), r.job)]
+        newest = newest_attempt(records)
         if newest is not None and newest > self.attempt:
             self.abort()
             raise FencedOut(
                 f"{where}: attempt {newest} has started; attempt {self.attempt} may not commit"
             )
-        if isinstance(job, Mapping):
-            job = JobIdentity(job.get("name", ""), job.get("namespace", ""), job.get("uid", ""))
         m = Manifest(
             name=self.name,
             step=self.step,

@@ -66,6 +66,16 @@ class Jobs:
             "spec": base,
         }
 
+    def create_with_checkpoints(
+        self, name: str, seeds: list[tuple[int, int]], **spec: Any
+    ) -> list[str]:
+        """Create the job suspended, commit its checkpoints (steps, attempts) as its own,
+        then let it run: how a job whose trainer saved before it was looked at appears."""
+        self.create(name, **{**spec, "suspend": True})
+        out = [self.seed(name, step, attempt) for step, attempt in seeds]
+        self.patch_spec(name, {"suspend": False})
+        return out
+
     def create(self, name: str | None = None, **spec: Any) -> str:
         name = name or f"j-{uuid.uuid4().hex[:6]}"
         self.custom.create_namespaced_custom_object(
@@ -123,11 +133,19 @@ class Jobs:
             return bool(err.status == 404)
         return False
 
-    def seed(self, name: str, step: int, attempt: int, *, corrupt: bool = False) -> str:
-        """Commit a small checkpoint; `corrupt` then truncates its data (cheap validation fails)."""
+    def uid(self, name: str) -> str:
+        return str(self.get(name)["metadata"]["uid"])
+
+    def seed(
+        self, name: str, step: int, attempt: int, *, corrupt: bool = False, uid: str | None = None
+    ) -> str:
+        """Commit a small checkpoint as job `name` (uid: the job's own, which must exist),
+        as a trainer of that job would; `corrupt` then truncates its data (cheap
+        validation fails)."""
         w = self.store(name).begin(step=step, attempt=attempt)
         w.put_bytes("model.bin", b"x" * 64)
-        w.commit(reason="periodic")
+        job = {"name": name, "namespace": self.ns, "uid": uid or self.uid(name)}
+        w.commit(reason="periodic", job=job)
         if corrupt:
             key = f"{name}/{w.name}/model.bin"
             self.s3.client().put_object(Bucket=self.bucket, Key=key, Body=b"short")

@@ -97,11 +97,29 @@ def test_first_launch_continues_the_attempt_numbers_already_on_the_root() -> Non
     assert d.status["attempt"] == 4
 
 
-def test_later_launches_count_on_from_the_status_not_the_root() -> None:
+@pytest.mark.parametrize(("root_next", "launched_as"), [(3, 3), (9, 9), (0, 3)])
+def test_later_launches_go_above_every_attempt_the_root_recorded(
+    root_next: int, launched_as: int
+) -> None:
+    """Attempt numbers are unique per root: if another job on the same root took 3..8,
+    this job's next attempt is 9, so the two never write the same checkpoint names."""
     st = launched(attempt=2)
     st["pendingRestart"] = {"attempt": 2, "cause": "Failed", "notBefore": "2026-01-01T12:00:00Z"}
-    d = run(st, [], selection=Selection(ck(200), (), next_attempt=9))
-    assert of(d, RecordAttempt) == [RecordAttempt(3, "step-000000000200-a0001", 200)]
+    d = run(st, [], selection=Selection(ck(200), (), next_attempt=root_next))
+    assert of(d, RecordAttempt) == [RecordAttempt(launched_as, "step-000000000200-a0001", 200)]
+
+
+def test_a_filesystem_root_is_delegated_to_the_trainer() -> None:
+    spec = job_spec(checkpoint={"uri": "/mnt/ckpt/job"})
+    d = run({}, [], spec=spec, selection=Selection(None, (), 0, delegated=True))
+    env = {
+        e["name"]: e.get("value")
+        for e in of(d, CreatePod)[0].manifest["spec"]["containers"][0]["env"]
+    }
+    assert env["LAZARUS_RESUME_FROM"] == "auto" and env["LAZARUS_ATTEMPT"] == "1"
+    assert of(d, RecordAttempt) == [], "the operator cannot write the pods' volume"
+    cond = s.get_condition(d.status, s.COND_STORAGE)
+    assert cond is not None and cond["reason"] == s.R_STORAGE_DELEGATED
 
 
 def test_launch_resumes_from_the_chosen_checkpoint_and_reports_skipped() -> None:

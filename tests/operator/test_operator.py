@@ -54,8 +54,7 @@ def test_launch_creates_service_and_pods_per_contract(
     jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
 ) -> None:
     job = "launch"
-    ck = jobs.seed(job, 100, 1)
-    jobs.create(job, processesPerPod=4)
+    [ck] = jobs.create_with_checkpoints(job, [(100, 1)], processesPerPod=4)
     running(jobs, kubelet, job, 1)
     pod = kubelet.pod(f"{job}-a1-1")
     assert pod is not None
@@ -84,11 +83,11 @@ def test_recreated_job_continues_the_roots_attempts_and_lineage(
     fenced out by the old job's attempts, nor resume outside their lineage."""
     job = "again"
     store = jobs.store(job)
-    store.record_attempt(1, None, -1)
-    jobs.seed(job, 50, 1)
-    jobs.seed(job, 90, 1)  # committed after the old operator chose 50: a dead branch
+    store.record_attempt(1, None, -1)  # records from before records named their job
+    jobs.seed(job, 50, 1, uid="old")
+    jobs.seed(job, 90, 1, uid="old")  # committed after the old operator chose 50: a dead branch
     store.record_attempt(2, "step-000000000050-a0001", 50)
-    newest = jobs.seed(job, 80, 2)
+    newest = jobs.seed(job, 80, 2, uid="old")
     jobs.create(job)
     running(jobs, kubelet, job, 3)
     pod = kubelet.pod(f"{job}-a3-0")
@@ -179,9 +178,10 @@ def test_resume_skips_a_corrupt_newest_checkpoint(
     jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
 ) -> None:
     job = "corrupt"
+    jobs.create(job, suspend=True)
     good = jobs.seed(job, 100, 1)
     bad = jobs.seed(job, 200, 1, corrupt=True)
-    jobs.create(job)
+    jobs.patch_spec(job, {"suspend": False})
     running(jobs, kubelet, job, 1)
     pod = kubelet.pod(f"{job}-a1-0")
     assert pod is not None and env_of(pod)["LAZARUS_RESUME_FROM"] == good
@@ -279,8 +279,7 @@ def test_delete_removes_pods_and_keeps_checkpoints(
     jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
 ) -> None:
     job = "deleted"
-    ck = jobs.seed(job, 10, 1)
-    jobs.create(job)
+    [ck] = jobs.create_with_checkpoints(job, [(10, 1)])
     running(jobs, kubelet, job, 1)
     jobs.delete(job)
     wait_for(lambda: names(kubelet, job) == [], T, "pods gone")
@@ -305,8 +304,7 @@ def test_delete_with_delete_on_job_delete_removes_checkpoints_first(
     jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
 ) -> None:
     job = "purged"
-    jobs.seed(job, 10, 1)
-    jobs.create(job, checkpoint={"deleteOnJobDelete": True})
+    jobs.create_with_checkpoints(job, [(10, 1)], checkpoint={"deleteOnJobDelete": True})
     running(jobs, kubelet, job, 1)
     wait_for(
         lambda: "lazarus.dev/finalizer" in jobs.get(job)["metadata"].get("finalizers", []),

@@ -20,6 +20,7 @@ from lazarus_store import (
     FencedOut,
     InvalidCheckpoint,
     Manifest,
+    Owner,
     RetentionPolicy,
 )
 from lazarus_store.contract import checkpoint_name
@@ -348,6 +349,6 @@ def test_concurrent_record_attempt_loses_no_update(store: CheckpointStore) -> No
 def test_foreign_job_is_skipped(store: CheckpointStore) -> None:
     save(store, 1, job={"name": "j", "namespace": "ns", "uid": "mine"})
     save(store, 2, job={"name": "j", "namespace": "ns", "uid": "other"})
-    sel = store.latest_valid(job_uid="mine")
+    sel = store.latest_valid(owner=Owner("ns", "j", "mine"))
     assert sel.chosen is not None and sel.chosen.name == checkpoint_name(1, 1)
     assert "job uid 'other'" in sel.skipped[0].reason
