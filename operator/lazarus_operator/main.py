@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from . import handlers
+from . import handlers, metrics
 from .cycle import Reconciler
 from .kube import Kube
 
@@ -87,7 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--liveness",
         default=os.environ.get("LAZARUS_LIVENESS"),
-        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("LAZARUS_METRICS_PORT", "8080")),
+        help="serve Prometheus metrics on this port at /metrics (0: off)",
     )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         _background.add(resync)
 
+    metrics.serve(args.metrics_port)
     asyncio.run(
         kopf.operator(
             settings=settings,

@@ -45,7 +45,8 @@ class OperatorProcess:
     def __init__(self, env: dict[str, str], namespace: str, log: Path, *extra: str) -> None:
         self.log_path = log
         self._log = log.open("ab")
-        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        # Metrics off unless a test asks for a port: tests run side by side.
+        full_env = {**os.environ, "LAZARUS_METRICS_PORT": "0", **env, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lazarus_operator.main", "-n", namespace, *extra],
             env=full_env,

@@ -1,0 +1,241 @@
+"""Prometheus metrics of the operator and of its jobs (docs/observability.md).
+
+Labels are bounded: `namespace`, `trainingjob` (the TrainingJob's name; not `job`,
+which Prometheus sets on every target), `cause`, `state`, `phase`; never pods or
+steps. Job metrics follow status transitions through the pure `accounting`
+module; the trainer's save and resume timings come from the manifest of the
+newest checkpoint the operator selects (contract section 4a).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Final
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client import start_http_server as _start_http_server
+
+from . import accounting as acc
+from .builders import JobRef
+
+JOB: Final = ("namespace", "trainingjob")
+CAUSE: Final = (*JOB, "cause")
+SECONDS_BUCKETS: Final = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+SAVE_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+CYCLE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+TRAINER_TIMINGS: Final = "timings"  # manifest extra["lazarusTrainer"]["timings"]
+
+# `_created` series double every counter and no dashboard or alert reads them.
+disable_created_metrics()
+
+
+def _version() -> str:
+    try:
+        return version("lazarus")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class Metrics:
+    """All metric families in one registry, plus each job's accounting clock."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        r = registry
+        self.restarts = Counter(
+            "lazarus_restarts",
+            "Attempts of a job ended and relaunched, by cause.",
+            CAUSE,
+            registry=r,
+        )
+        self.recovery = Histogram(
+            "lazarus_recovery_seconds",
+            "Time from an attempt's end until all pods of the next attempt run.",
+            CAUSE,
+            buckets=SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.lost_steps = Counter(
+            "lazarus_lost_steps",
+            "Steps lost by restarts (last step - resume step).",
+            CAUSE,
+            registry=r,
+        )
+        self.lost_seconds = Counter(
+            "lazarus_lost_seconds",
+            "Running time lost by restarts (after the checkpoint resumed from).",
+            CAUSE,
+            registry=r,
+        )
+        self.job_seconds = Counter(
+            "lazarus_job_seconds",
+            "Job wall-clock seconds by state; goodput = productive / all states.",
+            (*JOB, "state"),
+            registry=r,
+        )
+        self.phase = Gauge(
+            "lazarus_job_phase", "1 for the job's current phase.", (*JOB, "phase"), registry=r
+        )
+        self.checkpoint_step = Gauge(
+            "lazarus_checkpoint_step", "Step of the newest valid checkpoint.", JOB, registry=r
+        )
+        self.checkpoint_time = Gauge(
+            "lazarus_checkpoint_timestamp_seconds",
+            "Commit time of the newest valid checkpoint (unix seconds).",
+            JOB,
+            registry=r,
+        )
+        self.no_progress = Gauge(
+            "lazarus_failures_without_progress",
+            "Consecutive failures without a new checkpoint.",
+            JOB,
+            registry=r,
+        )
+        self._trainer_families(r)
+        self.cycle = Histogram(
+            "lazarus_operator_cycle_duration_seconds",
+            "Duration of one reconcile cycle of one job.",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.cycle_errors = Counter(
+            "lazarus_operator_cycle_errors", "Reconcile cycles that raised.", registry=r
+        )
+        self.api_retries = Counter(
+            "lazarus_operator_api_retries",
+            "API writes retried: status patch conflicts, decided again on fresh facts.",
+            registry=r,
+        )
+        Info("lazarus_operator", "The operator build.", registry=r).info({"version": _version()})
+        self._clocks: dict[tuple[str, str], acc.Clock] = {}
+        self._seen_ckpt: dict[tuple[str, str], str] = {}
+        self._seen_resume: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def _trainer_families(self, r: CollectorRegistry) -> None:
+        def hist(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, JOB, buckets=SAVE_BUCKETS, registry=r)
+
+        self.save_seconds = hist(
+            "lazarus_checkpoint_save_seconds", "Trainer: save from state capture to commit start."
+        )
+        self.stall_seconds = hist(
+            "lazarus_checkpoint_stall_seconds", "Trainer: training paused per save (state copy)."
+        )
+        self.durable_seconds = hist(
+            "lazarus_checkpoint_durable_seconds",
+            "Trainer: a step's state captured until committed.",
+        )
+        self.resume_seconds = hist(
+            "lazarus_resume_seconds", "Trainer: loading the resume checkpoint, per attempt."
+        )
+        self.written_bytes = Counter(
+            "lazarus_checkpoint_written_bytes",
+            "Trainer: bytes of committed checkpoints.",
+            JOB,
+            registry=r,
+        )
+
+    # --- job transitions ------------------------------------------------------------
+    def observe(self, job: JobRef, old: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
+        """Record one cycle's status transition (called after the status write)."""
+        key = (job.namespace, job.name)
+        with self._lock:
+            clock, o = acc.account(self._clocks.get(key), old, new, now)
+            self._clocks[key] = clock
+        ns, name = key
+        for state, secs in o.seconds.items():
+            self.job_seconds.labels(ns, name, state).inc(secs)
+        for state in acc.STATES:
+            self.job_seconds.labels(ns, name, state)  # every state exists, so sums add up
+        for cause in acc.CAUSES:
+            self.restarts.labels(ns, name, cause).inc(o.restarts.get(cause, 0))
+            self.lost_steps.labels(ns, name, cause).inc(o.lost_steps.get(cause, 0))
+            self.lost_seconds.labels(ns, name, cause).inc(o.lost_seconds.get(cause, 0.0))
+        for cause, secs in o.recovered:
+            self.recovery.labels(ns, name, cause).observe(secs)
+        for phase in acc.PHASES:
+            self.phase.labels(ns, name, phase).set(1 if phase == o.phase else 0)
+        if o.checkpoint_step is not None:
+            self.checkpoint_step.labels(ns, name).set(o.checkpoint_step)
+        if o.checkpoint_time is not None:
+            self.checkpoint_time.labels(ns, name).set(o.checkpoint_time)
+        self.no_progress.labels(ns, name).set(o.failures_without_progress)
+
+    def observe_checkpoint(self, job: JobRef, name: str, extra: Mapping[str, Any]) -> None:
+        """The trainer's timings from a checkpoint manifest, once per checkpoint."""
+        key = (job.namespace, job.name)
+        t = (extra.get("lazarusTrainer") or {}).get(TRAINER_TIMINGS) or {}
+        if not isinstance(t, Mapping) or self._seen_ckpt.get(key) == name:
+            return
+        self._seen_ckpt[key] = name
+        ns, jn = key
+        for field, hist in (
+            ("saveSeconds", self.save_seconds),
+            ("stallSeconds", self.stall_seconds),
+            ("durableSeconds", self.durable_seconds),
+        ):
+            if isinstance(t.get(field), int | float):
+                hist.labels(ns, jn).observe(float(t[field]))
+        if isinstance(t.get("bytes"), int):
+            self.written_bytes.labels(ns, jn).inc(t["bytes"])
+        attempt = t.get("attempt")
+        resume = t.get("resumeSeconds")
+        fresh = isinstance(attempt, int) and self._seen_resume.get(key) != attempt
+        if fresh and isinstance(attempt, int) and isinstance(resume, int | float):
+            self._seen_resume[key] = attempt
+            self.resume_seconds.labels(ns, jn).observe(float(resume))
+
+    def forget(self, namespace: str, name: str) -> None:
+        """A deleted job: drop its series and its clock."""
+        key = (namespace, name)
+        with self._lock:
+            self._clocks.pop(key, None)
+        self._seen_ckpt.pop(key, None)
+        self._seen_resume.pop(key, None)
+        for fam in (
+            self.checkpoint_step,
+            self.checkpoint_time,
+            self.no_progress,
+            self.save_seconds,
+            self.stall_seconds,
+            self.durable_seconds,
+            self.resume_seconds,
+            self.written_bytes,
+        ):
+            _remove(fam, key)
+        for fam, values in (
+            (self.job_seconds, acc.STATES),
+            (self.phase, acc.PHASES),
+            (self.restarts, acc.CAUSES),
+            (self.lost_steps, acc.CAUSES),
+            (self.lost_seconds, acc.CAUSES),
+            (self.recovery, acc.CAUSES),
+        ):
+            for v in values:
+                _remove(fam, (*key, v))
+
+
+def _remove(fam: Counter | Gauge | Histogram, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):
+        fam.remove(*labels)
+
+
+METRICS = Metrics()
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve /metrics on `port` in a thread (0: off). Fails loudly if the port is taken."""
+    if port:
+        _start_http_server(port, addr=addr)
