@@ -15,6 +15,7 @@ from typing import Any
 
 from .contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
 from .errors import StoreError
+from .ownership import Owner
 from .retention import DEFAULT_GC_AGE_S, RetentionPolicy
 from .store import CheckpointStore
 from .uri import open_store
@@ -81,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--resumed-from", help="checkpoint the current attempt resumed from")
     pr.add_argument("--attempt", type=int, help="current attempt (lineage)")
     pr.add_argument("--apply", action="store_true", help="really delete")
+    pr.add_argument("--job", help="NAMESPACE/NAME of the job whose checkpoints to prune")
+    pr.add_argument("--uid", help="that job's UID (needed when the root holds several jobs)")
     return p
 
 
@@ -120,6 +123,28 @@ def _list(store: CheckpointStore, as_json: bool) -> int:
             f" {_age(float(r['age_s'])):>5}  {r['state']}"
         )
     return 0
+
+
+def _owner(store: CheckpointStore, job: str | None, uid: str | None) -> Owner | None:
+    """Whose checkpoints prune may count and delete: the named job, or the root's only
+    job. A root shared by several jobs is refused rather than pruned across them."""
+    if uid:
+        ns, _, name = (job or "").rpartition("/")
+        return Owner(ns, name, uid)
+    ids = {
+        (m.job.namespace, m.job.name, m.job.uid)
+        for c in store.list_checkpoints()
+        if (m := c.manifest) is not None and m.job.uid
+    }
+    if job:
+        ids = {i for i in ids if f"{i[0]}/{i[1]}" == job}
+    if len(ids) > 1:
+        named = ", ".join(sorted(f"{ns}/{n} (uid {u})" for ns, n, u in ids))
+        raise StoreError(
+            f"{store.description}: holds checkpoints of {len(ids)} jobs ({named}); "
+            "pass --job NAMESPACE/NAME --uid UID to prune one"
+        )
+    return Owner(*ids.pop()) if ids else None
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -170,7 +195,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         except ValueError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
             return 2
-        plan = store.prune(policy, args.resumed_from, attempt=args.attempt, dry_run=not args.apply)
+        owner = _owner(store, args.job, args.uid)
+        plan = store.prune(
+            policy, args.resumed_from, attempt=args.attempt, dry_run=not args.apply, owner=owner
+        )
         verb = "deleted" if args.apply else "would delete"
         for name, why in sorted(plan.keep.items(), reverse=True):
             print(f"keep {name}: {', '.join(why)}")

@@ -110,3 +110,25 @@ def test_errors_are_one_line_without_traceback(root: Path, args: list[str], mess
     assert "Traceback" not in r.stderr
     [line] = r.stderr.strip().splitlines()
     assert line.startswith("lazarus-ckpt: error: ") and message in line, line
+
+
+def test_prune_on_a_root_shared_by_two_jobs_names_them_and_prunes_only_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "shared"
+    store = open_store(str(root))
+    for uid, ns, steps in (("uid-a", "team-a", (1, 2, 3)), ("uid-b", "team-b", (10, 20))):
+        for step in steps:
+            w = store.begin(step=step, attempt=1)
+            w.put_bytes("model.bin", b"m")
+            w.commit(reason="periodic", job={"namespace": ns, "name": "train", "uid": uid})
+    code, _, err = run(capsys, "-u", str(root), "prune", "--keep-latest", "1", "--apply")
+    assert code == 1 and "2 jobs" in err and "team-b/train (uid uid-b)" in err
+    assert len(store.list_checkpoints()) == 5, "refused: nothing may be deleted"
+
+    code, out, _ = run(
+        capsys, "-u", str(root), "prune", "--keep-latest", "1", "--job", "team-a/train", "--apply"
+    )
+    assert code == 0, out
+    left = sorted(c.name for c in store.list_checkpoints())
+    assert left == [checkpoint_name(s, 1) for s in (3, 10, 20)]
