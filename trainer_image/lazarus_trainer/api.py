@@ -49,7 +49,11 @@ class Lazarus:
     ) -> None:
         self.config = config or LazarusConfig.from_env()
         self.dist = Collectives()
-        self.storage = storage or st.open_storage(self.config.checkpoint_uri, self.config.attempt)
+        cfg = self.config
+        job = st.JobIdentity(cfg.job_name, cfg.job_namespace, cfg.job_uid)
+        self.storage = storage or st.open_storage(cfg.checkpoint_uri, cfg.attempt, job)
+        if self.storage.attempt is not None:
+            cfg.attempt = self.storage.attempt  # a filesystem root's own numbering
         self.registry = Registry()
         self.progress = Progress()
         self.user_state: dict[str, Any] = {}
@@ -531,6 +535,12 @@ class Lazarus:
     # --- resuming ------------------------------------------------------------------------
     def resume(self) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used."""
+        name = self._resume()
+        if self.dist.is_main:
+            self.storage.record_start(name, self.progress.step if name else -1)
+        return name
+
+    def _resume(self) -> str | None:
         ptr = self.config.resume_from
         if not ptr:
             log.info("no resume pointer: starting fresh")

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from lazarus_store import (
+    AttemptTaken,
     CheckpointNotFound,
     CheckpointStore,
     CheckpointWriter,
@@ -15,6 +16,7 @@ from lazarus_store import (
     FencedOut,
     InvalidCheckpoint,
     InvalidURI,
+    JobIdentity,
     Manifest,
     RetentionPolicy,
     StoreError,
@@ -22,16 +24,19 @@ from lazarus_store import (
 )
 from lazarus_store import ObjectEntry as Entry
 from lazarus_store.contract import parse_checkpoint_name
+from lazarus_store.ownership import Owner, owner_of
 
 from .termination import PermanentError
 
 __all__ = [
+    "AttemptTaken",
     "CheckpointNotFound",
     "ChecksumMismatch",
     "CommitConflict",
     "Entry",
     "FencedOut",
     "InvalidCheckpoint",
+    "JobIdentity",
     "Manifest",
     "Storage",
     "StoreError",
@@ -63,10 +68,48 @@ class Writer:
 
 
 class Storage:
-    def __init__(self, store: CheckpointStore, root_uri: str, attempt: int | None = None) -> None:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        root_uri: str,
+        attempt: int | None = None,
+        owner: Owner | None = None,
+    ) -> None:
         self.store = store
         self.root_uri = root_uri.rstrip("/")
         self.attempt = attempt
+        # The job whose checkpoints this run may choose and prune (None: run by hand).
+        self.owner = owner
+        # A filesystem root under the operator: the operator cannot see the volume,
+        # so this trainer numbers, records and fences its attempt (contract section 8).
+        self.fences = owner is not None and not self.root_uri.startswith("s3://")
+        if self.fences and attempt is not None:
+            self.attempt = self._root_attempt(attempt)
+
+    def _root_attempt(self, attempt: int) -> int:
+        """The operator counts attempts per job object; names must be unique per root.
+        Offset by the highest attempt other jobs (or an earlier incarnation of this
+        one) recorded, so a re-created job continues above them. Every rank reads the
+        same log before rank 0 writes, and this job's own lines are left out."""
+        assert self.owner is not None
+        uid = self.owner.uid
+        others = [r.attempt for r in self.store.attempts() if r.job is None or r.job.uid != uid]
+        base = max(others, default=0)
+        if base:
+            log.info("attempt %d is attempt %d of root %s", attempt, attempt + base, self.root_uri)
+        return attempt + base
+
+    def record_start(self, resumed: str | None, step: int) -> None:
+        """Fence record for this attempt (filesystem roots under the operator only)."""
+        if not self.fences or self.attempt is None or self.owner is None:
+            return
+        try:
+            self.store.record_attempt(self.attempt, resumed, step, job=self.owner.identity)
+        except AttemptTaken as exc:
+            raise PermanentError(
+                f"{exc}: two jobs write to {self.root_uri}; give each job its own "
+                "spec.checkpoint.uri"
+            ) from None
 
     def begin(self, step: int, attempt: int) -> Writer:
         return Writer(self.store.begin(step=step, attempt=attempt))
@@ -75,7 +118,7 @@ class Storage:
         """Committed, cheaply valid, unquarantined checkpoints in lineage, newest first."""
         names = [
             c.name
-            for c in self.store.candidates(self.attempt)
+            for c in self.store.candidates(self.attempt, owner=self.owner)
             if c.committed and c.valid and not c.quarantined and c.in_lineage
         ]
         return sorted(names, reverse=True)
@@ -123,14 +166,17 @@ class Storage:
             metric=metric if keep_best else None,
             mode="max" if mode == "max" else "min",
         )
-        plan = self.store.prune(policy, resumed_from, attempt=self.attempt, dry_run=False)
+        plan = self.store.prune(
+            policy, resumed_from, attempt=self.attempt, dry_run=False, owner=self.owner
+        )
         if plan.removals:
             log.info("retention removed %s", list(plan.removals))
         return list(plan.removals)
 
 
-def open_storage(uri: str, attempt: int | None = None) -> Storage:
+def open_storage(uri: str, attempt: int | None = None, job: JobIdentity | None = None) -> Storage:
+    """The store at `uri`, acting for `job` (its identity from the operator's env)."""
     try:
-        return Storage(open_store_from_env(uri), uri, attempt)
+        return Storage(open_store_from_env(uri), uri, attempt, owner_of(job))
     except InvalidURI as exc:
         raise PermanentError(f"checkpoint store {uri!r} is unusable: {exc}") from None
