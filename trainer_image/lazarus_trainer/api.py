@@ -25,6 +25,8 @@ from .signals import SaveTimer, StopSignal
 from .snapshot import snapshot, synchronize
 from .state import (
     COMMON_OBJECT,
+    FORMAT_VERSION,
+    READ_FORMATS,
     Progress,
     Registry,
     Stateful,
@@ -35,6 +37,7 @@ from .state import (
     restore_common,
     restore_rank,
     serialize,
+    trainer_format,
 )
 from .termination import PermanentError, Termination, write_termination
 
@@ -379,7 +382,7 @@ class Lazarus:
                 torch_version=torch.__version__,
                 extra={
                     "lazarusTrainer": {
-                        "format": 1,
+                        "format": FORMAT_VERSION,
                         "worldSize": self.dist.world_size,
                         "modelOptimizer": meta["modelOptimizer"],
                     }
@@ -589,8 +592,8 @@ class Lazarus:
                 job.name,
                 job.uid,
             )
-        fmt = (manifest.extra.get("lazarusTrainer") or {}).get("format")
-        if fmt != 1:
+        fmt = trainer_format(manifest)
+        if fmt not in READ_FORMATS:
             raise PermanentError(f"checkpoint {name} has unknown trainer format {fmt!r}")
         return manifest
 
@@ -609,9 +612,10 @@ class Lazarus:
                 raise PermanentError(
                     f"checkpoint {name} has unknown model/optimizer format {fmt!r}"
                 )
-            common = deserialize(self.storage.read_bytes(name, COMMON_OBJECT))
+            tf, mine = trainer_format(manifest), rank_object(self.dist.rank)
+            common = deserialize(self.storage.read_bytes(name, COMMON_OBJECT), COMMON_OBJECT, tf)
             if manifest.world_size == self.dist.world_size:
-                rank_state = deserialize(self.storage.read_bytes(name, rank_object(self.dist.rank)))
+                rank_state = deserialize(self.storage.read_bytes(name, mine), mine, tf)
             if fmt == sharded.FORMAT_DCP:
                 reader = sharded.StoreReader(
                     lambda path, local: self.storage.download(name, path, local)

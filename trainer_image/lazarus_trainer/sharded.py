@@ -8,11 +8,15 @@ load planner reshards to whatever world size loads it.
 
 Saving stages through a local directory (DCP's `FileSystemWriter`), then uploads each file
 with the store, which checksums it. Loading fetches only the files this rank's read plan
-touches, each verified against the manifest's CRC32C as it downloads.
+touches, each verified against the manifest's CRC32C as it downloads. Loading never runs
+code: `.metadata` is unpickled against an allow-list of DCP's metadata classes, and the
+non-tensor items (optimizer hyperparameters) are read with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
+import io
+import pathlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,9 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.distributed.checkpoint.filesystem import FileSystemReader, FileSystemWriter
-from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
-from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
+import torch.distributed.checkpoint.metadata as dcp_metadata
+from torch.distributed.checkpoint._traverse import set_element
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.filesystem import FileSystemReader, FileSystemWriter, _StorageInfo
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta, TensorStorageMetadata
+from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -34,13 +42,39 @@ from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.futures import Future
 
+from .safe_load import load_plain, require_plain, restricted_load
 from .state import Registry
+from .storage import CheckpointNotFound, InvalidCheckpoint
 from .termination import PermanentError
 
 DCP_PREFIX = "dcp/"
 METADATA_FILE = ".metadata"
 FORMAT_DCP = "dcp"  # manifest extra.lazarusTrainer.modelOptimizer
 FORMAT_REPLICATED = "replicated"  # rank 0 wrote model and optimizer in trainer/common.pt
+
+# What DCP's `.metadata` pickle may name: its metadata dataclasses, torch.Size, dtypes and
+# layouts, and the path it was saved at. Looked up here, never imported by name.
+METADATA_GLOBALS: dict[tuple[str, str], Any] = {
+    **{
+        (dcp_metadata.__name__, n): getattr(dcp_metadata, n)
+        for n in (
+            "Metadata",
+            "MetadataIndex",
+            "StorageMeta",
+            "TensorProperties",
+            "TensorStorageMetadata",
+            "BytesStorageMetadata",
+            "ChunkStorageMetadata",
+            "_MEM_FORMAT_ENCODING",
+        )
+    },
+    (_StorageInfo.__module__, "_StorageInfo"): _StorageInfo,
+    ("torch", "Size"): torch.Size,
+    ("torch.serialization", "_get_layout"): torch.serialization._get_layout,
+    ("pathlib", "PosixPath"): pathlib.PosixPath,
+    ("pathlib._local", "PosixPath"): pathlib.PosixPath,  # Python 3.13+
+    **{("torch", n): v for n, v in vars(torch).items() if isinstance(v, torch.dtype)},
+}
 
 
 def _model_for(reg: Registry, opt_name: str, opt: Any) -> torch.nn.Module:
@@ -56,13 +90,15 @@ def _model_for(reg: Registry, opt_name: str, opt: Any) -> torch.nn.Module:
 
 def capture(reg: Registry) -> dict[str, Any]:
     """This rank's model and optimizer state dicts (references; DTensor shards under FSDP2)."""
-    return {
+    state = {
         "models": {k: get_model_state_dict(m) for k, m in reg.models.items()},
         "optimizers": {
             k: get_optimizer_state_dict(_model_for(reg, k, o), o)  # type: ignore[arg-type]
             for k, o in reg.optimizers.items()
         },
     }
+    require_plain(state, "sharded state")
+    return state
 
 
 def apply(reg: Registry, state: dict[str, Any]) -> None:
@@ -97,6 +133,8 @@ class StoreReader(FileSystemReader):
         self._fetch = fetch
 
     def _need(self, rel: str) -> None:
+        if not rel or "/" in rel or "\\" in rel or rel in (".", ".."):
+            raise InvalidCheckpoint(f"DCP metadata names a file outside dcp/: {rel!r}")
         local = self._dir / rel
         if local.exists():
             return
@@ -105,8 +143,17 @@ class StoreReader(FileSystemReader):
         part.rename(local)
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        """DCP's own reader unpickles `.metadata` unrestricted; this one uses the allow-list."""
         self._need(METADATA_FILE)
-        return super().read_metadata(*args, **kwargs)
+        data = (self._dir / METADATA_FILE).read_bytes()
+        meta = restricted_load(data, METADATA_GLOBALS, DCP_PREFIX + METADATA_FILE)
+        if not isinstance(meta, Metadata) or not isinstance(meta.storage_data, dict):
+            raise InvalidCheckpoint(f"{DCP_PREFIX}{METADATA_FILE}: not DCP metadata")
+        if getattr(meta, "storage_meta", None) is None:
+            meta.storage_meta = StorageMeta()
+        assert meta.storage_meta is not None
+        meta.storage_meta.load_id = self.load_id
+        return meta
 
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
         for rel in sorted({self.storage_data[i.storage_index].relative_path for i in plan.items}):
@@ -150,9 +197,35 @@ def check_compatible(reg: Registry, saved_names: dict[str, list[str]], meta: Met
                 )
 
 
+class SafeLoadPlanner(DefaultLoadPlanner):
+    """DCP's default planner, but non-tensor items load with `weights_only=True`.
+
+    The default `torch.load`s them with `weights_only=False`; ours are optimizer
+    hyperparameters (numbers, tuples, strings), which need nothing more.
+    """
+
+    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
+        fqn = read_item.dest_index.fqn
+        obj = load_plain(value, f"DCP item {fqn}")
+        if self.flatten_state_dict:
+            set_element(self.original_state_dict, self.mappings[fqn], obj)
+        else:
+            self.state_dict[fqn] = obj
+
+
 def load(target: dict[str, Any], reader: StoreReader, group: Any) -> None:
-    """Load into `target` (copies shaped for this world size; a collective when distributed)."""
-    dcp_load(target, storage_reader=reader, process_group=group)
+    """Load into `target` (copies shaped for this world size; a collective when distributed).
+
+    DCP reports any rank's failure on every rank as a `CheckpointException`, a BaseException
+    that `except Exception` misses: a bad checkpoint comes out as the store error inside it.
+    """
+    try:
+        dcp_load(target, storage_reader=reader, planner=SafeLoadPlanner(), process_group=group)
+    except CheckpointException as exc:
+        for e in failures(exc):
+            if isinstance(e, InvalidCheckpoint | CheckpointNotFound):
+                raise e from None
+        raise RuntimeError(f"torch.distributed.checkpoint load failed: {exc}") from None
 
 
 def failures(exc: BaseException) -> list[BaseException]:

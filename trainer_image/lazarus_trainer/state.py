@@ -10,11 +10,16 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from .rng import capture_rng, restore_rng
+from .safe_load import load_plain, require_plain
+from .storage import InvalidCheckpoint, Manifest
 from .termination import PermanentError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: only tensors and plain values (numpy RNG state as a tensor and ints), loaded with
+# weights_only=True and no allow-list. 1: pickled numpy RNG objects; still read.
+FORMAT_VERSION = 2
+READ_FORMATS = (1, 2)
 COMMON_OBJECT = "trainer/common.pt"
 
 
@@ -42,11 +47,25 @@ class Progress:
     metrics_history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["metrics_history"] = [
+            {k: _plain_metric(v) for k, v in row.items()} for row in self.metrics_history
+        ]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Progress:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _plain_metric(v: Any) -> Any:
+    """numpy scalars and 0-d tensors from user metrics become floats (a plain value loads)."""
+    if v is None or type(v) in (int, float, bool, str):
+        return v
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v  # require_plain names it
 
 
 @dataclass
@@ -68,7 +87,7 @@ def capture_common(
 
     `model_optim=False`: models and optimizers are saved sharded (sharded.py), not here.
     """
-    return {
+    state = {
         "format": FORMAT_VERSION,
         "models": {k: m.state_dict() for k, m in reg.models.items()} if model_optim else {},
         "optimizers": {k: o.state_dict() for k, o in reg.optimizers.items()} if model_optim else {},
@@ -79,6 +98,8 @@ def capture_common(
         "progress": progress.to_dict(),
         "user": user,
     }
+    require_plain(state, "checkpoint state")
+    return state
 
 
 def capture_rank() -> dict[str, Any]:
@@ -91,10 +112,21 @@ def serialize(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def deserialize(data: bytes) -> Any:
-    # Full unpickling (RNG states are numpy objects): the bytes passed checksum validation
-    # against a manifest of this job's own store, which is the trust boundary.
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+def trainer_format(manifest: Manifest) -> Any:
+    """The trainer format a checkpoint's manifest records (`extra.lazarusTrainer.format`)."""
+    return (manifest.extra.get("lazarusTrainer") or {}).get("format")
+
+
+def deserialize(data: bytes, what: str, fmt: Any = FORMAT_VERSION) -> dict[str, Any]:
+    """A trainer object of format `fmt`, never running code: see safe_load.
+
+    Checksums do not make the bytes trusted (whoever writes an object writes its manifest);
+    a refused or malformed payload raises InvalidCheckpoint, so the checkpoint is quarantined.
+    """
+    state = load_plain(data, what, legacy_numpy=fmt == 1)
+    if not isinstance(state, dict) or state.get("format") not in READ_FORMATS:
+        raise InvalidCheckpoint(f"{what}: not a Lazarus trainer state of a known format")
+    return state
 
 
 def check_model_shapes(name: str, model: torch.nn.Module, saved: dict[str, Any]) -> None:
@@ -120,7 +152,7 @@ def restore_common(
     reg: Registry, state: dict[str, Any], *, model_optim: bool = True
 ) -> tuple[Progress, dict[str, Any]]:
     """Load the replicated state; `model_optim=False`: models/optimizers were loaded sharded."""
-    if state.get("format") != FORMAT_VERSION:
+    if state.get("format") not in READ_FORMATS:
         raise PermanentError(f"unknown trainer state format {state.get('format')!r}")
     kinds: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         ("scheduler", dict(reg.schedulers), state["schedulers"])

@@ -23,7 +23,8 @@ from transformers import TrainerCallback
 
 from ..api import Lazarus
 from ..config import LazarusConfig
-from ..state import COMMON_OBJECT, deserialize, rank_object
+from ..rng import numpy_state
+from ..state import COMMON_OBJECT, deserialize, rank_object, trainer_format
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,10 @@ class LazarusCallback(TrainerCallback):  # type: ignore[misc]
             candidates = [name] + [n for n in valid if n < name]
         for name in candidates:
             try:
-                lz._check_manifest(name, explicit=False)
-                common = deserialize(lz.storage.read_bytes(name, COMMON_OBJECT))
-                rank = deserialize(lz.storage.read_bytes(name, rank_object(lz.dist.rank)))
+                fmt = trainer_format(lz._check_manifest(name, explicit=False))
+                mine = rank_object(lz.dist.rank)
+                common = deserialize(lz.storage.read_bytes(name, COMMON_OBJECT), COMMON_OBJECT, fmt)
+                rank = deserialize(lz.storage.read_bytes(name, mine), mine, fmt)
             except lz_errors() as exc:
                 log.error("checkpoint %s failed validation (%s); trying an older one", name, exc)
                 if lz.dist.is_main:
@@ -96,7 +98,9 @@ class LazarusCallback(TrainerCallback):  # type: ignore[misc]
         torch.save(common["optimizers"]["optimizer"], d / HF_OPTIMIZER)
         torch.save(common["schedulers"]["scheduler"], d / HF_SCHEDULER)
         rng = rank["rng"]
-        hf_rng = {"python": rng["python"], "numpy": rng["numpy"], "cpu": rng["torch"]}
+        # HF reads this file back itself (weights_only, numpy allowed): written from state
+        # that was loaded without running code, in the tuple form np.random.set_state takes.
+        hf_rng = {"python": rng["python"], "numpy": numpy_state(rng["numpy"]), "cpu": rng["torch"]}
         if "cuda" in rng:
             hf_rng["cuda"] = rng["cuda"]
         world = self.lz.dist.world_size
