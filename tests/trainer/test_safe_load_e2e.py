@@ -1,0 +1,117 @@
+"""A crafted payload in a validly committed checkpoint runs nothing on resume; format 1 loads.
+
+Real trainer subprocesses against the real S3 server. The attacker writes through the store
+API, so sizes, CRC32C and manifest are all right: only the loader stands in the way.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lazarus_store import CheckpointStore
+from lazarus_trainer.rng import numpy_state
+from lazarus_trainer.state import deserialize, serialize
+
+from .harness import losses, run, store_for, termination, trainer_env
+from .test_safe_load import Payload
+
+pytestmark = pytest.mark.e2e
+
+
+def recommit(
+    src: CheckpointStore,
+    name: str,
+    dst: CheckpointStore,
+    step: int,
+    replace: dict[str, bytes],
+    fmt: int | None = None,
+) -> str:
+    """Copy checkpoint `name` into `dst` as `step`, some objects replaced: a valid commit."""
+    m = src.read_manifest(name)
+    w = dst.begin(step=step, attempt=m.attempt)
+    for o in m.objects:
+        w.put_bytes(o.path, replace.get(o.path) or src.read_bytes(name, o.path))
+    extra = dict(m.extra)
+    if fmt is not None:
+        extra["lazarusTrainer"] = {**extra["lazarusTrainer"], "format": fmt}
+    return w.commit(
+        reason=m.reason,
+        epoch=m.epoch,
+        metrics=m.metrics,
+        world_size=m.world_size,
+        parent=name,
+        job=m.job,
+        samples_seen=m.samples_seen,
+        tokens_seen=m.tokens_seen,
+        torch_version=m.torch_version,
+        extra=extra,
+    ).name
+
+
+@pytest.mark.parametrize(
+    ("target", "key"), [("trainer/common.pt", "progress"), ("trainer/rank-00000.pt", "rng")]
+)
+def test_crafted_payload_runs_nothing_and_the_run_resumes_from_the_previous_checkpoint(
+    s3: Any, bucket: str, tmp_path: Path, target: str, key: str
+) -> None:
+    root = f"s3://{bucket}/job"
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1")
+    p = run(["--steps", "10", "--save-every-steps", "5"], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    store = store_for(s3, root)
+    good = "step-000000000010-a0001"
+    marker = tmp_path / "code-ran"
+    state = deserialize(store.read_bytes(good, target), target)
+    evil = recommit(store, good, store, 15, {target: serialize({**state, key: Payload(marker)})})
+    assert evil == "step-000000000015-a0001" and store.read_manifest(evil).step == 15
+
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
+    p = run(["--steps", "20"], env)
+    assert not marker.exists(), "the checkpoint's payload ran in the trainer"
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"checkpoint {evil} failed validation ({target}: refused to unpickle io.open" in (
+        p.stderr
+    )
+    assert f"resumed from {good}" in p.stderr
+    assert store.is_quarantined(evil)
+    term = termination(tmp_path)
+    assert term["outcome"] == "completed" and term["lastCheckpoint"]["step"] == 20
+
+
+def test_checkpoint_in_the_previous_format_still_resumes_exactly(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Format 1 pickled numpy's RNG state tuple; it loads through the numpy allow-list."""
+    log = tmp_path / "loss.jsonl"
+    env = trainer_env(s3, f"s3://{bucket}/new", tmp_path, LAZARUS_ATTEMPT="1")
+    p = run(["--steps", "20", "--save-every-steps", "10", "--loss-log", str(log)], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    straight = losses(log)
+    new, old = store_for(s3, f"s3://{bucket}/new"), store_for(s3, f"s3://{bucket}/old")
+    name = "step-000000000010-a0001"
+    rank_path, common_path = "trainer/rank-00000.pt", "trainer/common.pt"
+    rank = deserialize(new.read_bytes(name, rank_path), rank_path)
+    common = deserialize(new.read_bytes(name, common_path), common_path)
+    rank["rng"]["numpy"] = numpy_state(rank["rng"]["numpy"])  # np.random.get_state()'s tuple
+    legacy = {
+        rank_path: serialize({**rank, "format": 1}),
+        common_path: serialize(common | {"format": 1}),
+    }
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(legacy[rank_path]))
+    assert "numpy.ndarray" in unsafe, "not the old pickled layout"
+    assert recommit(new, name, old, 10, legacy, fmt=1) == name
+
+    log.unlink()
+    env = trainer_env(
+        s3, f"s3://{bucket}/old", tmp_path, LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto"
+    )
+    p = run(["--steps", "20", "--loss-log", str(log)], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"resumed from {name}" in p.stderr
+    assert losses(log) == straight[10:], "the format-1 resume did not continue exactly"
+    assert old.read_manifest("step-000000000020-a0002").extra["lazarusTrainer"]["format"] == 2
