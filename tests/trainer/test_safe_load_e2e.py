@@ -7,6 +7,7 @@ API, so sizes, CRC32C and manifest are all right: only the loader stands in the 
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,30 @@ def test_checkpoint_in_the_previous_format_still_resumes_exactly(
     assert f"resumed from {name}" in p.stderr
     assert losses(log) == straight[10:], "the format-1 resume did not continue exactly"
     assert old.read_manifest("step-000000000020-a0002").extra["lazarusTrainer"]["format"] == 2
+
+
+def test_crafted_dcp_metadata_runs_nothing_in_a_two_process_resume(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Two gloo processes: DCP's `.metadata` pickle goes through the allow-list on every rank."""
+    root = f"s3://{bucket}/job"
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1")
+    p = run(["--steps", "6", "--save-every-steps", "3"], env, nproc=2)
+    assert p.returncode == 0, p.stderr[-3000:]
+    store = store_for(s3, root)
+    good = "step-000000000006-a0001"
+    marker = tmp_path / "code-ran"
+    meta = pickle.loads(store.read_bytes(good, "dcp/.metadata"))  # our own file, to craft it
+    meta.planner_data = Payload(marker)
+    evil = recommit(store, good, store, 9, {"dcp/.metadata": pickle.dumps(meta)})
+
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
+    p = run(["--steps", "12"], env, nproc=2)
+    assert not marker.exists(), "the checkpoint's payload ran in the trainer"
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"checkpoint {evil} failed validation (dcp/.metadata: refused to unpickle io.open" in (
+        p.stderr
+    )
+    assert f"resumed from {good}" in p.stderr
+    assert store.is_quarantined(evil)
+    assert termination(tmp_path)["lastCheckpoint"]["step"] == 12
