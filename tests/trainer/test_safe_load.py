@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import pickle
 import random
@@ -82,6 +83,12 @@ def test_previous_format_rank_state_still_loads() -> None:
         deserialize(data, "trainer/rank-00000.pt", 2)  # new checkpoints need no allow-list
     restore_rng(deserialize(data, "trainer/rank-00000.pt", 1)["rng"])
     assert draws() == expected
+    # numpy scalars and arrays in format 1's metrics and extras load; anything else is named.
+    common = {"format": 1, "progress": {"metrics": [np.float64(0.5)]}, "x": np.ones(2)}
+    back = deserialize(serialize(common), "trainer/common.pt", 1)
+    assert back["progress"]["metrics"] == [0.5] and back["x"].tolist() == [1.0, 1.0]
+    with pytest.raises(InvalidCheckpoint, match=r"unpickle collections\.deque.*format 2"):
+        deserialize(serialize({**common, "x": collections.deque()}), "trainer/common.pt", 1)
 
 
 def registry() -> Registry:

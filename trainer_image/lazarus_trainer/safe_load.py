@@ -23,19 +23,31 @@ import torch
 from .storage import InvalidCheckpoint
 from .termination import PermanentError
 
-# Trainer format 1 pickled `np.random.get_state()` (a uint32 ndarray); only reading such a
-# checkpoint admits these. numpy 1.x wrote `numpy.core`, numpy 2 writes `numpy._core`.
+# Trainer format 1 pickled `np.random.get_state()` (a uint32 ndarray), and let numpy
+# scalars and arrays through in metrics and extras; only reading such a checkpoint admits
+# numpy's numeric arrays and scalars. numpy 1.x wrote `numpy.core`, numpy 2 `numpy._core`.
 try:
-    _RECONSTRUCT = importlib.import_module("numpy._core.multiarray")._reconstruct
+    _MULTIARRAY = importlib.import_module("numpy._core.multiarray")
 except ImportError:  # numpy 1.x
-    _RECONSTRUCT = importlib.import_module("numpy.core.multiarray")._reconstruct
+    _MULTIARRAY = importlib.import_module("numpy.core.multiarray")
+_NUMERIC = "bool float16 float32 float64 complex64 complex128 " + " ".join(
+    f"{u}int{bits}" for u in ("", "u") for bits in (8, 16, 32, 64)
+)
 LEGACY_NUMPY_GLOBALS: list[Any] = [
     np.ndarray,
     np.dtype,
-    (_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),
-    (_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),
-    type(np.dtype(np.uint32)),  # numpy 2 pickles the dtype's class (numpy.dtypes.UInt32DType)
+    *[
+        (getattr(_MULTIARRAY, f), f"numpy.{m}.multiarray.{f}")
+        for f in ("_reconstruct", "scalar")
+        for m in ("_core", "core")
+    ],
+    # numpy 2 pickles a dtype's class too (numpy.dtypes.UInt32DType, ...)
+    *{type(np.dtype(t)) for t in _NUMERIC.split()},
 ]
+LEGACY_HINT = (
+    "; a trainer format 1 checkpoint admits only numpy arrays and scalars besides tensors and "
+    "plain values: resume from a format 2 checkpoint or start fresh"
+)
 
 _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 _PLAIN_LEAVES = (int, float, str, bool, bytes, complex, type(None), torch.dtype, torch.device)
@@ -60,7 +72,8 @@ def load_plain(data: bytes | io.BytesIO, what: str, *, legacy_numpy: bool = Fals
                 return torch.load(buf, map_location="cpu", weights_only=True)
         return torch.load(buf, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InvalidCheckpoint(f"{what}: {_why(exc)}") from None
+        hint = LEGACY_HINT if legacy_numpy else ""
+        raise InvalidCheckpoint(f"{what}: {_why(exc)}{hint}") from None
 
 
 class _Restricted(pickle.Unpickler):
