@@ -19,6 +19,8 @@ from lazarus_trainer.rng import numpy_state
 from lazarus_trainer.state import deserialize, serialize
 
 from .harness import losses, run, store_for, termination, trainer_env
+from .test_hf_callback_e2e import _curve as hf_curve
+from .test_hf_callback_e2e import _run as hf_run
 from .test_safe_load import Payload
 
 pytestmark = pytest.mark.e2e
@@ -143,3 +145,22 @@ def test_crafted_dcp_metadata_runs_nothing_in_a_two_process_resume(
     assert f"resumed from {good}" in p.stderr
     assert store.is_quarantined(evil)
     assert termination(tmp_path)["lastCheckpoint"]["step"] == 12
+
+
+def test_hf_callback_refuses_a_crafted_payload(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """The HF callback's own resume path: refused, quarantined, resumed from the one before."""
+    log, root = tmp_path / "loss.jsonl", f"s3://{bucket}/hf"
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", LAZARUS_EVAL_METRIC="eval_loss")
+    assert hf_run(env, tmp_path, log, 8, "b.pt") == 75
+    good = termination(tmp_path)["lastCheckpoint"]["name"]
+    store, marker, target = store_for(s3, root), tmp_path / "code-ran", "trainer/common.pt"
+    state = deserialize(store.read_bytes(good, target), target)
+    evil = recommit(
+        store, good, store, 9, {target: serialize({**state, "extras": Payload(marker)})}
+    )
+
+    env.update(LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
+    assert hf_run(env, tmp_path, log, 0, "b.pt") == 0
+    assert not marker.exists(), "the checkpoint's payload ran in the trainer"
+    assert store.is_quarantined(evil)
+    assert [s for s, _ in hf_curve(log)] == list(range(1, 21))  # resumed at 8, not from 0
