@@ -165,18 +165,18 @@ PANELS: tuple[PanelSpec, ...] = (
         "increase(productive) / increase(all states) over the hour before each point.",
     ),
     PanelSpec(
-        "Job time by state",
+        "Job time by state (1h window)",
         "timeseries",
         (12, 20, 12, 8),
-        "none",
+        "s",
         (
             Target(
-                f"sum by (state) (rate(lazarus_job_seconds_total{{{SEL}}}[$__rate_interval]))",
+                f"sum by (state) (increase(lazarus_job_seconds_total{{{SEL}}}[1h]))",
                 "{{state}}",
             ),
         ),
-        "Jobs in each state (seconds per second); running time counts once a checkpoint or a"
-        " relaunch settles it.",
+        "Job seconds in each state over the hour before each point; running time counts"
+        " once a checkpoint or a relaunch settles it.",
         stacked=True,
     ),
     PanelSpec(

@@ -146,6 +146,13 @@ class Metrics:
             JOB,
             registry=r,
         )
+        self._trainer: tuple[Histogram | Counter, ...] = (
+            self.save_seconds,
+            self.stall_seconds,
+            self.durable_seconds,
+            self.resume_seconds,
+            self.written_bytes,
+        )
 
     # --- job transitions ------------------------------------------------------------
     def observe(self, job: JobRef, old: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
@@ -160,11 +167,15 @@ class Metrics:
         for state in acc.STATES:
             self.job_seconds.labels(ns, name, state)  # every state exists, so sums add up
         for cause in acc.CAUSES:
+            # Series exist from the job's first cycle at 0, so increase() sees the first one.
+            self.recovery.labels(ns, name, cause)
             self.restarts.labels(ns, name, cause).inc(o.restarts.get(cause, 0))
             self.lost_steps.labels(ns, name, cause).inc(o.lost_steps.get(cause, 0))
             self.lost_seconds.labels(ns, name, cause).inc(o.lost_seconds.get(cause, 0.0))
         for cause, secs in o.recovered:
             self.recovery.labels(ns, name, cause).observe(secs)
+        for fam in self._trainer:
+            fam.labels(ns, name)
         for phase in acc.PHASES:
             self.phase.labels(ns, name, phase).set(1 if phase == o.phase else 0)
         if o.checkpoint_step is not None:
@@ -208,11 +219,7 @@ class Metrics:
             self.checkpoint_step,
             self.checkpoint_time,
             self.no_progress,
-            self.save_seconds,
-            self.stall_seconds,
-            self.durable_seconds,
-            self.resume_seconds,
-            self.written_bytes,
+            *self._trainer,
         ):
             _remove(fam, key)
         for fam, values in (
