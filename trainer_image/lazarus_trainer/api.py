@@ -44,6 +44,24 @@ from .termination import PermanentError, Termination, write_termination
 log = logging.getLogger("lazarus")
 
 
+def _timings(
+    t: dict[str, float], entries: list[st.Entry], attempt: int, resume_s: float | None
+) -> dict[str, Any]:
+    """Save and resume timings for the manifest; the operator exports them as metrics
+    (contract section 4). Measured up to the commit, which the manifest itself ends."""
+    now = time.monotonic()
+    out: dict[str, Any] = {
+        "stallSeconds": t["stallSeconds"],
+        "saveSeconds": t["stallSeconds"] + now - t.get("writeStart", now),
+        "durableSeconds": now - t["capturedAt"],
+        "bytes": sum(e.size for e in entries),
+        "attempt": attempt,
+    }
+    if resume_s is not None:
+        out["resumeSeconds"] = resume_s
+    return out
+
+
 class Lazarus:
     """Checkpoint manager for one training process (one per rank)."""
 
@@ -72,6 +90,7 @@ class Lazarus:
         self.termination: Termination | None = None
         self.failed_saves: list[str] = []
         self._last_save_at = time.monotonic()
+        self._resume_seconds: float | None = None  # load time, recorded in manifests
         self._pending: str | None = None  # a save decided while another was in flight
         self._retry: str | None = None  # reason of a save that failed in the background
         self._retry_at = 0.0  # not before this time: an outage is not hammered every step
@@ -259,6 +278,7 @@ class Lazarus:
             "metrics": {k: float(v) for k, v in self._step_metrics.items()},
             "reason": reason,
             "modelOptimizer": sharded.FORMAT_DCP if use_dcp else sharded.FORMAT_REPLICATED,
+            "timings": {"capturedAt": t0, "stallSeconds": stall},
         }
         log.info("save %s at step %d: state copied in %.3fs", reason, p.step, stall)
 
@@ -306,6 +326,7 @@ class Lazarus:
             else:
                 assert writer is not None
                 every = [e for ents, _ in gathered for e in ents]
+                meta["timings"]["writeStart"] = t0
                 result = self._commit(writer, every, meta)
         result = self.dist.broadcast(result, background=background)
         seconds = time.monotonic() - t0
@@ -385,6 +406,9 @@ class Lazarus:
                         "format": FORMAT_VERSION,
                         "worldSize": self.dist.world_size,
                         "modelOptimizer": meta["modelOptimizer"],
+                        "timings": _timings(
+                            meta["timings"], entries, cfg.attempt, self._resume_seconds
+                        ),
                     }
                 },
             )
@@ -538,7 +562,9 @@ class Lazarus:
     # --- resuming ------------------------------------------------------------------------
     def resume(self) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used."""
+        t0 = time.monotonic()
         name = self._resume()
+        self._resume_seconds = time.monotonic() - t0 if name else None
         if self.dist.is_main:
             self.storage.record_start(name, self.progress.step if name else -1)
         return name
