@@ -66,6 +66,9 @@ class Running:
     started: str
     kill_at: float | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    container: str = ""
+    image: str = ""
+    announced: bool = False  # the Running status reached the API server
 
 
 class LocalKubelet:
@@ -195,7 +198,7 @@ class LocalKubelet:
             self.done.add(pod.metadata.uid)
             return
         log.info("%s: started pid %d: %s", key, proc.pid, " ".join(argv))
-        self.running[key] = Running(
+        run = Running(
             pod.metadata.name,
             pod.metadata.namespace,
             pod.metadata.uid,
@@ -203,39 +206,47 @@ class LocalKubelet:
             pod_dir,
             started,
             annotations=annotations,
+            container=container.name,
+            image=container.image or "local",
         )
+        self.running[key] = run
+        self._announce(run)
+
+    def _announce(self, run: Running) -> None:
+        """Report the pod Running (retried by housekeeping while the API is down)."""
         self.core.patch_namespaced_pod_status(
-            pod.metadata.name,
-            pod.metadata.namespace,
+            run.pod,
+            run.namespace,
             {
                 "status": {
                     "phase": "Running",
                     "podIP": "127.0.0.1",
                     "podIPs": [{"ip": "127.0.0.1"}],
                     "hostIP": "127.0.0.1",
-                    "startTime": started,
+                    "startTime": run.started,
                     "conditions": [
-                        {"type": "Ready", "status": "True", "lastTransitionTime": started},
+                        {"type": "Ready", "status": "True", "lastTransitionTime": run.started},
                         {
                             "type": "ContainersReady",
                             "status": "True",
-                            "lastTransitionTime": started,
+                            "lastTransitionTime": run.started,
                         },
                     ],
                     "containerStatuses": [
                         {
-                            "name": container.name,
-                            "image": container.image or "local",
+                            "name": run.container,
+                            "image": run.image,
                             "imageID": "",
                             "ready": True,
                             "restartCount": 0,
                             "started": True,
-                            "state": {"running": {"startedAt": started}},
+                            "state": {"running": {"startedAt": run.started}},
                         }
                     ],
                 }
             },
         )
+        run.announced = True
 
     def _report_exit(
         self, namespace: str, name: str, code: int, started: str, message: str
@@ -286,6 +297,8 @@ class LocalKubelet:
         """Act on one observed pod: start it, pass annotation changes on, or stop it."""
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         with self.lock:
+            if self.stopping.is_set():
+                return
             run = self.running.get(key)
             if run and run.uid != pod.metadata.uid:
                 return
@@ -311,32 +324,40 @@ class LocalKubelet:
                 tmp.replace(run.dir / "annotations")  # atomic, as kubelet's symlink swap
 
     def reap(self) -> None:
-        """Report exited processes; SIGKILL those whose grace period ran out."""
+        """Report exited processes; SIGKILL those whose grace period ran out. A report
+        the API server does not take (it is down) stays due and is tried again."""
         with self.lock:
             for key, run in list(self.running.items()):
-                code = run.proc.poll()
-                if code is None:
-                    if run.kill_at is not None and time.monotonic() >= run.kill_at:
-                        log.info("%s: grace period over: SIGKILL", key)
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(run.proc.pid, signal.SIGKILL)
-                    continue
-                if code < 0:  # killed by a signal: report as a shell/kubelet would
-                    code = 128 - code
                 try:
-                    message = (
-                        (run.dir / "termination-log")
-                        .read_bytes()[:MAX_MESSAGE]
-                        .decode(errors="replace")
-                    )
-                except OSError:
-                    message = ""
-                log.info("%s: exited %d", key, code)
-                self._report_exit(run.namespace, run.pod, code, run.started, message)
-                del self.running[key]
-                self.done.add(run.uid)
-                if run.kill_at is not None:
-                    self._finalize(run.namespace, run.pod, run.uid)
+                    self._reap_one(key, run)
+                except Exception as err:  # API down: keep the pod, try again next tick
+                    log.warning("%s: cannot report to the API server (%s); will retry", key, err)
+
+    def _reap_one(self, key: str, run: Running) -> None:
+        code = run.proc.poll()
+        if code is None:
+            if not run.announced:
+                self._announce(run)
+            if run.kill_at is not None and time.monotonic() >= run.kill_at:
+                log.info("%s: grace period over: SIGKILL", key)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(run.proc.pid, signal.SIGKILL)
+            return
+        if code < 0:  # killed by a signal: report as a shell/kubelet would
+            code = 128 - code
+        try:
+            message = (run.dir / "termination-log").read_bytes()[:MAX_MESSAGE]
+        except OSError:
+            message = b""
+        log.info("%s: exited %d", key, code)
+        # Raises while the API server is down: the pod stays due and is reported later.
+        self._report_exit(
+            run.namespace, run.pod, code, run.started, message.decode(errors="replace")
+        )
+        del self.running[key]
+        self.done.add(run.uid)
+        if run.kill_at is not None:
+            self._finalize(run.namespace, run.pod, run.uid)
 
     def _finalize(self, namespace: str, name: str, uid: str) -> None:
         """Remove a pod whose deletion we have carried out (kubelet's final delete)."""
@@ -360,19 +381,25 @@ class LocalKubelet:
                     field_selector=selector,
                     timeout_seconds=60,
                 ):
+                    if self.stopping.is_set():
+                        return  # shut down: a lost node starts nothing more
                     self.sync(event["object"])
             except Exception as err:  # keep going across apiserver restarts
                 log.warning("watch failed: %s; retrying", err)
                 time.sleep(1)
 
     def _housekeeping(self) -> None:
+        """Reap and heartbeat forever: nothing here may end the thread, or the node
+        would stop heartbeating and look lost (an API-server outage must not do that)."""
         last_beat = 0.0
         while not self.stopping.is_set():
-            self.reap()
-            if time.monotonic() - last_beat > 10:
-                with contextlib.suppress(Exception):
+            try:
+                self.reap()
+                if time.monotonic() - last_beat > 10:
                     self.heartbeat()
-                last_beat = time.monotonic()
+                    last_beat = time.monotonic()
+            except Exception as err:
+                log.warning("housekeeping: %s; retrying", err)
             time.sleep(0.1)
 
     def shutdown(self) -> None:

@@ -85,6 +85,7 @@ class State:
     kubeconfig: str = ""
     pids: dict[str, int] = field(default_factory=dict)
     s3: S3Info | None = None
+    argv: dict[str, list[str]] = field(default_factory=dict)  # to start a component again
 
     def env(self) -> dict[str, str]:
         env = {"KUBECONFIG": self.kubeconfig} if self.kubeconfig else {}
@@ -405,8 +406,29 @@ class Stack:
     ) -> None:
         pid = procs.start(name, argv, self.run_dir, die_with_parent=self.tied)
         state.pids[name] = pid
+        state.argv[name] = argv
         state.save()  # record the pid first, so a crash here still lets `down` find it
         procs.wait_until(name, pid, ready, self.run_dir, timeout)
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component (fault drills: an API server outage); `start_component`
+        brings it back with the same flags, ports and data."""
+        state = self.state()
+        if state is None or name not in state.pids:
+            raise DevstackError(f"no {name} in the stack in {self.run_dir}")
+        procs.stop(state.pids[name])
+
+    def start_component(self, name: str, timeout: float = 90) -> None:
+        state = self.state()
+        if state is None or name not in state.argv:
+            raise DevstackError(f"no {name} to start again in {self.run_dir}")
+        if procs.alive(state.pids.get(name, 0)):
+            raise DevstackError(f"{name} is still running")
+        pki = certs.Pki(self.run_dir / "pki")
+        ready: dict[str, Callable[[], bool]] = {
+            "kube-apiserver": lambda: _https_ok(f"{state.server}/readyz", pki),
+        }
+        self._launch(state, name, state.argv[name], ready.get(name, lambda: True), timeout)
 
     def down(self) -> list[str]:
         """Stop everything the run directory records; return the names stopped."""

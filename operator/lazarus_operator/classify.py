@@ -7,6 +7,7 @@ The table in docs/trainingjob.md lists the rows in the order they are tried.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -74,12 +75,12 @@ def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return None
 
 
-def trainer_container_name(pod: dict[str, Any]) -> str | None:
+def trainer_container_name(pod: Mapping[str, Any]) -> str | None:
     containers = (pod.get("spec") or {}).get("containers") or []
     return containers[0].get("name") if containers else None
 
 
-def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+def _terminated(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     """The trainer container's `state.terminated` (or lastState's), if any."""
     name = trainer_container_name(pod)
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -101,6 +102,14 @@ def parse_termination_message(text: str | None) -> dict[str, Any]:
     return msg if isinstance(msg, dict) else {}
 
 
+def reported_step(pod: Mapping[str, Any]) -> int | None:
+    """The last step the trainer reported in its termination message (final or
+    progress signal), once the container has ended."""
+    term = _terminated(pod)
+    step = parse_termination_message(term.get("message") if term else None).get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
 def node_lost_since(node: dict[str, Any] | None, now: datetime) -> datetime | None:
     """Since when the node is gone or not Ready; None while it is healthy."""
     if node is None:
@@ -112,6 +121,16 @@ def node_lost_since(node: dict[str, Any] | None, now: datetime) -> datetime | No
         if taint.get("key") in UNREACHABLE_TAINTS and taint.get("effect") == "NoExecute":
             return parse_time(taint.get("timeAdded")) or now
     return None
+
+
+def node_last_seen(node: dict[str, Any] | None, now: datetime) -> datetime:
+    """When the node was last known to work: its kubelet's last heartbeat (the
+    node-lifecycle controller keeps it when it marks the node Unknown), else when it
+    went not Ready. A lost node's pods stopped training around then."""
+    since = node_lost_since(node, now) or now
+    ready = _condition(node or {}, "Ready") or {}
+    beat = parse_time(ready.get("lastHeartbeatTime"))
+    return beat if beat is not None and beat <= since else since
 
 
 def node_is_lost(node: dict[str, Any] | None, now: datetime, timeout_s: float) -> bool:
@@ -163,6 +182,7 @@ def classify(
     # 3. node gone or unreachable beyond the timeout (status is stale there).
     if node_name and node_known and not ended and node_is_lost(node, now, node_loss_timeout_s):
         text = f"node {node_name} is gone" if node is None else f"node {node_name} is not Ready"
+        when = node_last_seen(node, now)  # training stopped then, not at the timeout
         return end(Cause.NODE_LOST, "NodeLost")
     # 4. deleted by someone else while running (our own deletes end the attempt first).
     if meta.get("deletionTimestamp") and not ended:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from . import metrics, storage
 from . import status as s
 from .builders import KIND, JobRef
+from .classify import reported_step
 from .decide import (
     AnnotatePod,
     CreatePod,
@@ -30,9 +31,12 @@ from .decide import (
     decide,
 )
 from .kube import Kube
+from .outbox import Outbox
 from .spec import JobSpec, SpecError, parse_spec
 
 log = logging.getLogger("lazarus.cycle")
+
+SEEN_STEPS_LIMIT = 256  # reported steps remembered per job (a few attempts' pods)
 
 
 @dataclass
@@ -49,6 +53,8 @@ class _JobState:
     refresh: bool = False
     last_refresh: float = 0.0
     wakeup: asyncio.TimerHandle | None = None
+    # pod -> last step its trainer reported, from pod events (decide.Facts.seen_steps)
+    seen_steps: dict[str, int] = field(default_factory=dict)
     last: Outcome = field(default_factory=Outcome)
 
 
@@ -57,6 +63,7 @@ class Reconciler:
         self.kube = kube
         self.progress_interval = progress_interval
         self.jobs: dict[tuple[str, str], _JobState] = {}
+        self.outbox = Outbox(kube.event)  # events survive API outages
 
     async def resync_forever(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:
         """Revisit every known job regularly (progress from storage, missed events).
@@ -66,11 +73,24 @@ class Reconciler:
             await asyncio.sleep(interval)
             if not await active():
                 continue
+            await self.outbox.flush()
             for ns, name in list(self.jobs):
                 try:
                     await self.kick(ns, name, refresh=True)
                 except Exception:
                     log.exception("resync of %s/%s failed", ns, name)
+
+    def observe_pod(self, ns: str, job: str, pod: Mapping[str, Any]) -> None:
+        """Remember the step an ended pod's trainer reported: a deleted pod's final
+        status may be gone from the API by the time a cycle lists pods."""
+        step = reported_step(pod)
+        if step is None:
+            return
+        seen = self.jobs.setdefault((ns, job), _JobState()).seen_steps
+        seen[str((pod.get("metadata") or {}).get("name", ""))] = step
+        if len(seen) > SEEN_STEPS_LIMIT:  # bounded: drop the oldest entries
+            for key in list(seen)[: len(seen) - SEEN_STEPS_LIMIT]:
+                del seen[key]
 
     def forget(self, ns: str, name: str) -> None:
         st = self.jobs.pop((ns, name), None)
@@ -141,7 +161,10 @@ class Reconciler:
         node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
         got = await asyncio.gather(*(self.kube.get_node(n) for n in node_names))
         nodes = {n: node for n, node in zip(node_names, got, strict=True) if node is not None}
-        facts = Facts(ref, spec, old_status, pods, nodes, now)
+        for p in pods:
+            self.observe_pod(ns, name, p)
+        seen = dict(st.seen_steps)
+        facts = Facts(ref, spec, old_status, pods, nodes, now, seen_steps=seen)
         d = decide(facts)
         due = time.monotonic() - st.last_refresh >= self.progress_interval
         active = old_status.get("phase") not in s.FINISHED and not spec.suspend
@@ -152,9 +175,9 @@ class Reconciler:
             )
             st.last_refresh = time.monotonic()
             if isinstance(answer, StorageProblem):
-                facts = Facts(ref, spec, old_status, pods, nodes, now, None, answer)
+                facts = Facts(ref, spec, old_status, pods, nodes, now, None, answer, seen)
             else:
-                facts = Facts(ref, spec, old_status, pods, nodes, now, answer)
+                facts = Facts(ref, spec, old_status, pods, nodes, now, answer, seen_steps=seen)
             d = decide(facts)
         new_status = d.status
         s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
@@ -175,11 +198,15 @@ class Reconciler:
     async def _select(
         self, ref: JobRef, spec: JobSpec, attempt: int | None
     ) -> Selection | StorageProblem:
+        if storage.delegated(spec.checkpoint):
+            return Selection(None, (), 0, delegated=True)
         try:
             cred = await self.credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
-        return await storage.select(spec.checkpoint, cred, max(attempt, 1) if attempt else None)
+        return await storage.select(
+            spec.checkpoint, cred, max(attempt, 1) if attempt else None, ref
+        )
 
     async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref
@@ -199,8 +226,7 @@ class Reconciler:
         )
 
     async def _post(self, job: dict[str, Any], events: list[Event]) -> None:
-        for e in events:
-            await self.kube.event(job, e.type, e.reason, e.message)
+        await self.outbox.post(job, [(e.type, e.reason, e.message) for e in events])
 
     async def _act(self, spec: JobSpec, ref: JobRef, d: Decision) -> None:
         ns = ref.namespace
@@ -210,7 +236,7 @@ class Reconciler:
                 # Fencing: the attempt is in the log before any of its pods exist.
                 cred = await self.credentials(ns, spec)
                 await storage.record_attempt(
-                    spec.checkpoint, cred, a.attempt, a.resume_from, a.resume_step
+                    spec.checkpoint, cred, a.attempt, a.resume_from, a.resume_step, job=ref
                 )
             elif isinstance(a, CreateService):
                 await self.kube.create(ns, a.manifest)

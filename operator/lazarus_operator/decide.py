@@ -15,11 +15,12 @@ One cycle, in order:
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from lazarus_store.contract import ANNOTATION_CHECKPOINT_NOW
+from lazarus_store.contract import ANNOTATION_CHECKPOINT_NOW, RESUME_AUTO
 
 from . import status as s
 from .builders import LABEL_ATTEMPT, JobRef, ResumePoint, build_attempt, build_service, pod_name
@@ -31,6 +32,7 @@ from .classify import (
     node_is_lost,
     parse_time,
 )
+from .lostwork import LostWork, lost_work, step_rate
 from .spec import JobSpec
 
 ANNOTATION_CHECKPOINT_NOW_TAINT = "lazarus.dev/checkpoint-now-taint"
@@ -64,10 +66,14 @@ class Selection:
 
     chosen: Checkpoint | None
     skipped: tuple[tuple[str, str], ...] = ()
-    # The fence log is per checkpoint root, not per job object: a job deleted
-    # and re-created on the same root continues the attempt numbers, so its
-    # first attempt fences the old one's pods and resumes in its lineage.
+    # The fence log is per checkpoint root, not per job object: attempt numbers
+    # are unique per root, so a job deleted and re-created on the same root
+    # continues them (its first attempt fences the old one's pods and resumes in
+    # its lineage), and two jobs sharing a root never write the same names.
     next_attempt: int = 0
+    # A filesystem root: the operator cannot see the pods' volume, so the trainer
+    # selects (resume "auto") and writes the fence record (contract section 8).
+    delegated: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ class Facts:
     now: datetime
     selection: Selection | None = None
     storage_problem: StorageProblem | None = None
+    # pod name -> the last step its trainer reported, from every pod event seen (a
+    # deleted pod's final message may never show in a listing: it is removed at once).
+    seen_steps: Mapping[str, int] = field(default_factory=dict)
 
 
 # --- actions ------------------------------------------------------------------------
@@ -212,6 +221,12 @@ def _teardown(f: Facts, d: Decision, pods: list[dict[str, Any]]) -> bool:
     """Delete `pods` gracefully, force-delete stuck ones; True when all are gone."""
     for pod in pods:
         name = _name(pod)
+        node, known = _node_of(f, pod)
+        if known and node_is_lost(node, f.now, f.spec.node_loss_timeout_seconds):
+            # A deleted or lost node's kubelet will never run the SIGTERM nor confirm
+            # the deletion: waiting only delays the next attempt.
+            d.actions.append(DeletePod(name, force=True))
+            continue
         if not _deleting(pod):
             # Graceful: the trainer gets SIGTERM and its grace period to save.
             d.actions.append(DeletePod(name))
@@ -220,15 +235,7 @@ def _teardown(f: Facts, d: Decision, pods: list[dict[str, Any]]) -> bool:
         meta = pod.get("metadata") or {}
         deadline = parse_time(meta.get("deletionTimestamp"))
         assert deadline is not None
-        grace = float(meta.get("deletionGracePeriodSeconds") or 0)
-        requested = deadline - timedelta(seconds=grace)
-        node, known = _node_of(f, pod)
-        stuck = timedelta(seconds=f.spec.stuck_terminating_timeout_seconds)
-        if known and node_is_lost(node, f.now, f.spec.node_loss_timeout_seconds):
-            # Its kubelet will never confirm: do not wait out the grace period.
-            force_at = requested + stuck
-        else:
-            force_at = deadline + stuck
+        force_at = deadline + timedelta(seconds=f.spec.stuck_terminating_timeout_seconds)
         if f.now >= force_at:
             d.actions.append(DeletePod(name, force=True))
         else:
@@ -281,14 +288,35 @@ def _apply_selection(f: Facts, st: dict[str, Any], d: Decision) -> None:
         return
     if f.selection is None:
         return
+    if f.selection.delegated:
+        msg = "filesystem root: the trainer selects the checkpoint and fences attempts"
+        s.set_condition(st, s.COND_STORAGE, True, s.R_STORAGE_DELEGATED, msg, now=f.now)
+        return
     s.set_condition(
         st, s.COND_STORAGE, True, s.R_STORAGE_OK, "checkpoint store reachable", now=f.now
     )
     ck = f.selection.chosen
     if ck is not None:
-        st["latestCheckpoint"] = {"name": ck.name, "uri": ck.uri, "step": ck.step}
+        prev = st.get("latestCheckpoint") or {}
+        st["latestCheckpoint"] = {
+            "name": ck.name,
+            "uri": ck.uri,
+            "step": ck.step,
+            "attempt": ck.attempt,
+        }
         if ck.created:
             st["latestCheckpoint"]["time"] = ck.created
+        if prev.get("attempt") == ck.attempt == st.get("attempt") and ck.name != prev.get("name"):
+            # Two checkpoints of the running attempt: its step rate, for estimating
+            # what a node loss (which reports nothing) costs.
+            rate = step_rate(
+                int(prev.get("step", -1)),
+                parse_time(prev.get("time")),
+                ck.step,
+                parse_time(ck.created),
+            )
+            if rate is not None:
+                st["stepRate"] = round(rate, 6)
 
 
 def _history_end(st: dict[str, Any], attempt: int, end: PodEnd, now: datetime) -> None:
@@ -313,8 +341,7 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
         d.requeue(STORAGE_RETRY_S, f"storage: {f.storage_problem.message}")
         return
     assert f.selection is not None
-    if first:
-        attempt = max(attempt, f.selection.next_attempt)
+    attempt = max(attempt, f.selection.next_attempt)
     ck = f.selection.chosen
     skipped = f.selection.skipped
     if first and spec.checkpoint.resume == "none":
@@ -322,17 +349,14 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
     elif first and spec.checkpoint.resume == "explicit":
         assert spec.checkpoint.resume_from is not None
         resume, skipped = ResumePoint(spec.checkpoint.resume_from, spec.checkpoint.resume_from), ()
+    elif f.selection.delegated:
+        resume = ResumePoint(RESUME_AUTO)
     else:
         resume = ResumePoint(ck.name, ck.name, ck.step) if ck else ResumePoint("")
     pending = st.pop("pendingRestart", None) or {}
-    lost = 0
-    last_step = max(
-        int(pending.get("lastStep", -1)),
-        int((st.get("latestCheckpoint") or {}).get("step", -1)) if not first else -1,
-    )
-    if last_step >= 0 and not first:
-        lost = max(0, last_step - max(resume.step, 0))
-    st["lostSteps"] = int(st.get("lostSteps") or 0) + lost
+    lost = LostWork(0, 0.0, False) if first else _lost(f, st, pending, resume, ck)
+    st["lostSteps"] = int(st.get("lostSteps") or 0) + lost.steps
+    st["lostSeconds"] = round(float(st.get("lostSeconds") or 0) + lost.seconds, 3)
     st.update(
         attempt=attempt,
         attemptStartedAt=s.iso(now),
@@ -345,7 +369,9 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
         "startedAt": s.iso(now),
         "resumedFrom": resume.name,
         "resumeStep": resume.step,
-        "lostSteps": lost,
+        "lostSteps": lost.steps,
+        "lostSeconds": round(lost.seconds, 3),
+        "lostEstimated": lost.estimated,
     }
     st["history"] = [*(st.get("history") or []), entry][-s.HISTORY_LIMIT :]
     s.set_condition(
@@ -356,8 +382,8 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
     )
     if spec.suspend is False:
         s.set_condition(st, s.COND_SUSPENDED, False, s.R_RESUMED, "not suspended", now=now)
-    _create(f, d, attempt, resume, record=True)
-    if not first and resume.name is None:
+    _create(f, d, attempt, resume, record=not f.selection.delegated)
+    if not first and resume.name is None and not f.selection.delegated:
         d.actions.append(
             Event(
                 "Warning",
@@ -372,9 +398,61 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
         Event(
             "Normal",
             "Launched",
-            f"attempt {attempt} ({why}) resumes from {where}; lost {lost} steps",
+            f"attempt {attempt} ({why}) resumes from {where}; {lost.describe()}",
         )
     )
+
+
+def _attempt_of(pod: str) -> int:
+    """N of a pod named `<job>-a<N>-<index>` (0 if not ours)."""
+    parts = pod.rsplit("-", 2)
+    return int(parts[1][1:]) if len(parts) == 3 and parts[1][1:].isdigit() else 0
+
+
+def _note_reported_steps(f: Facts, pending: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    """The ended attempt's other pods report their last step as they stop (their
+    SIGTERM saves may fail): keep the highest, so the booking is the truth."""
+    a = int(pending.get("attempt", 0))
+    steps = [v for k, v in f.seen_steps.items() if _attempt_of(k) == a]
+    for pod in pods:
+        if pod_attempt(pod) == a and (e := _classify(f, pod)) is not None and e.step is not None:
+            steps.append(e.step)
+    if steps:
+        pending["lastStep"] = max(int(pending.get("lastStep", -1)), *steps)
+
+
+def _lost(
+    f: Facts, st: dict[str, Any], pending: dict[str, Any], resume: ResumePoint, ck: Any
+) -> LostWork:
+    """Book what the ended attempt lost against the point the next one resumes from."""
+    if pending:
+        _note_reported_steps(f, pending, f.pods)
+    last = int(pending.get("lastStep", -1))
+    latest_ck = st.get("latestCheckpoint") or {}
+    latest = int(latest_ck.get("step", -1))
+    started = parse_time(st.get("attemptStartedAt"))
+    if not pending:  # resumed after suspend: a graceful stop that saved
+        last_step: int | None = max(latest, resume.step, 0)
+    else:
+        last_step = max(last, latest) if last >= 0 else None
+    rate = float(st["stepRate"]) if st.get("stepRate") else None
+    if rate is None and latest_ck.get("attempt") == pending.get("attempt"):
+        # One checkpoint of the ended attempt: its rate since the attempt started.
+        prev_step = int((st.get("resumedFrom") or {}).get("step", -1))
+        rate = step_rate(max(prev_step, 0), started, latest, parse_time(latest_ck.get("time")))
+    resume_time = parse_time(ck.created) if ck is not None and ck.name == resume.name else None
+    lost = lost_work(
+        last_step=last_step,
+        resume_step=resume.step,
+        resume_time=resume_time,
+        attempt_start=started,
+        ended_at=parse_time(pending.get("endedAt")) or f.now,
+        rate=rate,
+    )
+    if lost.estimated and latest > max(resume.step, 0) + lost.steps:
+        # A checkpoint the next attempt cannot use proves at least this much.
+        lost = LostWork(latest - max(resume.step, 0), lost.seconds, True)
+    return lost
 
 
 def _create(f: Facts, d: Decision, attempt: int, resume: ResumePoint, *, record: bool) -> None:
@@ -420,10 +498,15 @@ def decide(f: Facts) -> Decision:
     if spec.suspend:
         st.pop("pendingRestart", None)
         gone = _teardown(f, d, f.pods)
+        old = s.get_condition(st, s.COND_SUSPENDED)
+        settled = (old or {}).get("reason") == s.R_SUSPENDED
+        if gone and not settled and attempt and f.selection is None and f.storage_problem is None:
+            # The pods saved on SIGTERM: status names that checkpoint, not an older one.
+            d.needs_selection = True
+            return d
         st["phase"] = s.SUSPENDED
         reason = s.R_SUSPENDED if gone else s.R_SUSPENDING
         msg = "suspended; no pods" if gone else "stopping pods (they save on SIGTERM)"
-        old = s.get_condition(st, s.COND_SUSPENDED)
         if not old or old.get("reason") != reason:
             d.actions.append(Event("Normal", reason, msg))
         s.set_condition(st, s.COND_SUSPENDED, True, reason, msg, now=now)
@@ -440,6 +523,7 @@ def decide(f: Facts) -> Decision:
 
     if st.get("pendingRestart"):
         pending = st["pendingRestart"]
+        _note_reported_steps(f, pending, older + current)
         if not _teardown(f, d, older + current):
             s.set_condition(
                 st, s.COND_RESTARTING, True, s.R_TEARDOWN, "waiting for pods to stop", now=now
@@ -539,10 +623,10 @@ def _end_attempt(
         d.actions.append(Event("Warning", s.R_PERMANENT, f"{desc}: not retried"))
         _teardown(f, d, current)
         return d
+    # Ends by cause (the budgets count these); `total` counts relaunches only.
     restarts = dict(st.get("restarts") or {})
     key = RESTART_KEYS[end.cause]
     restarts[key] = int(restarts.get(key, 0)) + 1
-    restarts["total"] = int(restarts.get("total", 0)) + 1
     st["restarts"] = restarts
     delay = 0.0
     if failure:
@@ -579,13 +663,15 @@ def _end_attempt(
             d.actions.append(Event("Warning", s.R_PREEMPTION_LIMIT, msg))
             _teardown(f, d, current)
             return d
+    restarts["total"] = int(restarts.get("total", 0)) + 1
     not_before = now + timedelta(seconds=delay)
+    reported = [*steps, *(v for k, v in f.seen_steps.items() if _attempt_of(k) == attempt)]
     st["pendingRestart"] = {
         "attempt": attempt,
         "cause": str(end.cause),
-        "endedAt": s.iso(now),
+        "endedAt": s.iso(min(end.time, now)),
         "notBefore": not_before.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "lastStep": max(steps) if steps else -1,
+        "lastStep": max(reported) if reported else -1,
     }
     st["phase"] = s.RESTARTING
     s.set_condition(st, s.COND_RUNNING, False, str(end.cause), desc, now=now)

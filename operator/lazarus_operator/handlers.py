@@ -93,7 +93,7 @@ async def checkpoints_deleted(
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
 async def pod_event(
-    type: str, namespace: str | None, name: str, labels: Any, spec: Any, **_: Any
+    *, type: str, namespace: str | None, name: str, labels: Any, spec: Any, body: Any, **_: Any
 ) -> None:
     assert namespace is not None
     job = labels.get(LABEL_JOB)
@@ -102,7 +102,9 @@ async def pod_event(
         _pods_by_key.pop((namespace, name), None)
     elif node:
         _pods_by_key[(namespace, name)] = (node, job)
-    await _rec().kick(namespace, job)
+    rec = _rec()
+    rec.observe_pod(namespace, job, body)
+    await rec.kick(namespace, job)
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -111,9 +111,17 @@ class Kube:
             propagation_policy="Background",
         )
 
-    async def event(self, job: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def event(
+        self,
+        job: dict[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        at: datetime | None = None,
+    ) -> None:
+        """Post an Event about `job` that happened `at` (now); raises if the API fails."""
         meta = job["metadata"]
-        now = datetime.now(UTC)
+        now = at or datetime.now(UTC)
         body = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {

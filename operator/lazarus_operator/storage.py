@@ -15,17 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import lazarus_store
+from lazarus_store.cleanup import Deleted, delete_job_checkpoints
 from lazarus_store.errors import (
     AccessDenied,
+    AttemptTaken,
     BucketMissing,
     CheckpointNotFound,
     InvalidURI,
     StoreError,
     StoreUnavailable,
 )
+from lazarus_store.ownership import Owner
 from lazarus_store.store import CheckpointStore
 
 from . import status as s
+from .builders import JobRef
 from .decide import Checkpoint, Selection, StorageProblem
 from .spec import CheckpointSpec
 
@@ -78,6 +82,7 @@ def problem_of(exc: Exception, where: str) -> StorageProblem:
         AccessDenied: s.R_ACCESS_DENIED,
         CheckpointNotFound: s.R_CHECKPOINT_NOT_FOUND,
         InvalidURI: s.R_STORAGE_ERROR,
+        AttemptTaken: s.R_ROOT_SHARED,
     }
     reason = reasons.get(type(exc), s.R_STORAGE_ERROR)
     if isinstance(exc, CredentialsError):
@@ -106,15 +111,30 @@ def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
         return store
 
 
-def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None) -> Selection:
+# Skipped checkpoints become events at launch: a root full of another job's
+# checkpoints must not flood the namespace with them.
+MAX_SKIPPED = 10
+
+
+def owner(job: JobRef) -> Owner:
+    """The job as the store's ownership rule knows it (contract section 8)."""
+    return Owner(job.namespace, job.name, job.uid)
+
+
+def delegated(ck: CheckpointSpec) -> bool:
+    """A filesystem root lives on the pods' volume, which the operator cannot see:
+    the trainer selects and fences (contract section 8). The operator never opens a
+    path a tenant chose on its own filesystem."""
+    return not ck.uri.startswith("s3://")
+
+
+def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: JobRef) -> Selection:
     store = open_store(ck, cred)
-    # Identity (job UID) is the trainer's check on load (contract section 2); lineage and
-    # cheap validity are ours. attempt=None: a job's first launch, whose number and
-    # lineage follow whatever attempts the fence log already holds for this root.
-    next_attempt = 0
-    if attempt is None:
-        next_attempt = max((r.attempt for r in store.attempts()), default=0) + 1
-    sel = store.latest_valid(attempt=attempt, full=False)
+    # Ownership, lineage and cheap validity are ours; the trainer checks every byte.
+    # attempt=None: a job's first launch, lineage of the attempt after the fence log's
+    # newest. Attempt numbers are unique per root (next_attempt), so a job relaunches
+    # above any number another job on the same root has taken.
+    sel = store.latest_valid(attempt=attempt, full=False, owner=owner(job))
     chosen = None
     if sel.chosen is not None:
         c = sel.chosen
@@ -126,34 +146,43 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None) -> Selec
             created=c.created.isoformat(timespec="seconds").replace("+00:00", "Z"),
             extra=dict(c.manifest.extra) if c.manifest else {},
         )
-    return Selection(chosen, tuple((k.name, k.reason) for k in sel.skipped), next_attempt)
+    skipped = tuple((k.name, k.reason) for k in sel.skipped[:MAX_SKIPPED])
+    if len(sel.skipped) > MAX_SKIPPED:
+        skipped += (("...", f"and {len(sel.skipped) - MAX_SKIPPED} more"),)
+    return Selection(chosen, skipped, store.next_attempt())
 
 
 async def select(
-    ck: CheckpointSpec, cred: Credentials, attempt: int | None
+    ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: JobRef
 ) -> Selection | StorageProblem:
-    """Newest valid checkpoint in the lineage of `attempt`, or what is wrong with storage."""
+    """Newest valid checkpoint of this job in the lineage of `attempt`, or what is
+    wrong with storage."""
+    if delegated(ck):
+        return Selection(None, (), 0, delegated=True)
     try:
-        return await asyncio.to_thread(_select, ck, cred, attempt)
+        return await asyncio.to_thread(_select, ck, cred, attempt, job)
     except (StoreError, OSError) as exc:
         return problem_of(exc, ck.uri)
 
 
 async def record_attempt(
-    ck: CheckpointSpec, cred: Credentials, attempt: int, resume_from: str | None, step: int
+    ck: CheckpointSpec,
+    cred: Credentials,
+    attempt: int,
+    resume_from: str | None,
+    step: int,
+    *,
+    job: JobRef,
 ) -> None:
-    """Fence record (contract section 6); idempotent per attempt."""
+    """Fence record (contract section 6) naming the job; idempotent per attempt."""
     store = open_store(ck, cred)
-    await asyncio.to_thread(store.record_attempt, attempt, resume_from, step)
+    await asyncio.to_thread(
+        store.record_attempt, attempt, resume_from, step, job=owner(job).identity
+    )
 
 
-async def delete_all(ck: CheckpointSpec, cred: Credentials) -> int:
-    """Delete every object under the root (spec.checkpoint.deleteOnJobDelete)."""
+async def delete_job(ck: CheckpointSpec, cred: Credentials, job: JobRef) -> Deleted:
+    """Delete this job's checkpoints, and nothing else under the root
+    (spec.checkpoint.deleteOnJobDelete; lazarus_store.cleanup)."""
     store = open_store(ck, cred)
-
-    def run() -> int:
-        keys = [o.key for o in store.backend.list_objects("")]
-        store.backend.delete_many(keys)
-        return len(keys)
-
-    return await asyncio.to_thread(run)
+    return await asyncio.to_thread(delete_job_checkpoints, store, owner(job))

@@ -44,6 +44,7 @@ OUTCOME_COMPLETED: Final = "completed"
 OUTCOME_PREEMPTED: Final = "preempted"
 OUTCOME_PERMANENT: Final = "permanent-error"
 OUTCOME_ERROR: Final = "error"
+OUTCOME_RUNNING: Final = "running"  # the progress signal, rewritten while training
 
 # --- checkpoint-now (section 5) -------------------------------------------------
 ANNOTATION_CHECKPOINT_NOW: Final = "lazarus.dev/checkpoint-now"

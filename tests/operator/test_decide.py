@@ -326,9 +326,12 @@ def test_suspend_stops_pods_then_resume_launches_next_attempt() -> None:
     assert (
         d.status["phase"] == s.SUSPENDED and cond is not None and cond["reason"] == s.R_SUSPENDING
     )
-    d2 = run(d.status, [], spec=spec)
+    # Pods gone: the store is asked once, so status names the suspend-time save.
+    d2 = run(d.status, [], spec=spec, selection=Selection(ck(400)))
     cond = s.get_condition(d2.status, s.COND_SUSPENDED)
     assert cond is not None and cond["reason"] == s.R_SUSPENDED and not of(d2, CreatePod)
+    assert d2.status["latestCheckpoint"]["step"] == 400
+    assert not decide(Facts(JOB, parse_spec(spec), d2.status, [], NODES, NOW)).needs_selection
     d3 = run(d2.status, [], selection=Selection(ck(400)))
     assert d3.status["attempt"] == 2 and d3.status["resumedFrom"]["step"] == 400
     assert "restarts" not in d3.status  # a suspend is not a restart

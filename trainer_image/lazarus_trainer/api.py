@@ -21,6 +21,7 @@ from .distributed import Collectives
 from .requests import CheckpointRequestWatcher
 from .rng import seed_all
 from .saver import BackgroundSaver, SaveOutcome, with_retries
+from .progress import ProgressReport
 from .signals import SaveTimer, StopSignal
 from .snapshot import snapshot, synchronize
 from .state import (
@@ -82,6 +83,9 @@ class Lazarus:
         if self.config.handle_signals:
             self.signal.install()
         self.requests = CheckpointRequestWatcher() if self.dist.is_main else None
+        # Each pod's launcher rank keeps its termination file current (progress.py).
+        writes = self.dist.is_main or os.environ.get("LOCAL_RANK") == "0"
+        self.progress_report = ProgressReport() if writes else None
         self.saver = BackgroundSaver()
         self.timer = SaveTimer()
         self.last_committed: tuple[str, int] | None = None
@@ -155,6 +159,8 @@ class Lazarus:
         """
         p = self.progress
         p.step += 1
+        if self.progress_report is not None:
+            self.progress_report.step(p.step, self.last_committed)
         p.samples_seen += samples
         p.tokens_seen += tokens
         sampler = self.registry.sampler

@@ -1,0 +1,84 @@
+"""Events that could not be posted wait here and are posted again, in order.
+
+A cycle writes status, acts, then posts its events; an API server that goes down
+in between would lose them (a `Launched` with no record of the restart it ends).
+So a failed post is queued, not dropped, and retried before newer events and on
+every resync. The queue is bounded in length and age: an outage longer than the
+age limit costs the oldest events, and says so in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger("lazarus.outbox")
+
+Post = Callable[[dict[str, Any], str, str, str, datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Pending:
+    job: dict[str, Any]  # apiVersion, kind and metadata of the TrainingJob
+    type: str
+    reason: str
+    message: str
+    at: datetime  # when it happened: the event keeps its own time
+    queued: float  # monotonic, for the age limit
+
+
+class Outbox:
+    def __init__(self, post: Post, *, limit: int = 1000, max_age_s: float = 3600.0) -> None:
+        self._post = post
+        self._queue: deque[Pending] = deque()
+        self.limit = limit
+        self.max_age_s = max_age_s
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def post(self, job: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+        """Post (type, reason, message) events for `job` after any still waiting."""
+        now = datetime.now(UTC)
+        ref = {k: job.get(k) for k in ("apiVersion", "kind", "metadata")}
+        for type_, reason, message in events:
+            self._queue.append(Pending(ref, type_, reason, message, now, time.monotonic()))
+        self._trim()
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Post what waits, oldest first; stop at the first failure (the API is down)."""
+        self._trim()
+        sent = 0
+        while self._queue:
+            e = self._queue[0]
+            try:
+                await self._post(e.job, e.type, e.reason, e.message, e.at)
+            except Exception as exc:  # any failure: keep it for the next try
+                log.warning("posting events: %s; %d waiting", _one_line(exc), len(self._queue))
+                return sent
+            self._queue.popleft()
+            sent += 1
+        return sent
+
+    def _trim(self) -> None:
+        cutoff = time.monotonic() - self.max_age_s
+        while self._queue and (len(self._queue) > self.limit or self._queue[0].queued < cutoff):
+            e = self._queue.popleft()
+            self.dropped += 1
+            log.error("dropped event %s for %s (outbox full or too old)", e.reason, _name(e.job))
+
+
+def _name(job: dict[str, Any]) -> str:
+    meta = job.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]

@@ -1,0 +1,223 @@
+"""Lost work, booked truthfully (issue: lost steps said 0 when steps were lost), and
+node loss in one timeout. Pure: the lost-work rule as a table, then the decision core
+fed the pods and reports a real restart produces."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from lazarus_operator.builders import JobRef
+from lazarus_operator.decide import (
+    Checkpoint,
+    Decision,
+    DeletePod,
+    Event,
+    Facts,
+    Selection,
+    decide,
+)
+from lazarus_operator.lostwork import LostWork, lost_work, step_rate
+from lazarus_operator.spec import parse_spec
+
+from .factories import NOW, disruption, iso, job_spec, node, pod
+
+pytestmark = pytest.mark.unit
+
+JOB = JobRef("job", "ns", "uid-1")
+T0 = NOW - timedelta(minutes=10)  # the ended attempt started here
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("last_step", "resume_step", "resume_at", "ended_at", "rate", "want"),
+    [
+        # a trainer-reported step: measured
+        (638, 600, 300, 400, None, LostWork(38, 100.0, False)),
+        (600, 600, 300, 301, None, LostWork(0, 0.0, False)),  # the SIGTERM save worked
+        (70, 50, None, 60, None, LostWork(20, 60.0, False)),  # checkpoint older than the attempt
+        (10, -1, None, 30, None, LostWork(10, 30.0, False)),  # from scratch
+        # nothing reported (a lost node): an estimate from the step rate, marked so
+        (None, 600, 300, 400, 0.5, LostWork(50, 100.0, True)),
+        (None, 600, 300, 300, 0.5, LostWork(0, 0.0, True)),
+        (None, 600, 300, 400, None, LostWork(0, 100.0, True)),  # unknown, not "nothing"
+    ],
+)
+def test_lost_work_rule(
+    last_step: int | None,
+    resume_step: int,
+    resume_at: float | None,
+    ended_at: float,
+    rate: float | None,
+    want: LostWork,
+) -> None:
+    got = lost_work(
+        last_step=last_step,
+        resume_step=resume_step,
+        resume_time=at(resume_at) if resume_at is not None else None,
+        attempt_start=T0,
+        ended_at=at(ended_at),
+        rate=rate,
+    )
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "want"),
+    [((0, 0.0), (100, 50.0), 2.0), ((100, 50.0), (100, 60.0), None), ((5, 10.0), (9, 10.0), None)],
+)
+def test_step_rate(a: tuple[int, float], b: tuple[int, float], want: float | None) -> None:
+    assert step_rate(a[0], at(a[1]), b[0], at(b[1])) == want
+
+
+def ck(step: int, attempt: int = 1, created: datetime | None = None) -> Checkpoint:
+    name = f"step-{step:012d}-a{attempt:04d}"
+    return Checkpoint(name, step, attempt, f"s3://b/job/{name}", iso(created) if created else None)
+
+
+def cycle(
+    st: dict[str, Any],
+    pods: list[dict[str, Any]],
+    *,
+    now: datetime = NOW,
+    selection: Selection | None = None,
+    nodes: dict[str, dict[str, Any]] | None = None,
+    seen: dict[str, int] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> Decision:
+    f = Facts(
+        JOB,
+        parse_spec(spec or job_spec()),
+        st,
+        pods,
+        {"n1": node("n1"), "n2": node("n2")} if nodes is None else nodes,
+        now,
+        seen_steps=seen or {},
+    )
+    d = decide(f)
+    if d.needs_selection:
+        assert selection is not None
+        f = Facts(f.job, f.spec, st, pods, f.nodes, now, selection, seen_steps=f.seen_steps)
+        d = decide(f)
+    return d
+
+
+def running_status(resume_step: int = 500) -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "attempt": 1,
+        "launched": True,
+        "attemptStartedAt": iso(T0),
+        "resumedFrom": {"value": "x", "name": "x", "step": resume_step},
+        "history": [{"attempt": 1}],
+        "latestCheckpoint": {"name": ck(600).name, "step": 600, "attempt": 1, "time": iso(at(300))},
+    }
+
+
+def launched_event(d: Decision) -> str:
+    return next(a.message for a in d.actions if isinstance(a, Event) and a.reason == "Launched")
+
+
+def test_a_failed_sigterm_save_books_the_steps_its_late_message_reports() -> None:
+    """Evicted: the attempt ends on the DisruptionTarget, before the trainer's message
+    (step 638, its save failed) arrives; the pod is gone before a listing shows it."""
+    st = running_status()
+    evicted = pod("job-a1-0", conditions=disruption("EvictionByEvictionAPI"), deleting=at(350))
+    d1 = cycle(st, [evicted, pod("job-a1-1", node_name="n2")], now=at(350))
+    assert d1.status["pendingRestart"]["lastStep"] == -1
+    # The message arrives with the pod's last event; then the pods are gone.
+    seen = {"job-a1-0": 638, "job-a1-1": 637}
+    d2 = cycle(d1.status, [], now=at(400), seen=seen, selection=Selection(ck(600, created=at(300))))
+    st2 = d2.status
+    assert st2["attempt"] == 2 and st2["lostSteps"] == 38
+    assert st2["lostSeconds"] == pytest.approx(50.0)  # eviction at 350, checkpoint at 300
+    assert st2["history"][-1]["lostSteps"] == 38 and st2["history"][-1]["lostEstimated"] is False
+    assert "lost 38 steps (50s)" in launched_event(d2)
+
+
+def test_a_crash_books_the_step_of_its_progress_signal() -> None:
+    st = running_status()
+    crashed = pod(
+        "job-a1-1",
+        node_name="n2",
+        phase="Failed",
+        exit_code=1,
+        message={"outcome": "running", "step": 611},
+    )
+    d1 = cycle(st, [pod("job-a1-0"), crashed], now=at(320), selection=Selection(ck(600)))
+    assert d1.status["pendingRestart"]["lastStep"] == 611
+    d2 = cycle(d1.status, [], now=at(400), selection=Selection(ck(600, created=at(300))))
+    assert d2.status["lostSteps"] == 11 and d2.status["history"][-1]["lostEstimated"] is False
+
+
+def test_a_successful_sigterm_save_books_nothing() -> None:
+    st = running_status()
+    saved = {"outcome": "preempted", "step": 640, "lastCheckpoint": {"step": 640}}
+    ended = pod("job-a1-0", phase="Failed", exit_code=75, message=saved)
+    d1 = cycle(st, [ended, pod("job-a1-1", node_name="n2")], now=at(350))
+    d2 = cycle(d1.status, [], now=at(360), selection=Selection(ck(640, created=at(349))))
+    assert d2.status["lostSteps"] == 0 and d2.status["lostSeconds"] == 0
+    assert "lost 0 steps" in launched_event(d2) and "estimated" not in launched_event(d2)
+
+
+def test_node_loss_is_estimated_from_the_step_rate_and_says_so() -> None:
+    st = {**running_status(), "stepRate": 2.0}
+    lost_at = at(330)
+    nodes = {"n1": node("n1", ready="Unknown", since=lost_at), "n2": node("n2")}
+    now = lost_at + timedelta(seconds=20)  # nodeLossTimeoutSeconds
+    d1 = cycle(st, [pod("job-a1-0"), pod("job-a1-1", node_name="n2")], now=now, nodes=nodes)
+    assert d1.status["pendingRestart"]["endedAt"] == iso(lost_at)
+    d2 = cycle(d1.status, [], now=now, nodes=nodes, selection=Selection(ck(600, created=at(300))))
+    assert d2.status["lostSteps"] == 60  # 2 steps/s for the 30 s past the checkpoint
+    assert d2.status["history"][-1]["lostEstimated"] is True
+    assert "lost ~60 steps" in launched_event(d2) and "estimated" in launched_event(d2)
+
+
+def test_two_checkpoints_of_the_running_attempt_give_its_step_rate() -> None:
+    st = running_status()
+    d = cycle(st, [pod("job-a1-0"), pod("job-a1-1", node_name="n2")], now=at(400))
+    d = decide(
+        Facts(
+            JOB,
+            parse_spec(job_spec()),
+            st,
+            [pod("job-a1-0"), pod("job-a1-1", node_name="n2")],
+            {"n1": node("n1"), "n2": node("n2")},
+            at(400),
+            Selection(ck(700, created=at(350))),
+        )
+    )
+    assert d.status["stepRate"] == pytest.approx(2.0)  # 100 steps in 50 s
+
+
+@pytest.mark.parametrize("lost", ["deleted", "not-ready"])
+def test_pods_on_a_lost_node_are_force_deleted_at_once(lost: str) -> None:
+    """No kubelet will run their SIGTERM or confirm: waiting would add the
+    stuck-Terminating timeout to the node-loss timeout."""
+    st = running_status()
+    since = NOW - timedelta(seconds=20)
+    nodes = (
+        {"n2": node("n2")}
+        if lost == "deleted"
+        else {
+            "n1": node("n1", ready="Unknown", since=since),
+            "n2": node("n2"),
+        }
+    )
+    d = cycle(st, [pod("job-a1-0"), pod("job-a1-1", node_name="n2")], nodes=nodes)
+    assert DeletePod("job-a1-0", force=True) in d.actions
+    assert DeletePod("job-a1-1") in d.actions  # a live node: graceful, it saves
+
+
+def test_restarts_total_counts_relaunches_not_the_failure_that_ended_the_job() -> None:
+    spec = job_spec(failurePolicy={"maxFailures": 0})
+    crashed = pod("job-a1-0", phase="Failed", exit_code=1)
+    pods = [crashed, pod("job-a1-1", node_name="n2")]
+    d = cycle(running_status(), pods, spec=spec, selection=Selection(ck(600)))
+    assert d.status["phase"] == "Failed"
+    assert d.status["restarts"] == {"failed": 1}

@@ -1,0 +1,113 @@
+"""The kube-apiserver goes away and comes back (a control-plane upgrade, a crash):
+restarts around the outage keep every event, and the devstack's process kubelet
+reports what happened while it was gone instead of dying."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from lazarus_devstack.kubelet import LocalKubelet
+from lazarus_devstack.stack import Stack
+from tests.conftest import ControlPlane
+
+from .conftest import Jobs
+from .harness import FakeKubelet, OperatorProcess, wait_for
+from .test_operator import T, reasons, running
+
+pytestmark = pytest.mark.cluster
+
+
+@contextmanager
+def apiserver_down(cluster: ControlPlane) -> Iterator[None]:
+    stack = Stack(cluster.run_dir, tied=True)
+    stack.stop_component("kube-apiserver")
+    try:
+        yield
+    finally:
+        stack.start_component("kube-apiserver")
+
+
+def test_events_of_restarts_around_an_apiserver_outage_all_exist(
+    cluster: ControlPlane, jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
+) -> None:
+    job = jobs.create(failurePolicy={"backoff": {"initialSeconds": 1, "maxSeconds": 1}})
+    running(jobs, kubelet, job, 1)
+    kubelet.terminate(f"{job}-a1-1", 1, message={"v": 1, "outcome": "error", "step": 5})
+    # Down while the operator is ending the attempt and relaunching: its writes and
+    # event posts in flight fail, and it must carry on once the server is back.
+    with apiserver_down(cluster):
+        time.sleep(4)
+    running(jobs, kubelet, job, 2)
+    kubelet.terminate(f"{job}-a2-0", 137, disruption="PreemptionByScheduler")
+    with apiserver_down(cluster):
+        time.sleep(2)
+    running(jobs, kubelet, job, 3)
+    want = {"RestartFailed": 1, "RestartDisrupted": 1, "Launched": 3}
+    wait_for(
+        lambda: all(reasons(jobs, job).count(r) >= n for r, n in want.items()),
+        T,
+        f"events {want}",
+    )
+    launched = [e["message"] for e in jobs.events(job) if e["reason"] == "Launched"]
+    assert sorted(m.split(" (")[0] for m in launched) == ["attempt 1", "attempt 2", "attempt 3"]
+
+
+def test_the_process_kubelet_reports_an_exit_that_happened_during_an_outage(
+    cluster: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    node = f"{namespace}-local"
+    kubelet = LocalKubelet(str(cluster.kubeconfig), node, tmp_path / "pods")
+    threading.Thread(target=kubelet.run, daemon=True).start()
+    core = client.CoreV1Api(cluster.api_client())
+    try:
+        wait_for(lambda: _ready(core, node), T, f"node {node} Ready")
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": "short"},
+                "spec": {
+                    "nodeName": node,
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": "c", "image": "local", "command": ["sh", "-c", "sleep 3; exit 3"]}
+                    ],
+                },
+            },
+        )
+        wait_for(lambda: _phase(core, namespace) == "Running", T, "pod Running")
+        with apiserver_down(cluster):
+            time.sleep(5)  # the process exits while nobody can be told
+        wait_for(lambda: _phase(core, namespace) == "Failed", T, "exit reported after the outage")
+        got = core.read_namespaced_pod("short", namespace)
+        assert got.status.container_statuses[0].state.terminated.exit_code == 3
+        before = _heartbeat(core, node)
+        wait_for(lambda: _heartbeat(core, node) > before, T, "the node still heartbeats")
+    finally:
+        kubelet.shutdown()
+        core.delete_node(node)
+
+
+def _ready(core: Any, node: str) -> bool:
+    try:
+        got = core.read_node(node)
+    except client.ApiException:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in got.status.conditions or [])
+
+
+def _phase(core: Any, ns: str) -> str:
+    return str(core.read_namespaced_pod("short", ns).status.phase)
+
+
+def _heartbeat(core: Any, node: str) -> float:
+    got = core.read_node(node)
+    ready = next(c for c in got.status.conditions if c.type == "Ready")
+    return float(ready.last_heartbeat_time.timestamp())

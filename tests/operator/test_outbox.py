@@ -1,0 +1,71 @@
+"""Events survive an API outage: a failed post waits and is sent, in order, later."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from lazarus_operator.outbox import Outbox
+
+pytestmark = pytest.mark.unit
+
+JOB = {"apiVersion": "lazarus.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "j"}}
+
+
+class FlakyApi:
+    """Refuses connections while `down`, as a stopped API server does."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.posted: list[tuple[str, datetime]] = []
+
+    async def post(
+        self, job: dict[str, Any], type_: str, reason: str, msg: str, at: datetime
+    ) -> None:
+        if self.down:
+            raise ConnectionRefusedError("connection refused")
+        self.posted.append((reason, at))
+
+
+def test_events_posted_during_an_outage_are_sent_in_order_once_it_ends() -> None:
+    api = FlakyApi()
+    box = Outbox(api.post)
+
+    async def scenario() -> None:
+        await box.post(JOB, [("Warning", "RestartDisrupted", "evicted")])
+        api.down = True
+        await box.post(JOB, [("Normal", "Launched", "attempt 2")])
+        await box.post(JOB, [("Warning", "RestartFailed", "crash")])
+        assert len(box) == 2
+        api.down = False
+        assert await box.flush() == 2
+
+    asyncio.run(scenario())
+    assert [r for r, _ in api.posted] == ["RestartDisrupted", "Launched", "RestartFailed"]
+    assert api.posted[1][1] < api.posted[2][1], "each event keeps the time it happened"
+
+
+def test_the_queue_is_bounded() -> None:
+    api = FlakyApi()
+    api.down = True
+    box = Outbox(api.post, limit=3)
+    asyncio.run(box.post(JOB, [("Normal", f"E{i}", "") for i in range(5)]))
+    assert len(box) == 3 and box.dropped == 2
+    api.down = False
+    asyncio.run(box.flush())
+    assert [r for r, _ in api.posted] == ["E2", "E3", "E4"]
+
+
+def test_events_older_than_the_age_limit_are_dropped() -> None:
+    api = FlakyApi()
+    api.down = True
+    box = Outbox(api.post, max_age_s=0.2)
+    asyncio.run(box.post(JOB, [("Normal", "Old", "")]))
+    time.sleep(0.3)
+    api.down = False
+    asyncio.run(box.post(JOB, [("Normal", "New", "")]))
+    assert [r for r, _ in api.posted] == ["New"] and box.dropped == 1
