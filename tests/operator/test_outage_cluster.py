@@ -33,6 +33,28 @@ def apiserver_down(cluster: ControlPlane) -> Iterator[None]:
         yield
     finally:
         stack.start_component("kube-apiserver")
+        _controllers_caught_up(cluster)
+
+
+def _controllers_caught_up(cluster: ControlPlane) -> None:
+    """The controller-manager re-lists after the outage, with backoff: wait until it
+    serves a new namespace again (its default ServiceAccount), so the tests after this
+    one find the control plane as they expect it."""
+    core = client.CoreV1Api(cluster.api_client())
+    probe = f"probe-{int(time.monotonic() * 1000)}"
+    core.create_namespace({"metadata": {"name": probe}})
+    try:
+        wait_for(lambda: _has_default_sa(core, probe), 180, "controllers after the outage")
+    finally:
+        core.delete_namespace(probe)
+
+
+def _has_default_sa(core: Any, ns: str) -> bool:
+    try:
+        core.read_namespaced_service_account("default", ns)
+    except client.ApiException:
+        return False
+    return True
 
 
 def test_events_of_restarts_around_an_apiserver_outage_all_exist(
