@@ -84,7 +84,15 @@ def test_previous_format_rank_state_still_loads() -> None:
     restore_rng(deserialize(data, "trainer/rank-00000.pt", 1)["rng"])
     assert draws() == expected
     # numpy scalars and arrays in format 1's metrics and extras load; anything else is named.
-    common = {"format": 1, "progress": {"metrics": [np.float64(0.5)]}, "x": np.ones(2)}
+    shape = {"models": {}, "optimizers": {}, "schedulers": {}, "extras": {}}
+    common = {
+        "format": 1,
+        **shape,
+        "scaler": None,
+        "sampler": None,
+        "progress": {"metrics": [np.float64(0.5)]},
+        "x": np.ones(2),
+    }
     back = deserialize(serialize(common), "trainer/common.pt", 1)
     assert back["progress"]["metrics"] == [0.5] and back["x"].tolist() == [1.0, 1.0]
     with pytest.raises(InvalidCheckpoint, match=r"unpickle collections\.deque.*format 2"):
@@ -187,3 +195,19 @@ def test_dcp_metadata_naming_a_file_outside_dcp_is_refused(tmp_path: Path) -> No
             sharded.load({"w": torch.zeros(2)}, reader, None)
     finally:
         reader.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("what", "state"),
+    [
+        ("trainer/common.pt", {"format": 2}),
+        ("trainer/common.pt", {"format": 2, "schedulers": [], "extras": {}, "progress": {}}),
+        ("trainer/rank-00000.pt", {"format": 2, "rng": None}),
+    ],
+)
+def test_a_plain_object_of_the_wrong_shape_is_invalid_not_a_crash(
+    what: str, state: dict[str, Any]
+) -> None:
+    """Loadable without code, yet not what restore indexes: a fallback, not a KeyError."""
+    with pytest.raises(InvalidCheckpoint, match="malformed trainer state"):
+        deserialize(serialize(state), what)

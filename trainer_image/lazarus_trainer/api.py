@@ -18,10 +18,10 @@ from . import sharded
 from . import storage as st
 from .config import LazarusConfig
 from .distributed import Collectives
+from .progress import ProgressReport
 from .requests import CheckpointRequestWatcher
 from .rng import seed_all
 from .saver import BackgroundSaver, SaveOutcome, with_retries
-from .progress import ProgressReport
 from .signals import SaveTimer, StopSignal
 from .snapshot import snapshot, synchronize
 from .state import (
@@ -653,7 +653,10 @@ class Lazarus:
                     lambda path, local: self.storage.download(name, path, local)
                 )
                 meta = reader.read_metadata()
-                sharded.check_compatible(self.registry, common["sharded"], meta)
+                names = common.get("sharded")
+                if not isinstance(names, dict):
+                    raise st.InvalidCheckpoint(f"{COMMON_OBJECT}: no sharded-state names")
+                sharded.check_compatible(self.registry, names, meta)
         except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
             ok, error = False, str(exc)
         try:

@@ -126,7 +126,25 @@ def deserialize(data: bytes, what: str, fmt: Any = FORMAT_VERSION) -> dict[str, 
     state = load_plain(data, what, legacy_numpy=fmt == 1)
     if not isinstance(state, dict) or state.get("format") not in READ_FORMATS:
         raise InvalidCheckpoint(f"{what}: not a Lazarus trainer state of a known format")
+    # A well-formed pickle of the wrong shape would crash the restore (a crash loop,
+    # not a fallback): check what restore_common/restore_rank index before they do.
+    wanted = _COMMON_SHAPE if what == COMMON_OBJECT else _RANK_SHAPE if "/rank-" in what else {}
+    for key, types in wanted.items():
+        if not isinstance(state.get(key), types):
+            raise InvalidCheckpoint(f"{what}: malformed trainer state ({key!r} missing or wrong)")
     return state
+
+
+_COMMON_SHAPE: dict[str, tuple[type, ...]] = {
+    "schedulers": (dict,),
+    "extras": (dict,),
+    "progress": (dict,),
+    "models": (dict,),
+    "optimizers": (dict,),
+    "scaler": (dict, type(None)),
+    "sampler": (dict, type(None)),
+}
+_RANK_SHAPE: dict[str, tuple[type, ...]] = {"rng": (dict, list, tuple)}
 
 
 def check_model_shapes(name: str, model: torch.nn.Module, saved: dict[str, Any]) -> None:
