@@ -84,7 +84,12 @@ def test_previous_format_rank_state_still_loads() -> None:
     restore_rng(deserialize(data, "trainer/rank-00000.pt", 1)["rng"])
     assert draws() == expected
     # numpy scalars and arrays in format 1's metrics and extras load; anything else is named.
-    shape = {"models": {}, "optimizers": {}, "schedulers": {}, "extras": {}}
+    shape: dict[str, dict[str, Any]] = {
+        "models": {},
+        "optimizers": {},
+        "schedulers": {},
+        "extras": {},
+    }
     common = {
         "format": 1,
         **shape,
