@@ -30,6 +30,7 @@ from .classify import (
     PodEnd,
     classify,
     node_is_lost,
+    node_lost_since,
     parse_time,
 )
 from .lostwork import LostWork, lost_work, step_rate
@@ -403,6 +404,19 @@ def _launch(f: Facts, st: dict[str, Any], d: Decision, why: str) -> None:
     )
 
 
+def _wake_at_node_loss(f: Facts, d: Decision, pods: list[dict[str, Any]]) -> None:
+    """A node NotReady but not yet past nodeLossTimeoutSeconds: decide again the
+    moment it is (no event will say so), so a lost node costs one timeout."""
+    for pod in pods:
+        node, known = _node_of(f, pod)
+        since = node_lost_since(node, f.now) if known and node is not None else None
+        if since is not None:
+            due = since + timedelta(seconds=f.spec.node_loss_timeout_seconds)
+            if due > f.now:
+                node_name = (pod.get("spec") or {}).get("nodeName")
+                d.requeue((due - f.now).total_seconds(), f"node {node_name} not Ready")
+
+
 def _attempt_of(pod: str) -> int:
     """N of a pod named `<job>-a<N>-<index>` (0 if not ours)."""
     parts = pod.rsplit("-", 2)
@@ -554,6 +568,7 @@ def decide(f: Facts) -> Decision:
             _create(f, d, attempt, _resume_point(st), record=True)
             return d
     _checkpoint_now(f, d, current)
+    _wake_at_node_loss(f, d, current)
     ends = [e for e in (_classify(f, p) for p in current) if e is not None]
     present = {_name(p) for p in current}
     for i in range(spec.replicas):

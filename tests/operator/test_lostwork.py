@@ -221,3 +221,11 @@ def test_restarts_total_counts_relaunches_not_the_failure_that_ended_the_job() -
     d = cycle(running_status(), pods, spec=spec, selection=Selection(ck(600)))
     assert d.status["phase"] == "Failed"
     assert d.status["restarts"] == {"failed": 1}
+
+
+def test_a_node_going_not_ready_wakes_the_job_when_its_timeout_runs_out() -> None:
+    since = NOW - timedelta(seconds=5)
+    nodes = {"n1": node("n1", ready="False", since=since), "n2": node("n2")}
+    d = cycle(running_status(), [pod("job-a1-0"), pod("job-a1-1", node_name="n2")], nodes=nodes)
+    assert "pendingRestart" not in d.status
+    assert d.requeue_after == pytest.approx(15.0)  # nodeLossTimeoutSeconds 20, 5 s gone
