@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
@@ -48,6 +50,45 @@ def _code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
+# One boto3 session per process: each new session re-parses botocore's service
+# models (~13 MB and ~150 ms of CPU), and clients are thread-safe, so every store
+# with the same endpoint, credentials and settings shares one client and its
+# connection pool. A changed Secret is a new key, so a new client.
+_CLIENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_CLIENTS_MAX = 256
+_CLIENTS_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _shared_client(key: tuple[Any, ...], config: Config) -> Any:
+    with _CLIENTS_LOCK:
+        if key in _CLIENTS:
+            _CLIENTS.move_to_end(key)
+            return _CLIENTS[key]
+        session = _session()  # created once, under the lock
+    endpoint, region, key_id, secret = key[:4]
+    if region is None and session.region_name is None:
+        region = "us-east-1"  # S3-compatible servers accept any; boto3 needs one
+    # Built outside the lock: resolving credentials may go to the network (IMDS).
+    client = session.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=config,
+    )
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.setdefault(key, client)  # a racing twin is dropped
+        while len(_CLIENTS) > _CLIENTS_MAX:
+            _CLIENTS.popitem(last=False)
+    return client
+
+
 class S3Backend:
     supports_parallel_parts = True
 
@@ -83,16 +124,16 @@ class S3Backend:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        session = boto3.session.Session(
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            region_name=region,
+        key = (
+            self.endpoint_url,
+            region,
+            aws_access_key_id,
+            aws_secret_access_key,
+            addressing_style,
+            max_connections,
+            max_attempts,
         )
-        if session.region_name is None and region is None:
-            region = "us-east-1"  # S3-compatible servers accept any; boto3 needs one
-        self.client: Any = session.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=region, config=config
-        )
+        self.client: Any = _shared_client(key, config)
         self._full_object_checksums: bool | None = None  # learnt on first multipart
         self._lock = threading.Lock()
 
