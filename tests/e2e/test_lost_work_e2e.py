@@ -75,7 +75,7 @@ def env(
     operator = OperatorProcess(
         {**cluster.env(), "LAZARUS_PROGRESS_SECONDS": "1"}, namespace, tmp_path / "operator.log"
     )
-    yield {"core": core, "proxy": proxy, "node": node, "bucket": bucket, "ns": namespace}
+    yield {"core": core, "proxy": proxy, "node": node, "bucket": bucket, "ns": namespace, "s3": s3}
     operator.stop()
     print(f"--- operator log (tail) ---\n{operator.log()[-3000:]}")
     if node.kubelet is not None:
@@ -207,10 +207,14 @@ def test_a_crash_between_checkpoints_books_its_progress_signal(
 def test_a_lost_node_books_an_estimate_marked_as_such(
     cluster: ControlPlane, env: dict[str, Any]
 ) -> None:
-    status = create_job(cluster, env, "gone", save_every=60)
-    seen = checkpointed(status, 60)
-    checkpointed(status, seen + 60)  # two checkpoints of the attempt: its step rate
-    time.sleep(2)  # train on past the last checkpoint
+    status = create_job(cluster, env, "gone", save_every=100)
+    seen = checkpointed(status, 100)
+    checkpointed(status, seen + 100)  # two checkpoints of the attempt: its step rate
+    # Lose the node a known while after a commit, well before the next one (~5 s).
+    store = env["s3"].open_store(f"s3://{env['bucket']}/gone")
+    newest = store.list_checkpoints()[0].name
+    wait_for(lambda: store.list_checkpoints()[0].name != newest, T, "a fresh checkpoint")
+    time.sleep(2.5)
     node: Node = env["node"]
     node.lose()
     # What the node-lifecycle controller writes (off in this stack): Unknown, keeping
@@ -224,10 +228,12 @@ def test_a_lost_node_books_an_estimate_marked_as_such(
         "lastTransitionTime": now,
     }
     env["core"].patch_node_status(node.name, {"status": {"conditions": [cond]}})
-    wait_for(lambda: status().get("phase") == "Restarting", T, "node loss classified")
-    node.start()  # the node comes back (or is replaced): the next attempt runs there
     st = relaunched(status)
-    lost = st["history"][-1]
-    assert st["lastFailure"]["cause"] == "NodeLost"
-    assert lost["lostEstimated"] is True and lost["lostSteps"] > 0, st
-    assert "estimated" in launched_message(env, "gone")
+    # The node comes back (or is replaced). Until it is Ready, attempts pinned to it
+    # are lost at once too, losing nothing: the booking that counts is attempt 1's.
+    node.start()
+    assert st["history"][0]["cause"] == "NodeLost"
+    lost = next(h for h in st["history"] if h["attempt"] == 2)
+    message = launched_message(env, "gone")
+    assert lost["lostEstimated"] is True and "estimated" in message, (lost, message)
+    assert lost["lostSteps"] > 0 and lost["lostSeconds"] > 0, (lost, message, st.get("stepRate"))

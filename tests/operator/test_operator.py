@@ -215,7 +215,8 @@ def test_node_loss_relaunches_within_the_node_loss_timeout(
     running(jobs, kubelet, job, 2)
     relaunched = min(kubelet.created_at[n] for n in names(kubelet, job, 2)) - t0
     if loss == "NotReady":
-        assert relaunched >= timeout, "relaunched before the node-loss timeout"
+        # The API's condition times have whole seconds: up to 1 s early is the clock.
+        assert relaunched >= timeout - 1, "relaunched before the node-loss timeout"
     assert relaunched <= timeout + 10, f"relaunch took {relaunched:.1f}s"
     st = jobs.status(job)
     assert st["lastFailure"]["cause"] == "NodeLost" and st["lastFailure"]["node"] == node
