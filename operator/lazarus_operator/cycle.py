@@ -30,12 +30,14 @@ from .decide import (
     StorageProblem,
     decide,
 )
-from .kube import Kube
+from .kube import Kube, Rejected
 from .outbox import Outbox
 from .spec import JobSpec, SpecError, parse_spec
 
 log = logging.getLogger("lazarus.cycle")
 
+ERROR_BACKOFF_S = 2.0  # first retry after a failed cycle; doubles per failure
+ERROR_BACKOFF_MAX_S = 300.0
 SEEN_STEPS_LIMIT = 256  # reported steps remembered per job (a few attempts' pods)
 
 
@@ -55,6 +57,10 @@ class _JobState:
     wakeup: asyncio.TimerHandle | None = None
     # pod -> last step its trainer reported, from pod events (decide.Facts.seen_steps)
     seen_steps: dict[str, int] = field(default_factory=dict)
+    failures: int = 0  # consecutive failed cycles: the backoff's exponent
+    retry_at: float = 0.0  # monotonic: the periodic resync leaves a failing job alone until then
+    recovered: bool = False  # a cycle acted after failures: the next status write clears it
+    last_error: str = ""  # reported once (condition, event, traceback) per distinct error
     last: Outcome = field(default_factory=Outcome)
 
 
@@ -75,6 +81,9 @@ class Reconciler:
                 continue
             await self.outbox.flush()
             for ns, name in list(self.jobs):
+                st = self.jobs.get((ns, name))
+                if st is not None and st.retry_at > time.monotonic():
+                    continue  # failing: its backoff timer will run it
                 try:
                     await self.kick(ns, name, refresh=True)
                 except Exception:
@@ -111,13 +120,42 @@ class Reconciler:
                 t0 = time.monotonic()
                 try:
                     st.last = await self._once(ns, name, st, refresh)
-                except Exception:
+                except Exception as exc:
                     metrics.METRICS.cycle_errors.inc()
-                    log.exception("cycle of %s/%s failed", ns, name)
-                    st.last = Outcome(2.0, "cycle failed; retrying")
+                    st.last = await self._failed(ns, name, st, exc)
                 metrics.METRICS.cycle.observe(time.monotonic() - t0)
         self._schedule(ns, name, st)
         return st.last
+
+    async def _failed(self, ns: str, name: str, st: _JobState, exc: Exception) -> Outcome:
+        """A cycle raised: say so once (condition, Warning event, one traceback per
+        distinct error), then retry with exponential backoff, never a tight loop."""
+        st.failures += 1
+        delay = min(ERROR_BACKOFF_MAX_S, ERROR_BACKOFF_S * 2 ** min(st.failures - 1, 16))
+        st.retry_at = time.monotonic() + delay
+        reason = s.R_POD_REJECTED if isinstance(exc, Rejected) else s.R_RECONCILE_ERROR
+        msg = (str(exc).splitlines() or [type(exc).__name__])[0][:1024] or type(exc).__name__
+        if msg == st.last_error:
+            log.warning("cycle of %s/%s failed again (%s); next try in %.0fs", ns, name, msg, delay)
+        else:
+            st.last_error = msg
+            log.error("cycle of %s/%s failed: %s", ns, name, msg, exc_info=exc)
+            try:
+                await self._report_error(ns, name, reason, msg)
+            except Exception as err:  # the API itself may be what fails
+                log.warning("could not report the failure of %s/%s: %s", ns, name, err)
+        return Outcome(delay, f"{reason}: {msg}")
+
+    async def _report_error(self, ns: str, name: str, reason: str, msg: str) -> None:
+        job = await self.kube.get_job(ns, name)
+        if job is None:
+            return
+        old: dict[str, Any] = job.get("status") or {}
+        new = dict(old)
+        now = datetime.now(UTC)
+        s.set_condition(new, s.COND_RECONCILE_ERROR, True, reason, msg, now=now)
+        await self._patch_status(job, old, new)
+        await self._post(job, [Event("Warning", reason, f"{msg}; retrying with backoff")])
 
     def _schedule(self, ns: str, name: str, st: _JobState) -> None:
         """Wake up when the decision said something falls due (backoff, timeouts)."""
@@ -181,6 +219,10 @@ class Reconciler:
             d = decide(facts)
         new_status = d.status
         s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
+        if st.recovered and s.get_condition(new_status, s.COND_RECONCILE_ERROR):
+            msg = "the last cycle completed"
+            s.set_condition(new_status, s.COND_RECONCILE_ERROR, False, s.R_RECONCILED, msg, now=now)
+            st.recovered = False
         new_status["observedGeneration"] = meta.get("generation")
         new_status = s.prune_none(new_status)
         if not await self._patch_status(job, old_status, new_status):
@@ -193,6 +235,11 @@ class Reconciler:
             metrics.METRICS.observe_checkpoint(ref, ck.name, ck.extra)
         await self._act(spec, ref, d)
         await self._post(job, d.events)
+        if st.failures:
+            # Acted without raising: the error is over. Say so in the next status write
+            # (this one was made before we knew).
+            st.failures, st.last_error, st.retry_at, st.recovered = 0, "", 0.0, True
+            return Outcome(min(d.requeue_after or 0.5, 0.5), d.waiting or "recovered")
         return Outcome(d.requeue_after, d.waiting)
 
     async def _select(

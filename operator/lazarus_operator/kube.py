@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,18 @@ REQUEST_TIMEOUT = 30
 
 def _json(resp: Any) -> Any:
     return json.loads(resp.data)
+
+
+class Rejected(Exception):
+    """The API server refused to create an object (admission: Pod Security, quota,
+    a webhook): retrying the same manifest cannot help until someone changes a policy."""
+
+
+def _api_message(err: client.ApiException) -> str:
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except ValueError:
+        return str(err.reason)
 
 
 class Kube:
@@ -89,7 +102,15 @@ class Kube:
             if manifest["kind"] == "Pod"
             else self.core.create_namespaced_service
         )
-        got = await self._maybe(fn, ns, manifest, ok=(409,))
+        try:
+            got = await self._maybe(fn, ns, manifest, ok=(409,))
+        except client.ApiException as err:
+            if err.status in (400, 403, 422):  # admission (Pod Security, quota, webhooks)
+                # Without the object's name: every pod of the gang is refused alike, and
+                # one refusal is reported once.
+                why = re.sub(r'^\w+ "[^"]*" is forbidden: ', "", _api_message(err))
+                raise Rejected(f"the job's {manifest['kind']}s are refused: {why}") from None
+            raise
         return got is not None
 
     async def delete_pod(self, ns: str, name: str, *, force: bool) -> None:

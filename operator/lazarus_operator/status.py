@@ -25,6 +25,7 @@ COND_STORAGE: Final = "StorageReady"
 COND_SPEC: Final = "SpecValid"
 COND_SUCCEEDED: Final = "Succeeded"
 COND_FAILED: Final = "Failed"
+COND_RECONCILE_ERROR: Final = "ReconcileError"  # True while cycles fail (retried, backoff)
 
 # reasons (constant strings: alerts and tests match on them)
 R_LAUNCHING: Final = "Launching"
@@ -50,6 +51,10 @@ R_CHECKPOINT_NOT_FOUND: Final = "CheckpointNotFound"
 R_STORAGE_ERROR: Final = "StorageError"
 R_ROOT_SHARED: Final = "CheckpointRootShared"  # another job took the attempt number
 R_STORAGE_DELEGATED: Final = "SelectedByTrainer"  # filesystem root: the trainer selects
+R_RECONCILE_ERROR: Final = "ReconcileError"
+R_ENDPOINT_NOT_ALLOWED: Final = "EndpointNotAllowed"  # link-local/metadata (endpoints.py)
+R_POD_REJECTED: Final = "PodRejected"  # admission refused the job's pods
+R_RECONCILED: Final = "Reconciled"
 R_SPEC_VALID: Final = "Valid"
 R_SPEC_INVALID: Final = "InvalidSpec"
 

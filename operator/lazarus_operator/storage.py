@@ -31,6 +31,7 @@ from lazarus_store.store import CheckpointStore
 from . import status as s
 from .builders import JobRef
 from .decide import Checkpoint, Selection, StorageProblem
+from .endpoints import allowed_from_env, endpoint_problem
 from .spec import CheckpointSpec
 
 
@@ -159,6 +160,9 @@ async def select(
     wrong with storage."""
     if delegated(ck):
         return Selection(None, (), 0, delegated=True)
+    why = await asyncio.to_thread(endpoint_problem, ck.endpoint, allowed_from_env())
+    if why is not None:
+        return StorageProblem(s.R_ENDPOINT_NOT_ALLOWED, why)
     try:
         return await asyncio.to_thread(_select, ck, cred, attempt, job)
     except (StoreError, OSError) as exc:
@@ -184,5 +188,8 @@ async def record_attempt(
 async def delete_job(ck: CheckpointSpec, cred: Credentials, job: JobRef) -> Deleted:
     """Delete this job's checkpoints, and nothing else under the root
     (spec.checkpoint.deleteOnJobDelete; lazarus_store.cleanup)."""
+    why = await asyncio.to_thread(endpoint_problem, ck.endpoint, allowed_from_env())
+    if why is not None:
+        raise StoreError(why)
     store = open_store(ck, cred)
     return await asyncio.to_thread(delete_job_checkpoints, store, owner(job))

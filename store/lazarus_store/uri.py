@@ -14,6 +14,19 @@ from .errors import InvalidURI
 from .store import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointStore
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-z0-9-]{0,64}$")
+
+
+def check_root_path(path: str, uri: str) -> None:
+    """A root names one place: no `.`/`..` segments (which move it), no empty
+    segments (`a//b`, which some servers fold and others keep)."""
+    inner = path.strip("/")
+    if not inner:
+        return
+    for seg in inner.split("/"):
+        if seg in ("", ".", ".."):
+            what = "an empty segment (//)" if not seg else f"a {seg!r} segment"
+            raise InvalidURI(f"{uri}: the checkpoint root may not contain {what}")
 
 
 def open_store(
@@ -47,6 +60,11 @@ def open_store(
             )
         if parsed.query or parsed.fragment:
             raise InvalidURI(f"{uri}: S3 URIs take no query or fragment")
+        check_root_path(parsed.path, uri)
+        if region and not _REGION_RE.fullmatch(region):
+            raise InvalidURI(
+                f"region {region!r} is not a region name (lowercase letters, digits, -)"
+            )
         backend = S3Backend(
             bucket,
             parsed.path.strip("/"),
@@ -61,9 +79,11 @@ def open_store(
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise InvalidURI(f"{uri}: file URIs must be local (file:///path)")
+        check_root_path(parsed.path, uri)
         return CheckpointStore(FsBackend(parsed.path), **tuning)  # type: ignore[arg-type]
     if parsed.scheme:
         raise InvalidURI(f"{uri}: unsupported scheme {parsed.scheme!r} (use s3:// or a path)")
+    check_root_path(uri, uri)
     return CheckpointStore(FsBackend(Path(uri).expanduser()), **tuning)  # type: ignore[arg-type]
 
 

@@ -111,6 +111,16 @@ CK = {"uri": "s3://bucket/prefix"}
         ({"nodeLossTimeoutSeconds": -1}, "spec.nodeLossTimeoutSeconds"),
         ({"stuckTerminatingTimeoutSeconds": -5}, "spec.stuckTerminatingTimeoutSeconds"),
         ({"ttlSecondsAfterFinished": -1}, "spec.ttlSecondsAfterFinished"),
+        # Trust (issue 8): roots that move or fold, settings the code cannot hold.
+        ({"checkpoint": {"uri": "s3://bucket/team/../other"}}, "spec.checkpoint.uri"),
+        ({"checkpoint": {"uri": "s3://bucket/a//b"}}, "spec.checkpoint.uri"),
+        ({"checkpoint": {"uri": "s3://bucket/./x"}}, "spec.checkpoint.uri"),
+        ({"checkpoint": {"uri": "/mnt/ckpt/.."}}, "spec.checkpoint.uri"),
+        ({"checkpoint": {"uri": "/mnt//ckpt"}}, "spec.checkpoint.uri"),
+        ({"checkpoint": {**CK, "region": "us east 1"}}, "spec.checkpoint.region"),
+        ({"ttlSecondsAfterFinished": 10**12}, "spec.ttlSecondsAfterFinished"),
+        ({"failurePolicy": {"maxFailures": 10**9}}, "spec.failurePolicy.maxFailures"),
+        ({"checkpoint": {**CK, "save": {"everySeconds": 10**9}}}, "spec.checkpoint.save"),
     ],
 )
 def test_invalid_spec_is_rejected_naming_the_field(

@@ -27,9 +27,10 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from ..checksum import to_b64
-from ..errors import AccessDenied, BucketMissing, StoreError, StoreUnavailable
+from ..errors import AccessDenied, BucketMissing, InvalidURI, StoreError, StoreUnavailable
 from .base import ObjectInfo, ObjectMissing
 
 _DENIED = {
@@ -133,7 +134,10 @@ class S3Backend:
             max_connections,
             max_attempts,
         )
-        self.client: Any = _shared_client(key, config)
+        try:
+            self.client: Any = _shared_client(key, config)
+        except (BotoCoreError, ValueError) as e:  # e.g. a region boto3 refuses
+            raise InvalidURI(f"{self.description}: {e}") from None
         self._full_object_checksums: bool | None = None  # learnt on first multipart
         self._lock = threading.Lock()
 
@@ -177,6 +181,12 @@ class S3Backend:
             ) from None
         except BotoCoreError as e:
             raise StoreError(f"{what} in {self.description}: {e}") from None
+        except (ResponseParserError, KeyError, TypeError):
+            # Unparsable, or parsed into something without S3's fields (an HTML page).
+            raise StoreError(
+                f"{what} in {self.description}: {self._endpoint()} does not answer as an S3"
+                " server (unparsable response): check spec.checkpoint.endpoint"
+            ) from None
 
     def _endpoint(self) -> str:
         return self.endpoint_url or "AWS S3"
