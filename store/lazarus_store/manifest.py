@@ -146,14 +146,29 @@ def python_version() -> str:
     return ".".join(str(v) for v in sys.version_info[:3])
 
 
+# Bounds on what a manifest may cost a reader (the operator lists every job's), checked
+# before parsing: a hostile or broken manifest is invalid, not an out-of-memory.
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_OBJECTS = 100_000
+
+
 def parse_manifest(raw: bytes, *, where: str) -> Manifest:
     """Parse and check manifest bytes; InvalidCheckpoint (naming `where`) if unusable."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise InvalidCheckpoint(
+            f"{where}: manifest is over {MAX_MANIFEST_BYTES >> 20} MiB: not read"
+        )
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidCheckpoint(f"{where}: manifest is not JSON ({e})") from None
     if not isinstance(doc, dict):
         raise InvalidCheckpoint(f"{where}: manifest is not a JSON object")
+    objects = doc.get("objects")
+    if isinstance(objects, list) and len(objects) > MAX_MANIFEST_OBJECTS:
+        raise InvalidCheckpoint(
+            f"{where}: manifest lists {len(objects)} objects, over {MAX_MANIFEST_OBJECTS}"
+        )
     version = doc.get("schemaVersion")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise InvalidCheckpoint(

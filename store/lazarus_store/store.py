@@ -48,6 +48,7 @@ from .lineage import (
     why_not_in_lineage,
 )
 from .manifest import (
+    MAX_MANIFEST_BYTES,
     JobIdentity,
     Manifest,
     ObjectEntry,
@@ -288,7 +289,9 @@ class CheckpointStore:
     def _load_manifest(self, name: str) -> Manifest:
         where = self._where(name, MANIFEST_NAME)
         try:
-            raw = self.backend.get(f"{name}/{MANIFEST_NAME}")
+            # At most one byte past the cap: a huge manifest costs us nothing to refuse.
+            with self.backend.open_get(f"{name}/{MANIFEST_NAME}") as f:
+                raw = f.read(MAX_MANIFEST_BYTES + 1)
         except ObjectMissing:
             raise CheckpointNotFound(f"{self._where(name)}: no manifest (not committed)") from None
         return parse_manifest(raw, where=where)
@@ -459,7 +462,8 @@ class CheckpointStore:
 
     def _quarantine_reason(self, name: str) -> str | None:
         try:
-            raw = self.backend.get(f"{QUARANTINE_PREFIX}/{name}.json")
+            with self.backend.open_get(f"{QUARANTINE_PREFIX}/{name}.json") as f:
+                raw = f.read(64 << 10)
         except ObjectMissing:
             return None
         try:

@@ -5,13 +5,17 @@ answers HTTP but is not S3 (issue: the job's cycle crashed every 2 s)."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-from lazarus_store import InvalidURI, StoreError, open_store
+from lazarus_store import CheckpointStore, InvalidURI, StoreError, open_store
 from lazarus_store.cli import main
+from lazarus_store.contract import checkpoint_name
+
+from .conftest import Raw
 
 
 @pytest.mark.unit
@@ -74,3 +78,23 @@ def test_the_cli_says_so_in_one_line(not_s3: str, capsys: pytest.CaptureFixture[
     code = main(["-u", "s3://bucket/job", "--endpoint", not_s3, "list"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kind", ["huge", "many-objects"])
+def test_an_oversized_manifest_is_invalid_and_cheap_to_refuse(
+    store: CheckpointStore, raw: Raw, kind: str
+) -> None:
+    w = store.begin(step=1, attempt=1)
+    w.put_bytes("x", b"x")
+    good = w.commit(reason="periodic").name
+    name = checkpoint_name(2, 1)
+    if kind == "huge":  # a valid start, then 17 MiB of padding
+        body = b'{"schemaVersion": 1, "pad": "' + b"a" * (17 << 20) + b'"}'
+    else:
+        objs = [{"path": f"o{i}", "size": 1, "crc32c": "AAAAAA=="} for i in range(100_001)]
+        body = json.dumps({"schemaVersion": 1, "objects": objs}).encode()
+    raw.put(f"{name}/manifest.json", body)
+    sel = store.latest_valid()
+    assert sel.chosen is not None and sel.chosen.name == good
+    why = {k.name: k.reason for k in sel.skipped}[name]
+    assert ("over 16 MiB" in why) if kind == "huge" else ("100001 objects" in why), why
