@@ -12,6 +12,8 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from lazarus_store import redact
+
 from . import handlers, metrics
 from .cycle import Reconciler
 from .kube import Kube
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact.install()  # no credentials in the log, even at --verbose (botocore DEBUG)
     namespaces: list[str] = args.namespace
 
     settings = kopf.OperatorSettings()

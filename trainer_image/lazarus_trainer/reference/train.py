@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from lazarus_store import redact
+
 from ..api import Lazarus
 from ..config import LazarusConfig
 from ..data import ResumableSampler
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    redact.install()
     args = parse_args(argv)
     try:
         code = train(args)
