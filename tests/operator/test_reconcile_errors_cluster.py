@@ -3,7 +3,10 @@ retried with backoff: never a tight loop with empty status (issue 8, item 5/8)."
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
@@ -22,6 +25,42 @@ HARDENED = {
     "capabilities": {"drop": ["ALL"]},
     "runAsUser": 1000,
 }
+
+
+@pytest.fixture
+def web_page() -> Iterator[str]:
+    """An HTTP server that is not S3."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        do_HEAD = do_GET
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_an_endpoint_that_is_not_s3_is_a_storage_condition_not_a_crash_loop(
+    jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess, web_page: str
+) -> None:
+    job = jobs.create(checkpoint={"endpoint": web_page})
+    cond = wait_for(
+        lambda: (c := jobs.condition(job, "StorageReady")) and c["status"] == "False" and c,
+        T,
+        "StorageReady=False",
+    )
+    assert "does not answer as an S3 server" in cond["message"], cond
+    time.sleep(3)
+    assert names(kubelet, job) == [] and "Traceback" not in operator.log()
 
 
 def test_a_metadata_endpoint_is_refused_within_a_cycle(
