@@ -227,3 +227,29 @@ def namespace(cluster: ControlPlane) -> Iterator[str]:
     yield name
     with contextlib.suppress(client.ApiException):
         api.delete_namespace(name)
+
+
+@pytest.fixture
+def not_s3_endpoint() -> Iterator[str]:
+    """An HTTP server that is not S3 (a web page where an endpoint should be)."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>hello</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

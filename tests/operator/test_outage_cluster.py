@@ -17,6 +17,7 @@ from kubernetes import client
 from lazarus_devstack.kubelet import LocalKubelet
 from lazarus_devstack.stack import Stack
 from tests.conftest import ControlPlane
+from tests.e2e.test_local_loop import _node_ready
 
 from .conftest import Jobs
 from .harness import FakeKubelet, OperatorProcess, wait_for
@@ -90,7 +91,7 @@ def test_the_process_kubelet_reports_an_exit_that_happened_during_an_outage(
     threading.Thread(target=kubelet.run, daemon=True).start()
     core = client.CoreV1Api(cluster.api_client())
     try:
-        wait_for(lambda: _ready(core, node), T, f"node {node} Ready")
+        wait_for(lambda: _node_ready(core, node), T, f"node {node} Ready")
         core.create_namespaced_pod(
             namespace,
             {
@@ -115,14 +116,6 @@ def test_the_process_kubelet_reports_an_exit_that_happened_during_an_outage(
     finally:
         kubelet.shutdown()
         core.delete_node(node)
-
-
-def _ready(core: Any, node: str) -> bool:
-    try:
-        got = core.read_node(node)
-    except client.ApiException:
-        return False
-    return any(c.type == "Ready" and c.status == "True" for c in got.status.conditions or [])
 
 
 def _phase(core: Any, ns: str) -> str:

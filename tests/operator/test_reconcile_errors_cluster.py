@@ -3,10 +3,7 @@ retried with backoff: never a tight loop with empty status (issue 8, item 5/8)."
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
@@ -27,32 +24,10 @@ HARDENED = {
 }
 
 
-@pytest.fixture
-def web_page() -> Iterator[str]:
-    """An HTTP server that is not S3."""
-
-    class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "5")
-            self.end_headers()
-            self.wfile.write(b"hello")
-
-        do_HEAD = do_GET
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 def test_an_endpoint_that_is_not_s3_is_a_storage_condition_not_a_crash_loop(
-    jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess, web_page: str
+    jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess, not_s3_endpoint: str
 ) -> None:
-    job = jobs.create(checkpoint={"endpoint": web_page})
+    job = jobs.create(checkpoint={"endpoint": not_s3_endpoint})
     cond = wait_for(
         lambda: (c := jobs.condition(job, "StorageReady")) and c["status"] == "False" and c,
         T,

@@ -4,10 +4,7 @@ answers HTTP but is not S3 (issue: the job's cycle crashed every 2 s)."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -42,40 +39,23 @@ def test_a_region_that_is_not_a_region_name_is_refused(region: str) -> None:
         open_store("s3://bucket/x", endpoint_url="http://127.0.0.1:9", region=region)
 
 
-@pytest.fixture
-def not_s3() -> Iterator[str]:
-    """An HTTP server that is not S3 (a web page where the endpoint should be)."""
-
-    class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html><body>hello</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 @pytest.mark.cluster
-def test_an_endpoint_that_is_not_s3_is_a_store_error(not_s3: str) -> None:
+def test_an_endpoint_that_is_not_s3_is_a_store_error(not_s3_endpoint: str) -> None:
     store = open_store(
-        "s3://bucket/job", endpoint_url=not_s3, aws_access_key_id="k", aws_secret_access_key="s"
+        "s3://bucket/job",
+        endpoint_url=not_s3_endpoint,
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
     )
     with pytest.raises(StoreError, match="does not answer as an S3 server"):
         store.latest_valid()
 
 
 @pytest.mark.cluster
-def test_the_cli_says_so_in_one_line(not_s3: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["-u", "s3://bucket/job", "--endpoint", not_s3, "list"])
+def test_the_cli_says_so_in_one_line(
+    not_s3_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["-u", "s3://bucket/job", "--endpoint", not_s3_endpoint, "list"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
