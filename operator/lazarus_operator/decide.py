@@ -684,7 +684,8 @@ def _end_attempt(
     st["pendingRestart"] = {
         "attempt": attempt,
         "cause": str(end.cause),
-        "endedAt": s.iso(min(end.time, now)),
+        # Milliseconds: lost seconds are the gap to the resume checkpoint's commit.
+        "endedAt": min(end.time, now).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "notBefore": not_before.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "lastStep": max(reported) if reported else -1,
     }

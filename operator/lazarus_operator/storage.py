@@ -144,7 +144,7 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: Job
             step=c.step,
             attempt=c.attempt,
             uri=f"{ck.uri.rstrip('/')}/{c.name}",
-            created=c.created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            created=c.created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             extra=dict(c.manifest.extra) if c.manifest else {},
         )
     skipped = tuple((k.name, k.reason) for k in sel.skipped[:MAX_SKIPPED])

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lazarus_operator.builders import JobRef
+from lazarus_operator.classify import parse_time
 from lazarus_operator.decide import (
     Checkpoint,
     Decision,
@@ -171,7 +172,7 @@ def test_node_loss_is_estimated_from_the_step_rate_and_says_so() -> None:
     nodes = {"n1": node("n1", ready="Unknown", since=lost_at), "n2": node("n2")}
     now = lost_at + timedelta(seconds=20)  # nodeLossTimeoutSeconds
     d1 = cycle(st, [pod("job-a1-0"), pod("job-a1-1", node_name="n2")], now=now, nodes=nodes)
-    assert d1.status["pendingRestart"]["endedAt"] == iso(lost_at)
+    assert parse_time(d1.status["pendingRestart"]["endedAt"]) == lost_at
     d2 = cycle(d1.status, [], now=now, nodes=nodes, selection=Selection(ck(600, created=at(300))))
     assert d2.status["lostSteps"] == 60  # 2 steps/s for the 30 s past the checkpoint
     assert d2.status["history"][-1]["lostEstimated"] is True
@@ -229,3 +230,15 @@ def test_a_node_going_not_ready_wakes_the_job_when_its_timeout_runs_out() -> Non
     d = cycle(running_status(), [pod("job-a1-0"), pod("job-a1-1", node_name="n2")], nodes=nodes)
     assert "pendingRestart" not in d.status
     assert d.requeue_after == pytest.approx(15.0)  # nodeLossTimeoutSeconds 20, 5 s gone
+
+
+def test_lost_seconds_keep_sub_second_precision() -> None:
+    """Whole-second timestamps made a loss of 10 steps 0.5 s after a commit read 0 s."""
+    st = running_status()
+    evicted = pod("job-a1-0", conditions=disruption("EvictionByEvictionAPI"), deleting=at(300.6))
+    d1 = cycle(st, [evicted, pod("job-a1-1", node_name="n2")], now=at(300.6))
+    seen = {"job-a1-0": 610}
+    d2 = cycle(
+        d1.status, [], now=at(302), seen=seen, selection=Selection(ck(600, created=at(300.1)))
+    )
+    assert d2.status["lostSteps"] == 10 and d2.status["lostSeconds"] == pytest.approx(0.5)
