@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 
 WORKDIR /src
 COPY pyproject.toml README.md* ./
+COPY contract ./contract
 COPY store ./store
 COPY operator ./operator
 COPY trainer_image ./trainer_image

@@ -82,7 +82,7 @@ def up(follow: bool, drill: bool, timeout: float) -> int:
                 str(RUN_DIR / "pods"),
             ],
             lambda: "local-0" in _kubectl(kc, "get", "nodes", "-o", "name"),
-            env={"PATH": path, "PYTHONPATH": str(REPO / "hack")},
+            env={"PATH": path, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "hack"))},
         )
 
     ns = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})

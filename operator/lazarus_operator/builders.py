@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from lazarus_store import contract as c
+import lazarus_contract as c
 
 from .spec import JobSpec
 

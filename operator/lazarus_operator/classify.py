@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from lazarus_store.contract import (
+from lazarus_contract import (
     EXIT_COMPLETED,
     EXIT_PREEMPTED,
     OUTCOME_PERMANENT,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from lazarus_store.contract import ANNOTATION_CHECKPOINT_NOW, RESUME_AUTO
+from lazarus_contract import ANNOTATION_CHECKPOINT_NOW, RESUME_AUTO
 
 from . import status as s
 from .builders import LABEL_ATTEMPT, JobRef, ResumePoint, build_attempt, build_service, pod_name

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lazarus_store.contract import EXIT_PERMANENT
+from lazarus_contract import EXIT_PERMANENT
 
 ResumeMode = Literal["auto", "none", "explicit"]
 

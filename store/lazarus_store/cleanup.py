@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .contract import ATTEMPTS_LOG, MANIFEST_NAME, QUARANTINE_PREFIX
+from lazarus_contract import ATTEMPTS_LOG, MANIFEST_NAME, QUARANTINE_PREFIX
 from .errors import StoreError
 from .lineage import dump_attempts, parse_attempts
 from .ownership import Owner, same_job

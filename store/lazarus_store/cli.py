@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
 from .errors import StoreError
 from .ownership import Owner
 from .retention import DEFAULT_GC_AGE_S, RetentionPolicy

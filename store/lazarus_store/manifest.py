@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from .contract import MANIFEST_NAME, checkpoint_name
+from lazarus_contract import MANIFEST_NAME, checkpoint_name
 from .errors import InvalidCheckpoint
 
 SCHEMA_VERSION = 1

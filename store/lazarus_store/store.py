@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from . import checksum
 from .backends.base import Backend, ObjectInfo, ObjectMissing, PartUpload
-from .contract import (
+from lazarus_contract import (
     ATTEMPTS_LOG,
     CONTROL_PREFIX,
     MANIFEST_NAME,

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from .backends.fs import FsBackend
 from .backends.s3 import S3Backend
-from .contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
 from .errors import InvalidURI
 from .store import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointStore
 

@@ -25,7 +25,7 @@ from lazarus_operator.decide import (
     decide,
 )
 from lazarus_operator.spec import parse_spec
-from lazarus_store.contract import ANNOTATION_CHECKPOINT_NOW
+from lazarus_contract import ANNOTATION_CHECKPOINT_NOW
 
 from .factories import NOW, disruption, job_spec, node, pod
 

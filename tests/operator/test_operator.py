@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from lazarus_store.contract import ANNOTATION_CHECKPOINT_NOW
+from lazarus_contract import ANNOTATION_CHECKPOINT_NOW
 
 from .conftest import Jobs
 from .harness import FakeKubelet, OperatorProcess, wait_for

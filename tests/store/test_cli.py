@@ -12,7 +12,7 @@ import pytest
 
 from lazarus_store import CheckpointStore, open_store
 from lazarus_store.cli import main
-from lazarus_store.contract import checkpoint_name
+from lazarus_contract import checkpoint_name
 
 pytestmark = pytest.mark.unit
 

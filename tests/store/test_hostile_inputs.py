@@ -10,7 +10,7 @@ import pytest
 
 from lazarus_store import CheckpointStore, InvalidURI, StoreError, open_store
 from lazarus_store.cli import main
-from lazarus_store.contract import checkpoint_name
+from lazarus_contract import checkpoint_name
 
 from .conftest import Raw
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lazarus_store import CheckpointStore, RetentionPolicy, open_store
-from lazarus_store.contract import checkpoint_name
+from lazarus_contract import checkpoint_name
 
 from .conftest import PREFIX, S3_PART, s3_store
 

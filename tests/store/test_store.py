@@ -23,7 +23,7 @@ from lazarus_store import (
     Owner,
     RetentionPolicy,
 )
-from lazarus_store.contract import checkpoint_name
+from lazarus_contract import checkpoint_name
 
 from .conftest import Raw
 

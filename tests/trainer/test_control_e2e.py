@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lazarus_store.contract import ANNOTATION_CHECKPOINT_NOW
+from lazarus_contract import ANNOTATION_CHECKPOINT_NOW
 
 from .harness import command, losses, run, store_for, termination, trainer_env, wait_for
 

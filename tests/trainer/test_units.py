@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lazarus_store.contract import TERMINATION_MESSAGE_MAX_BYTES
+from lazarus_contract import TERMINATION_MESSAGE_MAX_BYTES
 from lazarus_trainer.data import ResumableSampler
 from lazarus_trainer.requests import parse_annotations
 from lazarus_trainer.snapshot import snapshot

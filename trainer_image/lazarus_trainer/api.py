@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from lazarus_store.contract import checkpoint_name
+from lazarus_contract import checkpoint_name
 
 from . import sharded
 from . import storage as st

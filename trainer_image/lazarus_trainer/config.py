@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from lazarus_store.contract import (
+from lazarus_contract import (
     ENV_ATTEMPT,
     ENV_CHECKPOINT_URI,
     ENV_EVAL_METRIC,

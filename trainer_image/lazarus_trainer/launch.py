@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from lazarus_store.contract import OUTCOME_COMPLETED, OUTCOME_PERMANENT, OUTCOME_PREEMPTED
+from lazarus_contract import OUTCOME_COMPLETED, OUTCOME_PERMANENT, OUTCOME_PREEMPTED
 
 from .termination import EXIT_CODE_BY_OUTCOME, termination_log_path
 

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lazarus_store.contract import (
+from lazarus_contract import (
     ENV_TERMINATION_LOG,
     OUTCOME_RUNNING,
     TERMINATION_MESSAGE_VERSION,

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from lazarus_store.contract import (
+from lazarus_contract import (
     ANNOTATION_CHECKPOINT_NOW,
     DEFAULT_ANNOTATIONS_FILE,
     ENV_ANNOTATIONS_FILE,

@@ -23,7 +23,7 @@ from lazarus_store import (
     open_store_from_env,
 )
 from lazarus_store import ObjectEntry as Entry
-from lazarus_store.contract import parse_checkpoint_name
+from lazarus_contract import parse_checkpoint_name
 from lazarus_store.ownership import Owner, owner_of
 
 from .termination import PermanentError

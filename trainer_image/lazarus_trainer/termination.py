@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lazarus_store.contract import (
+from lazarus_contract import (
     DEFAULT_TERMINATION_LOG,
     ENV_TERMINATION_LOG,
     EXIT_COMPLETED,
