@@ -6,7 +6,8 @@ Both sides import from here so that the contract changes in one place.
 from __future__ import annotations
 
 import re
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, Literal
 
 # --- environment (section 2) ---------------------------------------------------
 ENV_JOB_NAME: Final = "LAZARUS_JOB_NAME"
@@ -70,3 +71,22 @@ def parse_checkpoint_name(name: str) -> tuple[int, int] | None:
     """(step, attempt) for a checkpoint name, or None if `name` is not one."""
     m = CHECKPOINT_NAME_RE.match(name)
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+# --- times -------------------------------------------------------------------------
+# Every time the two sides write (manifests, status, the progress signal, events)
+# is RFC 3339 in UTC with a `Z`, as Kubernetes writes its own.
+TimeSpec = Literal["seconds", "milliseconds", "microseconds"]
+
+
+def format_time(t: datetime, timespec: TimeSpec = "milliseconds") -> str:
+    """`t` as RFC 3339 UTC with a `Z` (naive times are taken as UTC)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time (`Z` or an offset) as an aware datetime."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
