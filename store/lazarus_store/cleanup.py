@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from lazarus_contract import ATTEMPTS_LOG, MANIFEST_NAME, QUARANTINE_PREFIX
+
 from .errors import StoreError
 from .lineage import dump_attempts, parse_attempts
 from .ownership import Owner, same_job

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+
 from .errors import StoreError
 from .ownership import Owner
 from .retention import DEFAULT_GC_AGE_S, RetentionPolicy

@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from lazarus_contract import MANIFEST_NAME, checkpoint_name
+
 from .errors import InvalidCheckpoint
 
 SCHEMA_VERSION = 1

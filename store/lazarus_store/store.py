@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any, BinaryIO
 
-from . import checksum
-from .backends.base import Backend, ObjectInfo, ObjectMissing, PartUpload
 from lazarus_contract import (
     ATTEMPTS_LOG,
     CONTROL_PREFIX,
@@ -30,6 +28,9 @@ from lazarus_contract import (
     checkpoint_name,
     parse_checkpoint_name,
 )
+
+from . import checksum
+from .backends.base import Backend, ObjectInfo, ObjectMissing, PartUpload
 from .errors import (
     AttemptTaken,
     CheckpointNotFound,

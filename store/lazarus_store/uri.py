@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+
 from .backends.fs import FsBackend
 from .backends.s3 import S3Backend
-from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
 from .errors import InvalidURI
 from .store import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointStore
 

@@ -22,12 +22,11 @@ def test_a_second_checkout_imports_its_own_packages(tmp_path: Path) -> None:
     for folder in ("contract", "store", "operator", "trainer_image", "hack"):
         shutil.copytree(REPO / folder, other / folder, ignore=shutil.ignore_patterns("__pycache__"))
     probe = "; ".join(
-        [f"import {', '.join(PACKAGES)}"]
-        + [f"print({name}.__file__)" for name in PACKAGES]
+        [f"import {', '.join(PACKAGES)}"] + [f"print({name}.__file__)" for name in PACKAGES]
     )
-    script = f'repo={other}; source "$repo/hack/checkout-env.sh"; exec {sys.executable} -c "{probe}"'
+    script = f'repo={other}; source "$repo/hack/checkout-env.sh"; exec {sys.executable} -c "$0"'
     out = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, check=True, timeout=60
+        ["bash", "-c", script, probe], capture_output=True, text=True, check=True, timeout=60
     )
     files = [Path(line) for line in out.stdout.split()]
     assert len(files) == len(PACKAGES)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lazarus_contract import ANNOTATION_CHECKPOINT_NOW
 from lazarus_operator import status as s
 from lazarus_operator.builders import JobRef
 from lazarus_operator.decide import (
@@ -25,7 +26,6 @@ from lazarus_operator.decide import (
     decide,
 )
 from lazarus_operator.spec import parse_spec
-from lazarus_contract import ANNOTATION_CHECKPOINT_NOW
 
 from .factories import NOW, disruption, job_spec, node, pod
 

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+from lazarus_contract import parse_checkpoint_name
 from lazarus_store import (
     AttemptTaken,
     CheckpointNotFound,
@@ -23,7 +24,6 @@ from lazarus_store import (
     open_store_from_env,
 )
 from lazarus_store import ObjectEntry as Entry
-from lazarus_contract import parse_checkpoint_name
 from lazarus_store.ownership import Owner, owner_of
 
 from .termination import PermanentError
