@@ -58,23 +58,29 @@ class PodClock:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            w = watch.Watch()
-            for ev in w.stream(
-                self.core.list_namespaced_pod,
-                self.ns,
-                label_selector="lazarus.dev/job",
-                timeout_seconds=60,
-            ):
-                now = time.monotonic()
-                name = ev["object"].metadata.name
-                with self.cv:
-                    if ev["type"] == "ADDED":
-                        self.added.setdefault(name, now)
-                    elif ev["type"] == "DELETED":
-                        self.deleted.setdefault(name, now)
-                    self.cv.notify_all()
-                if self._stop.is_set():
-                    break
+            try:
+                self._watch()
+            except Exception:  # a dropped stream (the server closed it): watch again
+                time.sleep(0.1)
+
+    def _watch(self) -> None:
+        w = watch.Watch()
+        for ev in w.stream(
+            self.core.list_namespaced_pod,
+            self.ns,
+            label_selector="lazarus.dev/job",
+            timeout_seconds=60,
+        ):
+            now = time.monotonic()
+            name = ev["object"].metadata.name
+            with self.cv:
+                if ev["type"] == "ADDED":
+                    self.added.setdefault(name, now)
+                elif ev["type"] == "DELETED":
+                    self.deleted.setdefault(name, now)
+                self.cv.notify_all()
+            if self._stop.is_set():
+                break
 
     def stop(self) -> None:
         self._stop.set()
