@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+
 from .errors import StoreError
 from .ownership import Owner
 from .retention import DEFAULT_GC_AGE_S, RetentionPolicy
@@ -24,11 +25,12 @@ PROG = "lazarus-ckpt"
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def _age(seconds: float) -> str:
@@ -170,7 +172,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(store.read_manifest(args.name).to_bytes().decode(), end="")
         return 0
     if args.cmd == "latest":
-        sel = store.latest_valid(args.attempt, args.full)
+        sel = store.valid_in_lineage(args.attempt, full=args.full)
         for sk in sel.skipped:
             print(f"skipped {sk.name}: {sk.reason}")
         if sel.chosen is None:

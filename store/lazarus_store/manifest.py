@@ -17,7 +17,8 @@ from typing import Any
 
 import jsonschema
 
-from lazarus_contract import MANIFEST_NAME, checkpoint_name
+from lazarus_contract import MANIFEST_NAME, checkpoint_name, format_time, parse_time
+
 from .errors import InvalidCheckpoint
 
 SCHEMA_VERSION = 1
@@ -134,12 +135,8 @@ class Manifest:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    """Now, as every time the store writes (lazarus_contract.format_time)."""
+    return format_time(datetime.now(UTC))
 
 
 def python_version() -> str:

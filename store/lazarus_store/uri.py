@@ -7,11 +7,14 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+
+from .backends.base import Backend
 from .backends.fs import FsBackend
 from .backends.s3 import S3Backend
-from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
 from .errors import InvalidURI
-from .store import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointStore
+from .root import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from .store import CheckpointStore
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z0-9-]{0,64}$")
@@ -45,11 +48,15 @@ def open_store(
     if not uri or not uri.strip():
         raise InvalidURI("empty checkpoint URI: expected s3://bucket/prefix or a directory path")
     parsed = urlparse(uri)
-    tuning = {
-        "part_size": part_size,
-        "multipart_threshold": multipart_threshold,
-        "concurrency": concurrency,
-    }
+
+    def tuned(backend: Backend) -> CheckpointStore:
+        return CheckpointStore(
+            backend,
+            part_size=part_size,
+            multipart_threshold=multipart_threshold,
+            concurrency=concurrency,
+        )
+
     if parsed.scheme == "s3":
         bucket = parsed.netloc
         if not _BUCKET_RE.match(bucket):
@@ -75,16 +82,16 @@ def open_store(
             region=region,
             max_connections=max(10, concurrency * 2),
         )
-        return CheckpointStore(backend, **tuning)  # type: ignore[arg-type]
+        return tuned(backend)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise InvalidURI(f"{uri}: file URIs must be local (file:///path)")
         check_root_path(parsed.path, uri)
-        return CheckpointStore(FsBackend(parsed.path), **tuning)  # type: ignore[arg-type]
+        return tuned(FsBackend(parsed.path))
     if parsed.scheme:
         raise InvalidURI(f"{uri}: unsupported scheme {parsed.scheme!r} (use s3:// or a path)")
     check_root_path(uri, uri)
-    return CheckpointStore(FsBackend(Path(uri).expanduser()), **tuning)  # type: ignore[arg-type]
+    return tuned(FsBackend(Path(uri).expanduser()))
 
 
 def open_store_from_env(uri: str | None = None) -> CheckpointStore:

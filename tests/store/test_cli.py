@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from lazarus_contract import checkpoint_name
 from lazarus_store import CheckpointStore, open_store
 from lazarus_store.cli import main
-from lazarus_contract import checkpoint_name
 
 pytestmark = pytest.mark.unit
 

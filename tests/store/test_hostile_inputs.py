@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from lazarus_contract import checkpoint_name
 from lazarus_store import CheckpointStore, InvalidURI, StoreError, open_store
 from lazarus_store.cli import main
-from lazarus_contract import checkpoint_name
 
 from .conftest import Raw
 

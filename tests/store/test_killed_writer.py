@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from lazarus_store import CheckpointStore, RetentionPolicy, open_store
 from lazarus_contract import checkpoint_name
+from lazarus_store import CheckpointStore, RetentionPolicy, open_store
 
 from .conftest import PREFIX, S3_PART, s3_store
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from lazarus_contract import ATTEMPTS_LOG, checkpoint_name
 from lazarus_store import (
     AttemptRecord,
     AttemptTaken,
@@ -19,7 +20,6 @@ from lazarus_store import (
     open_store,
 )
 from lazarus_store.cleanup import delete_job_checkpoints
-from lazarus_contract import ATTEMPTS_LOG, checkpoint_name
 from lazarus_store.ownership import owns_attempt, why_not_owned
 
 from .conftest import Raw

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lazarus_contract import checkpoint_name
 from lazarus_store import (
     CheckpointNotFound,
     CheckpointStore,
@@ -23,7 +24,6 @@ from lazarus_store import (
     Owner,
     RetentionPolicy,
 )
-from lazarus_contract import checkpoint_name
 
 from .conftest import Raw
 

@@ -10,13 +10,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -32,6 +29,7 @@ from botocore.parsers import ResponseParserError
 from ..checksum import to_b64
 from ..errors import AccessDenied, BucketMissing, InvalidURI, StoreError, StoreUnavailable
 from .base import ObjectInfo, ObjectMissing
+from .s3_client import shared_client
 
 _DENIED = {
     "AccessDenied",
@@ -51,46 +49,9 @@ def _code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
-# One boto3 session per process: each new session re-parses botocore's service
-# models (~13 MB and ~150 ms of CPU), and clients are thread-safe, so every store
-# with the same endpoint, credentials and settings shares one client and its
-# connection pool. A changed Secret is a new key, so a new client.
-_CLIENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_CLIENTS_MAX = 256
-_CLIENTS_LOCK = threading.Lock()
-
-
-@functools.cache
-def _session() -> boto3.session.Session:
-    return boto3.session.Session()
-
-
-def _shared_client(key: tuple[Any, ...], config: Config) -> Any:
-    with _CLIENTS_LOCK:
-        if key in _CLIENTS:
-            _CLIENTS.move_to_end(key)
-            return _CLIENTS[key]
-        session = _session()  # created once, under the lock
-    endpoint, region, key_id, secret = key[:4]
-    if region is None and session.region_name is None:
-        region = "us-east-1"  # S3-compatible servers accept any; boto3 needs one
-    # Built outside the lock: resolving credentials may go to the network (IMDS).
-    client = session.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=config,
-    )
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.setdefault(key, client)  # a racing twin is dropped
-        while len(_CLIENTS) > _CLIENTS_MAX:
-            _CLIENTS.popitem(last=False)
-    return client
-
-
 class S3Backend:
+    """A bucket and a prefix in it, through one shared client (s3_client.py)."""
+
     supports_parallel_parts = True
 
     def __init__(
@@ -135,7 +96,7 @@ class S3Backend:
             max_attempts,
         )
         try:
-            self.client: Any = _shared_client(key, config)
+            self.client: Any = shared_client(key, config)
         except (BotoCoreError, ValueError) as e:  # e.g. a region boto3 refuses
             raise InvalidURI(f"{self.description}: {e}") from None
         self._full_object_checksums: bool | None = None  # learnt on first multipart
@@ -257,11 +218,16 @@ class S3Backend:
                 raise
         return True
 
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+    def get_versioned(self, key: str, max_bytes: int | None = None) -> tuple[bytes, str] | None:
         try:
             with self._errors(key):
                 resp = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
-                return cast(bytes, resp["Body"].read()), str(resp["ETag"])
+                body = resp["Body"]
+                try:
+                    data = body.read() if max_bytes is None else body.read(max_bytes)
+                finally:
+                    body.close()  # the rest of an oversized object is never fetched
+                return cast(bytes, data), str(resp["ETag"])
         except ObjectMissing:
             return None
 
@@ -314,9 +280,6 @@ class S3Backend:
                         )
                         n += 1
         return n
-
-    def full_object_checksums(self) -> bool | None:
-        return self._full_object_checksums
 
 
 class S3PartUpload:
