@@ -5,48 +5,24 @@
   rejects bytes that changed on the way. Multipart uploads send one per part and
   ask for the FULL_OBJECT checksum type on completion when the server has it.
 - Transient errors are retried with backoff by botocore's "standard" mode.
+
+Clients are shared (s3_client.py); botocore's errors become the store's in s3_errors.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
-from botocore.parsers import ResponseParserError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..checksum import to_b64
-from ..errors import AccessDenied, BucketMissing, InvalidURI, StoreError, StoreUnavailable
+from ..errors import BucketMissing, InvalidURI, StoreError
 from .base import ObjectInfo, ObjectMissing
 from .s3_client import shared_client
-
-_DENIED = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "AllAccessDisabled",
-    "403",
-}
-_MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
-_PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_UNSUPPORTED = {"InvalidArgument", "NotImplemented", "InvalidRequest", "501"}
-
-
-def _code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code", ""))
+from .s3_errors import MISSING_KEY, PRECONDITION, UNSUPPORTED, code_of, translate
 
 
 class S3Backend:
@@ -109,45 +85,11 @@ class S3Backend:
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Turn botocore's exceptions into StoreErrors that say where and what."""
-        try:
-            yield
-        except ClientError as e:
-            code = _code(e)
-            msg = e.response.get("Error", {}).get("Message", "") or code
-            if code in _MISSING_KEY:
-                raise ObjectMissing(what) from None
-            if code == "NoSuchBucket":
-                raise BucketMissing(
-                    f"bucket {self.bucket!r} does not exist at {self._endpoint()}"
-                ) from None
-            if code in _DENIED:
-                raise AccessDenied(
-                    f"{what} in {self.description}: access denied ({code}: {msg});"
-                    " check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile"
-                ) from None
-            raise StoreError(f"{what} in {self.description}: {code}: {msg}") from None
-        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as e:
-            raise StoreUnavailable(
-                f"cannot reach S3 endpoint {self._endpoint()} ({type(e).__name__})"
-            ) from None
-        except ReadTimeoutError:
-            raise StoreUnavailable(f"S3 endpoint {self._endpoint()} timed out ({what})") from None
-        except NoCredentialsError:
-            raise AccessDenied(
-                f"no AWS credentials found for {self.description}"
-                " (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
-            ) from None
-        except BotoCoreError as e:
-            raise StoreError(f"{what} in {self.description}: {e}") from None
-        except (ResponseParserError, KeyError, TypeError):
-            # Unparsable, or parsed into something without S3's fields (an HTML page).
-            raise StoreError(
-                f"{what} in {self.description}: {self._endpoint()} does not answer as an S3"
-                " server (unparsable response): check spec.checkpoint.endpoint"
-            ) from None
+        return translate(
+            what, bucket=self.bucket, where=self.description, endpoint=self._endpoint()
+        )
 
     def _endpoint(self) -> str:
         return self.endpoint_url or "AWS S3"
@@ -159,7 +101,7 @@ class S3Backend:
                 self.client.head_bucket(Bucket=self.bucket)
             except ClientError as e:
                 # HEAD has no body: map its bare status codes by hand.
-                if _code(e) in ("404", "NoSuchBucket"):
+                if code_of(e) in ("404", "NoSuchBucket"):
                     raise BucketMissing(
                         f"bucket {self.bucket!r} does not exist at {self._endpoint()}"
                     ) from None
@@ -213,7 +155,7 @@ class S3Backend:
                     IfNoneMatch="*",
                 )
             except ClientError as e:
-                if _code(e) in _PRECONDITION:
+                if code_of(e) in PRECONDITION:
                     return False
                 raise
         return True
@@ -237,7 +179,7 @@ class S3Backend:
             try:
                 self.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=data, **cond)
             except ClientError as e:
-                if _code(e) in _PRECONDITION or (token is not None and _code(e) in _MISSING_KEY):
+                if code_of(e) in PRECONDITION or (token is not None and code_of(e) in MISSING_KEY):
                     return False
                 raise
         return True
@@ -304,7 +246,7 @@ class S3PartUpload:
                     )
                     b._full_object_checksums = True
                 except ClientError as e:
-                    if _code(e) not in _UNSUPPORTED:
+                    if code_of(e) not in UNSUPPORTED:
                         raise
                     b._full_object_checksums = False  # fall back to per-part checksums
             if resp is None:
