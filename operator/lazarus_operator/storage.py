@@ -135,7 +135,7 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: Job
     # attempt=None: a job's first launch, lineage of the attempt after the fence log's
     # newest. Attempt numbers are unique per root (next_attempt), so a job relaunches
     # above any number another job on the same root has taken.
-    sel = store.latest_valid(attempt=attempt, full=False, owner=owner(job))
+    sel = store.valid_in_lineage(attempt, owner=owner(job))
     chosen = None
     if sel.chosen is not None:
         c = sel.chosen

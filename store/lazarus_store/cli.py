@@ -10,10 +10,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+from lazarus_contract import (
+    ENV_CHECKPOINT_URI,
+    ENV_S3_ADDRESSING_STYLE,
+    ENV_S3_ENDPOINT,
+)
 
 from .errors import StoreError
 from .ownership import Owner
@@ -25,11 +29,12 @@ PROG = "lazarus-ckpt"
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def _age(seconds: float) -> str:
@@ -148,6 +153,81 @@ def _owner(store: CheckpointStore, job: str | None, uid: str | None) -> Owner | 
     return Owner(*ids.pop()) if ids else None
 
 
+def _validate(store: CheckpointStore, args: argparse.Namespace) -> int:
+    v = store.validate(args.name, full=args.full)
+    for w in v.warnings:
+        print(f"warning: {w}")
+    for pr in v.problems:
+        print(f"problem: {pr}")
+    print(f"{args.name}: {'valid' if v.ok else 'INVALID'} ({'full' if args.full else 'cheap'})")
+    return 0 if v.ok else 1
+
+
+def _show(store: CheckpointStore, args: argparse.Namespace) -> int:
+    print(store.read_manifest(args.name).to_bytes().decode(), end="")
+    return 0
+
+
+def _latest(store: CheckpointStore, args: argparse.Namespace) -> int:
+    sel = store.valid_in_lineage(args.attempt, full=args.full)
+    for sk in sel.skipped:
+        print(f"skipped {sk.name}: {sk.reason}")
+    if sel.chosen is None:
+        print("no valid checkpoint")
+        return 1
+    print(sel.chosen.name)
+    return 0
+
+
+def _quarantine(store: CheckpointStore, args: argparse.Namespace) -> int:
+    store.info(args.name)  # refuse to quarantine what does not exist
+    store.quarantine(args.name, args.reason)
+    print(f"{args.name}: quarantined")
+    return 0
+
+
+def _prune(store: CheckpointStore, args: argparse.Namespace) -> int:
+    try:
+        policy = RetentionPolicy(
+            keep_latest=args.keep_latest,
+            keep_best=args.keep_best,
+            metric=args.metric,
+            mode=args.mode,
+            gc_age_s=args.gc_age,
+        )
+    except ValueError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    owner = _owner(store, args.job, args.uid)
+    plan = store.prune(
+        policy,
+        args.resumed_from,
+        attempt=args.attempt,
+        dry_run=not args.apply,
+        owner=owner,
+    )
+    verb = "deleted" if args.apply else "would delete"
+    for name, why in sorted(plan.keep.items(), reverse=True):
+        print(f"keep {name}: {', '.join(why)}")
+    for name in plan.delete:
+        print(f"{verb} {name}")
+    for name in plan.garbage:
+        print(f"{verb} {name} (garbage)")
+    if not args.apply:
+        print("dry run: pass --apply to delete")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[CheckpointStore, argparse.Namespace], int]] = {
+    "list": lambda store, args: _list(store, args.json),
+    "validate": _validate,
+    "show": _show,
+    "latest": _latest,
+    "quarantine": _quarantine,
+    "prune": _prune,
+}
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.uri:
@@ -157,66 +237,16 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     store = open_store(args.uri, endpoint_url=args.endpoint, addressing_style=args.addressing_style)
-    if args.cmd == "list":
-        return _list(store, args.json)
-    if args.cmd == "validate":
-        v = store.validate(args.name, full=args.full)
-        for w in v.warnings:
-            print(f"warning: {w}")
-        for pr in v.problems:
-            print(f"problem: {pr}")
-        print(f"{args.name}: {'valid' if v.ok else 'INVALID'} ({'full' if args.full else 'cheap'})")
-        return 0 if v.ok else 1
-    if args.cmd == "show":
-        print(store.read_manifest(args.name).to_bytes().decode(), end="")
-        return 0
-    if args.cmd == "latest":
-        sel = store.latest_valid(args.attempt, args.full)
-        for sk in sel.skipped:
-            print(f"skipped {sk.name}: {sk.reason}")
-        if sel.chosen is None:
-            print("no valid checkpoint")
-            return 1
-        print(sel.chosen.name)
-        return 0
-    if args.cmd == "quarantine":
-        store.info(args.name)  # refuse to quarantine what does not exist
-        store.quarantine(args.name, args.reason)
-        print(f"{args.name}: quarantined")
-        return 0
-    if args.cmd == "prune":
-        try:
-            policy = RetentionPolicy(
-                keep_latest=args.keep_latest,
-                keep_best=args.keep_best,
-                metric=args.metric,
-                mode=args.mode,
-                gc_age_s=args.gc_age,
-            )
-        except ValueError as e:
-            print(f"{PROG}: error: {e}", file=sys.stderr)
-            return 2
-        owner = _owner(store, args.job, args.uid)
-        plan = store.prune(
-            policy, args.resumed_from, attempt=args.attempt, dry_run=not args.apply, owner=owner
-        )
-        verb = "deleted" if args.apply else "would delete"
-        for name, why in sorted(plan.keep.items(), reverse=True):
-            print(f"keep {name}: {', '.join(why)}")
-        for name in plan.delete:
-            print(f"{verb} {name}")
-        for name in plan.garbage:
-            print(f"{verb} {name} (garbage)")
-        if not args.apply:
-            print("dry run: pass --apply to delete")
-        return 0
-    raise AssertionError(args.cmd)
+    return _COMMANDS[args.cmd](store, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(argv)
-    except (StoreError, ValueError) as e:  # ValueError: a bad name or path from the user
+    except (
+        StoreError,
+        ValueError,
+    ) as e:  # ValueError: a bad name or path from the user
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,19 @@ def _job(raw: Any) -> JobIdentity | None:
     if raw is None:
         return None
     return JobIdentity(str(raw["name"]), str(raw["namespace"]), str(raw["uid"]))
+
+
+# The fence log by attempt number: ownership asks "who ran attempt N" once per listed
+# checkpoint, so a root with many attempts and checkpoints must not scan per question.
+AttemptIndex = Mapping[int, AttemptRecord]
+
+
+def index_attempts(records: Iterable[AttemptRecord]) -> dict[int, AttemptRecord]:
+    """The records by attempt; the first of a number wins, as a scan would find it."""
+    out: dict[int, AttemptRecord] = {}
+    for r in records:
+        out.setdefault(r.attempt, r)
+    return out
 
 
 def parse_attempts(raw: bytes, *, where: str) -> list[AttemptRecord]:

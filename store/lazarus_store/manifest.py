@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from lazarus_contract import MANIFEST_NAME, checkpoint_name
+from lazarus_contract import MANIFEST_NAME, checkpoint_name, format_time, parse_time
 
 from .errors import InvalidCheckpoint
 
@@ -110,7 +110,11 @@ class Manifest:
         return {
             "schemaVersion": self.schema_version,
             "name": self.name,
-            "job": {"name": self.job.name, "namespace": self.job.namespace, "uid": self.job.uid},
+            "job": {
+                "name": self.job.name,
+                "namespace": self.job.namespace,
+                "uid": self.job.uid,
+            },
             "attempt": self.attempt,
             "step": self.step,
             "epoch": self.epoch,
@@ -135,12 +139,8 @@ class Manifest:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    """Now, as every time the store writes (lazarus_contract.format_time)."""
+    return format_time(datetime.now(UTC))
 
 
 def python_version() -> str:
@@ -153,18 +153,8 @@ MAX_MANIFEST_BYTES = 16 << 20
 MAX_MANIFEST_OBJECTS = 100_000
 
 
-def parse_manifest(raw: bytes, *, where: str) -> Manifest:
-    """Parse and check manifest bytes; InvalidCheckpoint (naming `where`) if unusable."""
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise InvalidCheckpoint(
-            f"{where}: manifest is over {MAX_MANIFEST_BYTES >> 20} MiB: not read"
-        )
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidCheckpoint(f"{where}: manifest is not JSON ({e})") from None
-    if not isinstance(doc, dict):
-        raise InvalidCheckpoint(f"{where}: manifest is not a JSON object")
+def _check_document(doc: dict[str, Any], where: str) -> None:
+    """The rules a manifest document must meet before it is read (InvalidCheckpoint)."""
     objects = doc.get("objects")
     if isinstance(objects, list) and len(objects) > MAX_MANIFEST_OBJECTS:
         raise InvalidCheckpoint(
@@ -195,10 +185,25 @@ def parse_manifest(raw: bytes, *, where: str) -> Manifest:
         if o["path"] in seen:
             raise InvalidCheckpoint(f"{where}: manifest lists {o['path']!r} twice")
         seen.add(o["path"])
+
+
+def parse_manifest(raw: bytes, *, where: str) -> Manifest:
+    """Parse and check manifest bytes; InvalidCheckpoint (naming `where`) if unusable."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise InvalidCheckpoint(
+            f"{where}: manifest is over {MAX_MANIFEST_BYTES >> 20} MiB: not read"
+        )
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidCheckpoint(f"{where}: manifest is not JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise InvalidCheckpoint(f"{where}: manifest is not a JSON object")
+    _check_document(doc, where)
     lib = doc["library"]
     job = doc["job"]
     return Manifest(
-        schema_version=version,
+        schema_version=doc["schemaVersion"],
         name=doc["name"],
         job=JobIdentity(job["name"], job["namespace"], job["uid"]),
         attempt=doc["attempt"],

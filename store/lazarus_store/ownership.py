@@ -15,10 +15,10 @@ accepted only where the caller says so: an explicit resume pointer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .lineage import AttemptRecord
+from .lineage import AttemptIndex, AttemptRecord, index_attempts
 from .manifest import JobIdentity
 
 
@@ -60,8 +60,14 @@ def own_records(owner: Owner | None, records: Sequence[AttemptRecord]) -> list[A
     return [r for r in records if same_job(owner, r.job)]
 
 
-def _record(records: Sequence[AttemptRecord], attempt: int) -> AttemptRecord | None:
-    return next((r for r in records if r.attempt == attempt), None)
+# Either the fence log as read, or its index (lineage.index_attempts): callers that
+# ask per checkpoint pass the index, built once, so each question is one lookup.
+Records = Sequence[AttemptRecord] | AttemptIndex
+
+
+def _record(records: Records, attempt: int) -> AttemptRecord | None:
+    index = records if isinstance(records, Mapping) else index_attempts(records)
+    return index.get(attempt)
 
 
 def _describe(job: JobIdentity) -> str:
@@ -72,7 +78,7 @@ def why_not_owned(
     owner: Owner | None,
     job: JobIdentity,
     attempt: int,
-    records: Sequence[AttemptRecord],
+    records: Records,
 ) -> str | None:
     """None if the committed checkpoint (manifest `job`, written by `attempt`) is the
     owner's; else why not, naming the owner it has."""
@@ -93,7 +99,7 @@ def why_not_owned(
     return f"owned by {_describe(job)}, not {owner}"
 
 
-def owns_attempt(owner: Owner | None, attempt: int, records: Sequence[AttemptRecord]) -> bool:
+def owns_attempt(owner: Owner | None, attempt: int, records: Records) -> bool:
     """An uncommitted prefix (no manifest) is the owner's when the fence log says the
     owner's lineage ran the attempt that wrote it."""
     if owner is None:

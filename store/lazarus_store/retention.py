@@ -62,25 +62,11 @@ class RetentionPlan:
         return self.delete + self.garbage
 
 
-def plan_retention(
-    candidates: Sequence[Candidate],
-    policy: RetentionPolicy,
-    *,
-    resumed_from: str | None = None,
-    now: float,
-) -> RetentionPlan:
+def _latest_and_best(usable: Sequence[Candidate], policy: RetentionPolicy) -> dict[str, list[str]]:
+    """What the policy keeps among usable checkpoints (newest first), and why."""
     keep: dict[str, list[str]] = {}
-
-    def hold(name: str, why: str) -> None:
-        keep.setdefault(name, []).append(why)
-
-    usable = sorted(
-        (c for c in candidates if c.committed and c.valid and not c.quarantined and c.in_lineage),
-        key=lambda c: (c.step, c.attempt),
-        reverse=True,
-    )
     for c in usable[: policy.keep_latest]:
-        hold(c.name, "latest")
+        keep.setdefault(c.name, []).append("latest")
     if policy.keep_best and policy.metric:
         metric = policy.metric
         scored = [
@@ -89,7 +75,27 @@ def plan_retention(
         sign = 1.0 if policy.mode == "min" else -1.0
         scored.sort(key=lambda c: (sign * c.metrics[metric], -c.step, -c.attempt))
         for c in scored[: policy.keep_best]:
-            hold(c.name, f"best {metric}")
+            keep.setdefault(c.name, []).append(f"best {metric}")
+    return keep
+
+
+def plan_retention(
+    candidates: Sequence[Candidate],
+    policy: RetentionPolicy,
+    *,
+    resumed_from: str | None = None,
+    now: float,
+) -> RetentionPlan:
+    usable = sorted(
+        (c for c in candidates if c.committed and c.valid and not c.quarantined and c.in_lineage),
+        key=lambda c: (c.step, c.attempt),
+        reverse=True,
+    )
+    keep = _latest_and_best(usable, policy)
+
+    def hold(name: str, why: str) -> None:
+        keep.setdefault(name, []).append(why)
+
     newest = usable[0] if usable else None
 
     delete: list[str] = []
@@ -106,7 +112,10 @@ def plan_retention(
             if old:
                 garbage.append(c.name)
             else:
-                hold(c.name, "uncommitted, younger than the safety age (save in progress?)")
+                hold(
+                    c.name,
+                    "uncommitted, younger than the safety age (save in progress?)",
+                )
         elif not c.in_lineage:
             if old and newest is not None:
                 garbage.append(c.name)

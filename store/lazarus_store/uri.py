@@ -7,12 +7,18 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
-from lazarus_contract import ENV_CHECKPOINT_URI, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT
+from lazarus_contract import (
+    ENV_CHECKPOINT_URI,
+    ENV_S3_ADDRESSING_STYLE,
+    ENV_S3_ENDPOINT,
+)
 
+from .backends.base import Backend
 from .backends.fs import FsBackend
 from .backends.s3 import S3Backend
 from .errors import InvalidURI
-from .store import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, CheckpointStore
+from .root import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from .store import CheckpointStore
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z0-9-]{0,64}$")
@@ -46,29 +52,10 @@ def open_store(
     if not uri or not uri.strip():
         raise InvalidURI("empty checkpoint URI: expected s3://bucket/prefix or a directory path")
     parsed = urlparse(uri)
-    tuning = {
-        "part_size": part_size,
-        "multipart_threshold": multipart_threshold,
-        "concurrency": concurrency,
-    }
+    backend: Backend
     if parsed.scheme == "s3":
-        bucket = parsed.netloc
-        if not _BUCKET_RE.match(bucket):
-            raise InvalidURI(f"{uri}: {bucket!r} is not a valid S3 bucket name")
-        if addressing_style not in (None, "", "auto", "path", "virtual"):
-            raise InvalidURI(
-                f"addressing style must be auto, path or virtual, not {addressing_style!r}"
-            )
-        if parsed.query or parsed.fragment:
-            raise InvalidURI(f"{uri}: S3 URIs take no query or fragment")
-        check_root_path(parsed.path, uri)
-        if region and not _REGION_RE.fullmatch(region):
-            raise InvalidURI(
-                f"region {region!r} is not a region name (lowercase letters, digits, -)"
-            )
-        backend = S3Backend(
-            bucket,
-            parsed.path.strip("/"),
+        backend = _s3_backend(
+            uri,
             endpoint_url=endpoint_url,
             addressing_style=addressing_style,
             aws_access_key_id=aws_access_key_id,
@@ -76,16 +63,57 @@ def open_store(
             region=region,
             max_connections=max(10, concurrency * 2),
         )
-        return CheckpointStore(backend, **tuning)  # type: ignore[arg-type]
-    if parsed.scheme == "file":
+    elif parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise InvalidURI(f"{uri}: file URIs must be local (file:///path)")
         check_root_path(parsed.path, uri)
-        return CheckpointStore(FsBackend(parsed.path), **tuning)  # type: ignore[arg-type]
-    if parsed.scheme:
+        backend = FsBackend(parsed.path)
+    elif parsed.scheme:
         raise InvalidURI(f"{uri}: unsupported scheme {parsed.scheme!r} (use s3:// or a path)")
-    check_root_path(uri, uri)
-    return CheckpointStore(FsBackend(Path(uri).expanduser()), **tuning)  # type: ignore[arg-type]
+    else:
+        check_root_path(uri, uri)
+        backend = FsBackend(Path(uri).expanduser())
+    return CheckpointStore(
+        backend,
+        part_size=part_size,
+        multipart_threshold=multipart_threshold,
+        concurrency=concurrency,
+    )
+
+
+def _s3_backend(
+    uri: str,
+    *,
+    endpoint_url: str | None,
+    addressing_style: str | None,
+    aws_access_key_id: str | None,
+    aws_secret_access_key: str | None,
+    region: str | None,
+    max_connections: int,
+) -> S3Backend:
+    parsed = urlparse(uri)
+    bucket = parsed.netloc
+    if not _BUCKET_RE.match(bucket):
+        raise InvalidURI(f"{uri}: {bucket!r} is not a valid S3 bucket name")
+    if addressing_style not in (None, "", "auto", "path", "virtual"):
+        raise InvalidURI(
+            f"addressing style must be auto, path or virtual, not {addressing_style!r}"
+        )
+    if parsed.query or parsed.fragment:
+        raise InvalidURI(f"{uri}: S3 URIs take no query or fragment")
+    check_root_path(parsed.path, uri)
+    if region and not _REGION_RE.fullmatch(region):
+        raise InvalidURI(f"region {region!r} is not a region name (lowercase letters, digits, -)")
+    return S3Backend(
+        bucket,
+        parsed.path.strip("/"),
+        endpoint_url=endpoint_url,
+        addressing_style=addressing_style,
+        aws_access_key_id=aws_access_key_id,
+        aws_secret_access_key=aws_secret_access_key,
+        region=region,
+        max_connections=max_connections,
+    )
 
 
 def open_store_from_env(uri: str | None = None) -> CheckpointStore:

@@ -115,13 +115,10 @@ class Storage:
         return Writer(self.store.begin(step=step, attempt=attempt))
 
     def committed(self) -> list[str]:
-        """Committed, cheaply valid, unquarantined checkpoints in lineage, newest first."""
-        names = [
-            c.name
-            for c in self.store.candidates(self.attempt, owner=self.owner)
-            if c.committed and c.valid and not c.quarantined and c.in_lineage
-        ]
-        return sorted(names, reverse=True)
+        """Committed, cheaply valid, unquarantined checkpoints in lineage, newest first
+        (the store's valid_in_lineage, the rule the operator selects by)."""
+        sel = self.store.valid_in_lineage(self.attempt, owner=self.owner, limit=None)
+        return [c.name for c in sel.valid]
 
     def resolve(self, pointer: str) -> str:
         """A checkpoint name from a name or a URI under this job's root."""

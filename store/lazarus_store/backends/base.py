@@ -1,4 +1,5 @@
-"""What a backend provides. Keys are '/'-separated and relative to the store's root."""
+"""What a backend provides: the `Backend` protocol, complete (the store calls nothing
+else on a backend). Keys are '/'-separated and relative to the store's root."""
 
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ class Backend(Protocol):
     def put_if_absent(self, key: str, data: bytes, crc: int) -> bool:
         """Create `key` only if it does not exist; False if someone else did first."""
 
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
-        """(content, token) for compare-and-swap with `put_if_token`, or None if absent."""
+    def get_versioned(self, key: str, max_bytes: int | None = None) -> tuple[bytes, str] | None:
+        """(content, token) for compare-and-swap with `put_if_token`, or None if absent.
+        With `max_bytes`, at most that many bytes are read (the caller refuses more)."""
 
     def put_if_token(self, key: str, data: bytes, token: str | None) -> bool:
         """Replace `key` only if it still has `token` (None: only if absent)."""
@@ -60,3 +62,7 @@ class Backend(Protocol):
 
     def delete_many(self, keys: list[str]) -> None:
         """Delete keys (missing ones are fine), in as few calls as the backend allows."""
+
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort unfinished part uploads under `prefix` that LIST does not show (a killed
+        writer's); returns how many. Backends whose leftovers are listed return 0."""

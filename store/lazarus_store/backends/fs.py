@@ -163,10 +163,11 @@ class FsBackend:
         _fsync_dir(final.parent)
         return True
 
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+    def get_versioned(self, key: str, max_bytes: int | None = None) -> tuple[bytes, str] | None:
         try:
-            data = self.get(key)
-        except ObjectMissing:
+            with self.path(key).open("rb") as f:
+                data = f.read() if max_bytes is None else f.read(max_bytes)
+        except (FileNotFoundError, NotADirectoryError):
             return None
         return data, f"{crc32c(data):08x}-{len(data)}"
 
@@ -185,6 +186,11 @@ class FsBackend:
     def start_parts(self, key: str) -> FsPartUpload:
         with _os_errors(f"writing {self.path(key)}"):
             return FsPartUpload(self, key)
+
+    def abort_uploads(self, prefix: str) -> int:
+        # A killed writer's parts are a temporary file next to the object: listed, and
+        # deleted with the prefix. Nothing is hidden from LIST here.
+        return 0
 
     def delete_many(self, keys: list[str]) -> None:
         dirs: set[Path] = set()

@@ -5,92 +5,29 @@
   rejects bytes that changed on the way. Multipart uploads send one per part and
   ask for the FULL_OBJECT checksum type on completion when the server has it.
 - Transient errors are retried with backoff by botocore's "standard" mode.
+
+Clients are shared (s3_client.py); botocore's errors become the store's in s3_errors.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
-import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
-from botocore.parsers import ResponseParserError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..checksum import to_b64
-from ..errors import AccessDenied, BucketMissing, InvalidURI, StoreError, StoreUnavailable
+from ..errors import BucketMissing, InvalidURI, StoreError
 from .base import ObjectInfo, ObjectMissing
-
-_DENIED = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "AllAccessDisabled",
-    "403",
-}
-_MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
-_PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_UNSUPPORTED = {"InvalidArgument", "NotImplemented", "InvalidRequest", "501"}
-
-
-def _code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code", ""))
-
-
-# One boto3 session per process: each new session re-parses botocore's service
-# models (~13 MB and ~150 ms of CPU), and clients are thread-safe, so every store
-# with the same endpoint, credentials and settings shares one client and its
-# connection pool. A changed Secret is a new key, so a new client.
-_CLIENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_CLIENTS_MAX = 256
-_CLIENTS_LOCK = threading.Lock()
-
-
-@functools.cache
-def _session() -> boto3.session.Session:
-    return boto3.session.Session()
-
-
-def _shared_client(key: tuple[Any, ...], config: Config) -> Any:
-    with _CLIENTS_LOCK:
-        if key in _CLIENTS:
-            _CLIENTS.move_to_end(key)
-            return _CLIENTS[key]
-        session = _session()  # created once, under the lock
-    endpoint, region, key_id, secret = key[:4]
-    if region is None and session.region_name is None:
-        region = "us-east-1"  # S3-compatible servers accept any; boto3 needs one
-    # Built outside the lock: resolving credentials may go to the network (IMDS).
-    client = session.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=config,
-    )
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.setdefault(key, client)  # a racing twin is dropped
-        while len(_CLIENTS) > _CLIENTS_MAX:
-            _CLIENTS.popitem(last=False)
-    return client
+from .s3_client import shared_client
+from .s3_errors import MISSING_KEY, PRECONDITION, UNSUPPORTED, code_of, translate
 
 
 class S3Backend:
+    """A bucket and a prefix in it, through one shared client (s3_client.py)."""
+
     supports_parallel_parts = True
 
     def __init__(
@@ -135,7 +72,7 @@ class S3Backend:
             max_attempts,
         )
         try:
-            self.client: Any = _shared_client(key, config)
+            self.client: Any = shared_client(key, config)
         except (BotoCoreError, ValueError) as e:  # e.g. a region boto3 refuses
             raise InvalidURI(f"{self.description}: {e}") from None
         self._full_object_checksums: bool | None = None  # learnt on first multipart
@@ -148,45 +85,11 @@ class S3Backend:
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Turn botocore's exceptions into StoreErrors that say where and what."""
-        try:
-            yield
-        except ClientError as e:
-            code = _code(e)
-            msg = e.response.get("Error", {}).get("Message", "") or code
-            if code in _MISSING_KEY:
-                raise ObjectMissing(what) from None
-            if code == "NoSuchBucket":
-                raise BucketMissing(
-                    f"bucket {self.bucket!r} does not exist at {self._endpoint()}"
-                ) from None
-            if code in _DENIED:
-                raise AccessDenied(
-                    f"{what} in {self.description}: access denied ({code}: {msg});"
-                    " check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile"
-                ) from None
-            raise StoreError(f"{what} in {self.description}: {code}: {msg}") from None
-        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as e:
-            raise StoreUnavailable(
-                f"cannot reach S3 endpoint {self._endpoint()} ({type(e).__name__})"
-            ) from None
-        except ReadTimeoutError:
-            raise StoreUnavailable(f"S3 endpoint {self._endpoint()} timed out ({what})") from None
-        except NoCredentialsError:
-            raise AccessDenied(
-                f"no AWS credentials found for {self.description}"
-                " (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
-            ) from None
-        except BotoCoreError as e:
-            raise StoreError(f"{what} in {self.description}: {e}") from None
-        except (ResponseParserError, KeyError, TypeError):
-            # Unparsable, or parsed into something without S3's fields (an HTML page).
-            raise StoreError(
-                f"{what} in {self.description}: {self._endpoint()} does not answer as an S3"
-                " server (unparsable response): check spec.checkpoint.endpoint"
-            ) from None
+        return translate(
+            what, bucket=self.bucket, where=self.description, endpoint=self._endpoint()
+        )
 
     def _endpoint(self) -> str:
         return self.endpoint_url or "AWS S3"
@@ -198,7 +101,7 @@ class S3Backend:
                 self.client.head_bucket(Bucket=self.bucket)
             except ClientError as e:
                 # HEAD has no body: map its bare status codes by hand.
-                if _code(e) in ("404", "NoSuchBucket"):
+                if code_of(e) in ("404", "NoSuchBucket"):
                     raise BucketMissing(
                         f"bucket {self.bucket!r} does not exist at {self._endpoint()}"
                     ) from None
@@ -252,16 +155,21 @@ class S3Backend:
                     IfNoneMatch="*",
                 )
             except ClientError as e:
-                if _code(e) in _PRECONDITION:
+                if code_of(e) in PRECONDITION:
                     return False
                 raise
         return True
 
-    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+    def get_versioned(self, key: str, max_bytes: int | None = None) -> tuple[bytes, str] | None:
         try:
             with self._errors(key):
                 resp = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
-                return cast(bytes, resp["Body"].read()), str(resp["ETag"])
+                body = resp["Body"]
+                try:
+                    data = body.read() if max_bytes is None else body.read(max_bytes)
+                finally:
+                    body.close()  # the rest of an oversized object is never fetched
+                return cast(bytes, data), str(resp["ETag"])
         except ObjectMissing:
             return None
 
@@ -271,7 +179,7 @@ class S3Backend:
             try:
                 self.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=data, **cond)
             except ClientError as e:
-                if _code(e) in _PRECONDITION or (token is not None and _code(e) in _MISSING_KEY):
+                if code_of(e) in PRECONDITION or (token is not None and code_of(e) in MISSING_KEY):
                     return False
                 raise
         return True
@@ -315,9 +223,6 @@ class S3Backend:
                         n += 1
         return n
 
-    def full_object_checksums(self) -> bool | None:
-        return self._full_object_checksums
-
 
 class S3PartUpload:
     """A multipart upload with a CRC32C per part and (where supported) a full-object one."""
@@ -341,7 +246,7 @@ class S3PartUpload:
                     )
                     b._full_object_checksums = True
                 except ClientError as e:
-                    if _code(e) not in _UNSUPPORTED:
+                    if code_of(e) not in UNSUPPORTED:
                         raise
                     b._full_object_checksums = False  # fall back to per-part checksums
             if resp is None:

@@ -1,0 +1,215 @@
+"""The write path: one checkpoint's data objects (whole, or in parts via upload.py),
+then the commit marker (manifest.json), written once, fenced.
+
+A writer is given the `Root` it writes to and reads the fence log through
+fencelog.py; it knows nothing else of the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from typing import Any
+
+from lazarus_contract import MANIFEST_NAME, REASONS, checkpoint_name
+
+from . import checksum, fencelog
+from .errors import CommitConflict, FencedOut, StoreError
+from .lineage import newest_attempt
+from .manifest import (
+    JobIdentity,
+    Manifest,
+    ObjectEntry,
+    check_object_path,
+    now_rfc3339,
+    parse_manifest,
+    python_version,
+)
+from .ownership import Owner, same_job
+from .root import Root
+from .upload import StreamWriter, upload_parts
+
+
+def _lazarus_version() -> str:
+    try:
+        return metadata.version("lazarus")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def begin(root: Root, *, step: int, attempt: int) -> CheckpointWriter:
+    """A writer of checkpoint (step, attempt); CommitConflict if it is already committed."""
+    name = checkpoint_name(step, attempt)
+    marker = f"{name}/{MANIFEST_NAME}"
+    if any(o.key == marker for o in root.backend.list_objects(f"{name}/")):
+        raise CommitConflict(f"{root.where(name)}: already committed")
+    return CheckpointWriter(root, step=step, attempt=attempt)
+
+
+class CheckpointWriter:
+    """One checkpoint being written: data objects first, then `commit()` writes the manifest."""
+
+    def __init__(self, root: Root, *, step: int, attempt: int) -> None:
+        self._root = root
+        self.step = step
+        self.attempt = attempt
+        self.name = checkpoint_name(step, attempt)
+        self._entries: dict[str, ObjectEntry] = {}
+        self._written: set[str] = set()
+        self._lock = threading.Lock()
+        self._state = "open"
+
+    def key(self, path: str) -> str:
+        why = check_object_path(path)
+        if why:
+            raise ValueError(f"{self._root.where(self.name)}: {why}")
+        if self._state != "open":
+            raise StoreError(f"{self._root.where(self.name)}: writer is {self._state}")
+        with self._lock:
+            self._written.add(path)
+        return f"{self.name}/{path}"
+
+    def _record(self, e: ObjectEntry) -> None:
+        with self._lock:
+            self._entries[e.path] = e
+
+    def entries(self) -> list[ObjectEntry]:
+        """What this writer has written (to gather from other ranks into the committer)."""
+        with self._lock:
+            return list(self._entries.values())
+
+    def add_entries(self, entries: Iterable[ObjectEntry]) -> None:
+        """Adopt objects written by other writers of this checkpoint (e.g. other ranks)."""
+        for e in entries:
+            why = check_object_path(e.path)
+            if why:
+                raise ValueError(why)
+            self._record(e)
+
+    def put_bytes(self, path: str, data: bytes | bytearray | memoryview) -> ObjectEntry:
+        """Write one object; multipart in parallel when larger than the threshold."""
+        key = self.key(path)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        if size <= self._root.multipart_threshold:
+            raw = bytes(view)
+            crc = checksum.crc32c(raw)
+            self._root.backend.put(key, raw, crc)
+        else:
+            crc = upload_parts(self._root, key, size, lambda off, n: bytes(view[off : off + n]))
+        e = ObjectEntry(path, size, checksum.to_b64(crc))
+        self._record(e)
+        return e
+
+    def put_file(self, path: str, local: str | os.PathLike[str]) -> ObjectEntry:
+        """Write one object from a local file, read part by part (bounded memory)."""
+        key = self.key(path)
+        fd = os.open(local, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size <= self._root.multipart_threshold:
+                raw = os.pread(fd, size, 0) if size else b""
+                crc = checksum.crc32c(raw)
+                self._root.backend.put(key, raw, crc)
+            else:
+                crc = upload_parts(self._root, key, size, lambda off, n: os.pread(fd, n, off))
+        finally:
+            os.close(fd)
+        e = ObjectEntry(path, size, checksum.to_b64(crc))
+        self._record(e)
+        return e
+
+    def open_write(self, path: str) -> StreamWriter:
+        """A file to write one object into, in parts as it grows (bounded memory)."""
+        self.key(path)
+
+        def done(size: int, crc: int) -> None:
+            self._record(ObjectEntry(path, size, checksum.to_b64(crc)))
+
+        return StreamWriter(self._root, functools.partial(self.key, path), done)
+
+    def commit(
+        self,
+        *,
+        reason: str = "periodic",
+        epoch: int | None = None,
+        metrics: Mapping[str, float] | None = None,
+        world_size: int | None = None,
+        parent: str | None = None,
+        job: JobIdentity | Mapping[str, str] | None = None,
+        samples_seen: int | None = None,
+        tokens_seen: int | None = None,
+        torch_version: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Write manifest.json if nobody has; CommitConflict / FencedOut otherwise."""
+        where = self._root.where(self.name)
+        if self._state != "open":
+            raise StoreError(f"{where}: writer is {self._state}")
+        if reason not in REASONS:
+            raise ValueError(f"reason must be one of {REASONS}, not {reason!r}")
+        if isinstance(job, Mapping):
+            job = JobIdentity(job.get("name", ""), job.get("namespace", ""), job.get("uid", ""))
+        self._check_fence(job)
+        m = Manifest(
+            name=self.name,
+            step=self.step,
+            attempt=self.attempt,
+            reason=reason,
+            objects=tuple(sorted(self.entries(), key=lambda e: e.path)),
+            created_at=now_rfc3339(),
+            job=job or JobIdentity(),
+            epoch=epoch,
+            samples_seen=samples_seen,
+            tokens_seen=tokens_seen,
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+            world_size=world_size,
+            parent=parent,
+            lazarus_version=_lazarus_version(),
+            torch_version=torch_version,
+            python_version=python_version(),
+            extra=dict(extra or {}),
+        )
+        raw = m.to_bytes()
+        parse_manifest(raw, where=where)  # never commit what readers would reject
+        marker = f"{self.name}/{MANIFEST_NAME}"
+        if not self._root.backend.put_if_absent(marker, raw, checksum.crc32c(raw)):
+            # Not ours to clean: the winner's objects have the same keys.
+            self._state = "lost"
+            raise CommitConflict(f"{where}: another writer committed this checkpoint first")
+        self._state = "committed"
+        return m
+
+    def _check_fence(self, job: JobIdentity | None) -> None:
+        """FencedOut (after aborting) if a newer attempt of this job's lineage started.
+        Only this lineage's: another job sharing the root by mistake has attempt
+        numbers of its own and must not stop this one."""
+        records = fencelog.read(self._root)
+        if job is not None and job.uid:
+            records = [r for r in records if same_job(Owner(job.namespace, job.name, ""), r.job)]
+        newest = newest_attempt(records)
+        if newest is not None and newest > self.attempt:
+            self.abort()
+            raise FencedOut(
+                f"{self._root.where(self.name)}: attempt {newest} has started;"
+                f" attempt {self.attempt} may not commit"
+            )
+
+    def abort(self) -> None:
+        """Best-effort delete of what this writer wrote; leftovers are GC'd later."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        with contextlib.suppress(StoreError):
+            self._root.backend.delete_many([f"{self.name}/{p}" for p in sorted(self._written)])
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.abort()
