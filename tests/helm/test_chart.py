@@ -128,6 +128,20 @@ def test_helm_lint_refuses_bad_values(tools: Path, tmp_path: Path) -> None:
         helm(tools, "lint", "--strict", str(CHART), "-f", str(f))
 
 
+def test_template_refuses_replicas_without_peering_even_without_the_schema(tools: Path) -> None:
+    """`--skip-schema-validation` skips values.schema.json, not the template's own check."""
+    with pytest.raises(AssertionError, match="standalone replicas would all act"):
+        helm(
+            tools,
+            "template",
+            "lz",
+            str(CHART),
+            "--skip-schema-validation",
+            "--set",
+            "replicaCount=2",
+        )
+
+
 def test_helm_unittest_suites(tools: Path) -> None:
     suites = sorted((CHART / "tests").glob("*_test.yaml"))
     assert len(suites) >= 5
