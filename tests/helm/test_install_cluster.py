@@ -40,7 +40,7 @@ pytestmark = pytest.mark.cluster
 T = 60  # generous: the machine is shared
 RELEASE_NS = "lazarus-system"
 # What the API server or kopf says when RBAC refuses a call.
-REFUSED = re.compile(r"[Ff]orbidden|Not enough permissions")
+REFUSED = re.compile(r"[Ff]orbidden|Not enough permissions|\(403\)")
 
 
 @pytest.fixture(scope="module")
