@@ -128,17 +128,16 @@ class Lazarus:
     def _boundary(self, eval_follows: bool) -> None:
         self.pipeline.collect(0.0)
         asked = self.requests is not None and self.requests.poll()
-        flags = self.dist.max_flags(
-            [
-                int(self.signal.received),
-                int(asked),
-                int(self.dist.is_main and self.policy.time_due(time.monotonic())),
-                int(self.pipeline.busy),
-                int(self.policy.retry_due(time.monotonic())),
-                int(self.run.termination is not None),
-            ]
-        )
-        agreed = Agreed(*(bool(f) for f in flags))
+        local = {
+            "stop": self.signal.received,
+            "requested": asked,
+            "time_due": self.dist.is_main and self.policy.time_due(time.monotonic()),
+            "busy": self.pipeline.busy,
+            "retry_due": self.policy.retry_due(time.monotonic()),
+            "fenced": self.run.termination is not None,
+        }
+        flags = self.dist.max_flags([int(v) for v in local.values()])
+        agreed = Agreed(**{k: bool(v) for k, v in zip(local, flags, strict=True)})
         decision = self.policy.at_boundary(self.step_count, agreed, eval_follows=eval_follows)
         if decision.act is Act.STOP:
             self.stopper.stop(fenced=decision.fenced)
