@@ -135,9 +135,7 @@ def main() -> None:
         }
 
     def wait_async() -> None:
-        done = lz_async.saver.collect(None)
-        if done is not None:
-            lz_async._on_outcome(done)
+        lz_async.pipeline.collect(None)  # and apply its outcome
 
     nothing: Callable[[], None] = lambda: None  # noqa: E731
     rows = [

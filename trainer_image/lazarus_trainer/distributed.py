@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -33,6 +34,12 @@ class Collectives:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def is_local_leader(self) -> bool:
+        """Rank 0, or local rank 0 of another node: each pod's launcher reads its files
+        (the termination message and the progress signal)."""
+        return self.is_main or os.environ.get("LOCAL_RANK") == "0"
+
     def max_flags(self, flags: list[int]) -> list[int]:
         """Element-wise max over ranks: one tiny all_reduce per step boundary."""
         if not self.active:
@@ -40,6 +47,10 @@ class Collectives:
         t = torch.tensor(flags, dtype=torch.int64, device=self._device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return [int(v) for v in t.tolist()]
+
+    def main_decides(self, flag: bool) -> bool:
+        """Rank 0's `flag` on every rank, so ranks whose inputs differ slightly never disagree."""
+        return bool(self.max_flags([int(flag and self.is_main)])[0])
 
     def all_ok(self, ok: bool) -> bool:
         return self.max_flags([0 if ok else 1])[0] == 0

@@ -20,6 +20,7 @@ from lazarus_contract import (
     ENV_TERMINATION_LOG,
     OUTCOME_RUNNING,
     TERMINATION_MESSAGE_VERSION,
+    format_time,
 )
 
 from .termination import termination_log_path
@@ -47,7 +48,7 @@ class ProgressReport:
             "v": TERMINATION_MESSAGE_VERSION,
             "outcome": OUTCOME_RUNNING,
             "step": step,
-            "at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": format_time(datetime.now(UTC)),
             "lastCheckpoint": (
                 {"name": last_checkpoint[0], "step": last_checkpoint[1]}
                 if last_checkpoint

@@ -1,24 +1,61 @@
-"""Background saves: at most one in flight, retried on failure, committed only when complete."""
+"""Save results (`SaveStatus`, `CommitResult`, `SaveOutcome`) and `BackgroundSaver`, which
+runs at most one save job on a thread and hands its outcome back at a step boundary."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 log = logging.getLogger(__name__)
 
 
+class SaveStatus(Enum):
+    COMMITTED = "committed"
+    FAILED = "failed"  # nothing committed; the save is retried at a later boundary
+    FENCED = "fenced"  # a newer attempt owns the root: this one stops without saving
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """Rank 0's verdict on a save, broadcast to every rank."""
+
+    status: SaveStatus
+    detail: str  # the committed checkpoint's name, else what went wrong
+
+    @classmethod
+    def failed(cls, error: str) -> CommitResult:
+        return cls(SaveStatus.FAILED, error)
+
+
 @dataclass
 class SaveOutcome:
-    name: str | None  # committed checkpoint, or None
+    """One save, as the step boundary learns it."""
+
+    status: SaveStatus
     step: int
     reason: str
     seconds: float
-    error: str | None = None
-    fenced: bool = False
+    detail: str = ""  # as in CommitResult
+
+    @classmethod
+    def of(cls, result: CommitResult, step: int, reason: str, seconds: float) -> SaveOutcome:
+        return cls(result.status, step, reason, seconds, result.detail)
+
+    @property
+    def name(self) -> str | None:
+        """The committed checkpoint, or None."""
+        return self.detail if self.status is SaveStatus.COMMITTED else None
+
+    @property
+    def error(self) -> str | None:
+        return None if self.status is SaveStatus.COMMITTED else self.detail
+
+    @property
+    def fenced(self) -> bool:
+        return self.status is SaveStatus.FENCED
 
 
 class BackgroundSaver:
@@ -43,7 +80,7 @@ class BackgroundSaver:
                 self._result = job()
             except BaseException as exc:  # the job reports its own errors; this is a bug guard
                 log.exception("background save crashed")
-                self._result = SaveOutcome(None, -1, "?", 0.0, error=repr(exc))
+                self._result = SaveOutcome(SaveStatus.FAILED, -1, "?", 0.0, repr(exc))
 
         self._thread = threading.Thread(target=run, name="lazarus-save", daemon=True)
         self._thread.start()
@@ -58,32 +95,3 @@ class BackgroundSaver:
         self._thread = None
         result, self._result = self._result, None
         return result
-
-
-def with_retries(
-    fn: Callable[[], None],
-    *,
-    tries: int,
-    backoff: float,
-    what: str,
-    cancel: threading.Event | None = None,
-    deadline: float | None = None,
-) -> None:
-    """Call `fn` until it succeeds; log each failure; re-raise the last one."""
-    delay = backoff
-    for i in range(1, tries + 1):
-        try:
-            fn()
-            return
-        except Exception as exc:
-            last = i == tries or (cancel is not None and cancel.is_set())
-            if deadline is not None and time.monotonic() + delay > deadline:
-                last = True
-            log.error("%s failed (try %d/%d): %s", what, i, tries, exc)
-            if last:
-                raise
-            if cancel is not None:
-                cancel.wait(delay)
-            else:
-                time.sleep(delay)
-            delay *= 2

@@ -49,8 +49,6 @@ from .termination import PermanentError
 
 DCP_PREFIX = "dcp/"
 METADATA_FILE = ".metadata"
-FORMAT_DCP = "dcp"  # manifest extra.lazarusTrainer.modelOptimizer
-FORMAT_REPLICATED = "replicated"  # rank 0 wrote model and optimizer in trainer/common.pt
 
 # What DCP's `.metadata` pickle may name: its metadata dataclasses, torch.Size, dtypes and
 # layouts, and the path it was saved at. Looked up here, never imported by name.
@@ -88,14 +86,22 @@ def _model_for(reg: Registry, opt_name: str, opt: Any) -> torch.nn.Module:
     raise PermanentError(f"optimizer {opt_name!r} updates none of the registered models")
 
 
+def _optimizers(reg: Registry) -> Iterator[tuple[str, torch.nn.Module, torch.optim.Optimizer]]:
+    """Each registered optimizer with its model: DCP's state-dict API takes torch optimizers."""
+    for name, opt in reg.optimizers.items():
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise PermanentError(
+                f"optimizer {name!r} is a {type(opt).__name__}, not a torch.optim.Optimizer: "
+                "sharded saves (torch.distributed.checkpoint) need one"
+            )
+        yield name, _model_for(reg, name, opt), opt
+
+
 def capture(reg: Registry) -> dict[str, Any]:
     """This rank's model and optimizer state dicts (references; DTensor shards under FSDP2)."""
     state = {
         "models": {k: get_model_state_dict(m) for k, m in reg.models.items()},
-        "optimizers": {
-            k: get_optimizer_state_dict(_model_for(reg, k, o), o)  # type: ignore[arg-type]
-            for k, o in reg.optimizers.items()
-        },
+        "optimizers": {k: get_optimizer_state_dict(m, o) for k, m, o in _optimizers(reg)},
     }
     require_plain(state, "sharded state")
     return state
@@ -104,8 +110,8 @@ def capture(reg: Registry) -> dict[str, Any]:
 def apply(reg: Registry, state: dict[str, Any]) -> None:
     for k, m in reg.models.items():
         set_model_state_dict(m, state["models"][k])
-    for k, o in reg.optimizers.items():
-        set_optimizer_state_dict(_model_for(reg, k, o), o, state["optimizers"][k])  # type: ignore[arg-type]
+    for k, m, o in _optimizers(reg):
+        set_optimizer_state_dict(m, o, state["optimizers"][k])
 
 
 def names(reg: Registry) -> dict[str, list[str]]:

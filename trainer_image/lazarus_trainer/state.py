@@ -11,7 +11,7 @@ import torch
 
 from .rng import capture_rng, restore_rng
 from .safe_load import load_plain, require_plain
-from .storage import InvalidCheckpoint, Manifest
+from .storage import InvalidCheckpoint
 from .termination import PermanentError
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,6 @@ def serialize(obj: Any) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
-
-
-def trainer_format(manifest: Manifest) -> Any:
-    """The trainer format a checkpoint's manifest records (`extra.lazarusTrainer.format`)."""
-    return (manifest.extra.get("lazarusTrainer") or {}).get("format")
 
 
 def deserialize(data: bytes, what: str, fmt: Any = FORMAT_VERSION) -> dict[str, Any]:

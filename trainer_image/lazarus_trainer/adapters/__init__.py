@@ -1,0 +1,1 @@
+"""Adapters: Lazarus for Accelerate scripts and for Hugging Face `Trainer` scripts."""

@@ -16,15 +16,23 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import TrainerCallback
 
 from ..api import Lazarus
 from ..config import LazarusConfig
 from ..rng import numpy_state
-from ..state import COMMON_OBJECT, deserialize, rank_object, trainer_format
+from ..state import COMMON_OBJECT, deserialize, rank_object
+from ..storage import CheckpointNotFound, InvalidCheckpoint
+
+if TYPE_CHECKING:
+    # transformers is untyped here (follow_imports=skip): the callback protocol this
+    # adapter implements is its own methods.
+    class TrainerCallback:
+        pass
+else:
+    from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ class _TrainerStateHolder:
         pass  # HF reloads trainer_state.json itself from the materialized directory
 
 
-class LazarusCallback(TrainerCallback):  # type: ignore[misc]
+class LazarusCallback(TrainerCallback):
     def __init__(self, trainer: Any, config: LazarusConfig | None = None) -> None:
         self.trainer = trainer
         self.lz = Lazarus(config)
@@ -67,23 +75,13 @@ class LazarusCallback(TrainerCallback):  # type: ignore[misc]
     def resume_checkpoint(self) -> str | None:
         """A local HF checkpoint directory built from the Lazarus checkpoint to resume, or None."""
         lz = self.lz
-        ptr = lz.config.resume_from
-        if not ptr:
-            return None
-        valid = lz.storage.committed()
-        if ptr == "auto":
-            candidates = valid
-        else:
-            name = lz.storage.resolve(ptr)
-            lz._check_manifest(name, explicit=True)
-            candidates = [name] + [n for n in valid if n < name]
-        for name in candidates:
+        for name in lz.resumer.candidates():
             try:
-                fmt = trainer_format(lz._check_manifest(name, explicit=False))
+                fmt = lz.resumer.check_manifest(name, explicit=False).extra.format
                 mine = rank_object(lz.dist.rank)
                 common = deserialize(lz.storage.read_bytes(name, COMMON_OBJECT), COMMON_OBJECT, fmt)
                 rank = deserialize(lz.storage.read_bytes(name, mine), mine, fmt)
-            except lz_errors() as exc:
+            except (InvalidCheckpoint, CheckpointNotFound) as exc:
                 log.error("checkpoint %s failed validation (%s); trying an older one", name, exc)
                 if lz.dist.is_main:
                     lz.storage.quarantine(name, f"trainer validation: {exc}")
@@ -151,9 +149,3 @@ class LazarusCallback(TrainerCallback):  # type: ignore[misc]
             raise SystemExit(self.lz.close())
         self._holder.state = state
         self.exit_code = self.lz.close()
-
-
-def lz_errors() -> tuple[type[Exception], ...]:
-    from ..storage import CheckpointNotFound, InvalidCheckpoint
-
-    return (InvalidCheckpoint, CheckpointNotFound)

@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -91,7 +93,54 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+@dataclass
+class Run:
+    """What one training run is made of, built in an order that keeps every RNG draw fixed."""
+
+    accelerator: Any
+    model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    sampler: ResumableSampler
+    train_set: CharDataset
+    eval_set: CharDataset
+    lz: Lazarus
+
+
 def train(args: argparse.Namespace) -> int:
+    run = build(args)
+    lz, rank = run.lz, run.accelerator.process_index
+    lz.resume()
+    if args.dump_state and rank == 0:
+        dump_state(lz, Path(f"{args.dump_state}-resumed.pt"))
+    loss_log = args.loss_log.open("a") if args.loss_log and rank == 0 else None
+    while lz.step_count < args.steps and not lz.should_stop:
+        run.sampler.set_epoch(lz.epoch)
+        # Its own generator: a DataLoader iterator otherwise draws a seed from the global RNG
+        # when created, and a resumed run creates one at a different point.
+        loader = DataLoader(
+            run.train_set,
+            batch_size=args.batch_size,
+            sampler=run.sampler,
+            drop_last=True,
+            generator=torch.Generator(),
+        )
+        # An empty epoch is used up: the next one starts at offset 0.
+        if len(loader) == 0 or not train_epoch(args, run, loader, loss_log):
+            lz.set_epoch(lz.epoch + 1)
+            run.sampler.set_epoch(lz.epoch)
+    if loss_log is not None:
+        loss_log.close()
+    code = lz.close()
+    if args.dump_state and rank == 0:
+        dump_state(lz, Path(f"{args.dump_state}-end.pt"))
+    if code == 0 and args.final_params and rank == 0:
+        torch.save(run.accelerator.unwrap_model(run.model).state_dict(), args.final_params)
+    run.accelerator.end_training()
+    return code
+
+
+def build(args: argparse.Namespace) -> Run:
     from accelerate import Accelerator
 
     from ..adapters.accelerate import from_accelerator
@@ -137,71 +186,52 @@ def train(args: argparse.Namespace) -> int:
         config=config,
     )
     seed_all(args.seed + 1000 * (rank + 1))  # per-rank dropout streams
-    lz.resume()
-    if args.dump_state and rank == 0:
-        dump_state(lz, Path(f"{args.dump_state}-resumed.pt"))
+    return Run(accelerator, model, optimizer, scheduler, sampler, train_set, eval_set, lz)
 
-    loss_log = args.loss_log.open("a") if args.loss_log and rank == 0 else None
-    global_batch = args.batch_size * world
-    while lz.step_count < args.steps and not lz.should_stop:
-        sampler.set_epoch(lz.epoch)
-        # Its own generator: a DataLoader iterator otherwise draws a seed from the global RNG
-        # when created, and a resumed run creates one at a different point.
-        loader = DataLoader(
-            train_set,
-            batch_size=args.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            generator=torch.Generator(),
-        )
-        if len(loader) == 0:  # this epoch is used up: the next one starts at offset 0
-            lz.set_epoch(lz.epoch + 1)
-            sampler.set_epoch(lz.epoch)
-            continue
-        for x, y in loader:
-            model.train()
-            logits = model(x.to(accelerator.device))
-            loss = torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1), y.to(accelerator.device).flatten()
-            )
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            step = lz.step_count + 1
-            if loss_log is not None:
-                loss_log.write(json.dumps({"step": step, "loss": float(loss.item()).hex()}) + "\n")
-                loss_log.flush()
-            if step == args.sigterm_at_step and rank == args.sigterm_rank:
-                os.kill(os.getpid(), signal.SIGTERM)
-            eval_now = bool(args.eval_every) and step % args.eval_every == 0
-            lz.step(
-                samples=global_batch,
-                tokens=global_batch * args.seq_len,
-                metrics={"loss": loss.item()},
-                eval_follows=eval_now,
-            )
-            if eval_now and not lz.should_stop:
-                eval_loss = evaluate(model, eval_set, accelerator.device)
-                if loss_log is not None:
-                    loss_log.write(json.dumps({"step": step, "eval_loss": eval_loss}) + "\n")
-                lz.report_eval({"eval_loss": eval_loss})
-            if args.step_sleep:
-                time.sleep(args.step_sleep)
-            if lz.should_stop or lz.step_count >= args.steps:
-                break
-        else:
-            lz.set_epoch(lz.epoch + 1)
-            sampler.set_epoch(lz.epoch)
+
+def train_epoch(args: argparse.Namespace, run: Run, loader: DataLoader[Any], loss_log: Any) -> bool:
+    """The rest of this epoch; True if it ended early (a stop, or the last step)."""
+    lz = run.lz
+    for x, y in loader:
+        train_step(args, run, x, y, loss_log)
+        if lz.should_stop or lz.step_count >= args.steps:
+            return True
+    return False
+
+
+def train_step(
+    args: argparse.Namespace, run: Run, x: torch.Tensor, y: torch.Tensor, loss_log: Any
+) -> None:
+    lz, device = run.lz, run.accelerator.device
+    rank, world = run.accelerator.process_index, run.accelerator.num_processes
+    run.model.train()
+    logits = run.model(x.to(device))
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.to(device).flatten())
+    run.optimizer.zero_grad(set_to_none=True)
+    run.accelerator.backward(loss)
+    run.optimizer.step()
+    run.scheduler.step()
+    step = lz.step_count + 1
     if loss_log is not None:
-        loss_log.close()
-    code = lz.close()
-    if args.dump_state and rank == 0:
-        dump_state(lz, Path(f"{args.dump_state}-end.pt"))
-    if code == 0 and args.final_params and rank == 0:
-        torch.save(accelerator.unwrap_model(model).state_dict(), args.final_params)
-    accelerator.end_training()
-    return code
+        loss_log.write(json.dumps({"step": step, "loss": float(loss.item()).hex()}) + "\n")
+        loss_log.flush()
+    if step == args.sigterm_at_step and rank == args.sigterm_rank:
+        os.kill(os.getpid(), signal.SIGTERM)
+    eval_now = bool(args.eval_every) and step % args.eval_every == 0
+    global_batch = args.batch_size * world
+    lz.step(
+        samples=global_batch,
+        tokens=global_batch * args.seq_len,
+        metrics={"loss": loss.item()},
+        eval_follows=eval_now,
+    )
+    if eval_now and not lz.should_stop:
+        eval_loss = evaluate(run.model, run.eval_set, device)
+        if loss_log is not None:
+            loss_log.write(json.dumps({"step": step, "eval_loss": eval_loss}) + "\n")
+        lz.report_eval({"eval_loss": eval_loss})
+    if args.step_sleep:
+        time.sleep(args.step_sleep)
 
 
 def dump_state(lz: Lazarus, path: Path) -> None:

@@ -1,0 +1,122 @@
+"""Typed checkpoint metadata: what a save records (`SaveMeta`) and the trainer's part of
+a manifest (`TrainerExtra`, `extra.lazarusTrainer`), parsed once where it is read.
+
+`TrainerExtra.parse` is the one place that reads `extra.lazarusTrainer` back: past it the
+trainer format and the model/optimizer layout are known values, not dict lookups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .storage import Manifest
+from .termination import PermanentError
+
+ModelOptimizerFormat = Literal["dcp", "replicated"]
+FORMAT_DCP: ModelOptimizerFormat = "dcp"  # torch.distributed.checkpoint shards (sharded.py)
+FORMAT_REPLICATED: ModelOptimizerFormat = "replicated"  # rank 0's trainer/common.pt holds them
+
+EXTRA_KEY = "lazarusTrainer"
+
+
+@dataclass(frozen=True)
+class SaveMeta:
+    """One save's facts, fixed when the state is captured at the step boundary."""
+
+    step: int
+    epoch: int
+    samples_seen: int
+    tokens_seen: int
+    metrics: dict[str, float]
+    reason: str
+    model_optimizer: ModelOptimizerFormat
+    captured_at: float  # time.monotonic() when the capture began
+    stall_seconds: float  # how long training waited for the capture
+
+
+@dataclass(frozen=True)
+class SaveTimings:
+    """Save and resume timings (contract section 4): the operator exports them as metrics.
+
+    Measured up to the commit, which the manifest itself ends."""
+
+    stall_seconds: float
+    save_seconds: float
+    durable_seconds: float
+    bytes: int
+    attempt: int
+    resume_seconds: float | None = None  # the load of this attempt's resume, if it resumed
+
+    @classmethod
+    def measure(
+        cls,
+        meta: SaveMeta,
+        *,
+        write_start: float,
+        now: float,
+        nbytes: int,
+        attempt: int,
+        resume_seconds: float | None,
+    ) -> SaveTimings:
+        return cls(
+            stall_seconds=meta.stall_seconds,
+            save_seconds=meta.stall_seconds + now - write_start,
+            durable_seconds=now - meta.captured_at,
+            bytes=nbytes,
+            attempt=attempt,
+            resume_seconds=resume_seconds,
+        )
+
+    def to_json(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {
+            "stallSeconds": self.stall_seconds,
+            "saveSeconds": self.save_seconds,
+            "durableSeconds": self.durable_seconds,
+            "bytes": self.bytes,
+            "attempt": self.attempt,
+        }
+        if self.resume_seconds is not None:
+            out["resumeSeconds"] = self.resume_seconds
+        return out
+
+
+@dataclass(frozen=True)
+class TrainerExtra:
+    """`extra.lazarusTrainer` of a manifest."""
+
+    format: int  # the trainer objects' format (state.FORMAT_VERSION when written)
+    world_size: int | None
+    model_optimizer: ModelOptimizerFormat
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    def to_extra(self) -> dict[str, Any]:
+        return {
+            EXTRA_KEY: {
+                "format": self.format,
+                "worldSize": self.world_size,
+                "modelOptimizer": self.model_optimizer,
+                "timings": self.timings,
+            }
+        }
+
+    @classmethod
+    def parse(cls, manifest: Manifest, name: str, read_formats: tuple[int, ...]) -> TrainerExtra:
+        """The trainer's part of `name`'s manifest; an unknown format is permanent (exit 78)."""
+        raw = manifest.extra.get(EXTRA_KEY) or {}
+        if not isinstance(raw, dict):
+            raw = {}
+        fmt = raw.get("format")
+        if fmt not in read_formats or not isinstance(fmt, int):
+            raise PermanentError(f"checkpoint {name} has unknown trainer format {fmt!r}")
+        layout = raw.get("modelOptimizer", FORMAT_REPLICATED)
+        if layout not in (FORMAT_DCP, FORMAT_REPLICATED):
+            raise PermanentError(f"checkpoint {name} has unknown model/optimizer format {layout!r}")
+        world = raw.get("worldSize")
+        timings = raw.get("timings")
+        return cls(
+            format=fmt,
+            world_size=world if isinstance(world, int) else manifest.world_size,
+            model_optimizer=FORMAT_DCP if layout == FORMAT_DCP else FORMAT_REPLICATED,
+            timings=timings if isinstance(timings, dict) else {},
+        )

@@ -1,0 +1,239 @@
+"""Resume: choose the checkpoint (the pointer's, else the newest valid one in the lineage),
+check that it belongs to this job and can be read, load it on every rank, and fall back to
+an older one (quarantining the bad one) unless every rank loaded its part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lazarus_contract import RESUME_AUTO
+
+from . import sharded
+from . import storage as st
+from .meta import FORMAT_DCP, TrainerExtra
+from .rng import seed_all
+from .run_state import Context
+from .snapshot import snapshot
+from .state import (
+    COMMON_OBJECT,
+    READ_FORMATS,
+    deserialize,
+    rank_object,
+    restore_common,
+    restore_rank,
+)
+from .termination import PermanentError
+
+log = logging.getLogger("lazarus")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A checkpoint whose manifest passed the trainer's checks."""
+
+    name: str
+    manifest: st.Manifest
+    extra: TrainerExtra
+
+
+@dataclass
+class _Read:
+    """What this rank read of one candidate: its objects, or the error that rules it out."""
+
+    checked: Checked | None = None
+    common: dict[str, Any] | None = None
+    rank_state: dict[str, Any] | None = None  # None: the world size changed
+    reader: sharded.StoreReader | None = None  # DCP shards, fetched as the load plan needs
+    error: str | None = None
+
+
+class Resumer:
+    def __init__(self, ctx: Context) -> None:
+        self.config = ctx.config
+        self.dist = ctx.dist
+        self.storage = ctx.storage
+        self.registry = ctx.registry
+        self.run = ctx.run
+
+    def resume(self) -> str | None:
+        """Restore everything from the configured pointer; returns the checkpoint used."""
+        t0 = time.monotonic()
+        name = self._resume()
+        self.run.resume_seconds = time.monotonic() - t0 if name else None
+        if self.dist.is_main:
+            self.storage.record_start(name, self.run.progress.step if name else -1)
+        return name
+
+    def candidates(self) -> list[str]:
+        """The checkpoints to try in order: the pointer's, then older valid ones."""
+        ptr = self.config.resume_from
+        if not ptr:
+            log.info("no resume pointer: starting fresh")
+            return []
+        valid = self.storage.committed()
+        if ptr == RESUME_AUTO:
+            if not valid:
+                log.info("resume=auto: no valid checkpoint yet, starting fresh")
+            return valid
+        name = self.storage.resolve(ptr)
+        self.check_manifest(name, explicit=True)
+        return [name] + [n for n in valid if n < name]
+
+    def _resume(self) -> str | None:
+        candidates = self.candidates()
+        if not candidates:
+            return None
+        for name in candidates:
+            if self._try_load(name):
+                return name
+        raise PermanentError(
+            f"no loadable checkpoint among {candidates[:5]}: all failed validation"
+        )
+
+    def check_manifest(self, name: str, explicit: bool) -> Checked:
+        """`name`'s manifest, if it is this job's and in a format this trainer reads.
+
+        An unreadable manifest is permanent for the pointer's checkpoint (`explicit`), else
+        the InvalidCheckpoint is raised for the caller to fall back."""
+        try:
+            manifest = self.storage.read_manifest(name)
+        except st.CheckpointNotFound as exc:
+            raise PermanentError(f"resume pointer {name!r}: no such checkpoint ({exc})") from None
+        except st.InvalidCheckpoint as exc:
+            if explicit:
+                raise PermanentError(f"resume pointer {name!r} is unusable: {exc}") from None
+            raise
+        cfg, job = self.config, manifest.job
+        if cfg.job_uid and job.uid and job.uid != cfg.job_uid:
+            # Same namespace/name, new UID: the job was deleted and re-applied on
+            # the same root (contract section 6) and continues its lineage.
+            if (job.namespace, job.name) != (cfg.job_namespace, cfg.job_name):
+                raise PermanentError(
+                    f"checkpoint {name} belongs to job {job.namespace}/{job.name} "
+                    f"(uid {job.uid}), not this job {cfg.job_namespace}/{cfg.job_name} "
+                    f"(uid {cfg.job_uid})"
+                )
+            log.info(
+                "checkpoint %s was written by an earlier %s/%s (uid %s): the job was "
+                "re-created; continuing its lineage",
+                name,
+                job.namespace,
+                job.name,
+                job.uid,
+            )
+        return Checked(name, manifest, TrainerExtra.parse(manifest, name, READ_FORMATS))
+
+    def _try_load(self, name: str) -> bool:
+        read = self._read(name)
+        loaded: dict[str, Any] | None = None
+        try:
+            if not self._agree(name, read.error):
+                return False
+            if read.reader is not None:
+                loaded, error = self._load_sharded(read.reader)
+                if not self._agree(name, error):
+                    return False
+        finally:
+            if read.reader is not None:
+                read.reader.cleanup()
+        assert read.checked is not None and read.common is not None  # every rank read it
+        self._apply(read.checked, read.common, read.rank_state, loaded)
+        return True
+
+    def _read(self, name: str) -> _Read:
+        """Fetch and check what this rank needs; a bad checkpoint is an error, not a raise."""
+        read = _Read()
+        try:
+            checked = read.checked = self.check_manifest(name, explicit=False)
+            fmt, mine = checked.extra.format, rank_object(self.dist.rank)
+            common = deserialize(self.storage.read_bytes(name, COMMON_OBJECT), COMMON_OBJECT, fmt)
+            read.common = common
+            if checked.manifest.world_size == self.dist.world_size:
+                read.rank_state = deserialize(self.storage.read_bytes(name, mine), mine, fmt)
+            if checked.extra.model_optimizer == FORMAT_DCP:
+                reader = read.reader = sharded.StoreReader(
+                    lambda path, local: self.storage.download(name, path, local)
+                )
+                meta = reader.read_metadata()
+                names = common.get("sharded")
+                if not isinstance(names, dict):
+                    raise st.InvalidCheckpoint(f"{COMMON_OBJECT}: no sharded-state names")
+                sharded.check_compatible(self.registry, names, meta)
+        except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
+            read.error = str(exc)
+        except BaseException:
+            if read.reader is not None:
+                read.reader.cleanup()  # a permanent error ends the run: leave no temp files
+            raise
+        return read
+
+    def _load_sharded(self, reader: sharded.StoreReader) -> tuple[dict[str, Any], str | None]:
+        """Model and optimizer state loaded into copies, so a shard failing verification
+        leaves the model as it was; with the error that rules the checkpoint out, if any."""
+        loaded: dict[str, Any] = snapshot(sharded.capture(self.registry))
+        try:
+            sharded.load(loaded, reader, self.dist.ckpt_group)
+        except Exception as exc:
+            bad = [
+                e
+                for e in sharded.failures(exc)
+                if isinstance(e, st.InvalidCheckpoint | st.CheckpointNotFound)
+            ]
+            if not bad:
+                raise
+            return loaded, str(bad[0])
+        return loaded, None
+
+    def _apply(
+        self,
+        checked: Checked,
+        common: dict[str, Any],
+        rank_state: dict[str, Any] | None,
+        loaded: dict[str, Any] | None,
+    ) -> None:
+        """Set what every rank read into the registered objects and the run."""
+        if loaded is not None:
+            sharded.apply(self.registry, loaded)
+        run, dist = self.run, self.dist
+        run.progress, run.user_state = restore_common(
+            self.registry, common, model_optim=loaded is None
+        )
+        if rank_state is not None:
+            restore_rank(rank_state)
+        else:
+            seed = 1_000_003 * run.progress.step + dist.rank
+            log.warning(
+                "world size changed %s -> %d: per-rank RNG state cannot be resharded; "
+                "rank %d RNGs reseeded with %d (model and optimizer %s)",
+                checked.manifest.world_size,
+                dist.world_size,
+                dist.rank,
+                seed,
+                "resharded by torch.distributed.checkpoint"
+                if loaded is not None
+                else "restored exactly",
+            )
+            seed_all(seed)
+        run.last_committed = (checked.name, checked.manifest.step)
+        run.resumed_from = checked.name
+        log.info("resumed from %s at step %d", checked.name, run.progress.step)
+
+    def _agree(self, name: str, error: str | None) -> bool:
+        """All ranks accept the checkpoint, or it is quarantined and an older one is tried."""
+        if self.dist.all_ok(error is None):
+            return True
+        log.error(
+            "checkpoint %s failed validation (%s); falling back to an older one",
+            name,
+            error or "on another rank",
+        )
+        if self.dist.is_main:
+            try:
+                self.storage.quarantine(name, f"trainer validation: {error or 'another rank'}")
+            except Exception as exc:
+                log.error("could not quarantine %s: %s", name, exc)
+        return False
