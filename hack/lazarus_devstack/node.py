@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -257,6 +258,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "podLogsDir": str(run / "pod-logs"),
                 "resolvConf": str(run / "resolv.conf"),
                 "clusterDomain": "cluster.local",
+                "clusterDNS": [node.ip],  # CoreDNS, on the node IP
                 "serializeImagePulls": False,
                 "registerNode": True,
                 "maxPods": 50,
@@ -291,6 +293,34 @@ def containerd_argv(node: NodeInfo) -> tuple[list[str], dict[str, str]]:
         f"--config={Path(node.run_dir) / 'containerd.toml'}",
         "--log-level=warn",
     ], env
+
+
+def coredns_argv(node: NodeInfo, kubeconfig: Path) -> list[str]:
+    """CoreDNS on the node IP (port 53 there is this node's own): cluster.local from
+    the API server, everything else forwarded to the host's resolvers."""
+    run = Path(node.run_dir)
+    (run / "Corefile").write_text(
+        f"""cluster.local:53 {{
+    bind {node.ip}
+    errors
+    kubernetes cluster.local {{
+        kubeconfig {kubeconfig}
+    }}
+}}
+.:53 {{
+    bind {node.ip}
+    errors
+    forward . /etc/resolv.conf
+}}
+"""
+    )
+    return [str(Path(node.cache) / "coredns"), "-conf", str(run / "Corefile")]
+
+
+def dns_ready(node: NodeInfo) -> bool:
+    """CoreDNS answers on TCP (it serves both)."""
+    with socket.create_connection((node.ip, 53), timeout=1):
+        return True
 
 
 def kubelet_argv(node: NodeInfo, bin_dir: Path, kubeconfig: Path) -> list[str]:
@@ -426,15 +456,16 @@ def with_local_code(pod_spec: dict[str, Any]) -> dict[str, Any]:
 
     A local-stack convenience (torch makes a real trainer image several GB): the
     container runs the base image, with the project's venv, the interpreter the
-    venv was made from (its `python` links there) and this checkout mounted
-    read-only at their host paths, `PYTHONPATH` on the checkout's packages, and
+    venv was made from (its `python` links there) and this checkout's code folders
+    mounted read-only at their host paths, `PYTHONPATH` on the checkout's packages, and
     the venv's bin first on PATH, so `lazarus-train` resolves as in the image.
     """
     spec = copy.deepcopy(pod_spec)
+    # The code folders only, not the checkout: its .run/ holds the demo node's own mounts.
     paths = {
         "venv": Path(sys.prefix),
         "python": Path(sys.base_prefix).resolve(),
-        "checkout": REPO,
+        **{d.replace("_", "-"): REPO / d for d in CODE_DIRS},
     }
     spec["volumes"] = [
         *(spec.get("volumes") or []),

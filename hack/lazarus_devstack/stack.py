@@ -439,6 +439,12 @@ class Stack:
         realnode.import_images(real)
         self._launch(
             state,
+            "coredns",
+            realnode.coredns_argv(real, self.run_dir / "kubeconfig"),
+            lambda: realnode.dns_ready(real),
+        )
+        self._launch(
+            state,
             "kubelet",
             realnode.kubelet_argv(real, bin_dir, self.run_dir / "node.kubeconfig"),
             lambda: _node_ready(state, real.name),

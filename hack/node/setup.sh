@@ -5,6 +5,7 @@
 #   - the pause image: a static C program (pause.c) packed as an image
 #   - the base image: `debootstrap --variant=minbase bookworm` + python3, packed
 #     as a docker-archive tar (pack_image.py) for `ctr images import`
+#   - CoreDNS for pod DNS, trimmed to the kubernetes and forward plugins (hack/coredns)
 # kubelet is built with the other Kubernetes binaries (hack/k8s/build.sh).
 # Idempotent: each piece is keyed by its inputs; a warm run costs well under a
 # second. Prints the node cache directory on stdout; progress goes to stderr.
@@ -72,6 +73,9 @@ if [[ ! -s "$base" ]]; then
 fi
 ln -sfn "$(basename "$base")" "$cache/images/base.tar"
 find "$cache/images" -name "base-$suite-*.tar" ! -name "$(basename "$base")" -delete
+
+# 4. Pod DNS: a trimmed CoreDNS from its Go module (hack/coredns).
+ln -sfn "$(bash "$here/../coredns/build.sh")" "$cache/coredns"
 
 if ((SECONDS - start > 1)); then log "ready in $((SECONDS - start))s"; fi
 echo "$cache"
