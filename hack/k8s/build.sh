@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and etcd from
+# Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl and etcd from
 # their Go modules (no downloads of release binaries), CGO off, with the real
 # version stamped in. Output is cached outside the repo, keyed by the
 # Kubernetes version and a hash of this module, so a second run costs nothing.
@@ -13,7 +13,7 @@ die() { echo "hack/k8s/build.sh: $*" >&2; exit 1; }
 version="$(tr -d '[:space:]' < "$here/KUBE_VERSION")"
 key="$(cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/main.go | sha256sum | cut -c1-12)"
 bin="$cache/k8s/$version-$key/bin"
-tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 
 missing=()
 for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || missing+=("$t"); done

@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-controllers", action="store_true", help="skip kube-controller-manager")
     up.add_argument("--scheduler", action="store_true", help="also start kube-scheduler")
     up.add_argument("--no-s3", action="store_true", help="skip the S3 server")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start a real node: containerd + runc + kubelet + CNI (needs root; "
+        "hack/node/setup.sh obtains them); the S3 server then listens on the node IP",
+    )
     sub.add_parser("down", help="stop everything the run directory records")
     sub.add_parser("status", help="show what runs")
     sub.add_parser("env", help="print shell exports for KUBECONFIG and the S3 client")
@@ -43,12 +49,19 @@ def main(argv: list[str] | None = None) -> int:
                 controllers=not args.no_controllers,
                 scheduler=args.scheduler,
                 s3=not args.no_s3,
+                real_node=args.real_node,
             )
             print(
                 f"# Lazarus devstack up in {time.monotonic() - start:.1f}s "
                 f"(Kubernetes {state.version}); run dir {state.run_dir}",
                 file=sys.stderr,
             )
+            if state.node:
+                print(
+                    f"# real node {state.node.name}: IP {state.node.ip}, "
+                    f"pods {state.node.subnet} on {state.node.bridge}",
+                    file=sys.stderr,
+                )
             _print_env(state.env())
         elif args.cmd == "down":
             stopped = stack.down()

@@ -78,8 +78,13 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) 
     path.chmod(0o600)
 
 
-def generate(directory: Path) -> Pki:
-    """Create a CA, the apiserver serving cert, client certs and the SA key pair."""
+def generate(
+    directory: Path, extra_clients: dict[str, tuple[str, str | None]] | None = None
+) -> Pki:
+    """Create a CA, the apiserver serving cert, client certs and the SA key pair.
+
+    `extra_clients` adds identities beyond CLIENTS (a real node's kubelet).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -152,7 +157,7 @@ def generate(directory: Path) -> Pki:
             x509.DNSName("kubernetes.default.svc"),
         ],
     )
-    for client, (cn, org) in CLIENTS.items():
+    for client, (cn, org) in {**CLIENTS, **(extra_clients or {})}.items():
         leaf(
             pki.client_cert(client),
             pki.client_key(client),

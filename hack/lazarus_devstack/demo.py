@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DevstackError
+from .node import with_local_code
 from .stack import REPO, Ports, Stack, apply_crds
 
 NAMESPACE = "lazarus-demo"
@@ -42,17 +43,19 @@ def _kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def up(follow: bool, drill: bool, timeout: float) -> int:
+def up(follow: bool, drill: bool, timeout: float, real_node: bool = False) -> int:
     stack = Stack(RUN_DIR)
     state = stack.state()
-    if state and {"kube-apiserver", "s3"} <= set(state.running()):
+    wanted = {"kube-apiserver", "s3"} | ({"kubelet", "containerd"} if real_node else set())
+    if state and wanted <= set(state.running()) and bool(state.node) == real_node:
         print(f"# reusing the demo stack in {RUN_DIR}", file=sys.stderr)
     else:
         if state:
             stack.down()
         t0 = time.monotonic()
-        state = stack.up(Ports(), controllers=True, scheduler=True)
-        print(f"# control plane + S3 up in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+        state = stack.up(Ports(), controllers=True, scheduler=True, real_node=real_node)
+        what = "control plane + S3 + real node" if real_node else "control plane + S3"
+        print(f"# {what} up in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     assert state.s3 is not None
     kc = state.kubeconfig
     apply_crds(state)
@@ -69,7 +72,7 @@ def up(follow: bool, drill: bool, timeout: float) -> int:
             lambda: "authentication has finished" in log.read_text(errors="replace"),
             env={"KUBECONFIG": kc, "LAZARUS_PROGRESS_SECONDS": "3", "PATH": path},
         )
-    if "local-kubelet" not in running:
+    if not real_node and "local-kubelet" not in running:
         stack.launch(
             "local-kubelet",
             [
@@ -99,6 +102,12 @@ def up(follow: bool, drill: bool, timeout: float) -> int:
     _kubectl(kc, "apply", "-f", "-", stdin=json.dumps(secret))
     job = (REPO / "examples" / "trainingjob.yaml").read_text()
     job = job.replace("http://127.0.0.1:9566", state.s3.endpoint)
+    if real_node:
+        import yaml
+
+        body = yaml.safe_load(job)
+        body["spec"]["template"]["spec"] = with_local_code(body["spec"]["template"]["spec"])
+        job = json.dumps(body)
     _kubectl(kc, "-n", NAMESPACE, "delete", "tj", "tiny-lm", "--ignore-not-found", "--wait")
     _kubectl(kc, "-n", NAMESPACE, "apply", "-f", "-", stdin=job)
     print(f"# applied examples/trainingjob.yaml in namespace {NAMESPACE}", file=sys.stderr)
@@ -181,12 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-follow", action="store_true", help="apply the job and return")
     parser.add_argument("--no-drill", action="store_true", help="do not preempt the trainer")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="run the trainer in real containers: containerd + kubelet instead of the "
+        "process kubelet (needs root; see hack/node/README.md)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.cmd == "down":
             print(f"stopped: {', '.join(Stack(RUN_DIR).down()) or 'nothing'}", file=sys.stderr)
             return 0
-        return up(not args.no_follow, not args.no_drill, args.timeout)
+        return up(not args.no_follow, not args.no_drill, args.timeout, args.real_node)
     except DevstackError as err:
         print(f"hack/demo: {err}", file=sys.stderr)
         return 1

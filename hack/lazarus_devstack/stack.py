@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import certs, procs
+from . import node as realnode
 from .errors import DevstackError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +87,7 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     s3: S3Info | None = None
     argv: dict[str, list[str]] = field(default_factory=dict)  # to start a component again
+    node: realnode.NodeInfo | None = None  # the real node, when `up(real_node=True)` started one
 
     def env(self) -> dict[str, str]:
         env = {"KUBECONFIG": self.kubeconfig} if self.kubeconfig else {}
@@ -107,7 +109,12 @@ class State:
         try:
             raw = json.loads(path.read_text())
             s3 = raw.pop("s3", None)
-            return cls(**raw, s3=S3Info(**s3) if s3 else None)
+            real = raw.pop("node", None)
+            return cls(
+                **raw,
+                s3=S3Info(**s3) if s3 else None,
+                node=realnode.NodeInfo(**real) if real else None,
+            )
         except (ValueError, TypeError) as err:
             raise DevstackError(
                 f"{path} is unreadable ({err}); remove {run_dir} by hand and retry"
@@ -153,6 +160,25 @@ def _https_ok(url: str, pki: certs.Pki | None, client: str = "admin") -> bool:
 def _http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as resp:
         return bool(resp.status < 500)
+
+
+def _node_ready(state: State, name: str) -> bool:
+    """The Node exists, reports Ready, and carries no not-ready/unreachable taint."""
+    got = subprocess.run(
+        [state.kubectl(), f"--kubeconfig={state.kubeconfig}", "get", "node", name, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if got.returncode != 0:
+        return False
+    obj = json.loads(got.stdout)
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in obj.get("status", {}).get("conditions", [])
+    )
+    taints = [t.get("key", "") for t in obj.get("spec", {}).get("taints") or []]
+    return ready and not any(t.startswith("node.kubernetes.io/") for t in taints)
 
 
 def _version(bin_dir: Path) -> str:
@@ -214,7 +240,11 @@ class Stack:
         scheduler: bool = False,
         s3: bool = True,
         kube: bool = True,
+        real_node: bool = False,
     ) -> State:
+        """Start the stack. `real_node`: also containerd + kubelet + CNI (hack/node), with
+        the control-plane flags a real kubelet needs, and the S3 server on the node IP
+        so that pods reach it."""
         ports = ports or Ports()
         existing = self.state()
         if existing:
@@ -238,20 +268,27 @@ class Stack:
             }
         for what, port in wanted.items():
             procs.check_port_free(port, what)
+        if real_node and not kube:
+            raise DevstackError("a real node needs the control plane (kube=True)")
         bin_dir = k8s_bin_dir() if kube else None
+        cache = realnode.node_cache() if real_node else None
 
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir / "etcd-data", ignore_errors=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = State(run_dir=str(self.run_dir))
         try:
+            if cache:
+                state.node = realnode.plan(self.run_dir, cache)
+                state.save()  # the claimed names first, so `down` can release them
             if bin_dir:
                 self._start_kube(state, bin_dir, resolved, controllers, scheduler)
             if s3:
-                self._start_s3(state, resolved.s3)
+                self._start_s3(state, resolved.s3, state.node.ip if state.node else "127.0.0.1")
+            if state.node and bin_dir:
+                self._start_node(state, state.node, bin_dir)
         except BaseException:
-            for pid in reversed(list(state.pids.values())):
-                procs.stop(pid)
+            self._stop_all(state)
             (self.run_dir / "state.json").unlink(missing_ok=True)
             raise
         return state
@@ -260,11 +297,15 @@ class Stack:
         self, state: State, bin_dir: Path, ports: Ports, controllers: bool, scheduler: bool
     ) -> None:
         run = self.run_dir
-        pki = certs.generate(run / "pki")
+        real = state.node
+        extra: dict[str, tuple[str, str | None]] = (
+            {"node": (f"system:node:{real.name}", "system:nodes")} if real else {}
+        )
+        pki = certs.generate(run / "pki", extra)
         state.version = _version(bin_dir)
         state.bin_dir = str(bin_dir)
         state.server = f"https://127.0.0.1:{ports.apiserver}"
-        for client in certs.CLIENTS:
+        for client in [*certs.CLIENTS, *extra]:
             (run / f"{client}.kubeconfig").write_text(certs.kubeconfig(pki, state.server, client))
         state.kubeconfig = str(run / "admin.kubeconfig")
         # The conventional name, so `kubectl --kubeconfig <run>/kubeconfig` works.
@@ -302,7 +343,8 @@ class Stack:
                 f"--tls-cert-file={pki.server_cert}",
                 f"--tls-private-key-file={pki.server_key}",
                 f"--client-ca-file={pki.ca_cert}",
-                "--authorization-mode=RBAC",
+                # A real kubelet is authorized as its node (the Node authorizer).
+                f"--authorization-mode={'Node,RBAC' if real else 'RBAC'}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--service-account-issuer=https://kubernetes.default.svc",
@@ -311,10 +353,22 @@ class Stack:
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 f"--cert-dir={run / 'pki'}",
+                # Reach kubelets at their node IP (logs, exec): there is no DNS for nodes.
+                *(["--kubelet-preferred-address-types=InternalIP"] if real else []),
                 "--v=1",
             ],
             lambda: _https_ok(f"{state.server}/readyz", pki),
             timeout=90,
+        )
+        # A real node has a real kubelet: the node-lifecycle controller clears its
+        # not-ready taint and evicts from it when it is lost. Each controller acts
+        # under its own service account, as in a real cluster (without that they are
+        # forbidden to create pods, configmaps and endpointslices).
+        disabled = [
+            c for c in DISABLED_CONTROLLERS if not (real and c == "node-lifecycle-controller")
+        ]
+        real_node_flags = (
+            ["--use-service-account-credentials", "--node-monitor-grace-period=20s"] if real else []
         )
         if controllers:
             self._launch(
@@ -330,7 +384,8 @@ class Stack:
                     f"--service-account-private-key-file={pki.sa_key}",
                     f"--root-ca-file={pki.ca_cert}",
                     "--leader-elect=false",
-                    "--controllers=*," + ",".join(f"-{c}" for c in DISABLED_CONTROLLERS),
+                    "--controllers=*," + ",".join(f"-{c}" for c in disabled),
+                    *real_node_flags,
                     "--v=1",
                 ],
                 lambda: _https_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz", None),
@@ -352,12 +407,12 @@ class Stack:
                 lambda: _https_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", None),
             )
 
-    def _start_s3(self, state: State, port: int) -> None:
-        endpoint = f"http://127.0.0.1:{port}"
+    def _start_s3(self, state: State, port: int, host: str = "127.0.0.1") -> None:
+        endpoint = f"http://{host}:{port}"
         self._launch(
             state,
             "s3",
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
             lambda: _http_ok(f"{endpoint}/moto-api/"),
         )
         state.s3 = S3Info(endpoint, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION)
@@ -371,6 +426,30 @@ class Stack:
             region_name=S3_REGION,
         ).create_bucket(Bucket=S3_BUCKET)
         state.save()
+
+    def _start_node(self, state: State, real: realnode.NodeInfo, bin_dir: Path) -> None:
+        """containerd (with the local images), then kubelet; wait for the Node to be Ready."""
+        realnode.prepare(
+            real, certs.Pki(self.run_dir / "pki").ca_cert, self.run_dir / "node.kubeconfig"
+        )
+        argv, env = realnode.containerd_argv(real)
+        self._launch(
+            state, "containerd", argv, lambda: Path(real.containerd_socket).exists(), env=env
+        )
+        realnode.import_images(real)
+        self._launch(
+            state,
+            "coredns",
+            realnode.coredns_argv(real, self.run_dir / "kubeconfig"),
+            lambda: realnode.dns_ready(real),
+        )
+        self._launch(
+            state,
+            "kubelet",
+            realnode.kubelet_argv(real, bin_dir, self.run_dir / "node.kubeconfig"),
+            lambda: _node_ready(state, real.name),
+            timeout=90,
+        )
 
     def launch(
         self,
@@ -403,8 +482,10 @@ class Stack:
         argv: list[str],
         ready: Callable[[], bool],
         timeout: float = 60,
+        *,
+        env: dict[str, str] | None = None,
     ) -> None:
-        pid = procs.start(name, argv, self.run_dir, die_with_parent=self.tied)
+        pid = procs.start(name, argv, self.run_dir, env=env, die_with_parent=self.tied)
         state.pids[name] = pid
         state.argv[name] = argv
         state.save()  # record the pid first, so a crash here still lets `down` find it
@@ -435,14 +516,27 @@ class Stack:
         state = self.state()
         if state is None:
             return []
-        for pid in reversed(list(state.pids.values())):
-            procs.stop(pid)
+        self._stop_all(state)
         left = state.running()
         if left:
             raise DevstackError(f"could not stop {left}; kill them by hand (kill -9 <pid>)")
         (self.run_dir / "state.json").unlink(missing_ok=True)
         shutil.rmtree(self.run_dir / "etcd-data", ignore_errors=True)
         return list(state.pids)
+
+    def _stop_all(self, state: State) -> None:
+        """Stop every process, newest first; a real node's kubelet goes first, its
+        containers before containerd, and its mounts, network and cgroups after."""
+        pids = dict(state.pids)
+        if state.node:
+            if "kubelet" in pids:
+                procs.stop(pids.pop("kubelet"))
+            realnode.kill_containers(state.node)
+            if "containerd" in pids:
+                procs.stop(pids.pop("containerd"))
+            realnode.teardown(state.node)
+        for pid in reversed(list(pids.values())):
+            procs.stop(pid)
 
     def wait_ready(self, state: State, timeout: float = 30) -> None:
         """Wait until a reused stack answers (used when tests attach to a running one)."""
