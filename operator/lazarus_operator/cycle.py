@@ -14,9 +14,14 @@ from typing import Any
 
 from . import metrics, storage
 from . import status as s
+from .attempts import lineage_attempt
 from .builders import KIND, JobRef
 from .classify import reported_step
-from .decide import (
+from .decide import decide, needs_selection
+from .kube import Kube, Rejected
+from .outbox import Outbox
+from .spec import JobSpec, SpecError, parse_spec
+from .vocabulary import (
     AnnotatePod,
     CreatePod,
     CreateService,
@@ -28,11 +33,7 @@ from .decide import (
     RecordAttempt,
     Selection,
     StorageProblem,
-    decide,
 )
-from .kube import Kube, Rejected
-from .outbox import Outbox
-from .spec import JobSpec, SpecError, parse_spec
 
 log = logging.getLogger("lazarus.cycle")
 
@@ -203,20 +204,19 @@ class Reconciler:
             self.observe_pod(ns, name, p)
         seen = dict(st.seen_steps)
         facts = Facts(ref, spec, old_status, pods, nodes, now, seen_steps=seen)
-        d = decide(facts)
+        need = needs_selection(facts)
         due = time.monotonic() - st.last_refresh >= self.progress_interval
-        active = old_status.get("phase") not in s.FINISHED and not spec.suspend
-        if d.needs_selection or ((refresh or due) and active and old_status.get("attempt")):
-            current = int(old_status.get("attempt") or 0)
-            answer = await self._select(
-                ref, spec, (current + 1 if current else None) if d.needs_selection else current
-            )
+        job_status = facts.state
+        active = not job_status.finished and not spec.suspend
+        if need or ((refresh or due) and active and job_status.current_attempt):
+            attempt = lineage_attempt(job_status.current_attempt, launching=need)
+            answer = await self._select(ref, spec, attempt)
             st.last_refresh = time.monotonic()
             if isinstance(answer, StorageProblem):
                 facts = Facts(ref, spec, old_status, pods, nodes, now, None, answer, seen)
             else:
                 facts = Facts(ref, spec, old_status, pods, nodes, now, answer, seen_steps=seen)
-            d = decide(facts)
+        d = decide(facts)
         new_status = d.status
         s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
         if st.recovered and s.get_condition(new_status, s.COND_RECONCILE_ERROR):
@@ -251,9 +251,7 @@ class Reconciler:
             cred = await self.credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
-        return await storage.select(
-            spec.checkpoint, cred, max(attempt, 1) if attempt else None, ref
-        )
+        return await storage.select(spec.checkpoint, cred, attempt, ref)
 
     async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from lazarus_operator.classify import Cause, PodEnd, classify
 from lazarus_contract import EXIT_PERMANENT, EXIT_PREEMPTED
+from lazarus_operator.classify import Cause, PodEnd, classify
 
 from .factories import NOW, disruption, node, pod
 

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
+from lazarus_contract import ANNOTATION_CHECKPOINT_NOW
 from lazarus_operator import status as s
 from lazarus_operator.builders import JobRef
-from lazarus_operator.decide import (
+from lazarus_operator.decide import decide, needs_selection
+from lazarus_operator.spec import parse_spec
+from lazarus_operator.vocabulary import (
     AnnotatePod,
     Checkpoint,
     CreatePod,
@@ -22,10 +25,7 @@ from lazarus_operator.decide import (
     RecordAttempt,
     Selection,
     StorageProblem,
-    decide,
 )
-from lazarus_operator.spec import parse_spec
-from lazarus_contract import ANNOTATION_CHECKPOINT_NOW
 
 from .factories import NOW, disruption, job_spec, node, pod
 
@@ -49,17 +49,15 @@ def run(
     now: datetime = NOW,
     nodes: dict[str, dict[str, Any]] | None = None,
 ) -> Decision:
-    """One cycle as the handler runs it: decide, and again with the store's answer if asked."""
+    """One cycle as the cycle runs it: the store's answer if the decision needs it, then
+    one decision."""
     facts = Facts(
         JOB, parse_spec(spec or job_spec()), status, pods, NODES if nodes is None else nodes, now
     )
-    d = decide(facts)
-    if d.needs_selection:
+    if needs_selection(facts):
         assert selection is not None or problem is not None, "decision wanted the store"
         facts = Facts(facts.job, facts.spec, status, pods, facts.nodes, now, selection, problem)
-        d = decide(facts)
-        assert not d.needs_selection
-    return d
+    return decide(facts)
 
 
 def of(d: Decision, kind: type) -> list[Any]:
@@ -331,7 +329,7 @@ def test_suspend_stops_pods_then_resume_launches_next_attempt() -> None:
     cond = s.get_condition(d2.status, s.COND_SUSPENDED)
     assert cond is not None and cond["reason"] == s.R_SUSPENDED and not of(d2, CreatePod)
     assert d2.status["latestCheckpoint"]["step"] == 400
-    assert not decide(Facts(JOB, parse_spec(spec), d2.status, [], NODES, NOW)).needs_selection
+    assert not needs_selection(Facts(JOB, parse_spec(spec), d2.status, [], NODES, NOW))
     d3 = run(d2.status, [], selection=Selection(ck(400)))
     assert d3.status["attempt"] == 2 and d3.status["resumedFrom"]["step"] == 400
     assert "restarts" not in d3.status  # a suspend is not a restart
