@@ -159,12 +159,14 @@ class Reconciler:
         await self._post(job, [Event("Warning", reason, f"{msg}; retrying with backoff")])
 
     def _schedule(self, ns: str, name: str, st: _JobState) -> None:
-        """Wake up when the decision said something falls due (backoff, timeouts)."""
+        """Wake up when the decision said something falls due (backoff, timeouts): the
+        operator's one requeue path (kopf's handlers never ask kopf to retry a cycle)."""
         if st.wakeup:
             st.wakeup.cancel()
             st.wakeup = None
         delay = st.last.requeue_after
         if delay is not None:
+            log.debug("%s/%s: next cycle in %.2fs (%s)", ns, name, delay, st.last.waiting)
             loop = asyncio.get_running_loop()
             st.wakeup = loop.call_later(delay, lambda: loop.create_task(self.kick(ns, name)))
 

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import random
-from typing import Any
 
 import kopf
 from kubernetes import client, config
@@ -17,12 +16,12 @@ from lazarus_store import redact
 from . import handlers, metrics
 from .cycle import Reconciler
 from .kube import Kube
+from .runtime import Options, Runtime
 
 FINALIZER = "lazarus.dev/finalizer"
 PREFIX = "lazarus.dev"
 PEERING_NAME = "lazarus"
 RESYNC_SECONDS = 10.0
-_background: set[asyncio.Task[None]] = set()
 
 
 def _api_client() -> client.ApiClient:
@@ -110,26 +109,17 @@ def main(argv: list[str] | None = None) -> None:
     _configure(settings, args.peering, args.peering_lifetime)
     settings.peering.clusterwide = not namespaces
 
-    @kopf.on.startup()
-    async def startup(**_: Any) -> None:
-        kube = Kube(_api_client())
-        if args.peering:
-            await kube.ensure_peering(PEERING_NAME, namespaces)
-        handlers.reconciler = Reconciler(kube, progress_interval=args.progress_interval)
-        priority = settings.peering.priority
-
-        async def active() -> bool:
-            """kopf's own rule: a replica acts unless a live peer has a higher priority."""
-            if not args.peering:
-                return True
-            peers = await kube.peers(PEERING_NAME, namespaces)
-            return not any(int(p.get("priority", 0)) > priority for p in peers)
-
-        resync = asyncio.get_running_loop().create_task(
-            handlers.reconciler.resync_forever(RESYNC_SECONDS, active)
-        )
-        _background.add(resync)
-
+    runtime = Runtime(
+        Reconciler(Kube(_api_client()), progress_interval=args.progress_interval),
+        Options(
+            namespaces=tuple(namespaces),
+            peering=args.peering,
+            priority=settings.peering.priority,
+            peering_name=PEERING_NAME,
+            resync_seconds=RESYNC_SECONDS,
+        ),
+    )
+    assert handlers.startup  # importing `handlers` registers every kopf handler
     metrics.serve(args.metrics_port)
     asyncio.run(
         kopf.operator(
@@ -140,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             priority=settings.peering.priority,
             peering_name=PEERING_NAME if args.peering else None,
             liveness_endpoint=args.liveness,
+            memo=runtime,
         )
     )
 
