@@ -19,6 +19,7 @@ from lazarus_contract import (
     OUTCOME_PERMANENT,
     OUTCOME_PREEMPTED,
 )
+from lazarus_contract import parse_time as contract_parse_time
 
 # DisruptionTarget reasons Kubernetes sets before it kills a pod on purpose.
 DISRUPTION_REASONS = frozenset(
@@ -61,11 +62,12 @@ class PodEnd:
 
 
 def parse_time(value: Any) -> datetime | None:
+    """An API time (RFC 3339 text or a datetime), None when absent."""
     if not value:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return contract_parse_time(str(value))
 
 
 def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
