@@ -17,7 +17,7 @@ What it holds, in three layers:
 
 It may import `lazarus_contract` (the operator <-> trainer contract), `lazarus_store`
 (adapters only: `storage`, `handlers`, `main`), kopf (the edge only), prometheus_client
-(`metrics`) and the
-kubernetes client (`kube`, `main`); never `lazarus_trainer` or torch. The core imports
-the vocabulary, never an adapter; adapters import the vocabulary, not the policies.
+(`metrics`) and the kubernetes client (`kube`, `main`); never `lazarus_trainer` or
+torch. The core imports the vocabulary, never an adapter; adapters import the
+vocabulary, not the policies.
 """

@@ -173,20 +173,10 @@ class Reconciler:
     async def _once(self, ns: str, name: str, st: _JobState, refresh: bool) -> Outcome:
         job = await self.kube.get_job(ns, name)
         if job is None:
-            # Deleted: its pods go too. The garbage collector would get there, but it
-            # learns new resource types only on its periodic discovery.
-            self.jobs.pop((ns, name), None)
-            metrics.METRICS.forget(ns, name)
-            for pod in await self.kube.list_pods(ns, name):
-                owners = pod["metadata"].get("ownerReferences") or []
-                if any(o.get("kind") == KIND for o in owners) and not pod["metadata"].get(
-                    "deletionTimestamp"
-                ):
-                    await self.kube.delete_pod(ns, pod["metadata"]["name"], force=False)
+            await self._gone(ns, name)
             return Outcome()
         if job["metadata"].get("deletionTimestamp"):
             return Outcome()
-        meta = job["metadata"]
         old_status: dict[str, Any] = job.get("status") or {}
         now = datetime.now(UTC)
         try:
@@ -197,45 +187,18 @@ class Reconciler:
             if await self._patch_status(job, old_status, new):
                 await self._post(job, [Event("Warning", s.R_SPEC_INVALID, str(err))])
             return Outcome(spec_error=str(err))
-        ref = JobRef(name, ns, meta["uid"])
-        pods = await self.kube.list_pods(ns, name)
-        node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
-        got = await asyncio.gather(*(self.kube.get_node(n) for n in node_names))
-        nodes = {n: node for n, node in zip(node_names, got, strict=True) if node is not None}
-        for p in pods:
-            self.observe_pod(ns, name, p)
-        seen = dict(st.seen_steps)
-        facts = Facts(ref, spec, old_status, pods, nodes, now, seen_steps=seen)
-        need = needs_selection(facts)
-        due = time.monotonic() - st.last_refresh >= self.progress_interval
-        job_status = facts.state
-        active = not job_status.finished and not spec.suspend
-        if need or ((refresh or due) and active and job_status.current_attempt):
-            attempt = lineage_attempt(job_status.current_attempt, launching=need)
-            answer = await self._select(ref, spec, attempt)
-            st.last_refresh = time.monotonic()
-            if isinstance(answer, StorageProblem):
-                facts = Facts(ref, spec, old_status, pods, nodes, now, None, answer, seen)
-            else:
-                facts = Facts(ref, spec, old_status, pods, nodes, now, answer, seen_steps=seen)
+        facts = await self._gather(job, spec, st, now, refresh)
         d = decide(facts)
-        new_status = d.status
-        s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
-        if st.recovered and s.get_condition(new_status, s.COND_RECONCILE_ERROR):
-            msg = "the last cycle completed"
-            s.set_condition(new_status, s.COND_RECONCILE_ERROR, False, s.R_RECONCILED, msg, now=now)
-            st.recovered = False
-        new_status["observedGeneration"] = meta.get("generation")
-        new_status = s.prune_none(new_status)
+        new_status = self._status_to_write(d, st, job, now)
         if not await self._patch_status(job, old_status, new_status):
             # Someone changed the job since we read it: decide again on fresh facts.
             metrics.METRICS.api_retries.inc()
             return Outcome(0.05, "job changed while deciding")
-        metrics.METRICS.observe(ref, old_status, new_status, now)
+        metrics.METRICS.observe(facts.job, old_status, new_status, now)
         if facts.selection is not None and facts.selection.chosen is not None:
             ck = facts.selection.chosen
-            metrics.METRICS.observe_checkpoint(ref, ck.name, ck.extra)
-        await self._act(spec, ref, d)
+            metrics.METRICS.observe_checkpoint(facts.job, ck.name, ck.extra)
+        await self._act(spec, facts.job, d)
         await self._post(job, d.events)
         if st.failures:
             # Acted without raising: the error is over. Say so in the next status write
@@ -243,6 +206,63 @@ class Reconciler:
             st.failures, st.last_error, st.retry_at, st.recovered = 0, "", 0.0, True
             return Outcome(min(d.requeue_after or 0.5, 0.5), d.waiting or "recovered")
         return Outcome(d.requeue_after, d.waiting)
+
+    async def _gone(self, ns: str, name: str) -> None:
+        """Deleted: its pods go too. The garbage collector would get there, but it
+        learns new resource types only on its periodic discovery."""
+        self.jobs.pop((ns, name), None)
+        metrics.METRICS.forget(ns, name)
+        for pod in await self.kube.list_pods(ns, name):
+            owners = pod["metadata"].get("ownerReferences") or []
+            if any(o.get("kind") == KIND for o in owners) and not pod["metadata"].get(
+                "deletionTimestamp"
+            ):
+                await self.kube.delete_pod(ns, pod["metadata"]["name"], force=False)
+
+    async def _gather(
+        self, job: dict[str, Any], spec: JobSpec, st: _JobState, now: datetime, refresh: bool
+    ) -> Facts:
+        """The facts of one cycle: pods, their nodes, and the store's answer when the
+        decision needs it or a running job's progress is due a refresh."""
+        meta = job["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        ref = JobRef(name, ns, meta["uid"])
+        status: dict[str, Any] = job.get("status") or {}
+        pods = await self.kube.list_pods(ns, name)
+        node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
+        got = await asyncio.gather(*(self.kube.get_node(n) for n in node_names))
+        nodes = {n: node for n, node in zip(node_names, got, strict=True) if node is not None}
+        for p in pods:
+            self.observe_pod(ns, name, p)
+        seen = dict(st.seen_steps)
+        facts = Facts(ref, spec, status, pods, nodes, now, seen_steps=seen)
+        need = needs_selection(facts)
+        due = time.monotonic() - st.last_refresh >= self.progress_interval
+        current = facts.state
+        active = not current.finished and not spec.suspend
+        if not (need or ((refresh or due) and active and current.current_attempt)):
+            return facts
+        answer = await self._select(
+            ref, spec, lineage_attempt(current.current_attempt, launching=need)
+        )
+        st.last_refresh = time.monotonic()
+        if isinstance(answer, StorageProblem):
+            return Facts(ref, spec, status, pods, nodes, now, None, answer, seen)
+        return Facts(ref, spec, status, pods, nodes, now, answer, seen_steps=seen)
+
+    @staticmethod
+    def _status_to_write(
+        d: Decision, st: _JobState, job: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        new_status = d.status
+        s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
+        if st.recovered and s.get_condition(new_status, s.COND_RECONCILE_ERROR):
+            msg = "the last cycle completed"
+            s.set_condition(new_status, s.COND_RECONCILE_ERROR, False, s.R_RECONCILED, msg, now=now)
+            st.recovered = False
+        new_status["observedGeneration"] = job["metadata"].get("generation")
+        pruned: dict[str, Any] = s.prune_none(new_status)
+        return pruned
 
     async def _select(
         self, ref: JobRef, spec: JobSpec, attempt: int | None

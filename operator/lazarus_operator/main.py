@@ -59,7 +59,7 @@ def _configure(settings: kopf.OperatorSettings, peering: bool, lifetime: int) ->
     settings.peering.clusterwide = False
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lazarus-operator", description=__doc__)
     p.add_argument(
         "-n",
@@ -97,7 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         help="serve Prometheus metrics on this port at /metrics (0: off)",
     )
     p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
