@@ -80,7 +80,10 @@ class Reconciler:
             await asyncio.sleep(interval)
             if not await active():
                 continue
-            await self.outbox.flush()
+            try:
+                await self.outbox.flush()
+            except Exception:  # never the end of the resync
+                log.exception("flushing the event outbox failed")
             for ns, name in list(self.jobs):
                 st = self.jobs.get((ns, name))
                 if st is not None and st.retry_at > time.monotonic():
