@@ -19,6 +19,7 @@ from lazarus_contract import (
     OUTCOME_PERMANENT,
     OUTCOME_PREEMPTED,
 )
+from lazarus_contract import parse_time as contract_parse_time
 
 # DisruptionTarget reasons Kubernetes sets before it kills a pod on purpose.
 DISRUPTION_REASONS = frozenset(
@@ -61,11 +62,12 @@ class PodEnd:
 
 
 def parse_time(value: Any) -> datetime | None:
+    """An API time (RFC 3339 text or a datetime), None when absent."""
     if not value:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return contract_parse_time(str(value))
 
 
 def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
@@ -191,18 +193,27 @@ def classify(
     if not ended:
         return None
     # 5. the container's own end
+    return end(*_own_end(term, msg, status, permanent_exit_codes))
+
+
+def _own_end(
+    term: dict[str, Any] | None,
+    msg: dict[str, Any],
+    status: dict[str, Any],
+    permanent_exit_codes: frozenset[int],
+) -> tuple[Cause, str]:
+    """Cause and reason of an ended pod from its container's end and the trainer's word."""
+    exit_code: int | None = term.get("exitCode") if term else None
     if term is not None and term.get("reason") == "OOMKilled":
-        return end(Cause.OOM_KILLED, "OOMKilled")
+        return Cause.OOM_KILLED, "OOMKilled"
     outcome = msg.get("outcome")
     if outcome == OUTCOME_PERMANENT or (
         exit_code is not None and exit_code in permanent_exit_codes
     ):
-        return end(
-            Cause.PERMANENT,
-            "PermanentExitCode" if outcome != OUTCOME_PERMANENT else "TrainerPermanent",
-        )
+        reason = "PermanentExitCode" if outcome != OUTCOME_PERMANENT else "TrainerPermanent"
+        return Cause.PERMANENT, reason
     if exit_code == EXIT_PREEMPTED or outcome == OUTCOME_PREEMPTED:
-        return end(Cause.DISRUPTED, "TrainerPreempted")
+        return Cause.DISRUPTED, "TrainerPreempted"
     if status.get("reason") in ("Evicted", "Preempting", "Terminated", "Shutdown", "NodeShutdown"):
-        return end(Cause.DISRUPTED, str(status["reason"]))
-    return end(Cause.FAILED, "Error" if term is None else str(term.get("reason") or "Error"))
+        return Cause.DISRUPTED, str(status["reason"])
+    return Cause.FAILED, "Error" if term is None else str(term.get("reason") or "Error")

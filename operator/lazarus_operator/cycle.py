@@ -14,9 +14,14 @@ from typing import Any
 
 from . import metrics, storage
 from . import status as s
+from .attempts import lineage_attempt
 from .builders import KIND, JobRef
 from .classify import reported_step
-from .decide import (
+from .decide import decide, needs_selection
+from .kube import Kube, Rejected
+from .outbox import Outbox
+from .spec import JobSpec, SpecError, parse_spec
+from .vocabulary import (
     AnnotatePod,
     CreatePod,
     CreateService,
@@ -28,11 +33,7 @@ from .decide import (
     RecordAttempt,
     Selection,
     StorageProblem,
-    decide,
 )
-from .kube import Kube, Rejected
-from .outbox import Outbox
-from .spec import JobSpec, SpecError, parse_spec
 
 log = logging.getLogger("lazarus.cycle")
 
@@ -79,7 +80,10 @@ class Reconciler:
             await asyncio.sleep(interval)
             if not await active():
                 continue
-            await self.outbox.flush()
+            try:
+                await self.outbox.flush()
+            except Exception:  # never the end of the resync
+                log.exception("flushing the event outbox failed")
             for ns, name in list(self.jobs):
                 st = self.jobs.get((ns, name))
                 if st is not None and st.retry_at > time.monotonic():
@@ -158,32 +162,24 @@ class Reconciler:
         await self._post(job, [Event("Warning", reason, f"{msg}; retrying with backoff")])
 
     def _schedule(self, ns: str, name: str, st: _JobState) -> None:
-        """Wake up when the decision said something falls due (backoff, timeouts)."""
+        """Wake up when the decision said something falls due (backoff, timeouts): the
+        operator's one requeue path (kopf's handlers never ask kopf to retry a cycle)."""
         if st.wakeup:
             st.wakeup.cancel()
             st.wakeup = None
         delay = st.last.requeue_after
         if delay is not None:
+            log.debug("%s/%s: next cycle in %.2fs (%s)", ns, name, delay, st.last.waiting)
             loop = asyncio.get_running_loop()
             st.wakeup = loop.call_later(delay, lambda: loop.create_task(self.kick(ns, name)))
 
     async def _once(self, ns: str, name: str, st: _JobState, refresh: bool) -> Outcome:
         job = await self.kube.get_job(ns, name)
         if job is None:
-            # Deleted: its pods go too. The garbage collector would get there, but it
-            # learns new resource types only on its periodic discovery.
-            self.jobs.pop((ns, name), None)
-            metrics.METRICS.forget(ns, name)
-            for pod in await self.kube.list_pods(ns, name):
-                owners = pod["metadata"].get("ownerReferences") or []
-                if any(o.get("kind") == KIND for o in owners) and not pod["metadata"].get(
-                    "deletionTimestamp"
-                ):
-                    await self.kube.delete_pod(ns, pod["metadata"]["name"], force=False)
+            await self._gone(ns, name)
             return Outcome()
         if job["metadata"].get("deletionTimestamp"):
             return Outcome()
-        meta = job["metadata"]
         old_status: dict[str, Any] = job.get("status") or {}
         now = datetime.now(UTC)
         try:
@@ -194,46 +190,18 @@ class Reconciler:
             if await self._patch_status(job, old_status, new):
                 await self._post(job, [Event("Warning", s.R_SPEC_INVALID, str(err))])
             return Outcome(spec_error=str(err))
-        ref = JobRef(name, ns, meta["uid"])
-        pods = await self.kube.list_pods(ns, name)
-        node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
-        got = await asyncio.gather(*(self.kube.get_node(n) for n in node_names))
-        nodes = {n: node for n, node in zip(node_names, got, strict=True) if node is not None}
-        for p in pods:
-            self.observe_pod(ns, name, p)
-        seen = dict(st.seen_steps)
-        facts = Facts(ref, spec, old_status, pods, nodes, now, seen_steps=seen)
+        facts = await self._gather(job, spec, st, now, refresh)
         d = decide(facts)
-        due = time.monotonic() - st.last_refresh >= self.progress_interval
-        active = old_status.get("phase") not in s.FINISHED and not spec.suspend
-        if d.needs_selection or ((refresh or due) and active and old_status.get("attempt")):
-            current = int(old_status.get("attempt") or 0)
-            answer = await self._select(
-                ref, spec, (current + 1 if current else None) if d.needs_selection else current
-            )
-            st.last_refresh = time.monotonic()
-            if isinstance(answer, StorageProblem):
-                facts = Facts(ref, spec, old_status, pods, nodes, now, None, answer, seen)
-            else:
-                facts = Facts(ref, spec, old_status, pods, nodes, now, answer, seen_steps=seen)
-            d = decide(facts)
-        new_status = d.status
-        s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
-        if st.recovered and s.get_condition(new_status, s.COND_RECONCILE_ERROR):
-            msg = "the last cycle completed"
-            s.set_condition(new_status, s.COND_RECONCILE_ERROR, False, s.R_RECONCILED, msg, now=now)
-            st.recovered = False
-        new_status["observedGeneration"] = meta.get("generation")
-        new_status = s.prune_none(new_status)
+        new_status = self._status_to_write(d, st, job, now)
         if not await self._patch_status(job, old_status, new_status):
             # Someone changed the job since we read it: decide again on fresh facts.
             metrics.METRICS.api_retries.inc()
             return Outcome(0.05, "job changed while deciding")
-        metrics.METRICS.observe(ref, old_status, new_status, now)
+        metrics.METRICS.observe(facts.job, old_status, new_status, now)
         if facts.selection is not None and facts.selection.chosen is not None:
             ck = facts.selection.chosen
-            metrics.METRICS.observe_checkpoint(ref, ck.name, ck.extra)
-        await self._act(spec, ref, d)
+            metrics.METRICS.observe_checkpoint(facts.job, ck.name, ck.extra)
+        await self._act(spec, facts.job, d)
         await self._post(job, d.events)
         if st.failures:
             # Acted without raising: the error is over. Say so in the next status write
@@ -241,6 +209,63 @@ class Reconciler:
             st.failures, st.last_error, st.retry_at, st.recovered = 0, "", 0.0, True
             return Outcome(min(d.requeue_after or 0.5, 0.5), d.waiting or "recovered")
         return Outcome(d.requeue_after, d.waiting)
+
+    async def _gone(self, ns: str, name: str) -> None:
+        """Deleted: its pods go too. The garbage collector would get there, but it
+        learns new resource types only on its periodic discovery."""
+        self.jobs.pop((ns, name), None)
+        metrics.METRICS.forget(ns, name)
+        for pod in await self.kube.list_pods(ns, name):
+            owners = pod["metadata"].get("ownerReferences") or []
+            if any(o.get("kind") == KIND for o in owners) and not pod["metadata"].get(
+                "deletionTimestamp"
+            ):
+                await self.kube.delete_pod(ns, pod["metadata"]["name"], force=False)
+
+    async def _gather(
+        self, job: dict[str, Any], spec: JobSpec, st: _JobState, now: datetime, refresh: bool
+    ) -> Facts:
+        """The facts of one cycle: pods, their nodes, and the store's answer when the
+        decision needs it or a running job's progress is due a refresh."""
+        meta = job["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        ref = JobRef(name, ns, meta["uid"])
+        status: dict[str, Any] = job.get("status") or {}
+        pods = await self.kube.list_pods(ns, name)
+        node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
+        got = await asyncio.gather(*(self.kube.get_node(n) for n in node_names))
+        nodes = {n: node for n, node in zip(node_names, got, strict=True) if node is not None}
+        for p in pods:
+            self.observe_pod(ns, name, p)
+        seen = dict(st.seen_steps)
+        facts = Facts(ref, spec, status, pods, nodes, now, seen_steps=seen)
+        need = needs_selection(facts)
+        due = time.monotonic() - st.last_refresh >= self.progress_interval
+        current = facts.state
+        active = not current.finished and not spec.suspend
+        if not (need or ((refresh or due) and active and current.current_attempt)):
+            return facts
+        answer = await self._select(
+            ref, spec, lineage_attempt(current.current_attempt, launching=need)
+        )
+        st.last_refresh = time.monotonic()
+        if isinstance(answer, StorageProblem):
+            return Facts(ref, spec, status, pods, nodes, now, None, answer, seen)
+        return Facts(ref, spec, status, pods, nodes, now, answer, seen_steps=seen)
+
+    @staticmethod
+    def _status_to_write(
+        d: Decision, st: _JobState, job: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        new_status = d.status
+        s.set_condition(new_status, s.COND_SPEC, True, s.R_SPEC_VALID, "spec is valid", now=now)
+        if st.recovered and s.get_condition(new_status, s.COND_RECONCILE_ERROR):
+            msg = "the last cycle completed"
+            s.set_condition(new_status, s.COND_RECONCILE_ERROR, False, s.R_RECONCILED, msg, now=now)
+            st.recovered = False
+        new_status["observedGeneration"] = job["metadata"].get("generation")
+        pruned: dict[str, Any] = s.prune_none(new_status)
+        return pruned
 
     async def _select(
         self, ref: JobRef, spec: JobSpec, attempt: int | None
@@ -251,9 +276,7 @@ class Reconciler:
             cred = await self.credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
-        return await storage.select(
-            spec.checkpoint, cred, max(attempt, 1) if attempt else None, ref
-        )
+        return await storage.select(spec.checkpoint, cred, attempt, ref)
 
     async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref

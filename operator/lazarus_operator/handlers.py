@@ -1,10 +1,14 @@
-"""The kopf edge: each handler finds the TrainingJob concerned and kicks its cycle.
+"""The kopf edge, every decorator of the operator: each handler finds the TrainingJob
+concerned and kicks its cycle; the startup handler starts the resync.
 
-Everything that decides lives in `decide` (pure); `cycle` gathers facts and acts.
+Everything that decides lives in `decide` (pure); `cycle` gathers facts and acts and
+is the one requeue path (its timer runs the cycle again when something falls due).
+Shared state travels in kopf's `memo` (`runtime.Runtime`), not in module globals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,37 +18,37 @@ from lazarus_store.errors import StoreError
 
 from . import storage
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
-from .cycle import Outcome, Reconciler
+from .runtime import Runtime
 from .spec import SpecError, parse_spec
 
 log = logging.getLogger("lazarus.handlers")
 
-# Set by main's startup handler.
-reconciler: Reconciler | None = None
-# pod (ns, name) -> (node, job): which jobs to look at when a node changes.
-_pods_by_key: dict[tuple[str, str], tuple[str, str]] = {}
 
+@kopf.on.startup()
+async def startup(memo: Runtime, **_: Any) -> None:
+    rec, opts = memo.reconciler, memo.options
+    if opts.peering:
+        await rec.kube.ensure_peering(opts.peering_name, list(opts.namespaces))
 
-def _rec() -> Reconciler:
-    if reconciler is None:
-        raise kopf.TemporaryError("operator is still starting", delay=1)
-    return reconciler
+    async def active() -> bool:
+        """kopf's own rule: a replica acts unless a live peer has a higher priority."""
+        if not opts.peering:
+            return True
+        peers = await rec.kube.peers(opts.peering_name, list(opts.namespaces))
+        return not any(int(p.get("priority", 0)) > opts.priority for p in peers)
 
-
-def _raise_if_waiting(out: Outcome) -> None:
-    if out.spec_error:
-        raise kopf.PermanentError(out.spec_error)
-    if out.requeue_after is not None:
-        # Backoff and timeouts: kopf calls us again after the delay (never a sleep).
-        raise kopf.TemporaryError(out.waiting or "waiting", delay=out.requeue_after)
+    loop = asyncio.get_running_loop()
+    memo.background.add(loop.create_task(rec.resync_forever(opts.resync_seconds, active)))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def job_changed(namespace: str | None, name: str, **_: Any) -> None:
+async def job_changed(namespace: str | None, name: str, memo: Runtime, **_: Any) -> None:
     assert namespace is not None
-    _raise_if_waiting(await _rec().kick(namespace, name))
+    out = await memo.reconciler.kick(namespace, name)
+    if out.spec_error:
+        raise kopf.PermanentError(out.spec_error)
 
 
 def _deletes_checkpoints(spec: Any, **_: Any) -> bool:
@@ -52,21 +56,20 @@ def _deletes_checkpoints(spec: Any, **_: Any) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def job_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+async def job_event(type: str, namespace: str | None, name: str, memo: Runtime, **_: Any) -> None:
     """A deleted job's cycle deletes its pods (and forgets the job)."""
     assert namespace is not None
     if type == "DELETED":
-        await _rec().kick(namespace, name)
+        await memo.reconciler.kick(namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_checkpoints)
 async def checkpoints_deleted(
-    namespace: str | None, name: str, uid: str, spec: Any, **_: Any
+    namespace: str | None, name: str, uid: str, spec: Any, memo: Runtime, **_: Any
 ) -> None:
     """spec.checkpoint.deleteOnJobDelete: the finalizer holds the job until its own
     checkpoints are gone; nothing else under the root is touched."""
     assert namespace is not None
-    rec = _rec()
     try:
         parsed = parse_spec(dict(spec))
     except SpecError:
@@ -76,7 +79,7 @@ async def checkpoints_deleted(
         log.warning("%s/%s: cannot delete a filesystem root's checkpoints", namespace, name)
         return
     try:
-        cred = await rec.credentials(namespace, parsed)
+        cred = await memo.reconciler.credentials(namespace, parsed)
         done = await storage.delete_job(parsed.checkpoint, cred, JobRef(name, namespace, uid))
     except (storage.CredentialsError, StoreError) as err:
         raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err
@@ -91,25 +94,30 @@ async def checkpoints_deleted(
     )
 
 
+@kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
+async def pods_by_node(
+    namespace: str | None, labels: Any, spec: Any, **_: Any
+) -> dict[str, tuple[str, str]] | None:
+    """node -> (namespace, job) of each of our pods on it: the jobs a node concerns."""
+    node = spec.get("nodeName")
+    if not node or namespace is None:
+        return None
+    return {str(node): (namespace, str(labels.get(LABEL_JOB)))}
+
+
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
 async def pod_event(
-    *, type: str, namespace: str | None, name: str, labels: Any, spec: Any, body: Any, **_: Any
+    *, namespace: str | None, labels: Any, body: Any, memo: Runtime, **_: Any
 ) -> None:
     assert namespace is not None
     job = labels.get(LABEL_JOB)
-    node = spec.get("nodeName")
-    if type == "DELETED":
-        _pods_by_key.pop((namespace, name), None)
-    elif node:
-        _pods_by_key[(namespace, name)] = (node, job)
-    rec = _rec()
-    rec.observe_pod(namespace, job, body)
-    await rec.kick(namespace, job)
+    memo.reconciler.observe_pod(namespace, job, body)
+    await memo.reconciler.kick(namespace, job)
 
 
 @kopf.on.event("", "v1", "nodes")
-async def node_event(name: str, **_: Any) -> None:
+async def node_event(name: str, memo: Runtime, **kw: Any) -> None:
     """Taints, readiness and deletion of a node concern the jobs with pods on it."""
-    jobs = {(ns, job) for (ns, _pod), (node, job) in list(_pods_by_key.items()) if node == name}
-    for ns, job in sorted(jobs):
-        await _rec().kick(ns, job)
+    index: kopf.Index[str, tuple[str, str]] = kw["pods_by_node"]  # kopf passes indexes by name
+    for ns, job in sorted(set(index.get(name, []))):
+        await memo.reconciler.kick(ns, job)

@@ -12,6 +12,8 @@ from typing import Any
 
 from kubernetes import client
 
+from lazarus_contract import format_time, parse_time
+
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION
 
 MERGE = "application/merge-patch+json"
@@ -156,8 +158,8 @@ class Kube:
             "type": type_,
             "reason": reason,
             "message": message[:1024],
-            "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
-            "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
+            "firstTimestamp": format_time(now, "microseconds"),
+            "lastTimestamp": format_time(now, "microseconds"),
             "count": 1,
             "source": {"component": "lazarus-operator"},
             "reportingComponent": "lazarus.dev/operator",
@@ -220,13 +222,10 @@ class Kube:
             for peer in ((obj or {}).get("status") or {}).values():
                 if not isinstance(peer, dict):
                     continue
-                seen = peer.get("lastseen")
                 try:
-                    last = datetime.fromisoformat(str(seen).replace("Z", "+00:00"))
+                    last = parse_time(str(peer.get("lastseen")))  # naive: UTC, as kopf writes
                 except ValueError:
                     continue
-                if last.tzinfo is None:
-                    last = last.replace(tzinfo=UTC)
                 if (now - last).total_seconds() <= float(peer.get("lifetime") or 60):
                     out.append(peer)
         return out

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import random
-from typing import Any
 
 import kopf
 from kubernetes import client, config
@@ -17,12 +16,12 @@ from lazarus_store import redact
 from . import handlers, metrics
 from .cycle import Reconciler
 from .kube import Kube
+from .runtime import Options, Runtime
 
 FINALIZER = "lazarus.dev/finalizer"
 PREFIX = "lazarus.dev"
 PEERING_NAME = "lazarus"
 RESYNC_SECONDS = 10.0
-_background: set[asyncio.Task[None]] = set()
 
 
 def _api_client() -> client.ApiClient:
@@ -60,7 +59,7 @@ def _configure(settings: kopf.OperatorSettings, peering: bool, lifetime: int) ->
     settings.peering.clusterwide = False
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lazarus-operator", description=__doc__)
     p.add_argument(
         "-n",
@@ -98,7 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         help="serve Prometheus metrics on this port at /metrics (0: off)",
     )
     p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -110,26 +113,17 @@ def main(argv: list[str] | None = None) -> None:
     _configure(settings, args.peering, args.peering_lifetime)
     settings.peering.clusterwide = not namespaces
 
-    @kopf.on.startup()
-    async def startup(**_: Any) -> None:
-        kube = Kube(_api_client())
-        if args.peering:
-            await kube.ensure_peering(PEERING_NAME, namespaces)
-        handlers.reconciler = Reconciler(kube, progress_interval=args.progress_interval)
-        priority = settings.peering.priority
-
-        async def active() -> bool:
-            """kopf's own rule: a replica acts unless a live peer has a higher priority."""
-            if not args.peering:
-                return True
-            peers = await kube.peers(PEERING_NAME, namespaces)
-            return not any(int(p.get("priority", 0)) > priority for p in peers)
-
-        resync = asyncio.get_running_loop().create_task(
-            handlers.reconciler.resync_forever(RESYNC_SECONDS, active)
-        )
-        _background.add(resync)
-
+    runtime = Runtime(
+        Reconciler(Kube(_api_client()), progress_interval=args.progress_interval),
+        Options(
+            namespaces=tuple(namespaces),
+            peering=args.peering,
+            priority=settings.peering.priority,
+            peering_name=PEERING_NAME,
+            resync_seconds=RESYNC_SECONDS,
+        ),
+    )
+    assert handlers.startup  # importing `handlers` registers every kopf handler
     metrics.serve(args.metrics_port)
     asyncio.run(
         kopf.operator(
@@ -140,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             priority=settings.peering.priority,
             peering_name=PEERING_NAME if args.peering else None,
             liveness_endpoint=args.liveness,
+            memo=runtime,
         )
     )
 

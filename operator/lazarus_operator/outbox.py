@@ -9,6 +9,7 @@ age limit costs the oldest events, and says so in the log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -39,6 +40,8 @@ class Outbox:
         self.limit = limit
         self.max_age_s = max_age_s
         self.dropped = 0
+        # One flush at a time: two would post the same event and pop twice.
+        self._flushing = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -54,18 +57,19 @@ class Outbox:
 
     async def flush(self) -> int:
         """Post what waits, oldest first; stop at the first failure (the API is down)."""
-        self._trim()
-        sent = 0
-        while self._queue:
-            e = self._queue[0]
-            try:
-                await self._post(e.job, e.type, e.reason, e.message, e.at)
-            except Exception as exc:  # any failure: keep it for the next try
-                log.warning("posting events: %s; %d waiting", _one_line(exc), len(self._queue))
-                return sent
-            self._queue.popleft()
-            sent += 1
-        return sent
+        async with self._flushing:
+            self._trim()
+            sent = 0
+            while self._queue:
+                e = self._queue[0]
+                try:
+                    await self._post(e.job, e.type, e.reason, e.message, e.at)
+                except Exception as exc:  # any failure: keep it for the next try
+                    log.warning("posting events: %s; %d waiting", _one_line(exc), len(self._queue))
+                    return sent
+                self._queue.popleft()
+                sent += 1
+            return sent
 
     def _trim(self) -> None:
         cutoff = time.monotonic() - self.max_age_s

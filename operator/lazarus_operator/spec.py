@@ -1,9 +1,10 @@
 """The TrainingJob spec, parsed once into typed, defaulted values.
 
-The API server already applies the CRD's defaults and CEL rules; this module
-repeats the defaults so the pure core also works on objects that never went
-through admission (unit tests, objects stored before a CRD upgrade), and
-raises `SpecError` naming the field for anything the schema cannot express.
+The API server already applies the CRD's defaults and CEL rules; the dataclasses
+below hold the same defaults, once (the parser reads them from there), so the pure
+core also works on objects that never went through admission (unit tests, objects
+stored before a CRD upgrade); tests/operator/test_spec_defaults.py holds the two to
+each other. `SpecError` names the field for anything the schema cannot express.
 """
 
 from __future__ import annotations
@@ -85,11 +86,11 @@ class FailurePolicy:
 
 @dataclass(frozen=True)
 class JobSpec:
-    replicas: int
-    processes_per_pod: int
     template: dict[str, Any]
     checkpoint: CheckpointSpec
-    failure_policy: FailurePolicy
+    failure_policy: FailurePolicy = field(default_factory=FailurePolicy)
+    replicas: int = 1
+    processes_per_pod: int = 1
     grace_period_seconds: int = 120
     node_loss_timeout_seconds: int = 60
     stuck_terminating_timeout_seconds: int = 120
@@ -122,10 +123,7 @@ def _dict(d: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     return v
 
 
-def parse_spec(raw: dict[str, Any]) -> JobSpec:
-    """Parse `.spec` of a TrainingJob; raises `SpecError` naming the bad field."""
-    if not isinstance(raw, dict):
-        raise SpecError("spec must be an object")
+def _template(raw: dict[str, Any]) -> dict[str, Any]:
     template = raw.get("template")
     if not isinstance(template, dict):
         raise SpecError("spec.template is required")
@@ -135,23 +133,31 @@ def parse_spec(raw: dict[str, Any]) -> JobSpec:
         raise SpecError("spec.template.spec.containers must list the trainer container")
     if not isinstance(containers[0], dict) or not containers[0].get("image"):
         raise SpecError("spec.template.spec.containers[0].image is required")
+    return template
 
+
+def _secret_ref(ck: dict[str, Any]) -> SecretRef | None:
+    raw = ck.get("secretRef")
+    if not raw:
+        return None
+    if not isinstance(raw, dict) or not raw.get("name"):
+        raise SpecError("spec.checkpoint.secretRef.name is required")
+    d = SecretRef
+    return SecretRef(
+        name=raw["name"],
+        access_key_id_key=raw.get("accessKeyIdKey", d.access_key_id_key),
+        secret_access_key_key=raw.get("secretAccessKeyKey", d.secret_access_key_key),
+        region_key=raw.get("regionKey", d.region_key),
+    )
+
+
+def _checkpoint(raw: dict[str, Any]) -> CheckpointSpec:
     ck = _dict(raw, "checkpoint", "spec")
     uri = ck.get("uri")
     if not isinstance(uri, str) or not (uri.startswith("s3://") or uri.startswith("/")):
         raise SpecError("spec.checkpoint.uri must be s3://bucket/prefix or an absolute path")
-    sref_raw = ck.get("secretRef")
-    sref = None
-    if sref_raw:
-        if not isinstance(sref_raw, dict) or not sref_raw.get("name"):
-            raise SpecError("spec.checkpoint.secretRef.name is required")
-        sref = SecretRef(
-            name=sref_raw["name"],
-            access_key_id_key=sref_raw.get("accessKeyIdKey", "AWS_ACCESS_KEY_ID"),
-            secret_access_key_key=sref_raw.get("secretAccessKeyKey", "AWS_SECRET_ACCESS_KEY"),
-            region_key=sref_raw.get("regionKey", "AWS_REGION"),
-        )
-    resume = str(ck.get("resume", "auto"))
+    d = CheckpointSpec
+    resume = str(ck.get("resume", d.resume))
     resume_mode: ResumeMode
     resume_from = None
     if resume in ("auto", "none"):
@@ -162,32 +168,35 @@ def parse_spec(raw: dict[str, Any]) -> JobSpec:
         raise SpecError("spec.checkpoint.resume must be auto, none or a checkpoint name/URI")
     ret = _dict(ck, "retention", "spec.checkpoint")
     save = _dict(ck, "save", "spec.checkpoint")
-    mode = str(ret.get("mode", "min"))
+    mode = str(ret.get("mode", d.metric_mode))
     if mode not in ("min", "max"):
         raise SpecError("spec.checkpoint.retention.mode must be min or max")
-    checkpoint = CheckpointSpec(
+    return CheckpointSpec(
         uri=uri,
         endpoint=ck.get("endpoint") or None,
-        addressing_style=str(ck.get("addressingStyle", "auto")),
+        addressing_style=str(ck.get("addressingStyle", d.addressing_style)),
         region=ck.get("region") or None,
-        secret_ref=sref,
+        secret_ref=_secret_ref(ck),
         resume=resume_mode,
         resume_from=resume_from,
-        keep_latest=_int(ret, "keepLatest", 3, "spec.checkpoint.retention", 1),
-        keep_best=_int(ret, "keepBest", 0, "spec.checkpoint.retention"),
+        keep_latest=_int(ret, "keepLatest", d.keep_latest, "spec.checkpoint.retention", 1),
+        keep_best=_int(ret, "keepBest", d.keep_best, "spec.checkpoint.retention"),
         metric=ret.get("metric") or None,
         metric_mode=mode,
-        save_every_steps=_int(save, "everySteps", 0, "spec.checkpoint.save"),
-        save_every_seconds=_int(save, "everySeconds", 0, "spec.checkpoint.save"),
-        delete_on_job_delete=bool(ck.get("deleteOnJobDelete", False)),
+        save_every_steps=_int(save, "everySteps", d.save_every_steps, "spec.checkpoint.save"),
+        save_every_seconds=_int(save, "everySeconds", d.save_every_seconds, "spec.checkpoint.save"),
+        delete_on_job_delete=bool(ck.get("deleteOnJobDelete", d.delete_on_job_delete)),
     )
 
+
+def _failure_policy(raw: dict[str, Any]) -> FailurePolicy:
     fp = _dict(raw, "failurePolicy", "spec")
     bo = _dict(fp, "backoff", "spec.failurePolicy")
+    b, path = Backoff, "spec.failurePolicy.backoff"
     backoff = Backoff(
-        initial_seconds=_num(bo, "initialSeconds", 10.0, "spec.failurePolicy.backoff"),
-        max_seconds=_num(bo, "maxSeconds", 600.0, "spec.failurePolicy.backoff"),
-        multiplier=_num(bo, "multiplier", 2.0, "spec.failurePolicy.backoff"),
+        initial_seconds=_num(bo, "initialSeconds", b.initial_seconds, path),
+        max_seconds=_num(bo, "maxSeconds", b.max_seconds, path),
+        multiplier=_num(bo, "multiplier", b.multiplier, path),
     )
     if backoff.multiplier < 1:
         raise SpecError("spec.failurePolicy.backoff.multiplier must be >= 1")
@@ -199,31 +208,50 @@ def parse_spec(raw: dict[str, Any]) -> JobSpec:
         isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 255 for c in codes
     ):
         raise SpecError("spec.failurePolicy.permanentExitCodes must be integers in 1..255")
-    policy = FailurePolicy(
-        max_failures=_int(fp, "maxFailures", 6, "spec.failurePolicy"),
+    d = FailurePolicy
+    return FailurePolicy(
+        max_failures=_int(fp, "maxFailures", d.max_failures, "spec.failurePolicy"),
         max_preemptions=max_pre,
         backoff=backoff,
         permanent_exit_codes=frozenset({EXIT_PERMANENT, *codes}),
         max_failures_without_progress=_int(
-            fp, "maxFailuresWithoutProgress", 3, "spec.failurePolicy", 1
+            fp,
+            "maxFailuresWithoutProgress",
+            d.max_failures_without_progress,
+            "spec.failurePolicy",
+            1,
         ),
     )
+
+
+def parse_spec(raw: dict[str, Any]) -> JobSpec:
+    """Parse `.spec` of a TrainingJob; raises `SpecError` naming the bad field."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec must be an object")
+    template = _template(raw)
+    checkpoint = _checkpoint(raw)
+    policy = _failure_policy(raw)
     ttl = raw.get("ttlSecondsAfterFinished")
     taints = raw.get("disruptionTaints")
+    d = JobSpec
     return JobSpec(
-        replicas=_int(raw, "replicas", 1, "spec", 1),
-        processes_per_pod=_int(raw, "processesPerPod", 1, "spec", 1),
+        replicas=_int(raw, "replicas", d.replicas, "spec", 1),
+        processes_per_pod=_int(raw, "processesPerPod", d.processes_per_pod, "spec", 1),
         template=template,
         checkpoint=checkpoint,
         failure_policy=policy,
-        grace_period_seconds=_int(raw, "gracePeriodSeconds", 120, "spec"),
-        node_loss_timeout_seconds=_int(raw, "nodeLossTimeoutSeconds", 60, "spec"),
-        stuck_terminating_timeout_seconds=_int(raw, "stuckTerminatingTimeoutSeconds", 120, "spec"),
-        suspend=bool(raw.get("suspend", False)),
+        grace_period_seconds=_int(raw, "gracePeriodSeconds", d.grace_period_seconds, "spec"),
+        node_loss_timeout_seconds=_int(
+            raw, "nodeLossTimeoutSeconds", d.node_loss_timeout_seconds, "spec"
+        ),
+        stuck_terminating_timeout_seconds=_int(
+            raw, "stuckTerminatingTimeoutSeconds", d.stuck_terminating_timeout_seconds, "spec"
+        ),
+        suspend=bool(raw.get("suspend", d.suspend)),
         ttl_seconds_after_finished=(
             None if ttl is None else _int(raw, "ttlSecondsAfterFinished", 0, "spec")
         ),
-        master_port=_int(raw, "masterPort", 29500, "spec", 1),
+        master_port=_int(raw, "masterPort", d.master_port, "spec", 1),
         disruption_taints=(
             tuple(str(t) for t in taints) if isinstance(taints, list) else DEFAULT_DISRUPTION_TAINTS
         ),

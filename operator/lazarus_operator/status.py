@@ -1,4 +1,5 @@
-"""Status vocabulary: phases, condition types and their constant reasons.
+"""Status vocabulary: phases, condition types and their constant reasons, and the
+dict-level helpers for `.status` as the API holds it (the typed form: `jobstatus`).
 
 Status is computed in memory by `decide` and written once per cycle, only
 when it changed (`status_patch`).
@@ -6,15 +7,29 @@ when it changed (`status_patch`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Final
 
-PENDING: Final = "Pending"
-RUNNING: Final = "Running"
-RESTARTING: Final = "Restarting"
-SUSPENDED: Final = "Suspended"
-SUCCEEDED: Final = "Succeeded"
-FAILED: Final = "Failed"
+from lazarus_contract import format_time
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+PENDING: Final = Phase.PENDING
+RUNNING: Final = Phase.RUNNING
+RESTARTING: Final = Phase.RESTARTING
+SUSPENDED: Final = Phase.SUSPENDED
+SUCCEEDED: Final = Phase.SUCCEEDED
+FAILED: Final = Phase.FAILED
 FINISHED: Final = frozenset({SUCCEEDED, FAILED})
 
 # condition types
@@ -62,7 +77,8 @@ HISTORY_LIMIT: Final = 20
 
 
 def iso(t: datetime) -> str:
-    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+    """Status times at second precision (conditions, attempt and finish times)."""
+    return format_time(t, "seconds")
 
 
 def get_condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
@@ -72,29 +88,60 @@ def get_condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return None
 
 
-def set_condition(
-    status: dict[str, Any], ctype: str, value: bool, reason: str, message: str, *, now: datetime
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+@dataclass
+class Condition:
+    type: str
+    status: str  # "True" | "False"
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Condition:
+        return cls(
+            str(d.get("type")),
+            str(d.get("status")),
+            _str(d.get("reason")),
+            _str(d.get("message")),
+            _str(d.get("lastTransitionTime")),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        d = {
+            "type": self.type,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "lastTransitionTime": self.last_transition_time,
+        }
+        return {k: v for k, v in d.items() if v is not None}
+
+
+def set_in(
+    conds: list[Condition], ctype: str, value: bool, reason: str, message: str, *, now: datetime
 ) -> None:
     """Set one condition in place; lastTransitionTime moves only when the status flips."""
     want = "True" if value else "False"
-    conds = [dict(c) for c in status.get("conditions") or []]
     for c in conds:
-        if c.get("type") == ctype:
-            if c.get("status") != want:
-                c["lastTransitionTime"] = iso(now)
-            c.update(status=want, reason=reason, message=message[:1024])
-            break
-    else:
-        conds.append(
-            {
-                "type": ctype,
-                "status": want,
-                "reason": reason,
-                "message": message[:1024],
-                "lastTransitionTime": iso(now),
-            }
-        )
-    status["conditions"] = conds
+        if c.type == ctype:
+            if c.status != want:
+                c.last_transition_time = iso(now)
+            c.status, c.reason, c.message = want, reason, message[:1024]
+            return
+    conds.append(Condition(ctype, want, reason, message[:1024], iso(now)))
+
+
+def set_condition(
+    status: dict[str, Any], ctype: str, value: bool, reason: str, message: str, *, now: datetime
+) -> None:
+    """`set_in` on a status dict as the API holds it."""
+    conds = [Condition.from_api(c) for c in status.get("conditions") or []]
+    set_in(conds, ctype, value, reason, message, now=now)
+    status["conditions"] = [c.to_api() for c in conds]
 
 
 def prune_none(value: Any) -> Any:

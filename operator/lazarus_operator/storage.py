@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lazarus_store
+from lazarus_contract import format_time
 from lazarus_store.cleanup import Deleted, delete_job_checkpoints
 from lazarus_store.errors import (
     AccessDenied,
@@ -30,9 +31,9 @@ from lazarus_store.store import CheckpointStore
 
 from . import status as s
 from .builders import JobRef
-from .decide import Checkpoint, Selection, StorageProblem
 from .endpoints import allowed_from_env, endpoint_problem
 from .spec import CheckpointSpec
+from .vocabulary import Checkpoint, Selection, StorageProblem
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: Job
             step=c.step,
             attempt=c.attempt,
             uri=f"{ck.uri.rstrip('/')}/{c.name}",
-            created=c.created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            created=format_time(c.created),
             extra=dict(c.manifest.extra) if c.manifest else {},
         )
     skipped = tuple((k.name, k.reason) for k in sel.skipped[:MAX_SKIPPED])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from lazarus_operator.builders import JobRef, ResumePoint, build_attempt, build_pod, build_service
@@ -13,8 +15,8 @@ pytestmark = pytest.mark.unit
 JOB = JobRef("job", "ns", "uid-1")
 
 
-def env_of(pod: dict[str, object]) -> dict[str, object]:
-    c = pod["spec"]["containers"][0]  # type: ignore[index]
+def env_of(pod: dict[str, Any]) -> dict[str, object]:
+    c = pod["spec"]["containers"][0]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
 
 

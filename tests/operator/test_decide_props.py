@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lazarus_operator.builders import JobRef
-from lazarus_operator.decide import Checkpoint, Facts, Selection, StorageProblem, decide
+from lazarus_operator.decide import decide, needs_selection
 from lazarus_operator.spec import parse_spec
+from lazarus_operator.vocabulary import Checkpoint, Facts, Selection, StorageProblem
 
 from .factories import NOW, iso
 
@@ -235,7 +236,10 @@ def test_decide_never_raises(
     parsed = parse_spec(spec)
     selection = answer if isinstance(answer, Selection) else None
     problem = answer if isinstance(answer, StorageProblem) else None
-    # As the cycle runs it: decide, and again with the store's answer if asked.
-    d = decide(Facts(JOB, parsed, status, pod_list, node_map, NOW, seen_steps=seen))
-    if d.needs_selection:
-        decide(Facts(JOB, parsed, status, pod_list, node_map, NOW, selection, problem, seen))
+    # As the cycle runs it: the store's answer if the decision needs it, then decide.
+    facts = Facts(JOB, parsed, status, pod_list, node_map, NOW, seen_steps=seen)
+    if needs_selection(facts):
+        facts = Facts(JOB, parsed, status, pod_list, node_map, NOW, selection, problem, seen)
+    decide(facts)
+    # And without the answer it needed: the core still never raises.
+    decide(Facts(JOB, parsed, status, pod_list, node_map, NOW, seen_steps=seen))

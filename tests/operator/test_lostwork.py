@@ -11,17 +11,17 @@ import pytest
 
 from lazarus_operator.builders import JobRef
 from lazarus_operator.classify import parse_time
-from lazarus_operator.decide import (
+from lazarus_operator.decide import decide, needs_selection
+from lazarus_operator.lostwork import LostWork, lost_work, step_rate
+from lazarus_operator.spec import parse_spec
+from lazarus_operator.vocabulary import (
     Checkpoint,
     Decision,
     DeletePod,
     Event,
     Facts,
     Selection,
-    decide,
 )
-from lazarus_operator.lostwork import LostWork, lost_work, step_rate
-from lazarus_operator.spec import parse_spec
 
 from .factories import NOW, disruption, iso, job_spec, node, pod
 
@@ -100,12 +100,10 @@ def cycle(
         now,
         seen_steps=seen or {},
     )
-    d = decide(f)
-    if d.needs_selection:
+    if needs_selection(f):
         assert selection is not None
         f = Facts(f.job, f.spec, st, pods, f.nodes, now, selection, seen_steps=f.seen_steps)
-        d = decide(f)
-    return d
+    return decide(f)
 
 
 def running_status(resume_step: int = 500) -> dict[str, Any]:

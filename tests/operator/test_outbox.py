@@ -69,3 +69,29 @@ def test_events_older_than_the_age_limit_are_dropped() -> None:
     api.down = False
     asyncio.run(box.post(JOB, [("Normal", "New", "")]))
     assert [r for r, _ in api.posted] == ["New"] and box.dropped == 1
+
+
+def test_concurrent_flushes_post_each_event_once_in_order() -> None:
+    """The resync's flush and a cycle's post may overlap (each awaits the API): an
+    event is posted once, in order, and neither flush fails (an IndexError here once
+    ended the resync loop for good)."""
+    posted: list[str] = []
+
+    async def slow_post(
+        job: dict[str, Any], type_: str, reason: str, msg: str, at: datetime
+    ) -> None:
+        await asyncio.sleep(0.01)
+        posted.append(reason)
+
+    box = Outbox(slow_post)
+
+    async def scenario() -> None:
+        await asyncio.gather(
+            box.post(JOB, [("Normal", "A", ""), ("Normal", "B", "")]),
+            box.flush(),
+            box.post(JOB, [("Normal", "C", "")]),
+            box.flush(),
+        )
+
+    asyncio.run(scenario())
+    assert posted == ["A", "B", "C"] and len(box) == 0

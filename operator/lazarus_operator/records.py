@@ -1,0 +1,184 @@
+"""The records inside a TrainingJob's `.status` (pending restart, last failure, latest
+checkpoint, resume point, history), each with its API form (`from_api`/`to_api`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def as_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def as_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def as_str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def some(pairs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+@dataclass
+class ResumedFrom:
+    """The resume point of the current attempt."""
+
+    value: str = ""  # LAZARUS_RESUME_FROM
+    name: str | None = None
+    step: int = -1
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ResumedFrom:
+        return cls(str(d.get("value") or ""), d.get("name"), int(d.get("step", -1)))
+
+    def to_api(self) -> dict[str, Any]:
+        return {"value": self.value, "name": self.name, "step": self.step}
+
+
+@dataclass
+class LatestCheckpoint:
+    name: str | None = None
+    uri: str | None = None
+    step: int | None = None
+    attempt: int | None = None
+    time: str | None = None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> LatestCheckpoint:
+        return cls(
+            as_str(d.get("name")),
+            as_str(d.get("uri")),
+            as_int(d.get("step")),
+            as_int(d.get("attempt")),
+            as_str(d.get("time")),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return some(
+            {
+                "name": self.name,
+                "uri": self.uri,
+                "step": self.step,
+                "attempt": self.attempt,
+                "time": self.time,
+            }
+        )
+
+
+@dataclass
+class PendingRestart:
+    """An ended attempt whose successor is not launched yet."""
+
+    attempt: int | None = None
+    cause: str | None = None
+    ended_at: str | None = None  # milliseconds: lost seconds are measured from it
+    not_before: str | None = None
+    last_step: int | None = None  # the highest step its trainers reported
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> PendingRestart:
+        return cls(
+            as_int(d.get("attempt")),
+            as_str(d.get("cause")),
+            as_str(d.get("endedAt")),
+            as_str(d.get("notBefore")),
+            as_int(d.get("lastStep")),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return some(
+            {
+                "attempt": self.attempt,
+                "cause": self.cause,
+                "endedAt": self.ended_at,
+                "notBefore": self.not_before,
+                "lastStep": self.last_step,
+            }
+        )
+
+
+@dataclass
+class LastFailure:
+    attempt: int
+    cause: str
+    reason: str
+    pod: str
+    node: str | None
+    exit_code: int | None
+    message: str
+    time: str
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> LastFailure:
+        return cls(
+            int(d.get("attempt") or 0),
+            str(d.get("cause") or ""),
+            str(d.get("reason") or ""),
+            str(d.get("pod") or ""),
+            d.get("node"),
+            as_int(d.get("exitCode")),
+            str(d.get("message") or ""),
+            str(d.get("time") or ""),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "cause": self.cause,
+            "reason": self.reason,
+            "pod": self.pod,
+            "node": self.node,
+            "exitCode": self.exit_code,
+            "message": self.message,
+            "time": self.time,
+        }
+
+
+@dataclass
+class HistoryEntry:
+    attempt: int | None = None
+    started_at: str | None = None
+    resumed_from: str | None = None
+    resume_step: int | None = None
+    lost_steps: int | None = None
+    lost_seconds: float | None = None
+    lost_estimated: bool | None = None
+    ended_at: str | None = None
+    cause: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> HistoryEntry:
+        est = d.get("lostEstimated")
+        return cls(
+            as_int(d.get("attempt")),
+            as_str(d.get("startedAt")),
+            as_str(d.get("resumedFrom")),
+            as_int(d.get("resumeStep")),
+            as_int(d.get("lostSteps")),
+            as_float(d.get("lostSeconds")),
+            None if est is None else bool(est),
+            as_str(d.get("endedAt")),
+            as_str(d.get("cause")),
+            as_str(d.get("reason")),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return some(
+            {
+                "attempt": self.attempt,
+                "startedAt": self.started_at,
+                "resumedFrom": self.resumed_from,
+                "resumeStep": self.resume_step,
+                "lostSteps": self.lost_steps,
+                "lostSeconds": self.lost_seconds,
+                "lostEstimated": self.lost_estimated,
+                "endedAt": self.ended_at,
+                "cause": self.cause,
+                "reason": self.reason,
+            }
+        )

@@ -1,0 +1,80 @@
+"""The ACTIVE stage: attempt N runs. Create its missing pods, ask for checkpoint-now
+on doomed nodes, and read its pods' ends: all succeeded completes the job; any other
+end ends the attempt (`failure_policy`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import failure_policy
+from . import status as s
+from .attempts import older_and_current
+from .builders import ResumePoint, pod_name
+from .classify import Cause, PodEnd
+from .disruption import checkpoint_now, wake_at_node_loss
+from .finished import mark_finished
+from .launch import create
+from .pods import end_of, name
+from .teardown import teardown
+from .vocabulary import Decision, Facts
+
+
+def _launched(f: Facts, current: list[dict[str, Any]]) -> bool:
+    """Every pod of the attempt was created once (later, a missing one is an end)."""
+    return bool(f.state.launched) or len(current) >= f.spec.replicas
+
+
+def attempt_ends(f: Facts, current: list[dict[str, Any]]) -> list[PodEnd]:
+    """The ends of the attempt's pods; a pod that vanished is a disruption."""
+    ends = [e for e in (end_of(f, p) for p in current) if e is not None]
+    present = {name(p) for p in current}
+    attempt = f.state.current_attempt
+    for i in range(f.spec.replicas):
+        pod = pod_name(f.job.name, attempt, i)
+        if pod not in present:
+            ends.append(
+                PodEnd(Cause.DISRUPTED, "PodDeleted", pod, None, None, "pod vanished", None, f.now)
+            )
+    return ends
+
+
+def _bad(ends: list[PodEnd]) -> list[PodEnd]:
+    return [e for e in ends if e.cause != Cause.SUCCEEDED]
+
+
+def needs_selection(f: Facts) -> bool:
+    """An attempt that failed: did it commit anything? Only the store can say."""
+    _, current = older_and_current(f.pods, f.state.current_attempt)
+    if not _launched(f, current):
+        return False
+    bad = _bad(attempt_ends(f, current))
+    return bool(bad) and failure_policy.is_failure(failure_policy.primary(bad))
+
+
+def decide(f: Facts, d: Decision) -> None:
+    st, attempt = d.state, f.state.current_attempt
+    older, current = older_and_current(f.pods, attempt)
+    if older:
+        teardown(f, d, older)
+    if not st.launched:
+        if len(current) < f.spec.replicas:
+            r = st.resumed_from
+            resume = ResumePoint(r.value, r.name, r.step) if r else ResumePoint("")
+            create(f, d, attempt, resume, record=True)
+            return
+        st.launched = True
+    checkpoint_now(f, d, current)
+    wake_at_node_loss(f, d, current)
+    ends = attempt_ends(f, current)
+    bad = _bad(ends)
+    if bad:
+        failure_policy.end_attempt(f, d, bad, current)
+    elif len(ends) == f.spec.replicas:
+        mark_finished(st, f, True, s.R_COMPLETED, f"attempt {attempt} completed")
+        d.event("Normal", s.R_COMPLETED, f"training completed in attempt {attempt}")
+    else:
+        running = all((p.get("status") or {}).get("phase") == "Running" for p in current)
+        st.phase = s.RUNNING if running else s.PENDING
+        reason = s.R_ALL_RUNNING if running else s.R_PODS_PENDING
+        msg = f"attempt {attempt}: {len(current)} pods"
+        st.set_condition(s.COND_RUNNING, running, reason, msg, now=f.now)

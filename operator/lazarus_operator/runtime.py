@@ -1,0 +1,25 @@
+"""What the handlers share, handed to each by kopf as its `memo`: the reconciler,
+the options it runs with, and the background tasks it keeps alive."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from .cycle import Reconciler
+
+
+@dataclass(frozen=True)
+class Options:
+    namespaces: tuple[str, ...]  # empty: cluster-wide
+    peering: bool
+    priority: int  # this replica's peering priority
+    peering_name: str
+    resync_seconds: float
+
+
+@dataclass
+class Runtime:
+    reconciler: Reconciler
+    options: Options
+    background: set[asyncio.Task[None]] = field(default_factory=set)
