@@ -113,11 +113,18 @@ def reported_step(pod: Mapping[str, Any]) -> int | None:
 
 
 def node_lost_since(node: dict[str, Any] | None, now: datetime) -> datetime | None:
-    """Since when the node is gone or not Ready; None while it is healthy."""
+    """Since when the node is gone or not Ready; None while it is healthy.
+
+    The Ready condition decides when the node reports one. The unreachable taints
+    count only for a node without it: when a kubelet comes back, the
+    node-lifecycle controller lifts its NoExecute taint seconds after Ready turns
+    True, and a pod bound in that window is on a working node."""
     if node is None:
         return now
     ready = _condition(node, "Ready")
-    if ready is not None and ready.get("status") != "True":
+    if ready is not None:
+        if ready.get("status") == "True":
+            return None
         return parse_time(ready.get("lastTransitionTime")) or now
     for taint in (node.get("spec") or {}).get("taints") or []:
         if taint.get("key") in UNREACHABLE_TAINTS and taint.get("effect") == "NoExecute":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from lazarus_contract import EXIT_PERMANENT, EXIT_PREEMPTED
-from lazarus_operator.classify import Cause, PodEnd, classify
+from lazarus_operator.classify import Cause, PodEnd, classify, node_lost_since
 
 from .factories import NOW, disruption, node, pod
 
@@ -123,3 +123,46 @@ def test_row9_other_failure() -> None:
 def test_row9_sigkill_without_oom_is_a_failure() -> None:
     end = run(pod(phase="Failed", exit_code=137))
     assert end is not None and end.cause == Cause.FAILED
+
+
+UNREACHABLE = {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}
+
+
+def _taint(since: timedelta) -> dict[str, Any]:
+    return {**UNREACHABLE, "timeAdded": (NOW - since).isoformat().replace("+00:00", "Z")}
+
+
+def _no_ready(n: dict[str, Any]) -> dict[str, Any]:
+    n["status"]["conditions"] = []
+    return n
+
+
+@pytest.mark.parametrize(
+    ("n", "lost_since"),
+    [
+        pytest.param(None, NOW, id="node gone"),
+        pytest.param(node(), None, id="ready"),
+        pytest.param(
+            node(ready="Unknown", since=NOW - timedelta(seconds=30)),
+            NOW - timedelta(seconds=30),
+            id="ready unknown",
+        ),
+        # A kubelet that came back: Ready again while the NoExecute taint lingers.
+        pytest.param(
+            node(taints=[_taint(timedelta(seconds=60))]), None, id="ready, taint not yet lifted"
+        ),
+        pytest.param(
+            _no_ready(node(taints=[_taint(timedelta(seconds=60))])),
+            NOW - timedelta(seconds=60),
+            id="no Ready condition, unreachable taint",
+        ),
+    ],
+)
+def test_node_lost_since(n: dict[str, Any] | None, lost_since: datetime | None) -> None:
+    assert node_lost_since(n, NOW) == lost_since
+
+
+def test_a_pod_on_a_node_that_came_back_has_not_ended() -> None:
+    """Its node is Ready, the unreachable taint not yet lifted: the attempt runs on."""
+    back = node(taints=[_taint(timedelta(seconds=60))])
+    assert run(pod(), back) is None
