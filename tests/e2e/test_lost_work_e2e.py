@@ -11,6 +11,7 @@ reference trainer, S3 behind a switchable proxy (a real outage).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import sys
@@ -75,7 +76,15 @@ def env(
     operator = OperatorProcess(
         {**cluster.env(), "LAZARUS_PROGRESS_SECONDS": "1"}, namespace, tmp_path / "operator.log"
     )
-    yield {"core": core, "proxy": proxy, "node": node, "bucket": bucket, "ns": namespace, "s3": s3}
+    yield {
+        "core": core,
+        "proxy": proxy,
+        "node": node,
+        "pods": tmp_path / "pods",
+        "bucket": bucket,
+        "ns": namespace,
+        "s3": s3,
+    }
     operator.stop()
     print(f"--- operator log (tail) ---\n{operator.log()[-3000:]}")
     if node.kubelet is not None:
@@ -144,6 +153,21 @@ def checkpointed(status: Callable[[], dict[str, Any]], at_least: int) -> int:
     return got
 
 
+def signal_past_checkpoint(e: dict[str, Any], pod: str, by: int = 3) -> None:
+    """Wait until the pod's progress signal reports a step `by` past its last commit."""
+    path = e["pods"] / f"{e['ns']}_{pod}" / "termination-log"
+
+    def past() -> bool:
+        try:
+            sig = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False  # not written yet, or caught mid-write
+        last = (sig.get("lastCheckpoint") or {}).get("step")
+        return sig.get("outcome") == "running" and last is not None and sig["step"] >= last + by
+
+    wait_for(past, T, f"{pod}'s progress signal {by} steps past its last checkpoint", every=0.02)
+
+
 def relaunched(status: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     def second() -> dict[str, Any] | None:
         st = status()
@@ -196,7 +220,10 @@ def test_a_crash_between_checkpoints_books_its_progress_signal(
 ) -> None:
     status = create_job(cluster, env, "crash")
     checkpointed(status, 40)
-    time.sleep(1.5)  # train on past the checkpoint
+    # Kill once the progress signal is past the trainer's last commit: saves come
+    # every ~1 s and the signal at most once a second, so a fixed sleep can land
+    # right after a commit that the signal has not yet outrun.
+    signal_past_checkpoint(env, "crash-a1-0")
     os.killpg(env["node"].pid("crash-a1-0"), signal.SIGKILL)  # as the OOM killer does
     st = relaunched(status)
     lost = st["history"][-1]
