@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,12 +23,33 @@ from .errors import DevstackError
 PR_SET_PDEATHSIG = 1
 
 
+def _ephemeral_low() -> int:
+    """The bottom of the kernel's range for outgoing connections' local ports."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A port the kernel says is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free on 127.0.0.1 now, from below the ephemeral range.
+
+    A port the kernel hands out for bind(0) comes from the range it also gives
+    outgoing connections: while a stack starts (etcd, the apiserver and the
+    controllers open many), one of them can take the port before the server that
+    was meant to get it binds. Ports below that range are never taken that way;
+    random picks keep concurrent stacks apart."""
+    low, rng = _ephemeral_low(), random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, low) if low > 11000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            got: int = s.getsockname()[1]
+            return got
+    raise DevstackError(f"no free port on 127.0.0.1 between 10000 and {low}")
 
 
 def check_port_free(port: int, what: str) -> None:

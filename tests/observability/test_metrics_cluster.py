@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from observability import render
-from observability.prom import Prometheus, free_port
+from observability.prom import Prometheus
 
+from lazarus_devstack.procs import free_port
 from lazarus_operator.classify import parse_time
 from tests.operator.conftest import Jobs
 from tests.operator.harness import FakeKubelet, OperatorProcess

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from lazarus_devstack.procs import free_port
 from lazarus_store import CheckpointStore, open_store
 
 MiB = 1 << 20
@@ -106,12 +106,6 @@ def store(backend: tuple[CheckpointStore, Raw]) -> CheckpointStore:
 @pytest.fixture
 def raw(backend: tuple[CheckpointStore, Raw]) -> Raw:
     return backend[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

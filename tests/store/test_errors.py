@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from lazarus_devstack.procs import free_port
 from lazarus_store import (
     AccessDenied,
     BucketMissing,
@@ -17,7 +18,7 @@ from lazarus_store import (
     open_store_from_env,
 )
 
-from .conftest import free_port, s3_store
+from .conftest import s3_store
 
 
 @pytest.mark.cluster
