@@ -207,13 +207,11 @@ def cluster(
         yield cp
 
 
-@pytest.fixture
-def namespace(cluster: ControlPlane) -> Iterator[str]:
-    """A fresh namespace, ready for pods (its default ServiceAccount exists)."""
+def create_namespace(api: Any, name: str) -> None:
+    """Create namespace `name` and wait until it is ready for pods (its default
+    ServiceAccount exists)."""
     from kubernetes import client
 
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    api = client.CoreV1Api(cluster.api_client())
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     deadline = time.monotonic() + 30
     while True:
@@ -224,6 +222,16 @@ def namespace(cluster: ControlPlane) -> Iterator[str]:
             if err.status != 404 or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane) -> Iterator[str]:
+    """A fresh namespace, ready for pods (its default ServiceAccount exists)."""
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    api = client.CoreV1Api(cluster.api_client())
+    create_namespace(api, name)
     yield name
     with contextlib.suppress(client.ApiException):
         api.delete_namespace(name)

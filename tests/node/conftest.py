@@ -26,7 +26,7 @@ from kubernetes import client
 
 from lazarus_devstack.node import NodeInfo, with_local_code
 from lazarus_devstack.stack import Ports, Stack, apply_crds
-from tests.conftest import CRD_DIR, ControlPlane, S3Server
+from tests.conftest import CRD_DIR, ControlPlane, S3Server, create_namespace
 from tests.operator.harness import OperatorProcess
 
 
@@ -65,16 +65,7 @@ def node_namespace(real_node: RealNode) -> Iterator[str]:
     """A fresh namespace with the S3 credentials as Secret `s3`; its pods are gone after."""
     api = client.CoreV1Api(real_node.cluster.api_client())
     name = f"t-{uuid.uuid4().hex[:10]}"
-    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            api.read_namespaced_service_account("default", name)
-            break
-        except client.ApiException as err:
-            if err.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    create_namespace(api, name)
     keys = {
         "AWS_ACCESS_KEY_ID": real_node.s3.access_key,
         "AWS_SECRET_ACCESS_KEY": real_node.s3.secret_key,
