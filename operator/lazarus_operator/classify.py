@@ -200,7 +200,24 @@ def classify(
     if not ended:
         return None
     # 5. the container's own end
-    return end(*_own_end(term, msg, status, permanent_exit_codes))
+    cause, reason = _own_end(term, msg, status, permanent_exit_codes)
+    if meta.get("deletionTimestamp") and _answered_termination(cause, reason, exit_code):
+        # The deletion's SIGTERM ended it: whether the operator saw the pod before
+        # or after the container exited, the cause is the same deletion.
+        return end(Cause.DISRUPTED, "PodDeleted")
+    return end(cause, reason)
+
+
+# Exit codes of a process ended by SIGTERM or, past the grace period, SIGKILL.
+SIGNAL_EXIT_CODES = frozenset({128 + 15, 128 + 9})
+
+
+def _answered_termination(cause: Cause, reason: str, exit_code: int | None) -> bool:
+    """The container's end is how a process answers a delete: a preemption save or
+    death by the signal. An OOM kill or a permanent error stays what it was."""
+    if cause == Cause.DISRUPTED and reason == "TrainerPreempted":
+        return True
+    return cause == Cause.FAILED and exit_code in SIGNAL_EXIT_CODES
 
 
 def _own_end(

@@ -86,6 +86,32 @@ def test_row4_deleted_by_someone_else() -> None:
     assert end is not None and (end.cause, end.reason) == (Cause.DISRUPTED, "PodDeleted")
 
 
+@pytest.mark.parametrize(
+    ("exit_code", "reason", "message", "expected"),
+    [
+        (EXIT_PREEMPTED, None, {"v": 1, "outcome": "preempted", "step": 7}, "PodDeleted"),
+        (143, None, None, "PodDeleted"),
+        (137, None, None, "PodDeleted"),
+        (137, "OOMKilled", None, "OOMKilled"),
+        (1, None, None, "Error"),
+    ],
+)
+def test_row4_deleted_pod_that_already_exited(
+    exit_code: int, reason: str | None, message: dict[str, Any] | None, expected: str
+) -> None:
+    """The operator may first see a deleted pod after its container answered the
+    SIGTERM: the cause is still the deletion, unless the container ended otherwise."""
+    p = pod(
+        phase="Failed",
+        exit_code=exit_code,
+        reason=reason,
+        message=message,
+        deleting=NOW + timedelta(seconds=30),
+    )
+    end = run(p)
+    assert end is not None and end.reason == expected
+
+
 def test_row5_oom_killed() -> None:
     end = run(pod(phase="Failed", exit_code=137, reason="OOMKilled"))
     assert end is not None and end.cause == Cause.OOM_KILLED and end.exit_code == 137
