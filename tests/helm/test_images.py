@@ -50,19 +50,33 @@ def dockerignored(rel: str) -> bool:
     return any(fnmatch.fnmatch(rel, p.removeprefix("**/")) or rel == p for p in patterns)
 
 
+def froms(path: Path) -> list[str]:
+    """Each FROM's image, with the build arguments declared before it at their defaults
+    (`ARG BASE=python:...`: what `docker build` uses unless told otherwise)."""
+    args: dict[str, str] = {}
+    out = []
+    for i, a in instructions(path):
+        if i == "ARG":
+            name, _, default = a.partition("=")
+            args[name] = default
+        elif i == "FROM":
+            out.append(re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m[1] or m[2]], a))
+    return out
+
+
 @pytest.mark.parametrize("path", [OPERATOR, TRAINER], ids=["operator", "trainer"])
 def test_base_is_pinned_and_single_stage(path: Path) -> None:
-    froms = [a for i, a in instructions(path) if i == "FROM"]
-    assert len(froms) == 1, f"{path}: one stage keeps it simple; found {froms}"
-    m = PINNED.match(froms[0])
-    assert m, f"{path}: base {froms[0]!r} is not pinned to a full python:X.Y.Z-slim-<debian> tag"
+    stages = froms(path)
+    assert len(stages) == 1, f"{path}: one stage keeps it simple; found {stages}"
+    m = PINNED.match(stages[0])
+    assert m, f"{path}: base {stages[0]!r} is not pinned to a full python:X.Y.Z-slim-<debian> tag"
     major, minor = (int(x) for x in m.group("py").split(".")[:2])
     floor = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     assert (major, minor) >= tuple(int(x) for x in floor.split(".")), "base below requires-python"
 
 
 def test_both_images_share_one_base() -> None:
-    bases = {p: [a for i, a in instructions(p) if i == "FROM"] for p in (OPERATOR, TRAINER)}
+    bases = {p: froms(p) for p in (OPERATOR, TRAINER)}
     assert bases[OPERATOR] == bases[TRAINER]
 
 
