@@ -1,10 +1,12 @@
 """`hack/demo`: the whole loop on one machine, no Docker.
 
 Starts (or reuses) the local stack with a scheduler, the operator, and the
-process kubelet; applies the CRD and examples/trainingjob.yaml; then preempts
-the trainer through the Eviction API once its first checkpoint is committed,
-and follows the job until it succeeds: the operator classifies the eviction,
-relaunches from the newest valid checkpoint, and the run completes.
+process kubelet (with --real-node: a real node, and the operator in a pod from
+its image, installed by the Helm chart); applies the CRD and
+examples/trainingjob.yaml; then preempts the trainer through the Eviction API
+once its first checkpoint is committed, and follows the job until it succeeds:
+the operator classifies the eviction, relaunches from the newest valid
+checkpoint, and the run completes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import operator_pod
 from .errors import DevstackError
 from .node import with_local_code
 from .stack import REPO, Ports, Stack, apply_crds
@@ -63,7 +66,18 @@ def up(follow: bool, drill: bool, timeout: float, real_node: bool = False) -> in
     venv_bin = str(Path(sys.executable).parent)
     path = f"{venv_bin}:{os.environ.get('PATH', '')}"
     running = state.running()
-    if "lazarus-operator" not in running:
+    ns = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    _kubectl(kc, "apply", "-f", "-", stdin=ns)
+    if real_node:
+        # As users run it: the chart, the image built from the root Dockerfile.
+        t0 = time.monotonic()
+        pod = operator_pod.install(state, NAMESPACE, progress_seconds=3)
+        print(
+            f"# operator {pod.image} running in a pod (chart {operator_pod.CHART.name}, "
+            f"release {pod.release}) in {time.monotonic() - t0:.1f}s",
+            file=sys.stderr,
+        )
+    elif "lazarus-operator" not in running:
         log = RUN_DIR / "logs" / "lazarus-operator.log"
         log.unlink(missing_ok=True)
         stack.launch(
@@ -88,8 +102,6 @@ def up(follow: bool, drill: bool, timeout: float, real_node: bool = False) -> in
             env={"PATH": path, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "hack"))},
         )
 
-    ns = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    _kubectl(kc, "apply", "-f", "-", stdin=ns)
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -176,7 +188,8 @@ def _follow(kc: str, drill: bool, timeout: float, s3_env: dict[str, str]) -> int
     phase = _job(kc).get("status", {}).get("phase")
     if phase != "Succeeded":
         print(
-            f"# the job ended {phase}; logs are in {RUN_DIR}/logs and {RUN_DIR}/pods",
+            f"# the job ended {phase}; logs are in {RUN_DIR}/logs and {RUN_DIR}/pods "
+            f"(real node: `kubectl -n {NAMESPACE} logs deploy/lazarus` for the operator)",
             file=sys.stderr,
         )
         return 1

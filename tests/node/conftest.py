@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from lazarus_devstack import operator_pod as chart_operator
 from lazarus_devstack.node import NodeInfo, with_local_code
-from lazarus_devstack.stack import Ports, Stack, apply_crds
+from lazarus_devstack.operator_pod import OperatorPod
+from lazarus_devstack.stack import Ports, Stack, State, apply_crds
 from tests.conftest import CRD_DIR, ControlPlane, S3Server, create_namespace
 from tests.operator.harness import OperatorProcess
 
@@ -36,6 +38,7 @@ class RealNode:
     s3: S3Server
     node: NodeInfo
     run_dir: Path
+    state: State
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +58,7 @@ def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNode]:
             run_dir, Path(state.kubeconfig), state.server, state.version, state.kubectl()
         )
         s3 = S3Server(state.s3.endpoint, state.s3.access_key, state.s3.secret_key, "us-east-1")
-        yield RealNode(cluster, s3, state.node, run_dir)
+        yield RealNode(cluster, s3, state.node, run_dir, state)
     finally:
         stack.down()
 
@@ -128,6 +131,18 @@ def operator(real_node: RealNode, node_namespace: str, tmp_path: Path) -> Iterat
     yield proc
     proc.stop()
     print(f"--- operator log (tail) ---\n{proc.log()[-3000:]}")
+
+
+@pytest.fixture
+def operator_in_pod(real_node: RealNode, node_namespace: str) -> Iterator[OperatorPod]:
+    """The operator as users run it: its image (built from the root Dockerfile), in a
+    pod the chart deploys with its ServiceAccount and RBAC, watching the namespace."""
+    pod = chart_operator.install(
+        real_node.state, node_namespace, f"lz-{node_namespace}", progress_seconds=1
+    )
+    yield pod
+    print(f"--- operator pod log (tail) ---\n{pod.log()[-3000:]}")
+    pod.uninstall()
 
 
 def job_body(

@@ -13,6 +13,7 @@ import time
 import pytest
 from kubernetes import client
 
+from lazarus_devstack.operator_pod import OperatorPod
 from lazarus_devstack.stack import Stack
 from tests.node.conftest import (
     Job,
@@ -28,10 +29,11 @@ STEPS = 60
 
 
 def test_eviction_resumes_from_the_sigterm_checkpoint(
-    real_node: RealNode, node_namespace: str, bucket_on_node: str, operator: OperatorProcess
+    real_node: RealNode, node_namespace: str, bucket_on_node: str, operator_in_pod: OperatorPod
 ) -> None:
     """Evicted through the Eviction API mid-training, the job resumes from the
-    preemption checkpoint its trainer committed on SIGTERM: 0 lost steps."""
+    preemption checkpoint its trainer committed on SIGTERM: 0 lost steps. The
+    operator runs in a pod, from its image, with the chart's RBAC only."""
     job = Job(real_node, node_namespace, "loop")
     template = trainer_template(["--steps", str(STEPS), "--step-sleep", "0.1"])
     job.create(job_body("loop", bucket_on_node, real_node, template))
@@ -49,6 +51,13 @@ def test_eviction_resumes_from_the_sigterm_checkpoint(
     assert st["history"][0]["cause"] == "Disrupted", st["history"]
     assert st["history"][0]["reason"] == "EvictionByEvictionAPI", st["history"]
     assert st["lostSteps"] == 0
+    operator_pods = operator_in_pod.pods()
+    # No operator process runs in this test: the pod, under the chart's ServiceAccount, did it.
+    assert operator_pods and all(
+        p["spec"]["serviceAccountName"] == f"{operator_in_pod.release}-lazarus"
+        and p["spec"]["containers"][0]["image"] == operator_in_pod.image
+        for p in operator_pods
+    ), operator_pods
     resumed = st["history"][1]["resumedFrom"]
     with real_node.s3.open_store(f"s3://{bucket_on_node}/loop") as store:
         assert store.read_manifest(resumed).reason == "preemption"
