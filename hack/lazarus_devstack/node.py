@@ -14,7 +14,9 @@ small node index, claimed atomically, so two stacks on one machine never meet:
 
 `down` stops kubelet, kills what runs in the node's cgroups, stops containerd
 and its shims, unmounts everything below the run directory, and removes the
-bridge, the address and the cgroups.
+bridge, the address and the cgroups, and what containerd and kubelet keep at
+fixed paths for this node (shim sockets, cached CNI results, kubelet's
+device-plugin socket when no other kubelet runs).
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def plan(run_dir: Path, cache: Path, start: int | None = None) -> NodeInfo:
                 cache=str(cache),
                 run_dir=str(run_dir),
             )
+            remove_global_leftovers(info, set())  # a killed stack's, for this index
             # The node IP first: the stack's S3 server listens on it.
             _ip("addr", "add", f"{info.ip}/32", "dev", "lo")
             return info
@@ -227,6 +230,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "{debs / "usr" / "sbin" / "runc"}"
         SystemdCgroup = false
+        # runc's state under the run directory too (default /run/containerd/runc).
+        Root = "{run / "runc"}"
 """
     )
     kubelet_root = run / "kubelet"
@@ -330,6 +335,7 @@ def kubelet_argv(node: NodeInfo, bin_dir: Path, kubeconfig: Path) -> list[str]:
         f"--config={run / 'kubelet.yaml'}",
         f"--kubeconfig={kubeconfig}",
         f"--root-dir={run / 'kubelet'}",
+        f"--cert-dir={run / 'kubelet' / 'pki'}",  # default /var/lib/kubelet/pki
         f"--hostname-override={node.name}",
         f"--node-ip={node.ip}",
         "--node-labels=lazarus.dev/real-node=true",
@@ -395,6 +401,66 @@ def shim_pids(node: NodeInfo) -> list[int]:
     return found
 
 
+# What containerd 1.6 and kubelet keep at fixed paths outside the run directory.
+SHIM_SOCKETS = Path("/run/containerd/s")
+CNI_RESULTS = Path("/var/lib/cni/results")
+DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
+
+
+def _sandbox_ids(node: NodeInfo) -> set[str]:
+    """IDs of this node's pod sandboxes and tasks, from containerd's own directories
+    and the running shims' arguments (one shim per sandbox)."""
+    root = Path(node.run_dir) / "containerd"
+    ids: set[str] = set()
+    for d in (
+        root / "root" / "io.containerd.grpc.v1.cri" / "sandboxes",
+        root / "state" / "io.containerd.runtime.v2.task" / "k8s.io",
+    ):
+        with contextlib.suppress(OSError):
+            ids.update(p.name for p in d.iterdir())
+    needle = node.containerd_socket.encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().split(b"\0")
+            shim = argv and argv[0].endswith(b"containerd-shim-runc-v2") and needle in argv
+            if shim and b"-id" in argv:
+                ids.add(argv[argv.index(b"-id") + 1].decode())
+    return ids
+
+
+def remove_global_leftovers(node: NodeInfo, ids: set[str]) -> None:
+    """Remove what this node left at containerd's and kubelet's fixed paths, and only
+    that: the shims' sockets (named by a hash of containerd's address, the namespace
+    and the sandbox ID, as containerd's shim.SocketAddress does), the CNI plugins'
+    cached results (named after this node's network and its sandboxes), and kubelet's
+    device-plugin socket unless another kubelet runs (its path is fixed in kubelet)."""
+    for sandbox in ids:
+        key = str(Path(node.containerd_socket) / "k8s.io" / sandbox)
+        (SHIM_SOCKETS / hashlib.sha256(key.encode()).hexdigest()).unlink(missing_ok=True)
+        (CNI_RESULTS / f"cni-loopback-{sandbox}-lo").unlink(missing_ok=True)
+    network = f"lazarus-{node.index}-"
+    with contextlib.suppress(OSError):
+        for result in CNI_RESULTS.iterdir():
+            if result.name.startswith(network):  # this index is ours: any holder's are stale
+                sandbox = result.name.removeprefix(network).rsplit("-", 1)[0]
+                (CNI_RESULTS / f"cni-loopback-{sandbox}-lo").unlink(missing_ok=True)
+                result.unlink(missing_ok=True)
+    if not _other_kubelets():
+        (DEVICE_PLUGINS / "kubelet.sock").unlink(missing_ok=True)
+        for d in (DEVICE_PLUGINS, DEVICE_PLUGINS.parent):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only when empty: anything else there is not ours
+
+
+def _other_kubelets() -> bool:
+    """Whether any kubelet runs on this machine (ours is stopped before teardown)."""
+    for exe in Path("/proc").glob("[0-9]*/exe"):
+        with contextlib.suppress(OSError):
+            if exe.readlink().name == "kubelet":
+                return True
+    return False
+
+
 def _mount_points() -> list[str]:
     return [
         line.split()[4].replace("\\040", " ")
@@ -427,6 +493,7 @@ def remove_cgroups(node: NodeInfo) -> None:
 def teardown(node: NodeInfo) -> None:
     """Undo everything but the processes the stack itself stops (kubelet, containerd)."""
     kill_containers(node)
+    ids = _sandbox_ids(node)
     for pid in shim_pids(node):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -435,10 +502,11 @@ def teardown(node: NodeInfo) -> None:
     _ip("link", "del", node.bridge, check=False)
     _ip("addr", "del", f"{node.ip}/32", "dev", "lo", check=False)
     remove_cgroups(node)
+    remove_global_leftovers(node, ids)
     # containerd's snapshots and kubelet's pod directories are large and root-owned.
     if any(p.startswith(str(run) + "/") for p in _mount_points()):
         raise DevstackError(f"mounts below {run} would not go away; see `findmnt -R {run}`")
-    for d in ("containerd", "kubelet", "pod-logs", "cni"):
+    for d in ("containerd", "kubelet", "pod-logs", "cni", "runc"):
         shutil.rmtree(run / d, ignore_errors=True)
     for sock in Path(run).glob("containerd.sock*"):
         sock.unlink(missing_ok=True)
