@@ -407,7 +407,7 @@ CNI_RESULTS = Path("/var/lib/cni/results")
 DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
 
 
-def _sandbox_ids(node: NodeInfo) -> set[str]:
+def sandbox_ids(node: NodeInfo) -> set[str]:
     """IDs of this node's pod sandboxes and tasks, from containerd's own directories
     and the running shims' arguments (one shim per sandbox)."""
     root = Path(node.run_dir) / "containerd"
@@ -428,6 +428,12 @@ def _sandbox_ids(node: NodeInfo) -> set[str]:
     return ids
 
 
+def shim_socket(node: NodeInfo, sandbox: str) -> Path:
+    """Where containerd 1.6 puts a sandbox's shim socket (shim.SocketAddress)."""
+    key = str(Path(node.containerd_socket) / "k8s.io" / sandbox)
+    return SHIM_SOCKETS / hashlib.sha256(key.encode()).hexdigest()
+
+
 def remove_global_leftovers(node: NodeInfo, ids: set[str]) -> None:
     """Remove what this node left at containerd's and kubelet's fixed paths, and only
     that: the shims' sockets (named by a hash of containerd's address, the namespace
@@ -435,8 +441,7 @@ def remove_global_leftovers(node: NodeInfo, ids: set[str]) -> None:
     cached results (named after this node's network and its sandboxes), and kubelet's
     device-plugin socket unless another kubelet runs (its path is fixed in kubelet)."""
     for sandbox in ids:
-        key = str(Path(node.containerd_socket) / "k8s.io" / sandbox)
-        (SHIM_SOCKETS / hashlib.sha256(key.encode()).hexdigest()).unlink(missing_ok=True)
+        shim_socket(node, sandbox).unlink(missing_ok=True)
         (CNI_RESULTS / f"cni-loopback-{sandbox}-lo").unlink(missing_ok=True)
     network = f"lazarus-{node.index}-"
     with contextlib.suppress(OSError):
@@ -493,7 +498,7 @@ def remove_cgroups(node: NodeInfo) -> None:
 def teardown(node: NodeInfo) -> None:
     """Undo everything but the processes the stack itself stops (kubelet, containerd)."""
     kill_containers(node)
-    ids = _sandbox_ids(node)
+    ids = sandbox_ids(node)
     for pid in shim_pids(node):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -16,8 +16,13 @@ from tests.operator.harness import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def _leftovers(info: realnode.NodeInfo) -> list[str]:
-    found = []
+def _leftovers(info: realnode.NodeInfo, sandboxes: set[str] | None = None) -> list[str]:
+    """What the node holds outside its run directory; `sandboxes`: its pod sandboxes'
+    IDs, whose shim sockets containerd keeps at a fixed path."""
+    found = [
+        f"shim socket of {s}" for s in sandboxes or () if realnode.shim_socket(info, s).exists()
+    ]
+    found += [p.name for p in realnode.CNI_RESULTS.glob(f"lazarus-{info.index}-*")]
     mounts = Path("/proc/self/mountinfo").read_text()
     if f" {info.run_dir}/" in mounts:
         found.append("mounts below the run directory")
@@ -89,9 +94,14 @@ def test_down_removes_mounts_network_and_cgroups(real_node: RealNode, tmp_path: 
             60,
             "the pod running",
         )
-        assert _leftovers(state.node), "a running pod shows up in mounts, cgroups and network"
+        sandboxes = realnode.sandbox_ids(state.node)
+        held = _leftovers(state.node, sandboxes)
+        assert held, "a running pod shows up in mounts, cgroups and network"
+        assert [h for h in held if h.startswith("shim socket")], held
+        assert [h for h in held if h.startswith(f"lazarus-{state.node.index}-")], held
     finally:
         stack.down()
-    assert _leftovers(state.node) == []
-    # The session's node is untouched.
+    assert _leftovers(state.node, sandboxes) == []
+    # The session's node is untouched, kubelet's fixed device-plugin socket included.
     assert f"address {real_node.node.ip}" in _leftovers(real_node.node)
+    assert (realnode.DEVICE_PLUGINS / "kubelet.sock").exists()
