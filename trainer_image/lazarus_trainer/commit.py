@@ -27,8 +27,9 @@ from . import storage as st
 from .meta import SaveMeta, SaveTimings, TrainerExtra
 from .retry import retry
 from .run_state import Context
-from .saver import CommitResult, SaveOutcome, SaveStatus
-from .state import COMMON_OBJECT, FORMAT_VERSION, rank_object, serialize
+from .saver import CommitResult, SaveOutcome, SaveStatus, background_pool
+from .state import COMMON_OBJECT, FORMAT_VERSION, rank_object
+from .tensorfile import Packed
 
 log = logging.getLogger("lazarus")
 
@@ -37,20 +38,20 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Host copies of one step's state (snapshot.py); `tree` is reused by the next capture."""
+    """Host copies of one step's state; `tree` is reused by the next capture."""
 
     tree: dict[str, Any]
 
     @property
-    def common(self) -> dict[str, Any] | None:
-        """State replicated on every rank (rank 0 only)."""
-        common: dict[str, Any] | None = self.tree["common"]
+    def common(self) -> Packed | None:
+        """State replicated on every rank (rank 0 only), packed as its object's bytes."""
+        common: Packed | None = self.tree["common"]
         return common
 
     @property
-    def rank(self) -> dict[str, Any]:
-        """This rank's own state (its RNGs)."""
-        rank: dict[str, Any] = self.tree["rank"]
+    def rank(self) -> Packed:
+        """This rank's own state (its RNGs), packed as its object's bytes."""
+        rank: Packed = self.tree["rank"]
         return rank
 
     @property
@@ -72,6 +73,9 @@ class Committer:
         self.run = ctx.run
         self.cancel = cancel  # set by the stop handling: stop retrying, fail fast
         self.deadline = deadline  # the end of the grace period after a stop signal, if any
+        # The save's own I/O threads, few and at a lower priority: a trainer needs its cores.
+        self.threads = max(1, self.config.save_threads)
+        self.pool = background_pool(self.threads, self.config.save_nice)
 
     def write(self, snap: Snapshot, meta: SaveMeta, *, background: bool) -> SaveOutcome:
         """Upload, then commit (rank 0): the same outcome on every rank."""
@@ -129,16 +133,19 @@ class Committer:
         files: list[Path],
         deadline: float | None,
     ) -> list[st.Entry]:
-        """DCP shard files, then the trainer's objects (serialized before any upload)."""
+        """DCP shard files, then the trainer's objects, sent straight from their buffers."""
+        pool, n = self.pool, self.threads
         uploads: list[tuple[str, Callable[[], st.Entry]]] = []
         for f in files:
             path = sharded.DCP_PREFIX + f.name
-            uploads.append((path, functools.partial(writer.put_file, path, f)))
+            put = functools.partial(writer.put_file, path, f, pool=pool, concurrency=n)
+            uploads.append((path, put))
         objects = {rank_object(self.dist.rank): snap.rank}
         if snap.common is not None:
             objects[COMMON_OBJECT] = snap.common
-        for path, obj in objects.items():
-            uploads.append((path, functools.partial(writer.put, path, serialize(obj))))
+        for path, packed in objects.items():
+            put = functools.partial(writer.put, path, packed.view(), pool=pool, concurrency=n)
+            uploads.append((path, put))
         return [self._retried(put, f"upload {name}/{path}", deadline) for path, put in uploads]
 
     def _retried(self, fn: Callable[[], T], what: str, deadline: float | None) -> T:
