@@ -230,18 +230,25 @@ def run(args: Any, url: str, work: Path) -> int:
                 return None
             if out.name is None:
                 raise SystemExit(f"lazarus async save failed: {out.detail}")
-            # The outcome's seconds run from the capture to the commit: exact, not the
-            # step boundary at which training learnt of it.
-            end.append(t0 + out.seconds)
+            # The manifest's durableSeconds run from the capture to the commit: exact, not
+            # the step boundary at which training learnt of it (nor the pruning after it).
+            end.append(t0 + durable_seconds(lz_async, out.name))
             return end[0]
 
         return Background(done)
 
-    def lazarus_sync() -> None:
+    def durable_seconds(lz: Lazarus, name: str) -> float:
+        timings = lz.storage.read_manifest(name).extra["lazarusTrainer"]["timings"]
+        return float(timings["durableSeconds"])
+
+    def lazarus_sync() -> Background:
         lz_sync.run.progress.step = next(counter)
+        t0 = time.perf_counter()
         out = lz_sync.pipeline.save("periodic", sync=True)
         if out is None or out.name is None:
             raise SystemExit(f"lazarus sync save failed: {out}")
+        end = t0 + durable_seconds(lz_sync, out.name)  # committed before retention ran
+        return Background(lambda: end)
 
     def torch_save_boto3() -> None:
         n = next(counter)
@@ -371,6 +378,8 @@ def run(args: Any, url: str, work: Path) -> int:
             while (end := bg.done()) is None:
                 during.append(timed(train_step))
             durable = end - t0
+            if durable < blocked:  # a sync save that was durable before it returned
+                during = []
         slowdown = statistics.median(during) / base if during else None
         lost = blocked + sum(max(0.0, d - base) for d in during)
         return blocked, durable, slowdown, lost, len(during)

@@ -187,3 +187,20 @@ def test_unstorable_values_are_refused_at_save() -> None:
         pack({"x": torch.zeros(2, dtype=torch.complex128)})
     with pytest.raises(PermanentError, match="not storable in the raw layout"):
         pack({"x": object()})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_tensors_go_through_a_pinned_buffer_without_blocking() -> None:
+    from lazarus_trainer.snapshot import synchronize
+
+    state = {"w": torch.randn(1000, 100, device="cuda"), "step": torch.tensor(3, device="cuda")}
+    packed = pack(state)
+    synchronize()
+    assert packed.buffer.is_pinned()
+    back = unpack(bytearray(packed.view()), "x")
+    assert back["w"].device.type == "cpu" and torch.equal(back["w"], state["w"].cpu())
+    state["w"].add_(1)  # the next save copies into the same pinned buffer
+    again = pack(state, reuse=packed)
+    synchronize()
+    assert again.buffer.data_ptr() == packed.buffer.data_ptr()
+    assert torch.equal(unpack(bytearray(again.view()), "x")["w"], state["w"].cpu())
