@@ -81,7 +81,7 @@ class Committer:
         """Upload, then commit (rank 0): the same outcome on every rank."""
         t0 = time.monotonic()
         name = checkpoint_name(meta.step, self.config.attempt)
-        writer, entries, error = self._stage_and_upload(name, meta.step, snap)
+        writer, entries, error = self._stage_and_upload(name, meta.step, snap, background)
         gathered = self.dist.gather_to_main((entries, error), background=background)
         result = CommitResult.failed("")  # until rank 0's verdict arrives
         if gathered is not None:
@@ -102,7 +102,7 @@ class Committer:
         return outcome
 
     def _stage_and_upload(
-        self, name: str, step: int, snap: Snapshot
+        self, name: str, step: int, snap: Snapshot, background: bool
     ) -> tuple[st.Writer | None, list[st.Entry], str | None]:
         """This rank's writer (None if it could not open one), entries and error."""
         writer: st.Writer | None = None
@@ -121,7 +121,8 @@ class Committer:
                     f"begin {name}",
                     deadline,
                 )
-                return writer, self._upload(name, writer, snap, files, deadline), None
+                uploads = self._upload(name, writer, snap, files, deadline, background=background)
+                return writer, uploads, None
         except Exception as exc:
             return writer, [], f"rank {self.dist.rank}: {exc}"
 
@@ -132,9 +133,14 @@ class Committer:
         snap: Snapshot,
         files: list[Path],
         deadline: float | None,
+        *,
+        background: bool,
     ) -> list[st.Entry]:
-        """DCP shard files, then the trainer's objects, sent straight from their buffers."""
-        pool, n = self.pool, self.threads
+        """DCP shard files, then the trainer's objects, sent straight from their buffers.
+
+        A background save uses the few, nicer save threads (training goes on); a synchronous
+        one (training waits, e.g. a SIGTERM save within the grace period) the store's own."""
+        pool, n = (self.pool, self.threads) if background else (None, None)
         uploads: list[tuple[str, Callable[[], st.Entry]]] = []
         for f in files:
             path = sharded.DCP_PREFIX + f.name
