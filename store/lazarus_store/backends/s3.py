@@ -188,16 +188,29 @@ class S3Backend:
                 Bucket=self.bucket, Key=self.key(key), Range=f"bytes={start}-{start + len(out) - 1}"
             )
             body = resp["Body"]
+            # urllib3's readinto is a read plus a copy; http.client's under it reads the
+            # socket straight into `out`. Only for a plain body (size and CRC32C are checked
+            # by the caller); the connection then goes back to the pool by hand.
+            raw: Any = getattr(body, "_raw_stream", None)
+            orig: Any = getattr(raw, "_original_response", None)
+            direct = (
+                orig is not None
+                and not getattr(raw, "chunked", False)
+                and not raw.headers.get("content-encoding")
+            )
+            got = 0
             try:
-                got = 0
                 while got < len(out):
-                    n = body.readinto(out[got:])
+                    n = orig.readinto(out[got:]) if direct else body.readinto(out[got:])
                     if not n:
                         break
                     got += n
-                return got
             finally:
-                body.close()
+                if direct and orig.isclosed():
+                    raw.release_conn()
+                else:
+                    body.close()
+            return got
 
     def open_get(self, key: str) -> BinaryIO:
         with self._errors(key):
