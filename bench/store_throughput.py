@@ -123,15 +123,25 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"bytes": total, "files": args.files, "part_mib": args.part_mib,
                                "threads": args.threads, "reps": args.reps}  # fmt: skip
     print(f"\n{total / (1 << 30):.2f} GiB in {args.files} files, part {args.part_mib} MiB,"
-          f" {args.threads} threads, median of {args.reps}, {where}")  # fmt: skip
+          f" {args.threads} threads, median (min-max) of {args.reps} alternating reps,"
+          f" {where}")  # fmt: skip
     for op in ("save", "load"):
-        ours = statistics.median(results[f"ours_{op}"])
-        base = statistics.median(results[f"boto3_{op}"])
-        ratio = base / ours
-        summary[op] = {"ours_MBps": round(mb / ours, 1), "boto3_MBps": round(mb / base, 1),
-                       "ratio": round(ratio, 3)}  # fmt: skip
-        print(f"  {op}: lazarus_store {mb / ours:8.1f} MB/s   boto3 managed {mb / base:8.1f} MB/s"
-              f"   ours/boto3 = {ratio:.0%}")  # fmt: skip
+        ours_t, base_t = results[f"ours_{op}"], results[f"boto3_{op}"]
+        ours, base = statistics.median(ours_t), statistics.median(base_t)
+        # Speed ratio per rep (the two ran back to back, in alternating order): the spread
+        # says whether one side is faster or the reps just disagree.
+        per_rep = [b / o for o, b in zip(ours_t, base_t, strict=True)]
+        ratio = statistics.median(per_rep)
+        summary[op] = {
+            "ours_MBps": round(mb / ours, 1), "boto3_MBps": round(mb / base, 1),
+            "ours_MBps_all": [round(mb / t, 1) for t in ours_t],
+            "boto3_MBps_all": [round(mb / t, 1) for t in base_t],
+            "ratio_median": round(ratio, 3), "ratio_all": [round(r, 3) for r in per_rep],
+        }  # fmt: skip
+        print(f"  {op}: lazarus_store {mb / ours:7.1f} MB/s ({mb / max(ours_t):.1f}-"
+              f"{mb / min(ours_t):.1f})   boto3 managed {mb / base:7.1f} MB/s "
+              f"({mb / max(base_t):.1f}-{mb / min(base_t):.1f})   ours/boto3 per rep: median "
+              f"{ratio:.2f}, min {min(per_rep):.2f}, max {max(per_rep):.2f}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
     return 0

@@ -162,6 +162,12 @@ class CheckpointStore:
         e = catalog.entry(self.root, name, path, manifest)
         return verified.read_bytes(self.root, name, e)
 
+    def read_buffer(self, name: str, path: str, *, manifest: Manifest | None = None) -> bytearray:
+        """`read_bytes` into a bytearray the caller owns, without the final copy into bytes
+        (tensors can be viewed straight out of it)."""
+        e = catalog.entry(self.root, name, path, manifest)
+        return verified.read_buffer(self.root, name, e)
+
     def download_file(
         self,
         name: str,

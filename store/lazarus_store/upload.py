@@ -9,11 +9,11 @@ import functools
 import io
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING
 
 from . import checksum
-from .backends.base import PartUpload
+from .backends.base import Data, PartUpload
 from .root import Root
 
 if TYPE_CHECKING:
@@ -25,16 +25,25 @@ def _const(data: bytes) -> Callable[[], bytes]:
 
 
 class PartSink:
-    """Uploads parts of one object on the root's pool, with bounded memory in flight."""
+    """Uploads parts of one object on a pool (the root's unless given), with bounded
+    memory in flight (`concurrency` parts, the root's by default)."""
 
-    def __init__(self, root: Root, key: str) -> None:
+    def __init__(
+        self,
+        root: Root,
+        key: str,
+        *,
+        pool: Executor | None = None,
+        concurrency: int | None = None,
+    ) -> None:
         self._root = root
+        self._pool = pool
         self._up: PartUpload = root.backend.start_parts(key)
-        self._slots = threading.BoundedSemaphore(root.concurrency)
+        self._slots = threading.BoundedSemaphore(concurrency or root.concurrency)
         self._futs: list[tuple[int, Future[int]]] = []
         self.size = 0
 
-    def submit(self, get: Callable[[], bytes], length: int) -> None:
+    def submit(self, get: Callable[[], Data], length: int) -> None:
         self._slots.acquire()
         number, offset = len(self._futs) + 1, self.size
 
@@ -47,7 +56,8 @@ class PartSink:
             finally:
                 self._slots.release()
 
-        self._futs.append((length, self._root.pool().submit(task)))
+        pool = self._pool or self._root.pool()
+        self._futs.append((length, pool.submit(task)))
         self.size += length
 
     def finish(self) -> int:
@@ -142,9 +152,18 @@ class StreamWriter(io.RawIOBase):
                 self.discard()
 
 
-def upload_parts(root: Root, key: str, size: int, get: Callable[[int, int], bytes]) -> int:
-    """Upload `size` bytes, `get(offset, length)` per part, in parallel; the CRC32C."""
-    sink = PartSink(root, key)
+def upload_parts(
+    root: Root,
+    key: str,
+    size: int,
+    get: Callable[[int, int], Data],
+    *,
+    pool: Executor | None = None,
+    concurrency: int | None = None,
+) -> int:
+    """Upload `size` bytes, `get(offset, length)` per part (called on the pool, right before
+    the part is checksummed and sent), in parallel; the CRC32C."""
+    sink = PartSink(root, key, pool=pool, concurrency=concurrency)
     ps = root.part_size
     try:
         for off in range(0, size, ps):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from . import checksum
 from .backends.base import ObjectMissing
+from .buffers import part_buffer
 from .errors import CheckpointNotFound, ChecksumMismatch
 from .manifest import ObjectEntry
 from .root import MiB, Root
@@ -81,28 +82,36 @@ def verify_object(root: Root, name: str, e: ObjectEntry) -> None:
             pass
 
 
-def fetch(root: Root, name: str, e: ObjectEntry, sink: Callable[[int, bytes], None]) -> None:
-    """Every byte of one object into `sink(offset, data)`, in parallel ranges on the
-    root's pool; the combined CRC32C is checked before returning."""
+def _fetch(
+    root: Root,
+    name: str,
+    e: ObjectEntry,
+    into: Callable[[int, int], memoryview],
+    done: Callable[[int, memoryview], None] | None = None,
+) -> None:
+    """Every byte of one object, in parallel ranges on the root's pool, read straight into
+    `into(offset, length)` (no intermediate bytes) and handed to `done(offset, view)`;
+    the combined CRC32C is checked before returning."""
     where = root.where(name, e.path)
     key = f"{name}/{e.path}"
     ps = root.part_size
     ranges = [(off, min(ps, e.size - off)) for off in range(0, e.size, ps)]
 
     def one(off: int, n: int) -> int:
-        data = root.backend.get_range(key, off, n)
-        if len(data) != n:
-            raise ChecksumMismatch(f"{where}: short read at {off} ({len(data)} of {n} bytes)")
-        sink(off, data)
-        return checksum.crc32c(data)
+        view = into(off, n)
+        got = root.backend.get_range_into(key, off, view)
+        if got != n:
+            raise ChecksumMismatch(f"{where}: short read at {off} ({got} of {n} bytes)")
+        crc = checksum.crc32c(view)
+        if done is not None:
+            done(off, view)
+        return crc
 
     try:
-        if len(ranges) <= 1:
-            data = root.backend.get(key)
-            if len(data) != e.size:
-                raise ChecksumMismatch(f"{where}: {len(data)} bytes, manifest says {e.size}")
-            sink(0, data)
-            crc = checksum.crc32c(data)
+        if not ranges:  # empty: still there? (a range of nothing asks nothing)
+            crc = checksum.crc32c(root.backend.get(key))
+        elif len(ranges) == 1:
+            crc = one(*ranges[0])
         else:
             futs = [root.pool().submit(one, off, n) for off, n in ranges]
             crc = 0
@@ -114,14 +123,17 @@ def fetch(root: Root, name: str, e: ObjectEntry, sink: Callable[[int, bytes], No
         raise ChecksumMismatch(f"{where}: CRC32C {checksum.to_b64(crc)} != manifest's {e.crc32c}")
 
 
-def read_bytes(root: Root, name: str, e: ObjectEntry) -> bytes:
+def read_buffer(root: Root, name: str, e: ObjectEntry) -> bytearray:
+    """One object in a new bytearray, each range read into its place (one copy: the
+    socket's or the page cache's into it)."""
     buf = bytearray(e.size)
+    view = memoryview(buf)
+    _fetch(root, name, e, lambda off, n: view[off : off + n])
+    return buf
 
-    def sink(off: int, data: bytes) -> None:
-        buf[off : off + len(data)] = data
 
-    fetch(root, name, e, sink)
-    return bytes(buf)
+def read_bytes(root: Root, name: str, e: ObjectEntry) -> bytes:
+    return bytes(read_buffer(root, name, e))
 
 
 def download_file(root: Root, name: str, e: ObjectEntry, dest: str | os.PathLike[str]) -> None:
@@ -129,12 +141,11 @@ def download_file(root: Root, name: str, e: ObjectEntry, dest: str | os.PathLike
     try:
         os.ftruncate(fd, e.size)
 
-        def sink(off: int, data: bytes) -> None:
-            view = memoryview(data)
+        def write(off: int, view: memoryview) -> None:
             while view:
                 n = os.pwrite(fd, view, off)
                 view, off = view[n:], off + n
 
-        fetch(root, name, e, sink)
+        _fetch(root, name, e, lambda off, n: part_buffer(n), write)
     finally:
         os.close(fd)

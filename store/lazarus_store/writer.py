@@ -12,12 +12,14 @@ import functools
 import os
 import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor
 from importlib import metadata
 from typing import Any
 
 from lazarus_contract import MANIFEST_NAME, REASONS, checkpoint_name
 
 from . import checksum, fencelog
+from .buffers import part_buffer
 from .errors import CommitConflict, FencedOut, StoreError
 from .lineage import newest_attempt
 from .manifest import (
@@ -32,6 +34,17 @@ from .manifest import (
 from .ownership import Owner, same_job
 from .root import Root
 from .upload import StreamWriter, upload_parts
+
+
+def _pread_part(fd: int, off: int, n: int) -> memoryview:
+    view = part_buffer(n)
+    got = 0
+    while got < n:
+        k = os.preadv(fd, [view[got:]], off + got)
+        if k == 0:
+            raise StoreError(f"file shrank while uploading: {n - got} bytes missing at {off + got}")
+        got += k
+    return view
 
 
 def _lazarus_version() -> str:
@@ -90,23 +103,47 @@ class CheckpointWriter:
                 raise ValueError(why)
             self._record(e)
 
-    def put_bytes(self, path: str, data: bytes | bytearray | memoryview) -> ObjectEntry:
-        """Write one object; multipart in parallel when larger than the threshold."""
+    def put_bytes(
+        self,
+        path: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        pool: Executor | None = None,
+        concurrency: int | None = None,
+    ) -> ObjectEntry:
+        """Write one object straight from `data` (slices of it, never copies); multipart in
+        parallel when larger than the threshold, on `pool` with at most `concurrency` parts
+        in flight (default: the store's own pool and concurrency). The caller must not
+        change `data` until this returns."""
         key = self.key(path)
         view = memoryview(data).cast("B")
         size = len(view)
         if size <= self._root.multipart_threshold:
-            raw = bytes(view)
-            crc = checksum.crc32c(raw)
-            self._root.backend.put(key, raw, crc)
+            crc = checksum.crc32c(view)
+            self._root.backend.put(key, view, crc)
         else:
-            crc = upload_parts(self._root, key, size, lambda off, n: bytes(view[off : off + n]))
+            crc = upload_parts(
+                self._root,
+                key,
+                size,
+                lambda off, n: view[off : off + n],
+                pool=pool,
+                concurrency=concurrency,
+            )
         e = ObjectEntry(path, size, checksum.to_b64(crc))
         self._record(e)
         return e
 
-    def put_file(self, path: str, local: str | os.PathLike[str]) -> ObjectEntry:
-        """Write one object from a local file, read part by part (bounded memory)."""
+    def put_file(
+        self,
+        path: str,
+        local: str | os.PathLike[str],
+        *,
+        pool: Executor | None = None,
+        concurrency: int | None = None,
+    ) -> ObjectEntry:
+        """Write one object from a local file, read part by part into each I/O thread's
+        reused buffer (bounded memory); `pool`, `concurrency` as for `put_bytes`."""
         key = self.key(path)
         fd = os.open(local, os.O_RDONLY)
         try:
@@ -116,7 +153,14 @@ class CheckpointWriter:
                 crc = checksum.crc32c(raw)
                 self._root.backend.put(key, raw, crc)
             else:
-                crc = upload_parts(self._root, key, size, lambda off, n: os.pread(fd, n, off))
+                crc = upload_parts(
+                    self._root,
+                    key,
+                    size,
+                    functools.partial(_pread_part, fd),
+                    pool=pool,
+                    concurrency=concurrency,
+                )
         finally:
             os.close(fd)
         e = ObjectEntry(path, size, checksum.to_b64(crc))

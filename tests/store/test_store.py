@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,54 @@ def test_multipart_put_bytes_stream_and_file(store: CheckpointStore, tmp_path: P
     with store.open_read(name, "big.bin") as f:
         assert f.read() == big
     assert store.validate(name, full=True).ok
+
+
+def test_put_bytes_sends_the_callers_buffer_on_its_pool(
+    store: CheckpointStore, tmp_path: Path
+) -> None:
+    """A view into a larger buffer is written as it is, on the caller's bounded pool (the
+    trainer's save threads), and read back into a bytearray in place (read_buffer)."""
+    backing = bytearray(os.urandom(store.part_size * 3 + 777))
+    view = memoryview(backing)[100 : 100 + store.part_size * 2 + 5]  # a slice, not a copy
+    used: set[str] = set()
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            def run():  # type: ignore[no-untyped-def]
+                used.add(threading.current_thread().name)
+                return fn(*args, **kwargs)
+
+            return super().submit(run)
+
+    with Counting(1, thread_name_prefix="caller-pool") as pool:
+        w = store.begin(step=1, attempt=1)
+        big = w.put_bytes("big.bin", view, pool=pool, concurrency=1)
+        small = w.put_bytes("small.bin", memoryview(backing)[:10], pool=pool)
+        m = w.commit(reason="final")
+    assert used == {"caller-pool_0"}, "the parts did not go through the caller's pool"
+    expected = bytes(view)
+    assert big.size == len(expected) and small.size == 10
+    got = store.read_buffer(m.name, "big.bin")
+    assert isinstance(got, bytearray) and got == expected
+    assert store.read_bytes(m.name, "small.bin") == bytes(backing[:10])
+    assert store.validate(m.name, full=True).ok
+    out = tmp_path / "out.bin"
+    store.download_file(m.name, "big.bin", out)
+    assert out.read_bytes() == expected
+
+
+def test_read_buffer_checks_every_byte(store: CheckpointStore, raw: Raw) -> None:
+    data = os.urandom(store.part_size + 99)
+    m = save(store, 3, files={"x.bin": data, "empty.bin": b""})
+    assert store.read_buffer(m.name, "empty.bin") == bytearray()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    raw.put(f"{m.name}/x.bin", bytes(flipped))
+    with pytest.raises(ChecksumMismatch):
+        store.read_buffer(m.name, "x.bin")
+    raw.delete(f"{m.name}/empty.bin")
+    with pytest.raises(CheckpointNotFound):
+        store.read_buffer(m.name, "empty.bin")
 
 
 def test_checkpoints_listed_newest_first_with_uncommitted(store: CheckpointStore) -> None:

@@ -10,6 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from lazarus_trainer.state import COMMON_OBJECT
+
 from .harness import command, losses, run, store_for, termination, trainer_env, wait_for
 from .proxy import Proxy
 
@@ -26,7 +28,7 @@ def test_corrupt_newest_checkpoint_falls_back_and_is_quarantined(
     assert p.returncode == 0, p.stderr[-3000:]
     first = losses(log)
     newest = "step-000000000020-a0001"
-    key = f"job/{newest}/trainer/common.pt"
+    key = f"job/{newest}/{COMMON_OBJECT}"
     client = s3.client()
     data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     data[len(data) // 2] ^= 0xFF  # same size: only the full checksum can tell

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+
+from lazarus_trainer.state import COMMON_OBJECT, FORMAT_VERSION, deserialize
 
 from .harness import losses, run, store_for, termination, trainer_env
 
@@ -69,9 +70,8 @@ def test_world_size_change_reshards_model_and_optimizer(
             assert "dcp/.metadata" in paths, paths
             for rank in range(2):  # every rank wrote its own shard object
                 assert any(x.startswith(f"dcp/__{rank}_") for x in paths), paths
-            common = torch.load(
-                io.BytesIO(store.read_bytes(last["name"], "trainer/common.pt")), weights_only=False
-            )
+            raw = store.read_buffer(last["name"], COMMON_OBJECT)
+            common = deserialize(raw, COMMON_OBJECT, FORMAT_VERSION)
             assert common["models"] == {} and common["optimizers"] == {}, "not only in DCP"
         else:
             assert fmt == "replicated" and not any(x.startswith("dcp/") for x in paths), paths

@@ -16,7 +16,13 @@ import torch
 
 from lazarus_store import CheckpointStore
 from lazarus_trainer.rng import numpy_state
-from lazarus_trainer.state import deserialize, serialize
+from lazarus_trainer.state import (
+    FORMAT_VERSION,
+    common_object,
+    deserialize,
+    rank_object,
+    serialize,
+)
 
 from .harness import losses, run, store_for, termination, trainer_env
 from .test_hf_callback_e2e import _curve as hf_curve
@@ -33,12 +39,17 @@ def recommit(
     step: int,
     replace: dict[str, bytes],
     fmt: int | None = None,
+    drop: tuple[str, ...] = (),
 ) -> str:
-    """Copy checkpoint `name` into `dst` as `step`, some objects replaced: a valid commit."""
+    """Copy checkpoint `name` into `dst` as `step`, some objects replaced (or added, or
+    dropped): a valid commit."""
     m = src.read_manifest(name)
     w = dst.begin(step=step, attempt=m.attempt)
     for o in m.objects:
-        w.put_bytes(o.path, replace.get(o.path) or src.read_bytes(name, o.path))
+        if o.path not in drop:
+            w.put_bytes(o.path, replace.get(o.path) or src.read_bytes(name, o.path))
+    for path in replace.keys() - {o.path for o in m.objects}:
+        w.put_bytes(path, replace[path])
     extra = dict(m.extra)
     if fmt is not None:
         extra["lazarusTrainer"] = {**extra["lazarusTrainer"], "format": fmt}
@@ -56,11 +67,32 @@ def recommit(
     ).name
 
 
+def in_format(
+    store: CheckpointStore, name: str, fmt: int
+) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """The trainer objects of format-3 checkpoint `name` rewritten as format `fmt`'s pickles
+    (`.pt`), and the format-3 objects they replace: a checkpoint as older trainers wrote it."""
+    out: dict[str, bytes] = {}
+    for new, old in ((common_object(), common_object(fmt)), (rank_object(0), rank_object(0, fmt))):
+        state = deserialize(store.read_buffer(name, new), new, FORMAT_VERSION)
+        if fmt == 1 and "rng" in state:  # format 1 pickled np.random.get_state()'s tuple
+            state["rng"]["numpy"] = numpy_state(state["rng"]["numpy"])
+        out[old] = serialize({**state, "format": fmt})
+    return out, (common_object(), rank_object(0))
+
+
 @pytest.mark.parametrize(
-    ("target", "key"), [("trainer/common.pt", "progress"), ("trainer/rank-00000.pt", "rng")]
+    ("fmt", "target", "key", "refusal"),
+    [
+        (2, "trainer/common.pt", "progress", "refused to unpickle io.open"),
+        (2, "trainer/rank-00000.pt", "rng", "refused to unpickle io.open"),
+        # The raw layout has nothing to unpickle: a pickle in its place is not that layout.
+        (3, "trainer/common.safetensors", "progress", "header length"),
+        (3, "trainer/rank-00000.safetensors", "rng", "header length"),
+    ],
 )
 def test_crafted_payload_runs_nothing_and_the_run_resumes_from_the_previous_checkpoint(
-    s3: Any, bucket: str, tmp_path: Path, target: str, key: str
+    s3: Any, bucket: str, tmp_path: Path, fmt: int, target: str, key: str, refusal: str
 ) -> None:
     root = f"s3://{bucket}/job"
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1")
@@ -69,27 +101,33 @@ def test_crafted_payload_runs_nothing_and_the_run_resumes_from_the_previous_chec
     store = store_for(s3, root)
     good = "step-000000000010-a0001"
     marker = tmp_path / "code-ran"
-    state = deserialize(store.read_bytes(good, target), target)
-    evil = recommit(store, good, store, 15, {target: serialize({**state, key: Payload(marker)})})
+    objects, drop = in_format(store, good, fmt) if fmt != FORMAT_VERSION else ({}, ())
+    state = (
+        deserialize(objects[target], target, fmt)
+        if objects
+        else deserialize(store.read_buffer(good, target), target, fmt)
+    )
+    objects[target] = serialize({**state, key: Payload(marker)})
+    evil = recommit(store, good, store, 15, objects, fmt=fmt, drop=drop)
     assert evil == "step-000000000015-a0001" and store.read_manifest(evil).step == 15
 
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
     p = run(["--steps", "20"], env)
     assert not marker.exists(), "the checkpoint's payload ran in the trainer"
     assert p.returncode == 0, p.stderr[-3000:]
-    assert f"checkpoint {evil} failed validation ({target}: refused to unpickle io.open" in (
-        p.stderr
-    )
+    assert f"checkpoint {evil} failed validation ({target}: {refusal}" in p.stderr
     assert f"resumed from {good}" in p.stderr
     assert store.is_quarantined(evil)
     term = termination(tmp_path)
     assert term["outcome"] == "completed" and term["lastCheckpoint"]["step"] == 20
 
 
-def test_checkpoint_in_the_previous_format_still_resumes_exactly(
-    s3: Any, bucket: str, tmp_path: Path
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_checkpoint_in_a_previous_format_still_resumes_exactly(
+    s3: Any, bucket: str, tmp_path: Path, fmt: int
 ) -> None:
-    """Format 1 pickled numpy's RNG state tuple; it loads through the numpy allow-list."""
+    """Format 2 (torch.save pickles, before the raw layout) loads with weights_only; format 1
+    pickled numpy's RNG state tuple and loads through the numpy allow-list."""
     log = tmp_path / "loss.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/new", tmp_path, LAZARUS_ATTEMPT="1")
     p = run(["--steps", "20", "--save-every-steps", "10", "--loss-log", str(log)], env)
@@ -97,17 +135,15 @@ def test_checkpoint_in_the_previous_format_still_resumes_exactly(
     straight = losses(log)
     new, old = store_for(s3, f"s3://{bucket}/new"), store_for(s3, f"s3://{bucket}/old")
     name = "step-000000000010-a0001"
-    rank_path, common_path = "trainer/rank-00000.pt", "trainer/common.pt"
-    rank = deserialize(new.read_bytes(name, rank_path), rank_path)
-    common = deserialize(new.read_bytes(name, common_path), common_path)
-    rank["rng"]["numpy"] = numpy_state(rank["rng"]["numpy"])  # np.random.get_state()'s tuple
-    legacy = {
-        rank_path: serialize({**rank, "format": 1}),
-        common_path: serialize(common | {"format": 1}),
-    }
+    legacy, drop = in_format(new, name, fmt)
+    rank_path = rank_object(0, fmt)
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(legacy[rank_path]))
-    assert "numpy.ndarray" in unsafe, "not the old pickled layout"
-    assert recommit(new, name, old, 10, legacy, fmt=1) == name
+    if fmt == 1:
+        assert "numpy.ndarray" in unsafe, "not the old pickled layout"
+    else:
+        assert unsafe == [], "format 2 holds only tensors and plain values"
+    assert recommit(new, name, old, 10, legacy, fmt=fmt, drop=drop) == name
+    assert {o.path for o in old.read_manifest(name).objects} == set(legacy), "not the old layout"
 
     log.unlink()
     env = trainer_env(
@@ -116,8 +152,8 @@ def test_checkpoint_in_the_previous_format_still_resumes_exactly(
     p = run(["--steps", "20", "--loss-log", str(log)], env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"resumed from {name}" in p.stderr
-    assert losses(log) == straight[10:], "the format-1 resume did not continue exactly"
-    assert old.read_manifest("step-000000000020-a0002").extra["lazarusTrainer"]["format"] == 2
+    assert losses(log) == straight[10:], f"the format-{fmt} resume did not continue exactly"
+    assert old.read_manifest("step-000000000020-a0002").extra["lazarusTrainer"]["format"] == 3
 
 
 def test_crafted_dcp_metadata_runs_nothing_in_a_two_process_resume(
@@ -153,8 +189,8 @@ def test_hf_callback_refuses_a_crafted_payload(s3: Any, bucket: str, tmp_path: P
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", LAZARUS_EVAL_METRIC="eval_loss")
     assert hf_run(env, tmp_path, log, 8, "b.pt") == 75
     good = termination(tmp_path)["lastCheckpoint"]["name"]
-    store, marker, target = store_for(s3, root), tmp_path / "code-ran", "trainer/common.pt"
-    state = deserialize(store.read_bytes(good, target), target)
+    store, marker, target = store_for(s3, root), tmp_path / "code-ran", common_object()
+    state = deserialize(store.read_buffer(good, target), target, FORMAT_VERSION)
     evil = recommit(
         store, good, store, 9, {target: serialize({**state, "extras": Payload(marker)})}
     )

@@ -27,8 +27,9 @@ from . import storage as st
 from .meta import SaveMeta, SaveTimings, TrainerExtra
 from .retry import retry
 from .run_state import Context
-from .saver import CommitResult, SaveOutcome, SaveStatus
-from .state import COMMON_OBJECT, FORMAT_VERSION, rank_object, serialize
+from .saver import CommitResult, SaveOutcome, SaveStatus, background_pool
+from .state import COMMON_OBJECT, FORMAT_VERSION, rank_object
+from .tensorfile import Packed
 
 log = logging.getLogger("lazarus")
 
@@ -37,20 +38,20 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Host copies of one step's state (snapshot.py); `tree` is reused by the next capture."""
+    """Host copies of one step's state; `tree` is reused by the next capture."""
 
     tree: dict[str, Any]
 
     @property
-    def common(self) -> dict[str, Any] | None:
-        """State replicated on every rank (rank 0 only)."""
-        common: dict[str, Any] | None = self.tree["common"]
+    def common(self) -> Packed | None:
+        """State replicated on every rank (rank 0 only), packed as its object's bytes."""
+        common: Packed | None = self.tree["common"]
         return common
 
     @property
-    def rank(self) -> dict[str, Any]:
-        """This rank's own state (its RNGs)."""
-        rank: dict[str, Any] = self.tree["rank"]
+    def rank(self) -> Packed:
+        """This rank's own state (its RNGs), packed as its object's bytes."""
+        rank: Packed = self.tree["rank"]
         return rank
 
     @property
@@ -72,12 +73,15 @@ class Committer:
         self.run = ctx.run
         self.cancel = cancel  # set by the stop handling: stop retrying, fail fast
         self.deadline = deadline  # the end of the grace period after a stop signal, if any
+        # The save's own I/O threads, few and at a lower priority: a trainer needs its cores.
+        self.threads = max(1, self.config.save_threads)
+        self.pool = background_pool(self.threads, self.config.save_nice)
 
     def write(self, snap: Snapshot, meta: SaveMeta, *, background: bool) -> SaveOutcome:
         """Upload, then commit (rank 0): the same outcome on every rank."""
         t0 = time.monotonic()
         name = checkpoint_name(meta.step, self.config.attempt)
-        writer, entries, error = self._stage_and_upload(name, meta.step, snap)
+        writer, entries, error = self._stage_and_upload(name, meta.step, snap, background)
         gathered = self.dist.gather_to_main((entries, error), background=background)
         result = CommitResult.failed("")  # until rank 0's verdict arrives
         if gathered is not None:
@@ -98,7 +102,7 @@ class Committer:
         return outcome
 
     def _stage_and_upload(
-        self, name: str, step: int, snap: Snapshot
+        self, name: str, step: int, snap: Snapshot, background: bool
     ) -> tuple[st.Writer | None, list[st.Entry], str | None]:
         """This rank's writer (None if it could not open one), entries and error."""
         writer: st.Writer | None = None
@@ -117,7 +121,8 @@ class Committer:
                     f"begin {name}",
                     deadline,
                 )
-                return writer, self._upload(name, writer, snap, files, deadline), None
+                uploads = self._upload(name, writer, snap, files, deadline, background=background)
+                return writer, uploads, None
         except Exception as exc:
             return writer, [], f"rank {self.dist.rank}: {exc}"
 
@@ -128,17 +133,25 @@ class Committer:
         snap: Snapshot,
         files: list[Path],
         deadline: float | None,
+        *,
+        background: bool,
     ) -> list[st.Entry]:
-        """DCP shard files, then the trainer's objects (serialized before any upload)."""
+        """DCP shard files, then the trainer's objects, sent straight from their buffers.
+
+        A background save uses the few, nicer save threads (training goes on); a synchronous
+        one (training waits, e.g. a SIGTERM save within the grace period) the store's own."""
+        pool, n = (self.pool, self.threads) if background else (None, None)
         uploads: list[tuple[str, Callable[[], st.Entry]]] = []
         for f in files:
             path = sharded.DCP_PREFIX + f.name
-            uploads.append((path, functools.partial(writer.put_file, path, f)))
+            put = functools.partial(writer.put_file, path, f, pool=pool, concurrency=n)
+            uploads.append((path, put))
         objects = {rank_object(self.dist.rank): snap.rank}
         if snap.common is not None:
             objects[COMMON_OBJECT] = snap.common
-        for path, obj in objects.items():
-            uploads.append((path, functools.partial(writer.put, path, serialize(obj))))
+        for path, packed in objects.items():
+            put = functools.partial(writer.put, path, packed.view(), pool=pool, concurrency=n)
+            uploads.append((path, put))
         return [self._retried(put, f"upload {name}/{path}", deadline) for path, put in uploads]
 
     def _retried(self, fn: Callable[[], T], what: str, deadline: float | None) -> T:

@@ -60,6 +60,11 @@ class LazarusConfig:
     save_retries: int = 4  # attempts per save in the background before it is re-queued
     retry_backoff: float = 0.5  # seconds, doubled per try
     handle_signals: bool = True
+    # The background save's CPU: at most `save_threads` I/O threads (each checksums and sends
+    # one part at a time), run `save_nice` steps nicer than training, which keeps its cores.
+    # Synchronous saves (training waits anyway) use the store's full concurrency.
+    save_threads: int = 2
+    save_nice: int = 10
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -19,8 +19,8 @@ from .rng import seed_all
 from .run_state import Context
 from .snapshot import snapshot
 from .state import (
-    COMMON_OBJECT,
     READ_FORMATS,
+    common_object,
     deserialize,
     rank_object,
     restore_common,
@@ -149,11 +149,12 @@ class Resumer:
         read = _Read()
         try:
             checked = read.checked = self.check_manifest(name, explicit=False)
-            fmt, mine = checked.extra.format, rank_object(self.dist.rank)
-            common = deserialize(self.storage.read_bytes(name, COMMON_OBJECT), COMMON_OBJECT, fmt)
+            fmt = checked.extra.format
+            ours, mine = common_object(fmt), rank_object(self.dist.rank, fmt)
+            common = deserialize(self.storage.read_buffer(name, ours), ours, fmt)
             read.common = common
             if checked.manifest.world_size == self.dist.world_size:
-                read.rank_state = deserialize(self.storage.read_bytes(name, mine), mine, fmt)
+                read.rank_state = deserialize(self.storage.read_buffer(name, mine), mine, fmt)
             if checked.extra.model_optimizer == FORMAT_DCP:
                 reader = read.reader = sharded.StoreReader(
                     lambda path, local: self.storage.download(name, path, local)
@@ -161,7 +162,7 @@ class Resumer:
                 meta = reader.read_metadata()
                 names = common.get("sharded")
                 if not isinstance(names, dict):
-                    raise st.InvalidCheckpoint(f"{COMMON_OBJECT}: no sharded-state names")
+                    raise st.InvalidCheckpoint(f"{ours}: no sharded-state names")
                 sharded.check_compatible(self.registry, names, meta)
         except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
             read.error = str(exc)

@@ -21,6 +21,7 @@ from .saver import BackgroundSaver, SaveOutcome, SaveStatus
 from .signals import SaveTimer
 from .snapshot import snapshot, synchronize
 from .state import capture_common, capture_rank
+from .tensorfile import pack
 
 log = logging.getLogger("lazarus")
 
@@ -33,7 +34,7 @@ class SavePipeline:
         self.registry = ctx.registry
         self.run = ctx.run
         self.policy = policy
-        self.saver = BackgroundSaver()
+        self.saver = BackgroundSaver(ctx.config.save_nice)
         self.timer = SaveTimer()
         self.committer = Committer(ctx, self.saver.cancel, deadline)
         # More than one process: model and optimizer go through torch.distributed.checkpoint,
@@ -89,12 +90,19 @@ class SavePipeline:
         )
         if common is not None and use_dcp:
             common["sharded"] = sharded.names(self.registry)
-        captured = {
-            "common": common,
-            "rank": capture_rank(),
-            "sharded": sharded.capture(self.registry) if use_dcp else None,
+        # The replicated and per-rank objects are packed into the raw layout, each in the
+        # buffer of the previous save when the tensors still match (tensorfile.py); DCP's
+        # state is copied as a tree for torch.distributed.checkpoint to write.
+        old = self._reuse or {}
+        tree: dict[str, Any] = {
+            "common": pack(common, old.get("common")) if common is not None else None,
+            "rank": pack(capture_rank(), old.get("rank")),
+            "sharded": (
+                snapshot(sharded.capture(self.registry), reuse=old.get("sharded"))
+                if use_dcp
+                else None
+            ),
         }
-        tree: dict[str, Any] = snapshot(captured, reuse=self._reuse)
         synchronize()
         self._reuse = None
         stall = time.monotonic() - t0

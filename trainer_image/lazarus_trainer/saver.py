@@ -4,12 +4,36 @@ runs at most one save job on a thread and hands its outcome back at a step bound
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 
 log = logging.getLogger(__name__)
+
+
+def lower_priority(nice: int) -> None:
+    """Make the calling thread `nice` steps nicer (Linux schedules threads one by one), so
+    a save competing with training for the cores yields to it. Never fails a save."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:
+        log.debug("could not lower the save thread's priority: %s", exc)
+
+
+def background_pool(threads: int, nice: int) -> ThreadPoolExecutor:
+    """The save's I/O threads: `threads` of them, each `nice` steps nicer than training."""
+    return ThreadPoolExecutor(
+        max(1, threads),
+        thread_name_prefix="lazarus-save-io",
+        initializer=lower_priority,
+        initargs=(nice,),
+    )
 
 
 class SaveStatus(Enum):
@@ -61,7 +85,8 @@ class SaveOutcome:
 class BackgroundSaver:
     """Runs one save job at a time on a daemon thread; the result is collected at a boundary."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
+        self.nice = nice  # the save thread's priority below training's (lower_priority)
         self._thread: threading.Thread | None = None
         self._result: SaveOutcome | None = None
         self.cancel = threading.Event()
@@ -76,6 +101,7 @@ class BackgroundSaver:
         self.cancel.clear()
 
         def run() -> None:
+            lower_priority(self.nice)
             try:
                 self._result = job()
             except BaseException as exc:  # the job reports its own errors; this is a bug guard

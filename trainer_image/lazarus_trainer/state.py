@@ -12,19 +12,34 @@ import torch
 from .rng import capture_rng, restore_rng
 from .safe_load import load_plain, require_plain
 from .storage import InvalidCheckpoint
+from .tensorfile import unpack
 from .termination import PermanentError
 
 log = logging.getLogger(__name__)
 
-# 2: only tensors and plain values (numpy RNG state as a tensor and ints), loaded with
-# weights_only=True and no allow-list. 1: pickled numpy RNG objects; still read.
-FORMAT_VERSION = 2
-READ_FORMATS = (1, 2)
-COMMON_OBJECT = "trainer/common.pt"
+# 3: the raw tensor layout (tensorfile.py: safetensors' layout, no pickle), objects named
+# `.safetensors`. 2: torch.save pickles of tensors and plain values, loaded with
+# weights_only=True and no allow-list. 1: as 2 with pickled numpy RNG objects. 1 and 2
+# are still read (`.pt` objects).
+FORMAT_VERSION = 3
+READ_FORMATS = (1, 2, 3)
+RAW_FORMAT = 3
+PICKLE_FORMAT = 2  # what `serialize` writes
 
 
-def rank_object(rank: int) -> str:
-    return f"trainer/rank-{rank:05d}.pt"
+def _ext(fmt: int) -> str:
+    return "safetensors" if fmt >= RAW_FORMAT else "pt"
+
+
+def common_object(fmt: int = FORMAT_VERSION) -> str:
+    return f"trainer/common.{_ext(fmt)}"
+
+
+def rank_object(rank: int, fmt: int = FORMAT_VERSION) -> str:
+    return f"trainer/rank-{rank:05d}.{_ext(fmt)}"
+
+
+COMMON_OBJECT = common_object()
 
 
 @runtime_checkable
@@ -107,23 +122,31 @@ def capture_rank() -> dict[str, Any]:
 
 
 def serialize(obj: Any) -> bytes:
+    """Format 2's pickle (torch.save): no longer written by saves, kept to build old-format
+    checkpoints in tests and tools."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
 
 
-def deserialize(data: bytes, what: str, fmt: Any = FORMAT_VERSION) -> dict[str, Any]:
-    """A trainer object of format `fmt`, never running code: see safe_load.
+def deserialize(data: bytes | bytearray, what: str, fmt: Any = PICKLE_FORMAT) -> dict[str, Any]:
+    """A trainer object of format `fmt` (the manifest's; by default `serialize`'s), never
+    running code: the raw layout (format 3, tensors viewed out of `data` without copies)
+    or restricted unpickling (formats 1 and 2, see safe_load).
 
     Checksums do not make the bytes trusted (whoever writes an object writes its manifest);
     a refused or malformed payload raises InvalidCheckpoint, so the checkpoint is quarantined.
     """
-    state = load_plain(data, what, legacy_numpy=fmt == 1)
+    if fmt == RAW_FORMAT:
+        state = unpack(data if isinstance(data, bytearray) else bytearray(data), what)
+    else:
+        state = load_plain(bytes(data), what, legacy_numpy=fmt == 1)
     if not isinstance(state, dict) or state.get("format") not in READ_FORMATS:
         raise InvalidCheckpoint(f"{what}: not a Lazarus trainer state of a known format")
-    # A well-formed pickle of the wrong shape would crash the restore (a crash loop,
+    # A well-formed payload of the wrong shape would crash the restore (a crash loop,
     # not a fallback): check what restore_common/restore_rank index before they do.
-    wanted = _COMMON_SHAPE if what == COMMON_OBJECT else _RANK_SHAPE if "/rank-" in what else {}
+    is_common = what.startswith("trainer/common.")
+    wanted = _COMMON_SHAPE if is_common else _RANK_SHAPE if "/rank-" in what else {}
     for key, types in wanted.items():
         if not isinstance(state.get(key), types):
             raise InvalidCheckpoint(f"{what}: malformed trainer state ({key!r} missing or wrong)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Executor
 from typing import Any
 
 from lazarus_contract import parse_checkpoint_name
@@ -53,11 +54,26 @@ class Writer:
     def __init__(self, w: CheckpointWriter) -> None:
         self._w = w
 
-    def put(self, path: str, data: bytes) -> Entry:
-        return self._w.put_bytes(path, data)
+    def put(
+        self,
+        path: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        pool: Executor | None = None,
+        concurrency: int | None = None,
+    ) -> Entry:
+        """One object straight from `data` (no copy), on `pool` if given."""
+        return self._w.put_bytes(path, data, pool=pool, concurrency=concurrency)
 
-    def put_file(self, path: str, local: str | os.PathLike[str]) -> Entry:
-        return self._w.put_file(path, local)
+    def put_file(
+        self,
+        path: str,
+        local: str | os.PathLike[str],
+        *,
+        pool: Executor | None = None,
+        concurrency: int | None = None,
+    ) -> Entry:
+        return self._w.put_file(path, local, pool=pool, concurrency=concurrency)
 
     def commit(self, entries: list[Entry], **meta: Any) -> str:
         self._w.add_entries(entries)  # objects other ranks wrote under the same prefix
@@ -140,6 +156,10 @@ class Storage:
 
     def read_bytes(self, name: str, path: str) -> bytes:
         return self.store.read_bytes(name, path)
+
+    def read_buffer(self, name: str, path: str) -> bytearray:
+        """One object, verified, in a buffer tensors can be viewed out of (no extra copy)."""
+        return self.store.read_buffer(name, path)
 
     def download(self, name: str, path: str, local: str | os.PathLike[str]) -> None:
         """One object into a local file, size and CRC32C verified as it arrives."""

@@ -18,10 +18,14 @@ class ObjectMissing(Exception):
     """The key does not exist (the store turns this into a StoreError with context)."""
 
 
+# What a write takes: bytes, or a view of a host buffer (written without a copy).
+Data = bytes | bytearray | memoryview
+
+
 class PartUpload(Protocol):
     """One object written in parts, possibly in parallel, then completed atomically."""
 
-    def upload_part(self, number: int, offset: int, data: bytes, crc: int) -> None: ...
+    def upload_part(self, number: int, offset: int, data: Data, crc: int) -> None: ...
 
     def complete(self, size: int, crc: int) -> None: ...
 
@@ -42,10 +46,14 @@ class Backend(Protocol):
 
     def get_range(self, key: str, start: int, length: int) -> bytes: ...
 
+    def get_range_into(self, key: str, start: int, out: memoryview) -> int:
+        """Read `len(out)` bytes from `start` straight into `out` (no intermediate bytes);
+        returns how many arrived (fewer: the object is shorter)."""
+
     def open_get(self, key: str) -> BinaryIO:
         """A streaming reader of the whole object."""
 
-    def put(self, key: str, data: bytes, crc: int) -> None:
+    def put(self, key: str, data: Data, crc: int) -> None:
         """Write (or replace) a whole object; the server verifies `crc` where it can."""
 
     def put_if_absent(self, key: str, data: bytes, crc: int) -> bool:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from ..checksum import crc32c
 from ..errors import AccessDenied, BucketMissing, StoreError
-from .base import ObjectInfo, ObjectMissing
+from .base import Data, ObjectInfo, ObjectMissing
 
 TMP_PREFIX = ".lazarus-tmp-"
 
@@ -52,7 +52,7 @@ class FsPartUpload:
         self._tmp = self._final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
-    def upload_part(self, number: int, offset: int, data: bytes, crc: int) -> None:
+    def upload_part(self, number: int, offset: int, data: Data, crc: int) -> None:
         view = memoryview(data)
         while view:
             n = os.pwrite(self._fd, view, offset)
@@ -130,13 +130,29 @@ class FsBackend:
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectMissing(key) from None
 
+    def get_range_into(self, key: str, start: int, out: memoryview) -> int:
+        try:
+            fd = os.open(self.path(key), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectMissing(key) from None
+        try:
+            got = 0
+            while got < len(out):
+                n = os.preadv(fd, [out[got:]], start + got)
+                if n == 0:
+                    break
+                got += n
+            return got
+        finally:
+            os.close(fd)
+
     def open_get(self, key: str) -> BinaryIO:
         try:
             return self.path(key).open("rb")
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectMissing(key) from None
 
-    def _write_tmp(self, key: str, data: bytes) -> tuple[Path, Path]:
+    def _write_tmp(self, key: str, data: Data) -> tuple[Path, Path]:
         final = self.path(key)
         with _os_errors(f"writing {final}"):
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +163,7 @@ class FsBackend:
                 os.fsync(f.fileno())
         return tmp, final
 
-    def put(self, key: str, data: bytes, crc: int) -> None:
+    def put(self, key: str, data: Data, crc: int) -> None:
         tmp, final = self._write_tmp(key, data)
         tmp.replace(final)
         _fsync_dir(final.parent)

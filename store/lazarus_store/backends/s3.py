@@ -5,6 +5,9 @@
   rejects bytes that changed on the way. Multipart uploads send one per part and
   ask for the FULL_OBJECT checksum type on completion when the server has it.
 - Transient errors are retried with backoff by botocore's "standard" mode.
+- Bodies are sent from the caller's buffer (`ViewBody`), never copied into a bytes object,
+  and the payload is not SHA-256 signed (S3's default over HTTPS): the CRC32C the server
+  verifies already covers every byte, and a second hash pass costs as much CPU as the copy.
 
 Clients are shared (s3_client.py); botocore's errors become the store's in s3_errors.py.
 """
@@ -12,6 +15,7 @@ Clients are shared (s3_client.py); botocore's errors become the store's in s3_er
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 from typing import Any, BinaryIO, cast
 
@@ -20,9 +24,52 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..checksum import to_b64
 from ..errors import BucketMissing, InvalidURI, StoreError
-from .base import ObjectInfo, ObjectMissing
+from .base import Data, ObjectInfo, ObjectMissing
 from .s3_client import shared_client
 from .s3_errors import MISSING_KEY, PRECONDITION, UNSUPPORTED, code_of, translate
+
+
+class ViewBody(io.RawIOBase):
+    """A request body over a memoryview: reads hand out slices of it (the HTTP layer sends
+    each with `sendall`), seekable so botocore can size it and rewind it for a retry."""
+
+    def __init__(self, data: Data) -> None:
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self._view) - self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, min(len(self._view), base + offset))
+        return self._pos
+
+    def read(self, size: int | None = -1) -> memoryview:
+        end = len(self._view)
+        if size is not None and size >= 0:
+            end = min(end, self._pos + size)
+        out = self._view[self._pos : end]
+        self._pos = end
+        return out
+
+    def readinto(self, b: Any) -> int:
+        out = self.read(len(memoryview(b)))
+        memoryview(b).cast("B")[: len(out)] = out
+        return len(out)
+
+
+def _body(data: Data) -> bytes | ViewBody:
+    return data if isinstance(data, bytes) else ViewBody(data)
 
 
 class S3Backend:
@@ -48,7 +95,7 @@ class S3Backend:
         self.endpoint_url = endpoint_url or None
         where = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.description = f"{where} (endpoint {self.endpoint_url})" if endpoint_url else where
-        s3cfg: dict[str, Any] = {}
+        s3cfg: dict[str, Any] = {"payload_signing_enabled": False}
         if addressing_style and addressing_style != "auto":
             s3cfg["addressing_style"] = addressing_style
         config = Config(
@@ -133,15 +180,47 @@ class S3Backend:
             )
             return cast(bytes, resp["Body"].read())
 
+    def get_range_into(self, key: str, start: int, out: memoryview) -> int:
+        if not len(out):
+            return 0
+        with self._errors(key):
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=self.key(key), Range=f"bytes={start}-{start + len(out) - 1}"
+            )
+            body = resp["Body"]
+            # urllib3's readinto is a read plus a copy; http.client's under it reads the
+            # socket straight into `out`. Only for a plain body (size and CRC32C are checked
+            # by the caller); the connection then goes back to the pool by hand.
+            raw: Any = getattr(body, "_raw_stream", None)
+            orig: Any = getattr(raw, "_original_response", None)
+            direct = (
+                orig is not None
+                and not getattr(raw, "chunked", False)
+                and not raw.headers.get("content-encoding")
+            )
+            got = 0
+            try:
+                while got < len(out):
+                    n = orig.readinto(out[got:]) if direct else body.readinto(out[got:])
+                    if not n:
+                        break
+                    got += n
+            finally:
+                if direct and orig.isclosed():
+                    raw.release_conn()
+                else:
+                    body.close()
+            return got
+
     def open_get(self, key: str) -> BinaryIO:
         with self._errors(key):
             resp = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
             return cast(BinaryIO, resp["Body"])
 
-    def put(self, key: str, data: bytes, crc: int) -> None:
+    def put(self, key: str, data: Data, crc: int) -> None:
         with self._errors(f"writing {key}"):
             self.client.put_object(
-                Bucket=self.bucket, Key=self.key(key), Body=data, ChecksumCRC32C=to_b64(crc)
+                Bucket=self.bucket, Key=self.key(key), Body=_body(data), ChecksumCRC32C=to_b64(crc)
             )
 
     def put_if_absent(self, key: str, data: bytes, crc: int) -> bool:
@@ -256,7 +335,7 @@ class S3PartUpload:
         self._full = bool(b._full_object_checksums)
         self._upload_id = str(resp["UploadId"])
 
-    def upload_part(self, number: int, offset: int, data: bytes, crc: int) -> None:
+    def upload_part(self, number: int, offset: int, data: Data, crc: int) -> None:
         b = self._b
         with b._errors(f"uploading part {number} of {self._rel}"):
             resp = b.client.upload_part(
@@ -264,7 +343,7 @@ class S3PartUpload:
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=data,
+                Body=_body(data),
                 ChecksumCRC32C=to_b64(crc),
             )
         with self._lock:

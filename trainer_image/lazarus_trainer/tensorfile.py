@@ -1,0 +1,287 @@
+"""Trainer format 3's object layout: safetensors' file layout, packed into one reused host buffer.
+
+A file is an 8-byte little-endian header length N, N bytes of JSON header (padded with
+spaces), then every tensor's raw bytes: exactly safetensors' layout, so `safetensors` and
+its tools read these files. The header maps each tensor's name to its `dtype`, `shape` and
+`data_offsets` (relative to the data section); its `__metadata__["lazarus.tree"]` holds the
+rest of the state as JSON, with every container tagged (`{"t": "dict", "k": [...], "v":
+[...]}`, `list`, `tuple`, `set`, `odict`) and the few non-JSON leaves too (`tensor` by
+name, `float` for inf/nan, `bytes`, `complex`, `dtype`, `device`), so a load gives back
+the same Python types (int dict keys of optimizer state, tuples of betas) and runs no code.
+
+Saving copies each tensor into its slice of one buffer laid out as the file (pinned when
+CUDA is present; device-to-host copies are non-blocking), kept for the next save while the
+tensors' names, dtypes and shapes stay the same: the stall is one copy into warm memory,
+and the background write sends the buffer as it is (no serialization, no slice copies).
+Tensors are ordered by element size, largest first, so each starts aligned to its element
+size with no gaps; the header has slack so a growing tree rarely moves the data.
+
+Loading views every tensor straight out of the downloaded buffer (`torch.frombuffer`, no
+copy); `load_state_dict` then copies into the live tensors as it must.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+
+from .storage import InvalidCheckpoint
+from .termination import PermanentError
+
+TREE_KEY = "lazarus.tree"
+HEADER_ALIGN = 4096  # the data section starts page-aligned
+MAX_HEADER = 64 << 20  # a header larger than this is not ours
+
+DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "C64": torch.complex64,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
+}
+_NAMES = {v: k for k, v in DTYPES.items()}
+_TORCH_DTYPES = {
+    str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
+}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one tensor lives in the file: byte offsets relative to the data section."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass
+class Packed:
+    """One file's bytes in a host buffer: `view()` is the whole object, ready to write."""
+
+    buffer: torch.Tensor  # uint8, header capacity + data
+    header_capacity: int  # bytes before the data section (the 8-byte length included)
+    slots: tuple[Slot, ...]
+
+    @property
+    def signature(self) -> tuple[tuple[torch.dtype, tuple[int, ...]], ...]:
+        return tuple((s.dtype, s.shape) for s in self.slots)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.buffer.numel())
+
+    def view(self) -> memoryview:
+        return memoryview(cast(Any, self.buffer.numpy())).cast("B")
+
+    def tensor_at(self, slot: Slot) -> torch.Tensor:
+        start = self.header_capacity + slot.begin
+        return (
+            self.buffer[start : self.header_capacity + slot.end].view(slot.dtype).view(slot.shape)
+        )
+
+
+def _encode(x: Any, tensors: list[tuple[str, torch.Tensor]], path: str) -> Any:
+    """The JSON form of `x`; tensors are appended to `tensors` and referenced by name."""
+    if x is None or type(x) in (bool, int, str):
+        return x
+    if type(x) is float:
+        return x if math.isfinite(x) else {"t": "float", "v": repr(x)}
+    if isinstance(x, torch.Tensor):
+        name = f"{len(tensors):06d}{path}"
+        tensors.append((name, x))
+        return {"t": "tensor", "n": name}
+    if isinstance(x, dict):
+        tag = "odict" if isinstance(x, OrderedDict) else "dict"
+        keys, values = [], []
+        for k, v in x.items():
+            keys.append(_encode(k, tensors, path))
+            values.append(_encode(v, tensors, f"{path}.{k}"))
+        return {"t": tag, "k": keys, "v": values}
+    if isinstance(x, list | tuple | set):
+        tag = "list" if isinstance(x, list) else "tuple" if isinstance(x, tuple) else "set"
+        return {"t": tag, "v": [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(x)]}
+    if type(x) is bytes:
+        return {"t": "bytes", "v": base64.b64encode(x).decode("ascii")}
+    if type(x) is complex:
+        return {"t": "complex", "v": [repr(x.real), repr(x.imag)]}
+    if isinstance(x, torch.dtype):
+        return {"t": "dtype", "v": str(x).removeprefix("torch.")}
+    if isinstance(x, torch.device):
+        return {"t": "device", "v": str(x)}
+    kind = f"{type(x).__module__}.{type(x).__qualname__}"
+    raise PermanentError(f"{path or 'state'} is a {kind}: not storable in the raw layout")
+
+
+def _layout(tensors: list[tuple[str, torch.Tensor]]) -> tuple[Slot, ...]:
+    # Largest element size first: every tensor then starts aligned to its own element size
+    # (sizes are multiples of it) and the file has no holes, as safetensors requires.
+    order = sorted(range(len(tensors)), key=lambda i: -tensors[i][1].element_size())
+    slots, off = [], 0
+    for i in order:
+        name, t = tensors[i]
+        if t.dtype not in _NAMES:
+            raise PermanentError(f"tensor {name[6:] or name} has dtype {t.dtype}: not storable")
+        n = t.numel() * t.element_size()
+        slots.append(Slot(name, t.dtype, tuple(t.shape), off, off + n))
+        off += n
+    return tuple(slots)
+
+
+def _header(slots: tuple[Slot, ...], tree: Any) -> bytes:
+    head: dict[str, Any] = {
+        s.name: {"dtype": _NAMES[s.dtype], "shape": list(s.shape), "data_offsets": [s.begin, s.end]}
+        for s in slots
+    }
+    head["__metadata__"] = {TREE_KEY: json.dumps(tree, separators=(",", ":"), allow_nan=False)}
+    return json.dumps(head, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _capacity(header_len: int) -> int:
+    slack = max(HEADER_ALIGN, header_len // 4)  # room for the tree to grow between saves
+    return -(-(8 + header_len + slack) // HEADER_ALIGN) * HEADER_ALIGN
+
+
+def pack(state: Any, reuse: Packed | None = None) -> Packed:
+    """`state` as one file in a host buffer; `reuse`'s buffer when the tensors still match.
+
+    The caller synchronizes CUDA (snapshot.synchronize) before the buffer is read."""
+    tensors: list[tuple[str, torch.Tensor]] = []
+    tree = _encode(state, tensors, "")
+    slots = _layout(tensors)
+    header = _header(slots, tree)
+    signature = tuple((s.dtype, s.shape) for s in slots)
+    if (
+        reuse is not None
+        and reuse.signature == signature
+        and len(header) + 8 <= reuse.header_capacity
+    ):
+        packed = Packed(reuse.buffer, reuse.header_capacity, slots)
+    else:
+        cap = _capacity(len(header))
+        size = cap + (slots[-1].end if slots else 0)
+        buf = torch.empty(size, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
+        packed = Packed(buf, cap, slots)
+    by_name = dict(tensors)
+    for slot in slots:
+        src = by_name[slot.name].detach()
+        packed.tensor_at(slot).copy_(src, non_blocking=src.device.type == "cuda")
+    view = packed.view()
+    n = packed.header_capacity - 8
+    view[:8] = struct.pack("<Q", n)
+    view[8 : 8 + len(header)] = header
+    view[8 + len(header) : packed.header_capacity] = b" " * (n - len(header))
+    return packed
+
+
+def unpack(data: bytearray | memoryview, what: str) -> Any:
+    """The state in `data` (a file of this layout); tensors are views of `data`, no copies.
+
+    Anything malformed raises InvalidCheckpoint: the caller quarantines the checkpoint."""
+    view = memoryview(data).cast("B")
+    if len(view) < 8:
+        raise InvalidCheckpoint(f"{what}: {len(view)} bytes, not a raw tensor file")
+    (n,) = struct.unpack("<Q", view[:8])
+    if n > min(MAX_HEADER, len(view) - 8):
+        raise InvalidCheckpoint(f"{what}: header length {n} does not fit the {len(view)} bytes")
+    try:
+        head = json.loads(bytes(view[8 : 8 + n]), parse_constant=_no_constant)
+        tree = json.loads(head["__metadata__"][TREE_KEY], parse_constant=_no_constant)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise InvalidCheckpoint(f"{what}: not a Lazarus raw tensor file ({exc})") from None
+    if not isinstance(head, dict):
+        raise InvalidCheckpoint(f"{what}: header is not a JSON object")
+    data_start = 8 + n
+    tensors: dict[str, torch.Tensor] = {}
+    for name, spec in head.items():
+        if name != "__metadata__":
+            tensors[name] = _tensor(view, data, data_start, (name, spec), what)
+    return _decode(tree, tensors, what)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _tensor(
+    view: memoryview, data: Any, start: int, entry: tuple[str, Any], what: str
+) -> torch.Tensor:
+    name, spec = entry
+    try:
+        dtype = DTYPES[spec["dtype"]]
+        shape = tuple(spec["shape"])
+        begin, end = spec["data_offsets"]
+        if not all(type(d) is int and d >= 0 for d in (*shape, begin, end)):
+            raise ValueError("shape and offsets must be non-negative integers")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidCheckpoint(f"{what}: tensor {name!r} is malformed ({exc})") from None
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    count = math.prod(shape)
+    if end - begin != count * itemsize or start + end > len(view) or begin > end:
+        raise InvalidCheckpoint(
+            f"{what}: tensor {name!r} ({spec['dtype']} {list(shape)}) does not match its "
+            f"bytes [{begin}, {end}) of the {len(view) - start} after the header"
+        )
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    if (start + begin) % itemsize:  # another writer's unaligned file: one copy, aligned
+        return torch.frombuffer(bytearray(view[start + begin : start + end]), dtype=dtype).view(
+            shape
+        )
+    return torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin).view(shape)
+
+
+def _decode(x: Any, tensors: dict[str, torch.Tensor], what: str) -> Any:
+    if x is None or type(x) in (bool, int, float, str):
+        return x
+    if type(x) is not dict or not isinstance(x.get("t"), str):
+        raise InvalidCheckpoint(f"{what}: unknown value {str(x)[:80]} in the state tree")
+    tag, v = x["t"], x.get("v")  # Any: a wrong type fails below as InvalidCheckpoint
+    v = cast(Any, v)
+    try:
+        if tag == "tensor":
+            return tensors[x["n"]]
+        if tag in ("dict", "odict"):
+            keys = [_decode(k, tensors, what) for k in x["k"]]
+            values = [_decode(e, tensors, what) for e in v]
+            if len(keys) != len(values):
+                raise ValueError("keys and values differ in number")
+            pairs = zip(keys, values, strict=True)
+            return OrderedDict(pairs) if tag == "odict" else dict(pairs)
+        if tag in ("list", "tuple", "set"):
+            items = [_decode(e, tensors, what) for e in v]
+            return items if tag == "list" else tuple(items) if tag == "tuple" else set(items)
+        if tag == "float" and v in ("inf", "-inf", "nan"):
+            return float(v)
+        if tag == "bytes":
+            return base64.b64decode(v, validate=True)
+        if tag == "complex":
+            return complex(float(v[0]), float(v[1]))
+        if tag == "dtype":
+            return _TORCH_DTYPES[v]
+        if tag == "device":
+            return torch.device(v)
+    except InvalidCheckpoint:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InvalidCheckpoint(f"{what}: malformed {tag!r} in the state tree ({exc})") from None
+    raise InvalidCheckpoint(f"{what}: unknown tag {tag!r} in the state tree")
