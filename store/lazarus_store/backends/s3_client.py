@@ -19,6 +19,13 @@ from botocore.config import Config
 _CLIENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _CLIENTS_MAX = 256
 _CLIENTS_LOCK = threading.Lock()
+_BUILT = [0]  # clients built by this process (the operator exports it as a metric)
+
+
+def clients_built() -> int:
+    """How many S3 clients this process has built: one per endpoint and credentials
+    when sharing works, whatever the number of stores."""
+    return _BUILT[0]
 
 
 @functools.cache
@@ -45,6 +52,7 @@ def shared_client(key: tuple[Any, ...], config: Config) -> Any:
         config=config,
     )
     with _CLIENTS_LOCK:
+        _BUILT[0] += 1
         client = _CLIENTS.setdefault(key, client)  # a racing twin is dropped
         while len(_CLIENTS) > _CLIENTS_MAX:
             _CLIENTS.popitem(last=False)
