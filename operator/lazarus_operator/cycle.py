@@ -105,9 +105,6 @@ class Reconciler:
     def observe_pod(self, ns: str, job: str, pod: Mapping[str, Any]) -> None:
         """Remember the step an ended pod's trainer reported: a deleted pod's final
         status may be gone from the API by the time a cycle lists pods."""
-        st = self.jobs.get((ns, job))
-        if st is not None and st.created:  # the watch has it now (or its deletion)
-            st.created.pop(str((pod.get("metadata") or {}).get("name", "")), None)
         step = reported_step(pod)
         if step is None:
             return
@@ -116,6 +113,13 @@ class Reconciler:
         if len(seen) > SEEN_STEPS_LIMIT:  # bounded: drop the oldest entries
             for key in list(seen)[: len(seen) - SEEN_STEPS_LIMIT]:
                 del seen[key]
+
+    def pod_event(self, ns: str, job: str, pod: Mapping[str, Any]) -> None:
+        """The watch shows the pod (or its deletion): it needs no stand-in any more."""
+        st = self.jobs.get((ns, job))
+        if st is not None and st.created:
+            st.created.pop(str((pod.get("metadata") or {}).get("name", "")), None)
+        self.observe_pod(ns, job, pod)
 
     def forget(self, ns: str, name: str) -> None:
         st = self.jobs.pop((ns, name), None)

@@ -168,7 +168,7 @@ async def pod_event(
 ) -> None:
     assert namespace is not None
     job = labels.get(LABEL_JOB)
-    memo.reconciler.observe_pod(namespace, job, body)
+    memo.reconciler.pod_event(namespace, job, body)
     await memo.reconciler.kick(namespace, job)
 
 

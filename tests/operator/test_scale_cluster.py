@@ -1,16 +1,22 @@
 """Scale without polling (issue 10), measured by the API server itself: a quiet
 resync reads nothing from the API, a relaunch does not POST the Service again,
-and jobs on one endpoint and Secret share one storage client."""
+and jobs on one endpoint and Secret share one storage client.
+
+The API server's request count has no client label, so this module has a control
+plane of its own: no earlier test's namespace is terminating (the namespace
+controller LISTs its pods until it goes) while a quiet window is counted."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from lazarus_devstack.procs import free_port
-from tests.conftest import ControlPlane
+from lazarus_devstack.stack import Ports, Stack, apply_crds
+from tests.conftest import CRD_DIR, ControlPlane
 
 from .conftest import Jobs
 from .harness import (
@@ -27,6 +33,24 @@ T = 60
 # only when something changes).
 WATCHED = {"pods", "nodes", "secrets", "services", "trainingjobs", "trainingjobs/status"}
 CYCLES = "lazarus_operator_cycle_duration_seconds_count"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    stack = Stack(tmp_path_factory.mktemp("scale-kube"), tied=True)
+    ports = Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0)
+    state = stack.up(ports, s3=False, controllers=True)
+    try:
+        apply_crds(state, CRD_DIR)
+        yield ControlPlane(
+            Path(state.run_dir),
+            Path(state.kubeconfig),
+            state.server,
+            state.version,
+            state.kubectl(),
+        )
+    finally:
+        stack.down()
 
 
 def running(jobs: Jobs, name: str, attempt: int = 1) -> None:
@@ -51,9 +75,9 @@ def test_a_quiet_resync_makes_no_api_request(
     names = [jobs.create(f"quiet-{i}") for i in range(3)]
     for name in names:
         running(jobs, name)
+    api = cluster.api_client()
     kubelet.pause()  # from here on, the operator is the only client of these resources
     time.sleep(1.5)  # the last events' cycles end
-    api = cluster.api_client()
     cycles, before = metric_value(port, CYCLES), api_requests(api)
     time.sleep(4.5)  # four resync periods
     after, cycles = api_requests(api), metric_value(port, CYCLES) - cycles
