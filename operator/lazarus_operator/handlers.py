@@ -24,7 +24,7 @@ from . import storage
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .runtime import Runtime
 from .spec import SpecError, parse_spec
-from .watched import SecretEntry, Watched, node_essence, secret_entry, slim
+from .watched import SecretEntry, Watched, node_essence, secret_entry, slim, slim_pod
 
 log = logging.getLogger("lazarus.handlers")
 
@@ -121,7 +121,7 @@ async def pods_by_job(
     """(namespace, job) -> each of the job's pods: a cycle's pods."""
     if namespace is None:
         return None
-    return {(namespace, str(labels.get(LABEL_JOB))): slim(body)}
+    return {(namespace, str(labels.get(LABEL_JOB))): slim_pod(body)}
 
 
 @kopf.index("", "v1", "nodes")
