@@ -15,7 +15,14 @@ It prints, and writes as JSON (--out):
   - failure -> every replacement pod created, p50/p99/max;
   - restarts missed or done twice (each failure hits a different job).
 
-    ~/.cache/lazarus/venv/bin/python bench/operator_scale.py --jobs 100 --failures 30
+    PYTHONPATH=contract:store:operator:hack \\
+        ~/.cache/lazarus/venv/bin/python bench/operator_scale.py --jobs 100 --failures 30
+
+(PYTHONPATH: this checkout's code, as hack/test runs it; the shared venv's editable
+install may point at another checkout.)
+
+--profile FILE samples the operator with py-spy (collapsed stacks, `--format raw`)
+from its start to the end of the churn, and prints the functions most on-CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import base64
 import json
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -234,7 +242,14 @@ def job_body(name: str, bucket: str, s3: Any, replicas: int) -> dict[str, Any]:
 
 
 def running_jobs(custom: client.CustomObjectsApi) -> int:
-    items = custom.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"]
+    try:
+        items = custom.list_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, _request_timeout=120
+        )["items"]
+    except client.ApiException as err:  # an overloaded API server times out: ask again
+        if err.status is not None and err.status < 500:
+            raise
+        return -1
     return sum((j.get("status") or {}).get("phase") == "Running" for j in items)
 
 
@@ -299,6 +314,32 @@ def churn(
     return lat
 
 
+def start_profile(path: Path, pid: int) -> subprocess.Popen[bytes]:
+    spy = Path(sys.executable).parent / "py-spy"
+    cmd = [str(spy), "record", "--pid", str(pid), "--rate", "20", "--format", "raw"]
+    return subprocess.Popen(
+        [*cmd, "--nonblocking", "--threads", "-o", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profile(spy: subprocess.Popen[bytes], path: Path, top: int = 15) -> dict[str, float]:
+    """Stop py-spy; the share of samples in which each function was on the stack."""
+    spy.send_signal(signal.SIGINT)
+    spy.wait(60)
+    total, inclusive = 0, Counter[str]()
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        total += int(n)
+        frames = {re.sub(r" \(.*?:\d+\)$", "", f) for f in stack.split(";")[1:]}
+        for f in frames:
+            inclusive[f] += int(n)
+    return {f: round(100 * c / max(1, total), 1) for f, c in inclusive.most_common(top)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=100)
@@ -309,6 +350,7 @@ def main() -> None:
     ap.add_argument("--rest", type=float, default=30, help="seconds of quiet to measure")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, help="write the result as JSON here")
+    ap.add_argument("--profile", type=Path, help="py-spy the operator into this file")
     args = ap.parse_args()
 
     kwok_bin = subprocess.run(
@@ -385,6 +427,7 @@ def main() -> None:
             run_dir / "operator.log",
         )
         watch = ProcWatch(op.proc.pid)
+        spy = start_profile(args.profile, op.proc.pid) if args.profile else None
         wait_for(lambda: "authentication" in op.log() if op else None, 60, "operator up")
         names = [f"job-{i:04d}" for i in range(args.jobs)]
         for name in names:
@@ -432,6 +475,8 @@ def main() -> None:
         }
         watch.stop()
         clock.stop()
+        if spy is not None and args.profile:
+            result["profile_top"] = stop_profile(spy, args.profile)
         print(json.dumps(result, indent=2))
         if args.out:
             args.out.write_text(json.dumps(result, indent=2) + "\n")

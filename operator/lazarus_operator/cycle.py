@@ -34,12 +34,17 @@ from .vocabulary import (
     Selection,
     StorageProblem,
 )
+from .watched import LARGE, Bodies, Watched
 
 log = logging.getLogger("lazarus.cycle")
 
 ERROR_BACKOFF_S = 2.0  # first retry after a failed cycle; doubles per failure
 ERROR_BACKOFF_MAX_S = 300.0
 SEEN_STEPS_LIMIT = 256  # reported steps remembered per job (a few attempts' pods)
+# A pod the operator created counts as existing until its watch shows it (a cycle
+# may run before the event arrives), at most this long (a watch that relisted
+# after a gap never shows a pod created and deleted within it).
+CREATED_MEMORY_S = 30.0
 
 
 @dataclass
@@ -63,6 +68,8 @@ class _JobState:
     recovered: bool = False  # a cycle acted after failures: the next status write clears it
     last_error: str = ""  # reported once (condition, event, traceback) per distinct error
     last: Outcome = field(default_factory=Outcome)
+    # pod name -> (monotonic time, body) of pods created but not yet seen in the watch
+    created: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -70,6 +77,8 @@ class Reconciler:
         self.kube = kube
         self.progress_interval = progress_interval
         self.jobs: dict[tuple[str, str], _JobState] = {}
+        self.bodies = Bodies()  # TrainingJobs as the watch and our own writes left them
+        self.watched: Watched | None = None  # attached at startup (handlers.startup)
         self.outbox = Outbox(kube.event)  # events survive API outages
 
     async def resync_forever(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:
@@ -104,6 +113,13 @@ class Reconciler:
         if len(seen) > SEEN_STEPS_LIMIT:  # bounded: drop the oldest entries
             for key in list(seen)[: len(seen) - SEEN_STEPS_LIMIT]:
                 del seen[key]
+
+    def pod_event(self, ns: str, job: str, pod: Mapping[str, Any]) -> None:
+        """The watch shows the pod (or its deletion): it needs no stand-in any more."""
+        st = self.jobs.get((ns, job))
+        if st is not None and st.created:
+            st.created.pop(str((pod.get("metadata") or {}).get("name", "")), None)
+        self.observe_pod(ns, job, pod)
 
     def forget(self, ns: str, name: str) -> None:
         st = self.jobs.pop((ns, name), None)
@@ -151,7 +167,7 @@ class Reconciler:
         return Outcome(delay, f"{reason}: {msg}")
 
     async def _report_error(self, ns: str, name: str, reason: str, msg: str) -> None:
-        job = await self.kube.get_job(ns, name)
+        job = await self._job(ns, name)
         if job is None:
             return
         old: dict[str, Any] = job.get("status") or {}
@@ -173,8 +189,31 @@ class Reconciler:
             loop = asyncio.get_running_loop()
             st.wakeup = loop.call_later(delay, lambda: loop.create_task(self.kick(ns, name)))
 
-    async def _once(self, ns: str, name: str, st: _JobState, refresh: bool) -> Outcome:
+    async def _job(self, ns: str, name: str) -> dict[str, Any] | None:
+        """The job as the watch (or our last write) left it; the API only for a job
+        no event has shown yet."""
+        job = self.bodies.get(ns, name)
+        if job is None:
+            job = await self.kube.get_job(ns, name)
+            if job is not None:
+                self.bodies.put(job)
+        return job
+
+    async def _refetch(self, ns: str, name: str) -> None:
+        """A write conflicted: the watch has not caught up, so read the job once."""
         job = await self.kube.get_job(ns, name)
+        if job is None:
+            self.bodies.drop(ns, name)
+        else:
+            self.bodies.put(job)
+
+    def _watched(self) -> Watched:
+        if self.watched is None:
+            raise RuntimeError("the operator's watches are not attached yet")
+        return self.watched
+
+    async def _once(self, ns: str, name: str, st: _JobState, refresh: bool) -> Outcome:
+        job = await self._job(ns, name)
         if job is None:
             await self._gone(ns, name)
             return Outcome()
@@ -196,6 +235,7 @@ class Reconciler:
         if not await self._patch_status(job, old_status, new_status):
             # Someone changed the job since we read it: decide again on fresh facts.
             metrics.METRICS.api_retries.inc()
+            await self._refetch(ns, name)
             return Outcome(0.05, "job changed while deciding")
         metrics.METRICS.observe(facts.job, old_status, new_status, now)
         if facts.selection is not None and facts.selection.chosen is not None:
@@ -214,8 +254,9 @@ class Reconciler:
         """Deleted: its pods go too. The garbage collector would get there, but it
         learns new resource types only on its periodic discovery."""
         self.jobs.pop((ns, name), None)
+        self.bodies.drop(ns, name)
         metrics.METRICS.forget(ns, name)
-        for pod in await self.kube.list_pods(ns, name):
+        for pod in self._watched().job_pods(ns, name):
             owners = pod["metadata"].get("ownerReferences") or []
             if any(o.get("kind") == KIND for o in owners) and not pod["metadata"].get(
                 "deletionTimestamp"
@@ -231,10 +272,9 @@ class Reconciler:
         ns, name = meta["namespace"], meta["name"]
         ref = JobRef(name, ns, meta["uid"])
         status: dict[str, Any] = job.get("status") or {}
-        pods = await self.kube.list_pods(ns, name)
+        pods = self._pods(ns, name, st)
         node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
-        got = await asyncio.gather(*(self.kube.get_node(n) for n in node_names))
-        nodes = {n: node for n, node in zip(node_names, got, strict=True) if node is not None}
+        nodes = {n: node for n in node_names if (node := self._watched().node(n)) is not None}
         for p in pods:
             self.observe_pod(ns, name, p)
         seen = dict(st.seen_steps)
@@ -252,6 +292,19 @@ class Reconciler:
         if isinstance(answer, StorageProblem):
             return Facts(ref, spec, status, pods, nodes, now, None, answer, seen)
         return Facts(ref, spec, status, pods, nodes, now, answer, seen_steps=seen)
+
+    def _pods(self, ns: str, name: str, st: _JobState) -> list[dict[str, Any]]:
+        """The job's pods from the watch, and those we created that it does not show yet."""
+        pods = self._watched().job_pods(ns, name)
+        if st.created:
+            seen = {p["metadata"]["name"] for p in pods}
+            cutoff = time.monotonic() - CREATED_MEMORY_S
+            for pod, (at, body) in list(st.created.items()):
+                if pod in seen or at < cutoff:
+                    del st.created[pod]
+                else:
+                    pods.append(body)
+        return pods
 
     @staticmethod
     def _status_to_write(
@@ -280,7 +333,13 @@ class Reconciler:
 
     async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref
-        secret = await self.kube.get_secret(ns, ref.name) if ref else None
+        secret: dict[str, Any] | None = None
+        if ref is not None:
+            data = self._watched().secret(ns, ref.name)
+            if data == LARGE:  # too big for the index to keep: read it
+                secret = await self.kube.get_secret(ns, ref.name)
+            elif data is not None:
+                secret = {"data": data}
         return storage.credentials(spec.checkpoint, secret, ns)
 
     async def _patch_status(
@@ -291,15 +350,20 @@ class Reconciler:
         patch = s.status_patch(old, new)
         if patch is None:
             return True
-        return await self.kube.patch_status(
+        written = await self.kube.patch_status(
             meta["namespace"], meta["name"], meta["resourceVersion"], patch
         )
+        if written is None:
+            return False
+        self.bodies.put(written)  # the next cycle must not decide on the old status
+        return True
 
     async def _post(self, job: dict[str, Any], events: list[Event]) -> None:
         await self.outbox.post(job, [(e.type, e.reason, e.message) for e in events])
 
     async def _act(self, spec: JobSpec, ref: JobRef, d: Decision) -> None:
         ns = ref.namespace
+        st = self.jobs.get((ns, ref.name))
         creates: list[dict[str, Any]] = []
         for a in d.actions:
             if isinstance(a, RecordAttempt):
@@ -309,7 +373,9 @@ class Reconciler:
                     spec.checkpoint, cred, a.attempt, a.resume_from, a.resume_step, job=ref
                 )
             elif isinstance(a, CreateService):
-                await self.kube.create(ns, a.manifest)
+                # Every launch asks for it; the watch says whether it exists already.
+                if not self._watched().has_service(ns, ref.name):
+                    await self.kube.create(ns, a.manifest)
             elif isinstance(a, CreatePod):
                 creates.append(a.manifest)
             elif isinstance(a, DeletePod):
@@ -319,4 +385,8 @@ class Reconciler:
             elif isinstance(a, DeleteJob):
                 await self.kube.delete_job(ns, ref.name)
         # The gang's pods are independent: create them concurrently.
-        await asyncio.gather(*(self.kube.create(ns, m) for m in creates))
+        made = await asyncio.gather(*(self.kube.create(ns, m) for m in creates))
+        if st is not None:
+            now = time.monotonic()
+            for m, body in zip(creates, made, strict=True):
+                st.created[m["metadata"]["name"]] = (now, body or m)

@@ -4,12 +4,16 @@ concerned and kicks its cycle; the startup handler starts the resync.
 Everything that decides lives in `decide` (pure); `cycle` gathers facts and acts and
 is the one requeue path (its timer runs the cycle again when something falls due).
 Shared state travels in kopf's `memo` (`runtime.Runtime`), not in module globals.
+
+The facts a cycle reads come from the indexes below (`watched`): kopf keeps them
+current from its watch streams and starts no handler before their first listing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -20,13 +24,23 @@ from . import storage
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .runtime import Runtime
 from .spec import SpecError, parse_spec
+from .watched import SecretEntry, Watched, node_essence, secret_entry, slim, slim_pod
 
 log = logging.getLogger("lazarus.handlers")
 
 
 @kopf.on.startup()
-async def startup(memo: Runtime, **_: Any) -> None:
+async def startup(memo: Runtime, **kw: Any) -> None:
     rec, opts = memo.reconciler, memo.options
+    # The indexes are live objects, empty until kopf's first listing (no handler
+    # runs before it completes): the reconciler reads them from here on.
+    rec.watched = Watched(
+        pods=kw["pods_by_job"], nodes=kw["nodes"], secrets=kw["secrets"], services=kw["services"]
+    )
+    # API calls run in threads: as many as the client has connections (the default,
+    # cores + 4, queued every job's calls behind a few slow ones).
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(opts.api_threads, "lazarus-api"))
     if opts.peering:
         await rec.kube.ensure_peering(opts.peering_name, list(opts.namespaces))
 
@@ -37,7 +51,6 @@ async def startup(memo: Runtime, **_: Any) -> None:
         peers = await rec.kube.peers(opts.peering_name, list(opts.namespaces))
         return not any(int(p.get("priority", 0)) > opts.priority for p in peers)
 
-    loop = asyncio.get_running_loop()
     memo.background.add(loop.create_task(rec.resync_forever(opts.resync_seconds, active)))
 
 
@@ -56,11 +69,18 @@ def _deletes_checkpoints(spec: Any, **_: Any) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def job_event(type: str, namespace: str | None, name: str, memo: Runtime, **_: Any) -> None:
-    """A deleted job's cycle deletes its pods (and forgets the job)."""
+async def job_event(
+    type: str, namespace: str | None, name: str, body: Any, memo: Runtime, **_: Any
+) -> None:
+    """Every event keeps the job's body current for its cycles (kopf runs event
+    handlers before the create/update ones). A deleted job's cycle deletes its pods
+    (and forgets the job)."""
     assert namespace is not None
     if type == "DELETED":
+        memo.reconciler.bodies.drop(namespace, name)
         await memo.reconciler.kick(namespace, name)
+    else:
+        memo.reconciler.bodies.put(body)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_checkpoints)
@@ -95,6 +115,43 @@ async def checkpoints_deleted(
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
+async def pods_by_job(
+    namespace: str | None, labels: Any, body: Any, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """(namespace, job) -> each of the job's pods: a cycle's pods."""
+    if namespace is None:
+        return None
+    return {(namespace, str(labels.get(LABEL_JOB))): slim_pod(body)}
+
+
+@kopf.index("", "v1", "nodes")
+async def nodes(name: str, body: Any, **_: Any) -> dict[str, dict[str, Any]]:
+    """name -> the Node: readiness and taints of the nodes a job's pods run on."""
+    return {name: slim(body)}
+
+
+@kopf.index("", "v1", "secrets")
+async def secrets(
+    namespace: str | None, name: str, body: Any, **_: Any
+) -> dict[tuple[str, str], SecretEntry] | None:
+    """(namespace, name) -> the Secret's data (credentials a job's spec names);
+    large Secrets (Helm releases) only by name."""
+    if namespace is None:
+        return None
+    return {(namespace, name): secret_entry(body.get("data"))}
+
+
+@kopf.index("", "v1", "services", labels={LABEL_JOB: kopf.PRESENT})
+async def services(
+    namespace: str | None, name: str, labels: Any, **_: Any
+) -> dict[tuple[str, str], str] | None:
+    """(namespace, job) -> its headless Service's name: a relaunch does not POST it again."""
+    if namespace is None:
+        return None
+    return {(namespace, str(labels.get(LABEL_JOB))): name}
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
 async def pods_by_node(
     namespace: str | None, labels: Any, spec: Any, **_: Any
 ) -> dict[str, tuple[str, str]] | None:
@@ -111,13 +168,21 @@ async def pod_event(
 ) -> None:
     assert namespace is not None
     job = labels.get(LABEL_JOB)
-    memo.reconciler.observe_pod(namespace, job, body)
+    memo.reconciler.pod_event(namespace, job, body)
     await memo.reconciler.kick(namespace, job)
 
 
 @kopf.on.event("", "v1", "nodes")
-async def node_event(name: str, memo: Runtime, **kw: Any) -> None:
-    """Taints, readiness and deletion of a node concern the jobs with pods on it."""
+async def node_event(type: str, name: str, body: Any, memo: Runtime, **kw: Any) -> None:
+    """Taints, readiness and deletion of a node concern the jobs with pods on it;
+    a heartbeat that changes none of them concerns no job."""
+    essence = None if type == "DELETED" else node_essence(body)
+    if essence is not None and memo.node_essences.get(name) == essence:
+        return
+    if essence is None:
+        memo.node_essences.pop(name, None)
+    else:
+        memo.node_essences[name] = essence
     index: kopf.Index[str, tuple[str, str]] = kw["pods_by_node"]  # kopf passes indexes by name
     for ns, job in sorted(set(index.get(name, []))):
         await memo.reconciler.kick(ns, job)

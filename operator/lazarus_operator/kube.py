@@ -1,6 +1,7 @@
 """The few Kubernetes API calls the operator makes, as plain JSON dicts, off
-the event loop. Responses are not deserialised into client models (slow, and
-the pure core reads the API's own camelCase JSON)."""
+the event loop: writes, and the reads no watch answers (pods, nodes, Secrets and
+Services come from kopf's indexes: `watched`). Responses are not deserialised
+into client models (slow, and the pure core reads the API's own camelCase JSON)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from kubernetes import client
 
 from lazarus_contract import format_time, parse_time
 
-from .builders import GROUP, LABEL_JOB, PLURAL, VERSION
+from .builders import GROUP, PLURAL, VERSION
 
 MERGE = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30
@@ -61,26 +62,19 @@ class Kube:
         )
         return got
 
-    async def list_pods(self, ns: str, job: str) -> list[dict[str, Any]]:
-        got = await self._maybe(
-            self.core.list_namespaced_pod, ns, label_selector=f"{LABEL_JOB}={job}"
-        )
-        return list((got or {}).get("items") or [])
-
-    async def get_node(self, name: str) -> dict[str, Any] | None:
-        got: dict[str, Any] | None = await self._maybe(self.core.read_node, name)
-        return got
-
     async def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
         got: dict[str, Any] | None = await self._maybe(self.core.read_namespaced_secret, name, ns)
         return got
 
-    async def patch_status(self, ns: str, name: str, rv: str, patch: dict[str, Any]) -> bool:
-        """Merge-patch `.status`, only if the job is still at `rv`: False on a conflict,
-        so a cycle that read stale facts never acts (nor does a second replica)."""
+    async def patch_status(
+        self, ns: str, name: str, rv: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch `.status`, only if the job is still at `rv`: the job as written,
+        or None on a conflict, so a cycle that read stale facts never acts (nor does a
+        second replica)."""
         body = {"metadata": {"resourceVersion": rv}, "status": patch}
         try:
-            await self._call(
+            resp = await self._call(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -93,12 +87,14 @@ class Kube:
             )
         except client.ApiException as err:
             if err.status in (404, 409):
-                return False
+                return None
             raise
-        return True
+        written: dict[str, Any] = _json(resp)
+        return written
 
-    async def create(self, ns: str, manifest: dict[str, Any]) -> bool:
-        """Create a Pod or Service; False if it exists already (idempotent launch)."""
+    async def create(self, ns: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a Pod or Service: the object created, or None if it exists already
+        (names are deterministic: a 409 is the idempotent launch's "done")."""
         fn = (
             self.core.create_namespaced_pod
             if manifest["kind"] == "Pod"
@@ -113,7 +109,7 @@ class Kube:
                 why = re.sub(r'^\w+ "[^"]*" is forbidden: ', "", _api_message(err))
                 raise Rejected(f"the job's {manifest['kind']}s are refused: {why}") from None
             raise
-        return got is not None
+        return got if isinstance(got, dict) else None
 
     async def delete_pod(self, ns: str, name: str, *, force: bool) -> None:
         kw: dict[str, Any] = {"grace_period_seconds": 0} if force else {}

@@ -22,6 +22,7 @@ FINALIZER = "lazarus.dev/finalizer"
 PREFIX = "lazarus.dev"
 PEERING_NAME = "lazarus"
 RESYNC_SECONDS = 10.0
+API_CONNECTIONS = 32  # the API client's pool, and as many threads to use it
 
 
 def _api_client() -> client.ApiClient:
@@ -32,7 +33,7 @@ def _api_client() -> client.ApiClient:
         cfg = client.Configuration()
         config.load_kube_config(client_configuration=cfg)
     # Enough connections for 20+ jobs' concurrent cycles (each pod create is one).
-    cfg.connection_pool_maxsize = 32
+    cfg.connection_pool_maxsize = API_CONNECTIONS
     return client.ApiClient(cfg)
 
 
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
             peering=args.peering,
             priority=settings.peering.priority,
             peering_name=PEERING_NAME,
-            resync_seconds=RESYNC_SECONDS,
+            resync_seconds=float(os.environ.get("LAZARUS_RESYNC_SECONDS", RESYNC_SECONDS)),
+            api_threads=API_CONNECTIONS,
         ),
     )
     assert handlers.startup  # importing `handlers` registers every kopf handler

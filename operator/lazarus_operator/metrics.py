@@ -48,6 +48,12 @@ def _version() -> str:
         return "unknown"
 
 
+def _storage_clients_built() -> float:
+    from lazarus_store.backends.s3_client import clients_built  # boto3 only when scraped
+
+    return float(clients_built())
+
+
 class Metrics:
     """All metric families in one registry, plus each job's accounting clock."""
 
@@ -118,6 +124,13 @@ class Metrics:
             registry=r,
         )
         Info("lazarus_operator", "The operator build.", registry=r).info({"version": _version()})
+        self.storage_clients = Gauge(
+            "lazarus_operator_storage_clients",
+            "S3 clients this process has built: one per endpoint and credentials, "
+            "shared by every job's store.",
+            registry=r,
+        )
+        self.storage_clients.set_function(_storage_clients_built)
         self._clocks: dict[tuple[str, str], acc.Clock] = {}
         self._seen_ckpt: dict[tuple[str, str], str] = {}
         self._seen_resume: dict[tuple[str, str], int] = {}

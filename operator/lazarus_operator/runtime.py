@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from .cycle import Reconciler
 
@@ -16,6 +17,7 @@ class Options:
     priority: int  # this replica's peering priority
     peering_name: str
     resync_seconds: float
+    api_threads: int = 32  # threads for blocking API calls: the client's connection pool
 
 
 @dataclass
@@ -23,3 +25,5 @@ class Runtime:
     reconciler: Reconciler
     options: Options
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # node -> the part of it decisions read, as last seen (handlers.node_event)
+    node_essences: dict[str, Any] = field(default_factory=dict)

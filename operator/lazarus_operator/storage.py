@@ -97,20 +97,25 @@ _stores_lock = threading.Lock()
 
 
 def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
+    """The job root's store; its S3 client is shared with every root on the same
+    endpoint and credentials (lazarus_store.backends.s3_client). A changed Secret is
+    a new key, so a new store and client."""
     key = (ck.uri, ck.endpoint, ck.addressing_style, cred)
     with _stores_lock:
         store = _stores.get(key)
-        if store is None:
-            store = lazarus_store.open_store(
-                ck.uri,
-                endpoint_url=ck.endpoint,
-                addressing_style=ck.addressing_style,
-                aws_access_key_id=cred.access_key_id,
-                aws_secret_access_key=cred.secret_access_key,
-                region=cred.region,
-            )
-            _stores[key] = store
+    if store is not None:
         return store
+    # Opened outside the lock: a first client may resolve credentials over the network.
+    store = lazarus_store.open_store(
+        ck.uri,
+        endpoint_url=ck.endpoint,
+        addressing_style=ck.addressing_style,
+        aws_access_key_id=cred.access_key_id,
+        aws_secret_access_key=cred.secret_access_key,
+        region=cred.region,
+    )
+    with _stores_lock:
+        return _stores.setdefault(key, store)  # a racing twin is dropped
 
 
 # Skipped checkpoints become events at launch: a root full of another job's

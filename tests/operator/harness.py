@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +93,8 @@ class FakeKubelet:
         self.auto_run = True
         self.exit_code_on_sigterm = 75
         self._stop = threading.Event()
+        self._paused = threading.Event()  # no API calls at all while set (pause())
+        self._ticking = threading.Lock()
         self._next = 0
         self.created_at: dict[str, float] = {}
         for n in nodes:
@@ -100,6 +104,16 @@ class FakeKubelet:
     def start(self) -> FakeKubelet:
         self._thread.start()
         return self
+
+    def pause(self) -> None:
+        """Stop calling the API (after the tick in progress): a test may then count
+        the API server's requests as the operator's alone."""
+        self._paused.set()
+        with self._ticking:  # the tick in progress is over
+            pass
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def stop(self) -> None:
         self._stop.set()
@@ -240,8 +254,9 @@ class FakeKubelet:
     def _loop(self) -> None:
         while not self._stop.is_set():
             # The API may be busy; try again next tick.
-            with contextlib.suppress(Exception):
-                self._tick()
+            with contextlib.suppress(Exception), self._ticking:
+                if not self._paused.is_set():
+                    self._tick()
             self._stop.wait(0.1)
 
     def _tick(self) -> None:
@@ -266,3 +281,37 @@ class FakeKubelet:
                 self.bind(name, target)
                 if self.auto_run:
                     self.set_running(name)
+
+
+def api_requests(api: client.ApiClient) -> dict[tuple[str, str], int]:
+    """The API server's own count of requests it served (`apiserver_request_total`),
+    summed by (verb, resource[/subresource]); WATCH is a verb of its own."""
+    resp = api.call_api("GET", f"{api.configuration.host}/metrics")
+    out: dict[tuple[str, str], int] = {}
+    for line in resp.read().decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', labels_text))
+        res = labels.get("resource", "") + (
+            "/" + labels["subresource"] if labels.get("subresource") else ""
+        )
+        key = (labels.get("verb", ""), res)
+        out[key] = out.get(key, 0) + int(float(value))
+    return out
+
+
+def requests_between(
+    before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]
+) -> dict[tuple[str, str], int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+
+
+def metric_value(port: int, name: str) -> float:
+    """One unlabelled sample from the operator's Prometheus endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not among the operator's metrics")

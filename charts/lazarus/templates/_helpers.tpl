@@ -73,11 +73,13 @@ and progress annotations by patch).
   verbs: [list, watch, create, delete, patch]
 - apiGroups: [""]
   resources: [services]
-  verbs: [create]
+  # list, watch: a relaunch knows the headless Service exists (no POST per restart)
+  verbs: [list, watch, create]
 - apiGroups: [""]
   resources: [secrets]
-  # only the ones jobs name in spec.checkpoint.secretRef
-  verbs: [get]
+  # list, watch: the credentials jobs name in spec.checkpoint.secretRef, kept
+  # current from a watch (only small Secrets' data stays in memory); get: a large one
+  verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -19,6 +19,14 @@ from botocore.config import Config
 _CLIENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _CLIENTS_MAX = 256
 _CLIENTS_LOCK = threading.Lock()
+_BUILDING: dict[tuple[Any, ...], threading.Lock] = {}  # key -> held while it is built
+_BUILT = [0]  # clients built by this process (the operator exports it as a metric)
+
+
+def clients_built() -> int:
+    """How many S3 clients this process has built: one per endpoint and credentials
+    when sharing works, whatever the number of stores."""
+    return _BUILT[0]
 
 
 @functools.cache
@@ -32,20 +40,29 @@ def shared_client(key: tuple[Any, ...], config: Config) -> Any:
             _CLIENTS.move_to_end(key)
             return _CLIENTS[key]
         session = _session()  # created once, under the lock
-    endpoint, region, key_id, secret = key[:4]
-    if region is None and session.region_name is None:
-        region = "us-east-1"  # S3-compatible servers accept any; boto3 needs one
-    # Built outside the lock: resolving credentials may go to the network (IMDS).
-    client = session.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=config,
-    )
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.setdefault(key, client)  # a racing twin is dropped
-        while len(_CLIENTS) > _CLIENTS_MAX:
-            _CLIENTS.popitem(last=False)
+        building = _BUILDING.setdefault(key, threading.Lock())
+    # One build per key: stores opened at once (a launch of many jobs) wait for the
+    # first instead of each building a twin. Other keys build in parallel, and the
+    # process-wide lock is not held: resolving credentials may go to the network (IMDS).
+    with building:
+        with _CLIENTS_LOCK:
+            if key in _CLIENTS:
+                return _CLIENTS[key]
+        endpoint, region, key_id, secret = key[:4]
+        if region is None and session.region_name is None:
+            region = "us-east-1"  # S3-compatible servers accept any; boto3 needs one
+        client = session.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=config,
+        )
+        with _CLIENTS_LOCK:
+            _BUILT[0] += 1
+            _CLIENTS[key] = client
+            _BUILDING.pop(key, None)
+            while len(_CLIENTS) > _CLIENTS_MAX:
+                _CLIENTS.popitem(last=False)
     return client

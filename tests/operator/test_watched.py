@@ -1,0 +1,47 @@
+"""What the watches keep of an object is enough for the decision core: a pod's
+projection classifies as the full pod does; a Node heartbeat changes no essence."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from lazarus_operator.classify import classify
+from lazarus_operator.watched import LARGE, node_essence, secret_entry, slim_pod
+
+from .factories import NOW, node, pod
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    "p",
+    [
+        pod(),
+        pod(exit_code=1),
+        pod(exit_code=137, reason="OOMKilled"),
+        pod(phase="Failed", status_reason="Evicted", exit_code=143),
+        pod(deleting=NOW - timedelta(seconds=60), grace=5),
+        pod(node_name=None, phase="Pending"),
+    ],
+)
+def test_a_pods_projection_classifies_as_the_pod(p: dict[str, object]) -> None:
+    full = {**p, "spec": {**p["spec"], "env": [{"name": "X", "value": "1"}]}}  # type: ignore[dict-item]
+    for n in (node(), None, node(ready="False", since=NOW - timedelta(minutes=5))):
+        kw = {"now": NOW, "node_loss_timeout_s": 20, "permanent_exit_codes": frozenset({3})}
+        assert classify(slim_pod(full), n, **kw) == classify(full, n, **kw)  # type: ignore[arg-type]
+    assert "env" not in str(slim_pod(full)["spec"])
+
+
+def test_a_heartbeat_is_no_change_but_readiness_and_taints_are() -> None:
+    a, b = node(), node()
+    b["status"]["conditions"][0]["lastHeartbeatTime"] = "2026-01-01T12:00:10Z"
+    assert node_essence(a) == node_essence(b)
+    assert node_essence(a) != node_essence(node(ready="False"))
+    assert node_essence(a) != node_essence(node(taints=[{"key": "k", "effect": "NoSchedule"}]))
+
+
+def test_only_small_secrets_are_kept() -> None:
+    assert secret_entry({"AWS_ACCESS_KEY_ID": "a2V5"}) == {"AWS_ACCESS_KEY_ID": "a2V5"}
+    assert secret_entry({"release": "x" * 100_000}) == LARGE
