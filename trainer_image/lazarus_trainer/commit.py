@@ -59,6 +59,12 @@ class Snapshot:
         state: dict[str, Any] | None = self.tree["sharded"]
         return state
 
+    @property
+    def engine(self) -> dict[str, bytes]:
+        """This rank's files of an engine that saves its own state (engine_state.py)."""
+        files: dict[str, bytes] | None = self.tree.get("engine")
+        return files or {}
+
 
 class Committer:
     """Writes snapshots for one rank; rank 0 also commits and prunes."""
@@ -134,6 +140,8 @@ class Committer:
         for f in files:
             path = sharded.DCP_PREFIX + f.name
             uploads.append((path, functools.partial(writer.put_file, path, f)))
+        for path, data in snap.engine.items():
+            uploads.append((path, functools.partial(writer.put, path, data)))
         objects = {rank_object(self.dist.rank): snap.rank}
         if snap.common is not None:
             objects[COMMON_OBJECT] = snap.common

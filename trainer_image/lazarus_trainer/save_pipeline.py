@@ -89,11 +89,15 @@ class SavePipeline:
         )
         if common is not None and use_dcp:
             common["sharded"] = sharded.names(self.registry)
+        engine = self.registry.engine
         captured = {
             "common": common,
             "rank": capture_rank(),
             "sharded": sharded.capture(self.registry) if use_dcp else None,
+            "engine": engine.capture() if engine is not None else None,  # bytes, copied
         }
+        layout = FORMAT_DCP if use_dcp else FORMAT_REPLICATED
+        layout = engine.layout if engine is not None else layout
         tree: dict[str, Any] = snapshot(captured, reuse=self._reuse)
         synchronize()
         self._reuse = None
@@ -106,7 +110,7 @@ class SavePipeline:
             tokens_seen=p.tokens_seen,
             metrics={k: float(v) for k, v in self.run.step_metrics.items()},
             reason=reason,
-            model_optimizer=FORMAT_DCP if use_dcp else FORMAT_REPLICATED,
+            model_optimizer=layout,
             captured_at=t0,
             stall_seconds=stall,
         )
