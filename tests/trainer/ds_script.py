@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_st
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lazarus_contract import ANNOTATION_CHECKPOINT_NOW, ENV_ANNOTATIONS_FILE
 from lazarus_trainer import PermanentError, ResumableSampler
 from lazarus_trainer.adapters.deepspeed import from_deepspeed
 from lazarus_trainer.termination import Termination, write_termination
@@ -38,6 +40,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dump", type=Path)
     p.add_argument("--sigterm-at", type=int, default=0, help="SIGTERM this rank after this step")
     p.add_argument("--sigterm-rank", type=int, default=0)
+    p.add_argument("--request-at", type=int, default=0, help="ask for checkpoint-now after it")
     return p.parse_args(argv)
 
 
@@ -50,6 +53,16 @@ def dump(engine: Any, path: Path | None) -> None:
             out[f"{name}.{key}"] = safe_get_full_optimizer_state(param, key).clone()
     if path is not None and engine.global_rank == 0:
         torch.save(out, f"{path}-end.pt")
+
+
+def request_checkpoint(step: int) -> None:
+    """Set the checkpoint-now annotation as kubelet does (a new file swapped into place),
+    then wait out the watcher's once-a-second reading so the next boundary sees it."""
+    path = Path(os.environ[ENV_ANNOTATIONS_FILE])
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f'{ANNOTATION_CHECKPOINT_NOW}="after-step-{step}"\n')
+    tmp.replace(path)
+    time.sleep(1.1)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -91,6 +104,8 @@ def train(args: argparse.Namespace) -> int:
                 log.flush()
             if step == args.sigterm_at and rank == args.sigterm_rank:
                 os.kill(os.getpid(), signal.SIGTERM)
+            if step == args.request_at and rank == 0:
+                request_checkpoint(step)
             evaluating = step % EVAL_EVERY == 0
             lz.step(samples=BATCH * world, eval_follows=evaluating)
             if evaluating and not lz.should_stop:
