@@ -57,7 +57,7 @@ def dump(engine: Any, path: Path | None) -> None:
 
 def request_checkpoint(step: int) -> None:
     """Set the checkpoint-now annotation as kubelet does (a new file swapped into place),
-    then wait out the watcher's once-a-second reading so the next boundary sees it."""
+    then wait out the watcher's once-a-second reading so this step's boundary sees it."""
     path = Path(os.environ[ENV_ANNOTATIONS_FILE])
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f'{ANNOTATION_CHECKPOINT_NOW}="after-step-{step}"\n')

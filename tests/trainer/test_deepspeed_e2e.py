@@ -99,7 +99,7 @@ def test_zero_stage_resumes_bitwise_after_sigterms(
     root = f"s3://{bucket}/job"
     store = store_for(s3, root)
     # (attempt, SIGTERM after this step, on this rank, exit code); after step 6 attempt 2
-    # sets the checkpoint-now annotation, so step 7 commits a `requested` checkpoint.
+    # sets the checkpoint-now annotation, so step 6 commits a `requested` checkpoint.
     for attempt, stop, rank, code in [(1, 5, 1, 75), (2, 9, 0, 75), (3, 0, 0, 0)]:
         leg = ["--sigterm-at", str(stop), "--sigterm-rank", str(rank), "--request-at", "6"]
         p = _run(
@@ -117,9 +117,9 @@ def test_zero_stage_resumes_bitwise_after_sigterms(
     listed = [c.manifest for c in store.list_checkpoints() if c.committed]
     manifests = sorted((m for m in listed if m is not None), key=lambda m: m.name)
     reasons = {(m.step, m.reason) for m in manifests}
-    # SIGTERMs at 5 and 9, checkpoint-now at 7, eval-best at 4 (and later improvements),
+    # SIGTERMs at 5 and 9, checkpoint-now at 6, eval-best at 4 (and later improvements),
     # periodic at 10 (5 was the preemption save), final at 12 unless an eval-best took it.
-    assert {(4, "eval-best"), (5, "preemption"), (7, "requested"), (9, "preemption")} <= reasons
+    assert {(4, "eval-best"), (5, "preemption"), (6, "requested"), (9, "preemption")} <= reasons
     assert (10, "periodic") in reasons and manifests[-1].step == STEPS, reasons
     newest = manifests[-1]
     paths = {o.path for o in newest.objects}
