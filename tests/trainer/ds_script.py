@@ -100,7 +100,7 @@ def train(args: argparse.Namespace) -> int:
             engine.step()
             step = lz.step_count + 1
             if log is not None:
-                log.write(json.dumps({"step": step, "loss": loss.item().hex()}) + "\n")
+                log.write(json.dumps({"step": step, "loss": float(loss.item()).hex()}) + "\n")
                 log.flush()
             if step == args.sigterm_at and rank == args.sigterm_rank:
                 os.kill(os.getpid(), signal.SIGTERM)
