@@ -7,18 +7,20 @@ What it holds (docs/trainer.md for the user's side):
 - saving: `save_policy` (when and why: pure, no I/O), `save_pipeline` (capture, hand off,
   apply each outcome), `commit` (upload and commit on every rank), `saver` (the
   background thread and the typed save results), `retry`, `meta` (typed checkpoint
-  metadata), `snapshot`, `sharded` (torch.distributed.checkpoint);
+  metadata), `snapshot`, `sharded` (torch.distributed.checkpoint), `engine_state` (an
+  engine's own files: DeepSpeed);
 - stopping and resuming: `signals`, `stopping`, `termination`, `progress`, `requests`,
   `resumer`, `safe_load`;
 - what a checkpoint holds: `state`, `rng`, `data`; settings: `config`; collectives:
   `distributed`; the store: `storage`;
-- `adapters/` (Accelerate, HF `Trainer`), `reference/` (the reference trainer) and
+- `adapters/` (Accelerate, HF `Trainer`, DeepSpeed), `reference/` (the reference trainer) and
   `launch` (exit codes under torchrun).
 
 What it may import: the standard library, torch and numpy; `lazarus_contract` (the names
 the operator and the trainer share); `lazarus_store` only through `storage.py` (and the
 reference trainer its log redaction); accelerate and transformers only in `adapters/` and
-`reference/`. Never `lazarus_operator`: the two sides meet only in the contract.
+`reference/`, deepspeed only in `adapters/deepspeed.py`. Never `lazarus_operator`: the two
+sides meet only in the contract.
 """
 
 from .api import Lazarus

@@ -60,6 +60,12 @@ class Snapshot:
         state: dict[str, Any] | None = self.tree["sharded"]
         return state
 
+    @property
+    def engine(self) -> dict[str, bytes]:
+        """This rank's files of an engine that saves its own state (engine_state.py)."""
+        files: dict[str, bytes] | None = self.tree.get("engine")
+        return files or {}
+
 
 class Committer:
     """Writes snapshots for one rank; rank 0 also commits and prunes."""
@@ -145,6 +151,9 @@ class Committer:
         for f in files:
             path = sharded.DCP_PREFIX + f.name
             put = functools.partial(writer.put_file, path, f, pool=pool, concurrency=n)
+            uploads.append((path, put))
+        for path, data in snap.engine.items():
+            put = functools.partial(writer.put, path, data, pool=pool, concurrency=n)
             uploads.append((path, put))
         objects = {rank_object(self.dist.rank): snap.rank}
         if snap.common is not None:

@@ -13,9 +13,11 @@ from typing import Any, Literal
 from .storage import Manifest
 from .termination import PermanentError
 
-ModelOptimizerFormat = Literal["dcp", "replicated"]
+ModelOptimizerFormat = Literal["dcp", "replicated", "deepspeed"]
 FORMAT_DCP: ModelOptimizerFormat = "dcp"  # torch.distributed.checkpoint shards (sharded.py)
 FORMAT_REPLICATED: ModelOptimizerFormat = "replicated"  # rank 0's trainer/common.pt holds them
+FORMAT_DEEPSPEED: ModelOptimizerFormat = "deepspeed"  # an engine's own files (engine_state.py)
+LAYOUTS: tuple[ModelOptimizerFormat, ...] = (FORMAT_DCP, FORMAT_REPLICATED, FORMAT_DEEPSPEED)
 
 EXTRA_KEY = "lazarusTrainer"
 
@@ -109,14 +111,17 @@ class TrainerExtra:
         fmt = raw.get("format")
         if fmt not in read_formats or not isinstance(fmt, int):
             raise PermanentError(f"checkpoint {name} has unknown trainer format {fmt!r}")
-        layout = raw.get("modelOptimizer", FORMAT_REPLICATED)
-        if layout not in (FORMAT_DCP, FORMAT_REPLICATED):
-            raise PermanentError(f"checkpoint {name} has unknown model/optimizer format {layout!r}")
+        raw_layout = raw.get("modelOptimizer", FORMAT_REPLICATED)
+        layout = next((x for x in LAYOUTS if x == raw_layout), None)
+        if layout is None:
+            raise PermanentError(
+                f"checkpoint {name} has unknown model/optimizer format {raw_layout!r}"
+            )
         world = raw.get("worldSize")
         timings = raw.get("timings")
         return cls(
             format=fmt,
             world_size=world if isinstance(world, int) else manifest.world_size,
-            model_optimizer=FORMAT_DCP if layout == FORMAT_DCP else FORMAT_REPLICATED,
+            model_optimizer=layout,
             timings=timings if isinstance(timings, dict) else {},
         )

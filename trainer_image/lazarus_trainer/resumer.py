@@ -14,7 +14,8 @@ from lazarus_contract import RESUME_AUTO
 
 from . import sharded
 from . import storage as st
-from .meta import FORMAT_DCP, TrainerExtra
+from .engine_state import Prepared
+from .meta import FORMAT_DCP, FORMAT_DEEPSPEED, TrainerExtra
 from .rng import seed_all
 from .run_state import Context
 from .snapshot import snapshot
@@ -48,6 +49,7 @@ class _Read:
     common: dict[str, Any] | None = None
     rank_state: dict[str, Any] | None = None  # None: the world size changed
     reader: sharded.StoreReader | None = None  # DCP shards, fetched as the load plan needs
+    engine: Prepared | None = None  # an engine's own files, fetched and checked
     error: str | None = None
 
 
@@ -137,10 +139,14 @@ class Resumer:
                 loaded, error = self._load_sharded(read.reader)
                 if not self._agree(name, error):
                     return False
+            assert read.checked is not None and read.common is not None  # every rank read it
+            if read.engine is not None:
+                read.engine.apply()
         finally:
             if read.reader is not None:
                 read.reader.cleanup()
-        assert read.checked is not None and read.common is not None  # every rank read it
+            if read.engine is not None:
+                read.engine.cleanup()
         self._apply(read.checked, read.common, read.rank_state, loaded)
         return True
 
@@ -164,6 +170,7 @@ class Resumer:
                 if not isinstance(names, dict):
                     raise st.InvalidCheckpoint(f"{ours}: no sharded-state names")
                 sharded.check_compatible(self.registry, names, meta)
+            read.engine = self._prepare_engine(checked)
         except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
             read.error = str(exc)
         except BaseException:
@@ -171,6 +178,22 @@ class Resumer:
                 read.reader.cleanup()  # a permanent error ends the run: leave no temp files
             raise
         return read
+
+    def _prepare_engine(self, checked: Checked) -> Prepared | None:
+        """A registered engine's files for this rank, fetched and checked (engine_state.py)."""
+        engine, layout = self.registry.engine, checked.extra.model_optimizer
+        if engine is None and layout != FORMAT_DEEPSPEED:
+            return None
+        if engine is None or engine.layout != layout:
+            what = f"registers a {engine.layout!r} engine" if engine else "registers no engine"
+            raise PermanentError(
+                f"checkpoint {checked.name} holds model and optimizer as {layout!r}, this run "
+                f"{what}: resume it with the same kind of training setup"
+            )
+        name = checked.name
+        return engine.prepare(
+            checked.manifest, lambda path, local: self.storage.download(name, path, local)
+        )
 
     def _load_sharded(self, reader: sharded.StoreReader) -> tuple[dict[str, Any], str | None]:
         """Model and optimizer state loaded into copies, so a shard failing verification

@@ -92,8 +92,10 @@ class SavePipeline:
             common["sharded"] = sharded.names(self.registry)
         # The replicated and per-rank objects are packed into the raw layout, each in the
         # buffer of the previous save when the tensors still match (tensorfile.py); DCP's
-        # state is copied as a tree for torch.distributed.checkpoint to write.
+        # state is copied as a tree for torch.distributed.checkpoint to write; an engine that
+        # saves its own state (DeepSpeed) hands over its files' bytes, copied already.
         old = self._reuse or {}
+        engine = self.registry.engine
         tree: dict[str, Any] = {
             "common": pack(common, old.get("common")) if common is not None else None,
             "rank": pack(capture_rank(), old.get("rank")),
@@ -102,7 +104,10 @@ class SavePipeline:
                 if use_dcp
                 else None
             ),
+            "engine": engine.capture() if engine is not None else None,
         }
+        layout = FORMAT_DCP if use_dcp else FORMAT_REPLICATED
+        layout = engine.layout if engine is not None else layout
         synchronize()
         self._reuse = None
         stall = time.monotonic() - t0
@@ -114,7 +119,7 @@ class SavePipeline:
             tokens_seen=p.tokens_seen,
             metrics={k: float(v) for k, v in self.run.step_metrics.items()},
             reason=reason,
-            model_optimizer=FORMAT_DCP if use_dcp else FORMAT_REPLICATED,
+            model_optimizer=layout,
             captured_at=t0,
             stall_seconds=stall,
         )

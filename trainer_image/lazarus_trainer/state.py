@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from .engine_state import EngineState
 from .rng import capture_rng, restore_rng
 from .safe_load import load_plain, require_plain
 from .storage import InvalidCheckpoint
@@ -93,6 +94,8 @@ class Registry:
     scaler: Stateful | None = None
     sampler: Stateful | None = None
     extras: dict[str, Stateful] = field(default_factory=dict)
+    # Model and optimizer saved by an engine as its own files (DeepSpeed ZeRO), not above.
+    engine: EngineState | None = None
 
 
 def capture_common(

@@ -1,0 +1,80 @@
+"""DeepSpeed checkpoint files load without running code: its ZeRO classes pass, others don't."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.unit
+
+ds = pytest.importorskip("lazarus_trainer.adapters.deepspeed")
+
+from deepspeed.runtime.fp16.loss_scaler import LossScaler  # noqa: E402
+from deepspeed.runtime.zero.config import ZeroStageEnum  # noqa: E402
+from deepspeed.utils.tensor_fragment import fragment_address  # noqa: E402
+
+from lazarus_trainer.storage import InvalidCheckpoint  # noqa: E402
+from lazarus_trainer.termination import PermanentError  # noqa: E402
+
+
+class Payload:
+    """A pickle that creates a directory when loaded: proof if anything ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def _zero_like() -> dict[str, Any]:
+    """What a ZeRO optimizer file holds besides tensors (DeepSpeed 0.19)."""
+    return {
+        "optimizer_state_dict": {
+            "loss_scaler": LossScaler(1.0),
+            "zero_stage": ZeroStageEnum(2),
+            "param_slice_mappings": [{"0.weight": fragment_address(numel=4, start=0)}],
+            "single_partition_of_fp32_groups": [torch.arange(4.0)],
+        },
+        "ds_config": {"zero_optimization": {"stage": 2}},
+        "ds_version": "0.19.8",
+    }
+
+
+def _bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_zero_files_load_with_the_allow_list(tmp_path: Path) -> None:
+    path = tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    path.write_bytes(_bytes(_zero_like()))
+    got = ds.load_file(path, "deepspeed/" + path.name)
+    sd = got["optimizer_state_dict"]
+    assert isinstance(sd["loss_scaler"], LossScaler) and sd["loss_scaler"].cur_scale == 1.0
+    assert sd["zero_stage"] is ZeroStageEnum.gradients
+    assert sd["param_slice_mappings"][0]["0.weight"] == fragment_address(numel=4, start=0)
+    assert torch.equal(sd["single_partition_of_fp32_groups"][0], torch.arange(4.0))
+
+
+def test_a_file_that_would_run_code_is_invalid_not_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "mp_rank_00_model_states.pt"
+    marker = tmp_path / "ran"
+    path.write_bytes(_bytes({"module": {}, "lr_scheduler": Payload(marker)}))
+    with pytest.raises(InvalidCheckpoint, match=r"deepspeed/mp_rank_00_model_states\.pt: "):
+        ds.load_file(path, "deepspeed/" + path.name)
+    assert not marker.exists()
+
+
+def test_first_save_refuses_state_the_loader_would_refuse(tmp_path: Path) -> None:
+    state = ds.DeepSpeedState(engine=None)
+    state._check_loadable({"deepspeed/a.pt": _bytes(_zero_like())})  # loads: accepted
+    state._checked = False
+    with pytest.raises(PermanentError, match=r"deepspeed/b\.pt could not be loaded back"):
+        state._check_loadable({"deepspeed/b.pt": _bytes({"x": Payload(tmp_path / "ran")})})

@@ -1,0 +1,297 @@
+"""Lazarus for DeepSpeed engines (ZeRO stages 0-3): `from_deepspeed(engine, ...)`.
+
+DeepSpeed's `save_checkpoint` writes each rank's ZeRO partition (and the model states) as
+files in a directory, with no commit marker or checksum, and without the torch RNG or the
+data position (so a resume with dropout is not exact). Here those files become objects of
+one Lazarus checkpoint: at the step boundary every rank runs `save_checkpoint` with a
+checkpoint engine that serializes each file into memory (no copy on local disk), the save
+pipeline uploads them (checksummed) with the rest, and rank 0 commits once every rank wrote.
+RNG, data position and counters are Lazarus' own.
+
+Loading never runs code: DeepSpeed's own engine `torch.load`s with `weights_only=False`.
+Here every file this rank needs is downloaded (CRC32C verified) and unpickled with
+`torch.load(weights_only=True)`, admitting besides tensors and plain values only the four
+DeepSpeed classes its ZeRO files name (`DS_GLOBALS`: two loss scalers, the ZeRO stage enum,
+a fragment address dataclass), looked up here, never imported by name. Only when every
+rank read and checked its files does `engine.load_checkpoint` run, fed those objects.
+
+Same world size only: ZeRO partitions are laid out for the data-parallel world that wrote
+them. Another world size needs DeepSpeed's universal checkpoint (`ds_to_universal`), whose
+converter and loader unpickle with `weights_only=False`; Lazarus refuses that (exit 78)
+with a message naming the supported path (docs/trainer.md).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import deepspeed
+import torch
+from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointEngine
+from deepspeed.runtime.fp16 import loss_scaler
+from deepspeed.runtime.zero.config import ZeroStageEnum
+from deepspeed.utils.tensor_fragment import fragment_address
+
+from ..api import Lazarus
+from ..config import LazarusConfig
+from ..engine_state import Fetch
+from ..meta import FORMAT_DEEPSPEED, ModelOptimizerFormat
+from ..safe_load import load_plain
+from ..state import Stateful
+from ..storage import InvalidCheckpoint, Manifest
+from ..termination import PermanentError
+
+log = logging.getLogger("lazarus")
+
+PREFIX = "deepspeed/"
+INFO_OBJECT = PREFIX + "lazarus-deepspeed.json"  # rank 0: stage, world size, versions
+TAG = "lazarus"  # DeepSpeed's checkpoint tag: the Lazarus checkpoint name says the rest
+
+# What DeepSpeed's ZeRO files pickle besides tensors and plain values (DeepSpeed 0.19).
+DS_GLOBALS: list[Any] = [
+    loss_scaler.LossScaler,
+    loss_scaler.DynamicLossScaler,
+    ZeroStageEnum,
+    fragment_address,
+]
+# A file of one data-parallel rank: `zero_pp_rank_3_mp_rank_00_optim_states.pt` and
+# (ZeRO-3) `zero_pp_rank_3_mp_rank_00_model_states.pt`.
+_RANK_FILE = re.compile(r"(?:^|_)pp_rank_(\d+)_")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+\.pt")
+
+UNIVERSAL_HINT = (
+    "resume with the world size that wrote it; to change the world size, convert a copy "
+    "you trust offline with DeepSpeed's ds_to_universal (--inject_missing_state for ZeRO "
+    "1 and 2) and start a new run from it with checkpoint.load_universal"
+)
+
+
+def load_file(path: Path, what: str) -> Any:
+    """A DeepSpeed checkpoint file, never running code (InvalidCheckpoint if refused)."""
+    with torch.serialization.safe_globals(DS_GLOBALS):
+        return load_plain(path.read_bytes(), what)
+
+
+class _CaptureEngine(CheckpointEngine):  # type: ignore[misc]
+    """A DeepSpeed checkpoint engine that serializes each file into memory."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.name = "LazarusCapture"
+        self.files: dict[str, bytes] = {}
+
+    def create(self, info: Any) -> None:
+        pass
+
+    def save(self, state_dict: Any, path: str) -> None:
+        buf = io.BytesIO()
+        torch.save(state_dict, buf)  # copies every tensor's bytes: safe to upload later
+        self.files[Path(path).name] = buf.getvalue()
+
+    def load(self, path: str, map_location: Any = None) -> Any:
+        raise RuntimeError("the capture engine does not load")
+
+    def commit(self, info: Any) -> bool:
+        return True
+
+
+class _LoadEngine(CheckpointEngine):  # type: ignore[misc]
+    """A DeepSpeed checkpoint engine that hands out files already fetched and checked."""
+
+    def __init__(self, objects: dict[str, Any]) -> None:
+        super().__init__(None)
+        self.name = "LazarusLoad"
+        self.objects = objects
+
+    def create(self, info: Any) -> None:
+        pass
+
+    def save(self, state_dict: Any, path: str) -> None:
+        raise RuntimeError("the load engine does not save")
+
+    def load(self, path: str, map_location: Any = None) -> Any:
+        name = Path(path).name
+        if name not in self.objects:
+            raise PermanentError(
+                f"DeepSpeed asked for {PREFIX}{name}, which this rank did not prepare "
+                "(a DeepSpeed setting that reads other ranks' files is not supported)"
+            )
+        return self.objects[name]
+
+    def commit(self, info: Any) -> bool:
+        return True
+
+
+class _Swapped:
+    """`engine.checkpoint_engine` replaced for one save or load, restored after."""
+
+    def __init__(self, engine: Any, replacement: CheckpointEngine) -> None:
+        self.engine, self.replacement = engine, replacement
+
+    def __enter__(self) -> None:
+        self.saved = self.engine.checkpoint_engine
+        self.engine.checkpoint_engine = self.replacement
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.checkpoint_engine = self.saved
+
+
+class DeepSpeedState:
+    """A DeepSpeed engine's model, optimizer and LR scheduler as Lazarus objects."""
+
+    layout: ModelOptimizerFormat = FORMAT_DEEPSPEED
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._checked = False  # the first capture proves its files load back
+
+    @property
+    def stage(self) -> int:
+        return int(self.engine.zero_optimization_stage())
+
+    @property
+    def dp_rank(self) -> int:
+        group = getattr(self.engine.optimizer, "dp_process_group", None)
+        return int(deepspeed.comm.get_rank(group=group))
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "worldSize": int(deepspeed.comm.get_world_size()),
+            "deepspeed": deepspeed.__version__,
+            "tag": TAG,
+        }
+
+    # --- saving --------------------------------------------------------------------------
+    def capture(self) -> dict[str, bytes]:
+        """Every rank: DeepSpeed's `save_checkpoint` (a collective), its files in memory."""
+        cap = _CaptureEngine()
+        scratch = Path(tempfile.mkdtemp(prefix="lazarus-ds-"))  # DeepSpeed copies scripts here
+        try:
+            with _Swapped(self.engine, cap):
+                self.engine.save_checkpoint(str(scratch), tag=TAG, save_latest=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        files = {PREFIX + name: data for name, data in cap.files.items()}
+        if not self._checked:
+            self._check_loadable(files)
+        if self.engine.global_rank == 0:
+            files[INFO_OBJECT] = json.dumps(self._info(), sort_keys=True).encode()
+        return files
+
+    def _check_loadable(self, files: dict[str, bytes]) -> None:
+        """Refuse (exit 78) to write files that the loader would refuse: a DeepSpeed setting
+        that pickles another class would otherwise quarantine every checkpoint of the run.
+        Checked on the first save only; later saves hold the same structure."""
+        for path, data in files.items():
+            try:
+                with torch.serialization.safe_globals(DS_GLOBALS):
+                    load_plain(data, path)
+            except InvalidCheckpoint as exc:
+                raise PermanentError(
+                    f"DeepSpeed's {path} could not be loaded back without running code ({exc}); "
+                    "Lazarus admits only tensors, plain values and "
+                    f"{[c.__qualname__ for c in DS_GLOBALS]}"
+                ) from None
+        self._checked = True
+
+    # --- loading -------------------------------------------------------------------------
+    def prepare(self, manifest: Manifest, fetch: Fetch) -> _Prepared:
+        """Fetch and check this rank's files; nothing in the engine changes yet."""
+        world = int(deepspeed.comm.get_world_size())
+        if manifest.world_size != world:
+            raise PermanentError(
+                f"checkpoint {manifest.name} was written by {manifest.world_size} DeepSpeed "
+                f"processes, this run has {world}: ZeRO partitions load only onto the world "
+                f"size that wrote them. {UNIVERSAL_HINT}"
+            )
+        d = Path(tempfile.mkdtemp(prefix="lazarus-ds-load-"))
+        try:
+            return self._prepare(manifest, fetch, d)
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+
+    def _prepare(self, manifest: Manifest, fetch: Fetch, d: Path) -> _Prepared:
+        paths = sorted(o.path for o in manifest.objects if o.path.startswith(PREFIX))
+        if INFO_OBJECT not in paths:
+            raise InvalidCheckpoint(f"{manifest.name}: no {INFO_OBJECT}")
+        fetch(INFO_OBJECT, d / "info.json")
+        try:
+            info = json.loads((d / "info.json").read_text())
+            saved_stage = int(info["stage"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidCheckpoint(f"{INFO_OBJECT}: unreadable ({exc})") from None
+        if saved_stage != self.stage:
+            raise PermanentError(
+                f"checkpoint {manifest.name} was written with ZeRO stage {saved_stage}, this "
+                f"engine runs stage {self.stage}: resume with the same ZeRO stage"
+            )
+        files = d / TAG  # DeepSpeed globs the model-states files here
+        files.mkdir()
+        objects: dict[str, Any] = {}
+        every = self.engine.zero_elastic_checkpoint() if self.stage in (1, 2) else False
+        for path in paths:
+            name = path[len(PREFIX) :]
+            if path == INFO_OBJECT:
+                continue
+            if not _FILE_NAME.fullmatch(name):
+                raise InvalidCheckpoint(f"{manifest.name}: unexpected DeepSpeed object {path!r}")
+            m = _RANK_FILE.search(name)
+            if m and int(m.group(1)) != self.dp_rank and not every:
+                continue  # another rank's partition
+            fetch(path, files / name)
+            objects[name] = load_file(files / name, path)
+        return _Prepared(self.engine, d, objects, manifest.name)
+
+
+class _Prepared:
+    """This rank's checked DeepSpeed files, loaded into the engine by `apply`."""
+
+    def __init__(self, engine: Any, d: Path, objects: dict[str, Any], name: str) -> None:
+        self.engine, self.dir, self.objects, self.name = engine, d, objects, name
+
+    def apply(self) -> None:
+        try:
+            with _Swapped(self.engine, _LoadEngine(self.objects)):
+                path, _ = self.engine.load_checkpoint(str(self.dir), tag=TAG)
+        except PermanentError:
+            raise
+        except Exception as exc:
+            raise PermanentError(
+                f"DeepSpeed could not load checkpoint {self.name} into this engine "
+                f"(a different model or configuration?): {type(exc).__name__}: {exc}"
+            ) from None
+        if path is None:
+            raise PermanentError(f"DeepSpeed found no model states in checkpoint {self.name}")
+        log.info("DeepSpeed engine loaded from %s (%d files)", self.name, len(self.objects))
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.objects = {}
+
+
+def from_deepspeed(
+    engine: Any,
+    *,
+    sampler: Stateful | None = None,
+    scheduler: Stateful | None = None,
+    extras: dict[str, Stateful] | None = None,
+    config: LazarusConfig | None = None,
+) -> Lazarus:
+    """A `Lazarus` for an engine from `deepspeed.initialize` (create it after initialize).
+
+    The engine's model, optimizer and the LR scheduler it was given are saved through
+    DeepSpeed's own files; pass `scheduler` only for one you step yourself."""
+    lz = Lazarus(config)
+    lz.register(scheduler=scheduler, sampler=sampler, extras=extras)
+    lz.registry.engine = DeepSpeedState(engine)
+    lz.sharded = False  # model and optimizer are the engine's files, not DCP shards
+    return lz
