@@ -10,20 +10,22 @@ from typing import Any
 
 import pytest
 
-from .harness import same_params, termination, trainer_env
+from .harness import same_params, store_for, termination, trainer_env
 
 pytestmark = pytest.mark.e2e
 
 SCRIPT = Path(__file__).with_name("hf_script.py")
 
 
-def _run(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -> int:
-    p = subprocess.run(
+def _run(
+    env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str, steps: int = 20
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
             str(log),
-            "20",
+            str(steps),
             str(sigterm_at),
             str(tmp / out),
             str(tmp / "hf-out"),
@@ -34,28 +36,95 @@ def _run(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -
         text=True,
         timeout=300,
     )
+
+
+def _code(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -> int:
+    p = _run(env, tmp, log, sigterm_at, out)
     assert p.returncode in (0, 75), p.stderr[-3000:]
     return p.returncode
 
 
 def _curve(log: Path) -> list[tuple[int, float]]:
-    return [(d["step"], d["loss"]) for d in map(json.loads, log.read_text().splitlines())]
+    rows = map(json.loads, log.read_text().splitlines())
+    return [(d["step"], d["loss"]) for d in rows if "loss" in d]
+
+
+def _evals(log: Path) -> list[tuple[int, float]]:
+    rows = map(json.loads, log.read_text().splitlines())
+    return [(d["step"], d["eval_loss"]) for d in rows if "eval_loss" in d]
 
 
 def test_hf_trainer_resumes_with_same_loss_curve(s3: Any, bucket: str, tmp_path: Path) -> None:
     ref = tmp_path / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, LAZARUS_EVAL_METRIC="eval_loss")
-    assert _run(env, tmp_path, ref, 0, "a.pt") == 0
+    assert _code(env, tmp_path, ref, 0, "a.pt") == 0
 
     log = tmp_path / "int.jsonl"
     root = f"s3://{bucket}/int"
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", LAZARUS_EVAL_METRIC="eval_loss")
-    assert _run(env, tmp_path, log, 8, "b.pt") == 75
+    assert _code(env, tmp_path, log, 8, "b.pt") == 75
     term = termination(tmp_path)
     assert term["savedOnSignal"] and term["lastCheckpoint"]["step"] == 8, term
     env.update(LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
-    assert _run(env, tmp_path, log, 0, "b.pt") == 0
+    assert _code(env, tmp_path, log, 0, "b.pt") == 0
 
     assert _curve(log) == _curve(ref)
     assert [s for s, _ in _curve(log)] == list(range(1, 21))
     assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+
+
+# Gradient accumulation, warmup and dropout; the metric comes from TrainingArguments
+# (metric_for_best_model="loss", HF's spelling of eval_loss, with greater_is_better=True so
+# the best evaluation is the first, at step 5, and load_best has weights to restore that
+# differ from the final ones); retention keeps only the latest and the best.
+FIDELITY = {
+    "HF_TEST_ACCUM": "2",
+    "HF_TEST_WARMUP": "3",
+    "HF_TEST_BEST_METRIC": "loss",
+    "HF_TEST_GREATER": "1",
+    "HF_TEST_LOAD_BEST": "1",
+    "LAZARUS_KEEP_LATEST": "1",
+    "LAZARUS_KEEP_BEST": "1",
+}
+
+
+def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    ref = tmp_path / "ref.jsonl"
+    env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, **FIDELITY)
+    assert _code(env, tmp_path, ref, 0, "a.pt") == 0
+    ref_evals = dict(_evals(ref))
+    assert sorted(ref_evals) == [5, 10, 15, 20]
+    assert max(ref_evals, key=lambda s: ref_evals[s]) == 5, ref_evals  # the test's premise
+
+    # SIGTERM on step 5 (an evaluation step, and the best one), then on step 10 (another).
+    log, root = tmp_path / "int.jsonl", f"s3://{bucket}/int"
+    store = store_for(s3, root)
+    for attempt, stop in enumerate([5, 10, 0], start=1):
+        env = trainer_env(
+            s3,
+            root,
+            tmp_path,
+            LAZARUS_ATTEMPT=str(attempt),
+            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            **FIDELITY,
+        )
+        assert _code(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
+        term = termination(tmp_path)
+        if stop:
+            assert term["savedOnSignal"] and term["lastCheckpoint"]["step"] == stop, term
+            # The evaluation ran before the preemption checkpoint, which carries its metric.
+            m = store.read_manifest(term["lastCheckpoint"]["name"])
+            assert m.reason == "preemption" and m.metrics["eval_loss"] == ref_evals[stop], m
+
+    assert _curve(log) == _curve(ref)
+    assert [s for s, _ in _curve(log)] == list(range(1, 21))
+    assert _evals(log) == _evals(ref)  # no evaluation skipped or repeated
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+    # The step-5 preemption checkpoint was the best: retention kept it (with the latest, and
+    # step 10, which attempt 3 resumed from), and load_best loaded it.
+    kept = {c.step: c for c in store.list_checkpoints() if c.committed}
+    assert sorted(kept) == [5, 10, 20], sorted(kept)
+    assert same_params(tmp_path / "a.pt.best", tmp_path / "b.pt.best")
+    assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
