@@ -3,7 +3,9 @@
 argv: loss log, steps, SIGTERM step (0: none), final weights path, HF output dir. Optional
 env: HF_TEST_ACCUM (gradient accumulation), HF_TEST_WARMUP (warmup steps),
 HF_TEST_BEST_METRIC / HF_TEST_GREATER (metric_for_best_model / greater_is_better),
-HF_TEST_LOAD_BEST=1 (LazarusCallback(load_best=True); the best weights go to FINAL.best).
+HF_TEST_LOAD_BEST=1 (LazarusCallback(load_best=True); the best weights go to FINAL.best),
+HF_TEST_FAST_RETRY=1 (saves give up quickly). It ends as docs/trainer.md's snippet does:
+`trainer.train(...)` returns or raises SystemExit with the contract's code, no sys.exit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from lazarus_trainer import LazarusConfig
 from lazarus_trainer.adapters.hf_trainer import LazarusCallback
 from lazarus_trainer.reference.data import CharDataset, generate_text
 
@@ -105,11 +108,13 @@ def main() -> None:
         callbacks=[Hooks(log_path, int(sigterm_at), out)],
     )
     load_best = os.environ.get("HF_TEST_LOAD_BEST") == "1"
-    lazarus = LazarusCallback(trainer, load_best=load_best)
+    config = None
+    if os.environ.get("HF_TEST_FAST_RETRY") == "1":
+        config = LazarusConfig.from_env(save_retries=1, retry_backoff=0.05)
+    lazarus = LazarusCallback(trainer, config, load_best=load_best)
     trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())
     if load_best:
         torch.save(trainer.model.state_dict(), out + ".best")
-    sys.exit(lazarus.exit_code or 0)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
-from .harness import same_params, store_for, termination, trainer_env
+from .harness import same_params, store_for, termination, trainer_env, wait_for
+from .proxy import Proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +60,13 @@ def test_hf_trainer_resumes_with_same_loss_curve(s3: Any, bucket: str, tmp_path:
     ref = tmp_path / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, LAZARUS_EVAL_METRIC="eval_loss")
     assert _code(env, tmp_path, ref, 0, "a.pt") == 0
+    # The same fresh run again into the used root: refused before training (78, naming the
+    # fix), not trained to the end with every save "already committed".
+    p = _run(env, tmp_path, tmp_path / "again.jsonl", 0, "c.pt")
+    assert p.returncode == 78, p.stderr[-3000:]
+    term = termination(tmp_path)
+    assert term["outcome"] == "permanent-error" and "RESUME_FROM=auto" in term["message"], term
+    assert not (tmp_path / "again.jsonl").exists()
 
     log = tmp_path / "int.jsonl"
     root = f"s3://{bucket}/int"
@@ -128,3 +137,39 @@ def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
     assert sorted(kept) == [5, 10, 20], sorted(kept)
     assert same_params(tmp_path / "a.pt.best", tmp_path / "b.pt.best")
     assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
+
+
+def test_hf_configuration_errors_exit_78(s3: Any, bucket: str, tmp_path: Path) -> None:
+    env = trainer_env(s3, f"s3://{bucket}/job", tmp_path, LAZARUS_EVAL_MODE="sideways")
+    p = _run(env, tmp_path, tmp_path / "log.jsonl", 0, "a.pt")
+    assert p.returncode == 78, p.stderr[-3000:]  # the operator does not retry it
+    term = termination(tmp_path)
+    assert term["outcome"] == "permanent-error" and "LAZARUS_EVAL_MODE" in term["message"], term
+
+
+def test_hf_run_that_cannot_commit_fails_loudly(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """The store goes away once training runs: no checkpoint can be committed, so the run
+    must not finish "green" (the script ends as the docs' snippet, without sys.exit)."""
+    url = urlparse(s3.endpoint_url)
+    proxy = Proxy(url.hostname or "127.0.0.1", url.port or 80)
+    env = trainer_env(s3, f"s3://{bucket}/job", tmp_path, HF_TEST_FAST_RETRY="1")
+    env["LAZARUS_S3_ENDPOINT"] = env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{proxy.port}"
+    log = tmp_path / "log.jsonl"
+    args = [str(log), "12", "0", str(tmp_path / "a.pt"), str(tmp_path / "hf-out")]
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(log.exists, 120, "training to start")
+        proxy.set_up(False)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        proxy.close()
+    assert proc.returncode == 1, err[-3000:]
+    term = termination(tmp_path)
+    assert term["outcome"] == "error" and "final save failed" in term["message"], term
