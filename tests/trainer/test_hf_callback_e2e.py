@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("hf_script.py")
 
 
-def _run(
+def _proc(
     env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str, steps: int = 20
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -40,8 +40,8 @@ def _run(
     )
 
 
-def _code(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -> int:
-    p = _run(env, tmp, log, sigterm_at, out)
+def _run(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -> int:
+    p = _proc(env, tmp, log, sigterm_at, out)
     assert p.returncode in (0, 75), p.stderr[-3000:]
     return p.returncode
 
@@ -59,10 +59,10 @@ def _evals(log: Path) -> list[tuple[int, float]]:
 def test_hf_trainer_resumes_with_same_loss_curve(s3: Any, bucket: str, tmp_path: Path) -> None:
     ref = tmp_path / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, LAZARUS_EVAL_METRIC="eval_loss")
-    assert _code(env, tmp_path, ref, 0, "a.pt") == 0
+    assert _run(env, tmp_path, ref, 0, "a.pt") == 0
     # The same fresh run again into the used root: refused before training (78, naming the
     # fix), not trained to the end with every save "already committed".
-    p = _run(env, tmp_path, tmp_path / "again.jsonl", 0, "c.pt")
+    p = _proc(env, tmp_path, tmp_path / "again.jsonl", 0, "c.pt")
     assert p.returncode == 78, p.stderr[-3000:]
     term = termination(tmp_path)
     assert term["outcome"] == "permanent-error" and "RESUME_FROM=auto" in term["message"], term
@@ -71,11 +71,11 @@ def test_hf_trainer_resumes_with_same_loss_curve(s3: Any, bucket: str, tmp_path:
     log = tmp_path / "int.jsonl"
     root = f"s3://{bucket}/int"
     env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", LAZARUS_EVAL_METRIC="eval_loss")
-    assert _code(env, tmp_path, log, 8, "b.pt") == 75
+    assert _run(env, tmp_path, log, 8, "b.pt") == 75
     term = termination(tmp_path)
     assert term["savedOnSignal"] and term["lastCheckpoint"]["step"] == 8, term
     env.update(LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
-    assert _code(env, tmp_path, log, 0, "b.pt") == 0
+    assert _run(env, tmp_path, log, 0, "b.pt") == 0
 
     assert _curve(log) == _curve(ref)
     assert [s for s, _ in _curve(log)] == list(range(1, 21))
@@ -102,7 +102,7 @@ def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
 ) -> None:
     ref = tmp_path / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, **FIDELITY)
-    assert _code(env, tmp_path, ref, 0, "a.pt") == 0
+    assert _run(env, tmp_path, ref, 0, "a.pt") == 0
     ref_evals = dict(_evals(ref))
     assert sorted(ref_evals) == [5, 10, 15, 20]
     assert max(ref_evals, key=lambda s: ref_evals[s]) == 5, ref_evals  # the test's premise
@@ -119,7 +119,7 @@ def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
             LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
             **FIDELITY,
         )
-        assert _code(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
+        assert _run(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
         term = termination(tmp_path)
         if stop:
             assert term["savedOnSignal"] and term["lastCheckpoint"]["step"] == stop, term
@@ -141,7 +141,7 @@ def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
 
 def test_hf_configuration_errors_exit_78(s3: Any, bucket: str, tmp_path: Path) -> None:
     env = trainer_env(s3, f"s3://{bucket}/job", tmp_path, LAZARUS_EVAL_MODE="sideways")
-    p = _run(env, tmp_path, tmp_path / "log.jsonl", 0, "a.pt")
+    p = _proc(env, tmp_path, tmp_path / "log.jsonl", 0, "a.pt")
     assert p.returncode == 78, p.stderr[-3000:]  # the operator does not retry it
     term = termination(tmp_path)
     assert term["outcome"] == "permanent-error" and "LAZARUS_EVAL_MODE" in term["message"], term

@@ -130,7 +130,7 @@ class Lazarus:
         sampler = self.registry.sampler
         if sampler is not None:
             advance = getattr(sampler, "advance", None)
-            if advance is not None and samples:
+            if advance is not None:
                 advance(samples)
             p.epoch = int(getattr(sampler, "epoch", p.epoch))
         self.run.step_metrics = dict(metrics or {})
