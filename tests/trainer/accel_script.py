@@ -55,7 +55,7 @@ def main() -> None:
                 scheduler.step()
                 optimizer.zero_grad()
                 step = lz.step_count + 1
-                log.write(json.dumps({"step": step, "loss": loss.item().hex()}) + "\n")
+                log.write(json.dumps({"step": step, "loss": float(loss.item()).hex()}) + "\n")
                 log.flush()
                 if step == sigterm_at:
                     os.kill(os.getpid(), signal.SIGTERM)
