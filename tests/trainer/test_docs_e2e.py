@@ -76,7 +76,9 @@ def test_hf_snippet_sigterm_exits_75_and_resumes(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr[-3000:]
     term = json.loads((tmp_path / "termination.json").read_text())
     assert term["outcome"] == "completed" and term["step"] == 300, term
-    store = open_store(str(tmp_path / "ckpt"))
-    final = store.read_manifest(term["lastCheckpoint"]["name"])
-    assert final.parent is not None and final.parent.startswith(f"step-{stopped:012d}-"), final
+    # The rerun's first checkpoint follows the preemption checkpoint: it resumed, not restarted.
+    done = [c for c in open_store(str(tmp_path / "ckpt")).list_checkpoints() if c.committed]
+    first = min((c for c in done if c.step > stopped), key=lambda c: c.step)
+    assert first.manifest is not None and first.manifest.parent is not None, first
+    assert first.manifest.parent.startswith(f"step-{stopped:012d}-"), first.manifest
     assert (tmp_path / "hf-out" / "best").is_dir()
