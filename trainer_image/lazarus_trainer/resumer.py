@@ -73,14 +73,21 @@ class Resumer:
 
     def refuse_used_root(self) -> None:
         """A fresh start writes checkpoints named for its attempt: if the root already holds
-        committed ones of that attempt (a re-run by hand, a second job on the root), every
-        save would collide with them ("already committed"). Refuse before training."""
-        attempt, taken = self.config.attempt, ""
+        committed ones of this job (same namespace/name, or none when run by hand) and that
+        attempt (a re-run, a re-created job told not to resume), its saves would collide
+        with them ("already committed"). Refuse before training. Another job's checkpoints
+        are its own lineage (contract section 8) and do not count."""
+        cfg = self.config
+        attempt, taken = cfg.attempt, ""
         if self.dist.is_main:
             mine = [
                 c.name
                 for c in self.storage.store.list_checkpoints()
-                if c.committed and (parse_checkpoint_name(c.name) or (0, 0))[1] == attempt
+                if c.committed
+                and c.manifest is not None
+                and (c.manifest.job.namespace, c.manifest.job.name)
+                == (cfg.job_namespace, cfg.job_name)
+                and (parse_checkpoint_name(c.name) or (0, 0))[1] == attempt
             ]
             taken = mine[0] if mine else ""
         if self.dist.main_decides(bool(taken)):
