@@ -1,4 +1,12 @@
-"""A tiny HF Trainer script with Lazarus added in two lines (run as a subprocess by tests)."""
+"""A tiny HF Trainer script with Lazarus added in two lines (run as a subprocess by tests).
+
+argv: loss log, steps, SIGTERM step (0: none), final weights path, HF output dir. Optional
+env: HF_TEST_ACCUM (gradient accumulation), HF_TEST_WARMUP (warmup steps),
+HF_TEST_BEST_METRIC / HF_TEST_GREATER (metric_for_best_model / greater_is_better),
+HF_TEST_LOAD_BEST=1 (LazarusCallback(load_best=True); the best weights go to FINAL.best),
+HF_TEST_FAST_RETRY=1 (saves give up quickly). It ends as docs/trainer.md's snippet does:
+`trainer.train(...)` returns or raises SystemExit with the contract's code, no sys.exit.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from lazarus_trainer import LazarusConfig
 from lazarus_trainer.adapters.hf_trainer import LazarusCallback
 from lazarus_trainer.reference.data import CharDataset, generate_text
 
@@ -43,9 +52,10 @@ class Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
 
 
 class Hooks(TrainerCallback):  # type: ignore[misc]
-    def __init__(self, log_path: str, sigterm_at: int) -> None:
+    def __init__(self, log_path: str, sigterm_at: int, out: str) -> None:
         self.log_path = log_path
         self.sigterm_at = sigterm_at
+        self.out = out
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.global_step == self.sigterm_at:
@@ -53,9 +63,14 @@ class Hooks(TrainerCallback):  # type: ignore[misc]
 
     def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         logs = kw.get("logs") or {}
-        if "loss" in logs:
-            with Path(self.log_path).open("a") as f:
-                f.write(json.dumps({"step": state.global_step, "loss": logs["loss"]}) + "\n")
+        for key in ("loss", "eval_loss"):
+            if key in logs:
+                with Path(self.log_path).open("a") as f:
+                    f.write(json.dumps({"step": state.global_step, key: logs[key]}) + "\n")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        # Runs before LazarusCallback's (added later), so before load_best: the final weights.
+        torch.save(kw["model"].state_dict(), self.out)
 
 
 def main() -> None:
@@ -76,6 +91,10 @@ def main() -> None:
         eval_strategy="steps",
         eval_steps=5,
         report_to="none",
+        gradient_accumulation_steps=int(os.environ.get("HF_TEST_ACCUM", "1")),
+        warmup_steps=int(os.environ.get("HF_TEST_WARMUP", "0")),
+        metric_for_best_model=os.environ.get("HF_TEST_BEST_METRIC") or None,
+        greater_is_better={"1": True, "0": False}.get(os.environ.get("HF_TEST_GREATER", "")),
         use_cpu=True,
         seed=0,
         dataloader_num_workers=0,
@@ -86,12 +105,16 @@ def main() -> None:
         args=args,
         train_dataset=Rows(train),
         eval_dataset=Rows(evals),
-        callbacks=[Hooks(log_path, int(sigterm_at))],
+        callbacks=[Hooks(log_path, int(sigterm_at), out)],
     )
-    lazarus = LazarusCallback(trainer)
+    load_best = os.environ.get("HF_TEST_LOAD_BEST") == "1"
+    config = None
+    if os.environ.get("HF_TEST_FAST_RETRY") == "1":
+        config = LazarusConfig.from_env(save_retries=1, retry_backoff=0.05)
+    lazarus = LazarusCallback(trainer, config, load_best=load_best)
     trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())
-    torch.save(trainer.model.state_dict(), out)
-    sys.exit(lazarus.exit_code or 0)
+    if load_best:
+        torch.save(trainer.model.state_dict(), out + ".best")
 
 
 if __name__ == "__main__":

@@ -7,23 +7,27 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
-from .harness import same_params, termination, trainer_env
+from .harness import same_params, store_for, termination, trainer_env, wait_for
+from .proxy import Proxy
 
 pytestmark = pytest.mark.e2e
 
 SCRIPT = Path(__file__).with_name("hf_script.py")
 
 
-def _run(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -> int:
-    p = subprocess.run(
+def _proc(
+    env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str, steps: int = 20
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
             str(log),
-            "20",
+            str(steps),
             str(sigterm_at),
             str(tmp / out),
             str(tmp / "hf-out"),
@@ -34,18 +38,35 @@ def _run(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -
         text=True,
         timeout=300,
     )
+
+
+def _run(env: dict[str, str], tmp: Path, log: Path, sigterm_at: int, out: str) -> int:
+    p = _proc(env, tmp, log, sigterm_at, out)
     assert p.returncode in (0, 75), p.stderr[-3000:]
     return p.returncode
 
 
 def _curve(log: Path) -> list[tuple[int, float]]:
-    return [(d["step"], d["loss"]) for d in map(json.loads, log.read_text().splitlines())]
+    rows = map(json.loads, log.read_text().splitlines())
+    return [(d["step"], d["loss"]) for d in rows if "loss" in d]
+
+
+def _evals(log: Path) -> list[tuple[int, float]]:
+    rows = map(json.loads, log.read_text().splitlines())
+    return [(d["step"], d["eval_loss"]) for d in rows if "eval_loss" in d]
 
 
 def test_hf_trainer_resumes_with_same_loss_curve(s3: Any, bucket: str, tmp_path: Path) -> None:
     ref = tmp_path / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, LAZARUS_EVAL_METRIC="eval_loss")
     assert _run(env, tmp_path, ref, 0, "a.pt") == 0
+    # The same fresh run again into the used root: refused before training (78, naming the
+    # fix), not trained to the end with every save "already committed".
+    p = _proc(env, tmp_path, tmp_path / "again.jsonl", 0, "c.pt")
+    assert p.returncode == 78, p.stderr[-3000:]
+    term = termination(tmp_path)
+    assert term["outcome"] == "permanent-error" and "RESUME_FROM=auto" in term["message"], term
+    assert not (tmp_path / "again.jsonl").exists()
 
     log = tmp_path / "int.jsonl"
     root = f"s3://{bucket}/int"
@@ -59,3 +80,96 @@ def test_hf_trainer_resumes_with_same_loss_curve(s3: Any, bucket: str, tmp_path:
     assert _curve(log) == _curve(ref)
     assert [s for s, _ in _curve(log)] == list(range(1, 21))
     assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+
+
+# Gradient accumulation, warmup and dropout; the metric comes from TrainingArguments
+# (metric_for_best_model="loss", HF's spelling of eval_loss, with greater_is_better=True so
+# the best evaluation is the first, at step 5, and load_best has weights to restore that
+# differ from the final ones); retention keeps only the latest and the best.
+FIDELITY = {
+    "HF_TEST_ACCUM": "2",
+    "HF_TEST_WARMUP": "3",
+    "HF_TEST_BEST_METRIC": "loss",
+    "HF_TEST_GREATER": "1",
+    "HF_TEST_LOAD_BEST": "1",
+    "LAZARUS_KEEP_LATEST": "1",
+    "LAZARUS_KEEP_BEST": "1",
+}
+
+
+def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    ref = tmp_path / "ref.jsonl"
+    env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, **FIDELITY)
+    assert _run(env, tmp_path, ref, 0, "a.pt") == 0
+    ref_evals = dict(_evals(ref))
+    assert sorted(ref_evals) == [5, 10, 15, 20]
+    assert max(ref_evals, key=lambda s: ref_evals[s]) == 5, ref_evals  # the test's premise
+
+    # SIGTERM on step 5 (an evaluation step, and the best one), then on step 10 (another).
+    log, root = tmp_path / "int.jsonl", f"s3://{bucket}/int"
+    store = store_for(s3, root)
+    for attempt, stop in enumerate([5, 10, 0], start=1):
+        env = trainer_env(
+            s3,
+            root,
+            tmp_path,
+            LAZARUS_ATTEMPT=str(attempt),
+            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            **FIDELITY,
+        )
+        assert _run(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
+        term = termination(tmp_path)
+        if stop:
+            assert term["savedOnSignal"] and term["lastCheckpoint"]["step"] == stop, term
+            # The evaluation ran before the preemption checkpoint, which carries its metric.
+            m = store.read_manifest(term["lastCheckpoint"]["name"])
+            assert m.reason == "preemption" and m.metrics["eval_loss"] == ref_evals[stop], m
+
+    assert _curve(log) == _curve(ref)
+    assert [s for s, _ in _curve(log)] == list(range(1, 21))
+    assert _evals(log) == _evals(ref)  # no evaluation skipped or repeated
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+    # The step-5 preemption checkpoint was the best: retention kept it (with the latest, and
+    # step 10, which attempt 3 resumed from), and load_best loaded it.
+    kept = {c.step: c for c in store.list_checkpoints() if c.committed}
+    assert sorted(kept) == [5, 10, 20], sorted(kept)
+    assert same_params(tmp_path / "a.pt.best", tmp_path / "b.pt.best")
+    assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
+
+
+def test_hf_configuration_errors_exit_78(s3: Any, bucket: str, tmp_path: Path) -> None:
+    env = trainer_env(s3, f"s3://{bucket}/job", tmp_path, LAZARUS_EVAL_MODE="sideways")
+    p = _proc(env, tmp_path, tmp_path / "log.jsonl", 0, "a.pt")
+    assert p.returncode == 78, p.stderr[-3000:]  # the operator does not retry it
+    term = termination(tmp_path)
+    assert term["outcome"] == "permanent-error" and "LAZARUS_EVAL_MODE" in term["message"], term
+
+
+def test_hf_run_that_cannot_commit_fails_loudly(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """The store goes away once training runs: no checkpoint can be committed, so the run
+    must not finish "green" (the script ends as the docs' snippet, without sys.exit)."""
+    url = urlparse(s3.endpoint_url)
+    proxy = Proxy(url.hostname or "127.0.0.1", url.port or 80)
+    env = trainer_env(s3, f"s3://{bucket}/job", tmp_path, HF_TEST_FAST_RETRY="1")
+    env["LAZARUS_S3_ENDPOINT"] = env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{proxy.port}"
+    log = tmp_path / "log.jsonl"
+    args = [str(log), "12", "0", str(tmp_path / "a.pt"), str(tmp_path / "hf-out")]
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(log.exists, 120, "training to start")
+        proxy.set_up(False)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        proxy.close()
+    assert proc.returncode == 1, err[-3000:]
+    term = termination(tmp_path)
+    assert term["outcome"] == "error" and "final save failed" in term["message"], term

@@ -17,10 +17,12 @@ from lazarus_trainer.save_policy import (
     StopPlan,
     committed_at,
     eval_improved,
+    eval_shortfall,
     final_ok,
     grace_shortfall,
     improves,
     in_flight_wait,
+    metric_key,
     periodic_due,
     stop_deadline,
     stop_plan,
@@ -108,6 +110,52 @@ def test_an_evaluation_that_follows_finishes_the_decision(
     p = policy(every)
     assert p.at_boundary(step, agreed, eval_follows=True) == Decision(Act.DEFER, deferred)
     assert p.deferred == deferred and p.pending is None
+
+
+@pytest.mark.parametrize(
+    ("agreed", "decision"),
+    [
+        # a stop at an evaluation step waits for the evaluation (report_eval stops)
+        (Agreed(stop=True), Decision(Act.STOP_AFTER_EVAL)),
+        (Agreed(stop=True, requested=True), Decision(Act.STOP_AFTER_EVAL)),
+        # fenced out: nothing to save, no reason to evaluate first
+        (Agreed(stop=True, fenced=True), Decision(Act.STOP, fenced=True)),
+        (Agreed(fenced=True), Decision(Act.STOP, fenced=True)),
+    ],
+)
+def test_a_stop_at_an_evaluation_step(agreed: Agreed, decision: Decision) -> None:
+    p = policy(5)
+    assert p.at_boundary(10, agreed, eval_follows=True) == decision
+    assert p.deferred is None  # the preemption checkpoint serves the periodic save
+
+
+@pytest.mark.parametrize(
+    ("metrics", "metric", "key"),
+    [
+        ({"eval_loss": 1.0}, "eval_loss", "eval_loss"),
+        ({"eval_loss": 1.0}, "loss", "eval_loss"),  # HF's metric_for_best_model spelling
+        ({"loss": 2.0, "eval_loss": 1.0}, "loss", "loss"),  # an exact name wins
+        ({"eval_acc": 1.0}, "loss", None),
+        ({"eval_loss": 1.0}, "", None),
+    ],
+)
+def test_metric_key(metrics: dict[str, float], metric: str, key: str | None) -> None:
+    assert metric_key(metrics, metric) == key
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "save", "remaining", "short"),
+    [
+        (None, 5.0, 1.0, False),  # no evaluation timed yet: try
+        (2.0, None, 3.0, False),
+        (2.0, 2.0, 3.0, True),  # the evaluation fits, the save after it does not
+        (2.0, 0.5, 3.0, False),
+    ],
+)
+def test_eval_shortfall(
+    evaluation: float | None, save: float | None, remaining: float, short: bool
+) -> None:
+    assert eval_shortfall(evaluation, save, remaining) is short
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from lazarus_contract import TERMINATION_MESSAGE_MAX_BYTES
+from lazarus_trainer import Lazarus, LazarusConfig
 from lazarus_trainer.data import ResumableSampler
 from lazarus_trainer.requests import parse_annotations
 from lazarus_trainer.snapshot import snapshot
@@ -58,3 +60,21 @@ def test_termination_message_fits_kubernetes_limit() -> None:
     doc = json.loads(raw)
     assert len(raw.encode()) <= TERMINATION_MESSAGE_MAX_BYTES
     assert doc["exitCode"] == 75 and doc["lastCheckpoint"]["step"] == 7
+
+
+def test_an_absent_eval_metric_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for var in ("LAZARUS_RESUME_FROM", "LAZARUS_EVAL_MODE", "LAZARUS_SAVE_EVERY_STEPS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LAZARUS_TERMINATION_LOG", str(tmp_path / "termination.json"))
+    monkeypatch.setenv("LAZARUS_ANNOTATIONS_FILE", str(tmp_path / "annotations"))
+    cfg = LazarusConfig.from_env(
+        checkpoint_uri=str(tmp_path / "root"), eval_metric="accuracy", handle_signals=False
+    )
+    lz = Lazarus(cfg).register(model=torch.nn.Linear(2, 1))
+    for _ in range(3):
+        lz.step(eval_follows=True)
+        assert not lz.report_eval({"eval_loss": 1.0})
+    warned = [m for r in caplog.records if "not among the evaluation" in (m := r.getMessage())]
+    assert len(warned) == 1 and "eval_loss" in warned[0], warned

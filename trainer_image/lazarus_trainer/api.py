@@ -8,10 +8,13 @@ and `Resumer` (load on start). Their shared state is one `RunState`.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import torch
+
+from lazarus_contract import parse_checkpoint_name
 
 from . import storage as st
 from .config import LazarusConfig
@@ -21,17 +24,20 @@ from .requests import CheckpointRequestWatcher
 from .resumer import Resumer
 from .run_state import Context, RunState
 from .save_pipeline import SavePipeline
-from .save_policy import Act, Agreed, SavePolicy, eval_improved, stop_deadline
+from .save_policy import Act, Agreed, SavePolicy, eval_improved, metric_key, stop_deadline
 from .saver import BackgroundSaver
 from .signals import SaveTimer, StopSignal
 from .state import Progress, Registry, Stateful
 from .stopping import Stopper
-from .termination import Termination
+from .termination import Termination, exits_permanent
+
+log = logging.getLogger("lazarus")
 
 
 class Lazarus:
     """Checkpoint manager for one training process (one per rank)."""
 
+    @exits_permanent
     def __init__(
         self, config: LazarusConfig | None = None, *, storage: st.Storage | None = None
     ) -> None:
@@ -54,8 +60,12 @@ class Lazarus:
         self.pipeline = SavePipeline(ctx, self.policy, self._deadline)
         self.stopper = Stopper(ctx, self.signal, self.pipeline)
         self.resumer = Resumer(ctx)
+        self._stop_after_eval = False  # a stop agreed at an evaluation step, not yet acted on
+        self._eval_started: float | None = None
+        self._metric_warned = False
 
     # --- registration --------------------------------------------------------------------
+    @exits_permanent
     def register(
         self,
         *,
@@ -96,6 +106,7 @@ class Lazarus:
         self.run.progress.epoch = epoch
 
     # --- the step boundary ---------------------------------------------------------------
+    @exits_permanent
     def step(
         self,
         *,
@@ -119,10 +130,11 @@ class Lazarus:
         sampler = self.registry.sampler
         if sampler is not None:
             advance = getattr(sampler, "advance", None)
-            if advance is not None and samples:
+            if advance is not None:
                 advance(samples)
             p.epoch = int(getattr(sampler, "epoch", p.epoch))
         self.run.step_metrics = dict(metrics or {})
+        self._eval_started = time.monotonic() if eval_follows else None
         self._boundary(eval_follows)
 
     def _boundary(self, eval_follows: bool) -> None:
@@ -139,14 +151,26 @@ class Lazarus:
         flags = self.dist.max_flags([int(v) for v in local.values()])
         agreed = Agreed(**{k: bool(v) for k, v in zip(local, flags, strict=True)})
         decision = self.policy.at_boundary(self.step_count, agreed, eval_follows=eval_follows)
-        if decision.act is Act.STOP:
+        if decision.act is Act.STOP_AFTER_EVAL:
+            # should_stop stays False until `report_eval`, so the loop runs the evaluation.
+            self._stop_after_eval = self.stopper.evaluate_first()
+        elif decision.act is Act.STOP:
             self.stopper.stop(fenced=decision.fenced)
         elif decision.act is Act.SAVE and decision.reason is not None:
             self.pipeline.save(decision.reason, sync=not self.config.async_save)
 
+    @exits_permanent
     def report_eval(self, metrics: dict[str, float]) -> bool:
-        """Record evaluation metrics for the current step; saves if the named metric improved."""
+        """Record evaluation metrics for the current step; saves if the named metric improved.
+
+        After a stop agreed at this (evaluation) step, this is where the run stops: the
+        preemption checkpoint carries these metrics, so when they are the best it is the
+        best checkpoint (retention's best-K reads manifests' metrics)."""
         cfg, p = self.config, self.run.progress
+        if self._eval_started is not None:
+            self.stopper.eval_timer.record(time.monotonic() - self._eval_started)
+            self._eval_started = None
+        self._resolve_metric(metrics)
         self.run.step_metrics.update(metrics)
         p.metrics_history.append({"step": p.step, **metrics})
         improved = eval_improved(metrics, cfg.eval_metric, p.best_metric, cfg.eval_mode)
@@ -154,21 +178,87 @@ class Lazarus:
         if improved:
             p.best_metric = float(metrics[cfg.eval_metric])
             p.best_step = p.step
+        if self._stop_after_eval:
+            self._stop_after_eval = False
+            self.policy.after_eval(improved)  # the preemption checkpoint serves it
+            self.stopper.stop(fenced=False)
+            return improved
         reason = self.policy.after_eval(improved)
         if reason is not None:
             self.pipeline.save(reason, sync=not cfg.async_save)
         return improved
 
+    def _resolve_metric(self, metrics: dict[str, float]) -> None:
+        """Settle the configured metric's spelling on the key the results use (`loss` ->
+        `eval_loss`, so retention finds it in manifests); warn once if it is absent."""
+        cfg = self.config
+        key = metric_key(metrics, cfg.eval_metric)
+        if key is not None and key != cfg.eval_metric:
+            log.info("eval metric %r is reported as %r: using that", cfg.eval_metric, key)
+            cfg.eval_metric = key
+        elif key is None and cfg.eval_metric and not self._metric_warned:
+            self._metric_warned = True
+            log.warning(
+                "eval metric %r is not among the evaluation results %s: no eval-best "
+                "checkpoint will be saved until it appears",
+                cfg.eval_metric,
+                sorted(metrics),
+            )
+
+    @property
+    def stop_pending(self) -> bool:
+        """A stop was agreed at an evaluation step: evaluate, then `report_eval` stops."""
+        return self._stop_after_eval
+
     # --- saving, stopping, resuming ------------------------------------------------------
+    @exits_permanent
     def save(self, reason: str = "requested") -> str | None:
         """A synchronous save of the current state; returns the committed name or None."""
         outcome = self.pipeline.save(reason, sync=True)
         return outcome.name if outcome else None
 
+    @exits_permanent
     def close(self) -> int:
         """End of training (or after `should_stop`): final save, termination message, exit code."""
+        if self._stop_after_eval:  # the loop left before reporting the evaluation
+            self._stop_after_eval = False
+            self.stopper.stop(fenced=False)
         return self.stopper.close()
 
+    @exits_permanent
+    def load_best(self) -> str | None:
+        """Load the best evaluation's checkpoint weights into the registered models (HF's
+        `load_best_model_at_end`): call after training. Returns its name, or None when no
+        evaluation improved the metric or retention removed that checkpoint (logged)."""
+        self.pipeline.collect(None)
+        step = self.run.progress.best_step
+        if step is None:
+            log.warning(
+                "load_best: no evaluation improved %r; weights unchanged", self.config.eval_metric
+            )
+            return None
+        names = [
+            n for n in self.storage.committed() if (parse_checkpoint_name(n) or (-1, 0))[0] == step
+        ]
+        if not names:
+            log.error(
+                "load_best: no committed checkpoint of step %d (the best %r) is left; "
+                "keep it with LAZARUS_KEEP_BEST",
+                step,
+                self.config.eval_metric,
+            )
+            return None
+        self.resumer.load_weights(names[0])
+        log.info(
+            "load_best: weights of %s (step %d, %s=%s) loaded",
+            names[0],
+            step,
+            self.config.eval_metric,
+            self.run.progress.best_metric,
+        )
+        return names[0]
+
+    @exits_permanent
     def resume(self) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used."""
         return self.resumer.resume()

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lazarus_contract import RESUME_AUTO
+from lazarus_contract import ENV_RESUME_FROM, RESUME_AUTO, parse_checkpoint_name
 
 from . import sharded
 from . import storage as st
@@ -21,6 +21,7 @@ from .run_state import Context
 from .snapshot import snapshot
 from .state import (
     READ_FORMATS,
+    check_model_shapes,
     common_object,
     deserialize,
     rank_object,
@@ -64,11 +65,63 @@ class Resumer:
     def resume(self) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used."""
         t0 = time.monotonic()
+        if not self.config.resume_from:
+            self.refuse_used_root()
         name = self._resume()
         self.run.resume_seconds = time.monotonic() - t0 if name else None
         if self.dist.is_main:
             self.storage.record_start(name, self.run.progress.step if name else -1)
         return name
+
+    def refuse_used_root(self) -> None:
+        """A fresh start writes checkpoints named for its attempt: if the root already holds
+        committed ones of this job (same namespace/name, or none when run by hand) and that
+        attempt (a re-run, a re-created job told not to resume), its saves would collide
+        with them ("already committed"). Refuse before training. Another job's checkpoints
+        are its own lineage (contract section 8) and do not count."""
+        cfg = self.config
+        attempt, taken = cfg.attempt, ""
+        if self.dist.is_main:
+            mine = [
+                c.name
+                for c in self.storage.store.list_checkpoints()
+                if c.committed
+                and c.manifest is not None
+                and (c.manifest.job.namespace, c.manifest.job.name)
+                == (cfg.job_namespace, cfg.job_name)
+                and (parse_checkpoint_name(c.name) or (0, 0))[1] == attempt
+            ]
+            taken = mine[0] if mine else ""
+        if self.dist.main_decides(bool(taken)):
+            raise PermanentError(
+                f"checkpoint root {self.storage.root_uri} already holds committed checkpoints "
+                f"of attempt {attempt} (newest {taken or '?'}) and {ENV_RESUME_FROM} is empty: "
+                f"set {ENV_RESUME_FROM}=auto to resume them, or use a new root (or a new "
+                "attempt number) to start over"
+            )
+
+    def load_weights(self, name: str) -> None:
+        """Only the models' weights of checkpoint `name` (`load_best`): the optimizer, RNGs
+        and progress stay as they are. Checksums are verified as for a resume."""
+        checked = self.check_manifest(name, explicit=True)
+        fmt = checked.extra.format
+        ours = common_object(fmt)
+        common = deserialize(self.storage.read_bytes(name, ours), ours, fmt)
+        reg = self.registry
+        if checked.extra.model_optimizer == FORMAT_DCP:
+            reader = sharded.StoreReader(
+                lambda path, local: self.storage.download(name, path, local)
+            )
+            try:
+                loaded: dict[str, Any] = snapshot(sharded.capture(reg))
+                sharded.load(loaded, reader, self.dist.ckpt_group)
+            finally:
+                reader.cleanup()
+            sharded.apply_models(reg, loaded)
+            return
+        for key, model in reg.models.items():
+            check_model_shapes(key, model, common["models"][key])
+            model.load_state_dict(common["models"][key])
 
     def candidates(self) -> list[str]:
         """The checkpoints to try in order: the pointer's, then older valid ones."""

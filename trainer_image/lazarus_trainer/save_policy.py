@@ -43,6 +43,7 @@ class Agreed:
 class Act(Enum):
     NOTHING = "nothing"
     STOP = "stop"  # hand over to the stop handling (a preemption save, or none when fenced)
+    STOP_AFTER_EVAL = "stop-after-eval"  # evaluate first; `report_eval` stops (and saves)
     DEFER = "defer"  # an evaluation follows: `after_eval` decides with its metrics
     QUEUE = "queue"  # a periodic save while one is in flight: try at the next boundary
     SAVE = "save"
@@ -73,9 +74,28 @@ def improves(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
+def metric_key(metrics: dict[str, float], metric: str) -> str | None:
+    """The key of the configured metric in these results: its own name, else with HF's
+    `eval_` prefix (`loss` finds `eval_loss`, as `metric_for_best_model` does); None if absent."""
+    if not metric:
+        return None
+    for key in (metric, f"eval_{metric}"):
+        if key in metrics:
+            return key
+    return None
+
+
 def eval_improved(metrics: dict[str, float], metric: str, best: float | None, mode: str) -> bool:
     """Whether this evaluation improved the configured metric (none configured: never)."""
-    return bool(metric) and metric in metrics and improves(float(metrics[metric]), best, mode)
+    key = metric_key(metrics, metric)
+    return key is not None and improves(float(metrics[key]), best, mode)
+
+
+def eval_shortfall(
+    eval_estimate: float | None, save_estimate: float | None, remaining: float
+) -> bool:
+    """An evaluation and the save after it would not finish in time (no history: try)."""
+    return eval_estimate is not None and eval_estimate + (save_estimate or 0.0) > remaining
 
 
 def committed_at(last_committed: tuple[str, int] | None, step: int) -> bool:
@@ -132,6 +152,11 @@ class SavePolicy:
 
     def at_boundary(self, step: int, agreed: Agreed, *, eval_follows: bool = False) -> Decision:
         """The decision at the boundary after optimizer step `step`."""
+        if agreed.stop and eval_follows and not agreed.fenced:
+            # The evaluation runs before the preemption save: skipping it would change what
+            # a resumed run sees (its RNG draws, its metrics, perhaps the best checkpoint).
+            self.deferred = None
+            return Decision(Act.STOP_AFTER_EVAL)
         if agreed.stop or agreed.fenced:
             return Decision(Act.STOP, fenced=agreed.fenced)
         reason: str | None = None

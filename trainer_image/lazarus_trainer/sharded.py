@@ -107,9 +107,13 @@ def capture(reg: Registry) -> dict[str, Any]:
     return state
 
 
-def apply(reg: Registry, state: dict[str, Any]) -> None:
+def apply_models(reg: Registry, state: dict[str, Any]) -> None:
     for k, m in reg.models.items():
         set_model_state_dict(m, state["models"][k])
+
+
+def apply(reg: Registry, state: dict[str, Any]) -> None:
+    apply_models(reg, state)
     for k, m, o in _optimizers(reg):
         set_optimizer_state_dict(m, o, state["optimizers"][k])
 

@@ -14,12 +14,13 @@ from .save_policy import (
     Reason,
     StopPlan,
     committed_at,
+    eval_shortfall,
     final_ok,
     grace_shortfall,
     in_flight_wait,
     stop_plan,
 )
-from .signals import StopSignal
+from .signals import SaveTimer, StopSignal
 from .termination import Termination, write_termination
 
 log = logging.getLogger("lazarus")
@@ -34,6 +35,31 @@ class Stopper:
         self.run = ctx.run
         self.signal = signal
         self.pipeline = pipeline
+        self.eval_timer = SaveTimer()  # durations of past evaluations
+
+    def evaluate_first(self) -> bool:
+        """A stop at an evaluation step: True if the evaluation and the save after it fit in
+        the grace left (then `stop` follows the evaluation). Otherwise end now with neither:
+        a preemption checkpoint without this step's evaluation would resume differently from
+        an uninterrupted run, the last checkpoint does not."""
+        run = self.run
+        deadline = (self.signal.received_at or time.monotonic()) + self.config.grace_seconds
+        ev, sv = self.eval_timer.estimate(), self.pipeline.timer.estimate()
+        remaining = deadline - time.monotonic()
+        if not self.dist.main_decides(eval_shortfall(ev, sv, remaining)):
+            return True
+        run.should_stop = True
+        self._finish_in_flight(deadline)
+        why = self.signal.name if self.signal.received else "a stop on another rank"
+        msg = (
+            f"{why} at step {run.progress.step}, an evaluation step: {remaining:.1f}s of grace "
+            f"left, the evaluation takes ~{ev or 0.0:.1f}s and a save ~{sv or 0.0:.1f}s; "
+            f"neither started, so the resume replays from the last checkpoint "
+            f"({run.parent or 'none'}) exactly"
+        )
+        log.error(msg)
+        run.preempted(msg, grace_shortfall=True)
+        return False
 
     def stop(self, *, fenced: bool) -> None:
         """Every rank agreed to stop at this boundary: save if the grace allows, then report."""

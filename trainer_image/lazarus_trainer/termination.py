@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from lazarus_contract import (
     DEFAULT_TERMINATION_LOG,
@@ -33,8 +35,24 @@ EXIT_CODE_BY_OUTCOME = {
 }
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 class PermanentError(Exception):
     """A configuration or checkpoint problem that a retry cannot fix (exit EXIT_PERMANENT)."""
+
+
+class PermanentExit(PermanentError, SystemExit):
+    """A `PermanentError` that, left uncaught, ends the process with EXIT_PERMANENT (78).
+
+    Raised from the library's entry points (`exits_permanent`), so a user's script, an HF
+    `Trainer` callback or a loop that never catches it still exits with the contract's
+    code, while `except PermanentError` keeps working."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = EXIT_PERMANENT
 
 
 @dataclass
@@ -85,3 +103,21 @@ def write_termination(term: Termination, path: Path | None = None) -> None:
     except OSError as exc:
         log.warning("could not write termination message to %s: %s", target, exc)
     log.info("termination: %s", term.to_json())
+
+
+def exits_permanent(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a `PermanentError` from `fn` into a `PermanentExit` after writing the
+    termination message (`permanent-error`), so the operator does not retry it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except PermanentExit:
+            raise
+        except PermanentError as exc:
+            log.error("permanent error: %s", exc)
+            write_termination(Termination("permanent-error", -1, None, str(exc)))
+            raise PermanentExit(str(exc)) from exc
+
+    return wrapper

@@ -5,6 +5,11 @@ writes them synchronously to a local directory without a commit marker or checks
 does not record where in the data the run is or which step it reached (accelerate#1601,
 #2016). This adapter registers the *unwrapped* objects with Lazarus, which owns the step
 counter and data position, and saves through the store.
+
+A DataLoader passed to `accelerator.prepare()` is resumed as Accelerate's docs teach:
+`accelerator.skip_first_batches(loader, resume_batches(lz))` in the epoch the run stopped
+in. Exact only with `use_seedable_sampler=True` (the order is a function of the seed and
+the epoch); other shuffling patterns are refused at `from_accelerator` (docs/trainer.md).
 """
 
 from __future__ import annotations
@@ -16,6 +21,12 @@ import torch
 from ..api import Lazarus
 from ..config import LazarusConfig
 from ..state import Stateful
+from ..termination import PermanentError, exits_permanent
+
+SUPPORTED = (
+    "Accelerator(dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True)), "
+    "resumed with accelerator.skip_first_batches(loader, resume_batches(lz))"
+)
 
 
 def _unwrap_optimizer(opt: Any) -> Stateful:
@@ -30,6 +41,90 @@ def _unwrap_scheduler(sched: Any) -> Stateful:
     return inner
 
 
+def check_prepared_loader(loader: Any) -> None:
+    """Refuse the prepared-DataLoader patterns whose resume this adapter cannot make exact."""
+    from accelerate.data_loader import (
+        DataLoaderDispatcher,
+        DataLoaderShard,
+        SeedableRandomSampler,
+        get_sampler,
+    )
+    from torch.utils.data import IterableDataset, RandomSampler
+
+    if not isinstance(loader, DataLoaderShard) or isinstance(loader, DataLoaderDispatcher):
+        raise PermanentError(
+            f"dataloader= takes a DataLoader returned by accelerator.prepare() without "
+            f"dispatch_batches, got {type(loader).__name__}; supported: {SUPPORTED}"
+        )
+    if getattr(loader, "use_stateful_dataloader", False):
+        raise PermanentError(
+            f"use_stateful_dataloader=True is not supported (its state is not saved by "
+            f"Lazarus); supported: {SUPPORTED}"
+        )
+    if isinstance(loader.dataset, IterableDataset):
+        raise PermanentError(
+            "a prepared DataLoader over an IterableDataset cannot be resumed without "
+            f"replaying it; supported: a map-style dataset with {SUPPORTED}"
+        )
+    sampler = get_sampler(loader)
+    if isinstance(sampler, RandomSampler) and not isinstance(sampler, SeedableRandomSampler):
+        raise PermanentError(
+            "a shuffled DataLoader prepared without use_seedable_sampler=True draws its order "
+            f"from a generator whose state Lazarus does not see; use {SUPPORTED}"
+        )
+
+
+class LoaderPosition:
+    """Where training is in a prepared DataLoader: its epoch and the batches of that epoch
+    that optimizer steps have used (not what the loader prefetched), and the loader's own
+    generator, which creating an iterator (a `skip_first_batches` on resume too) draws
+    from instead of the global RNG."""
+
+    def __init__(self, loader: Any, batches_per_step: int) -> None:
+        self.loader = loader
+        self.batches_per_step = batches_per_step
+        self.batches = 0
+        self._epoch = int(loader.iteration)
+        base = loader.base_dataloader
+        if base.generator is None:
+            base.generator = torch.Generator()
+        self.generator: torch.Generator = base.generator
+
+    @property
+    def epoch(self) -> int:
+        """The loader's epoch (`loader.set_epoch`, or its own count of finished passes)."""
+        return int(self.loader.iteration)
+
+    def advance(self, samples: int) -> None:
+        """One optimizer step (Lazarus.step calls it)."""
+        if self.epoch != self._epoch:
+            self._epoch, self.batches = self.epoch, 0
+        self.batches += self.batches_per_step
+
+    def resume_batches(self, epoch: int) -> int:
+        """Batches of `epoch` already used: what `skip_first_batches` skips."""
+        return self.batches if epoch == self._epoch else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        state = self.generator.get_state()
+        return {"epoch": self._epoch, "batches": self.batches, "generator": state}
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        self._epoch, self.batches = int(state["epoch"]), int(state["batches"])
+        self.loader.set_epoch(self._epoch)
+        self.generator.set_state(state["generator"])
+
+
+def resume_batches(lz: Lazarus) -> int:
+    """Batches of the current epoch that training used before it stopped: pass them to
+    `accelerator.skip_first_batches` (0 once the run is past its resume epoch)."""
+    position = lz.registry.sampler
+    if not isinstance(position, LoaderPosition):
+        raise PermanentError("resume_batches needs from_accelerator(..., dataloader=loader)")
+    return position.resume_batches(lz.epoch)
+
+
+@exits_permanent
 def from_accelerator(
     accelerator: Any,
     *,
@@ -37,6 +132,7 @@ def from_accelerator(
     optimizer: Any,
     scheduler: Any = None,
     sampler: Stateful | None = None,
+    dataloader: Any = None,
     config: LazarusConfig | None = None,
     extras: dict[str, Stateful] | None = None,
 ) -> Lazarus:
@@ -44,8 +140,15 @@ def from_accelerator(
 
     Create it *after* `prepare` (the process group exists then). Pass the scheduler
     unprepared or prepared: either way Lazarus saves the real one. Objects registered with
-    `accelerator.register_for_checkpointing` are saved too.
+    `accelerator.register_for_checkpointing` are saved too. Either `sampler` (a
+    `ResumableSampler` in a DataLoader you build per epoch) or `dataloader` (a prepared one;
+    call `lz.step()` once per optimizer step, i.e. when `accelerator.sync_gradients`).
     """
+    if dataloader is not None:
+        if sampler is not None:
+            raise PermanentError("pass sampler= or dataloader=, not both")
+        check_prepared_loader(dataloader)
+        sampler = LoaderPosition(dataloader, max(1, int(accelerator.gradient_accumulation_steps)))
     lz = Lazarus(config)
     custom = {f"accelerate_custom_{i}": o for i, o in enumerate(accelerator._custom_objects)}
     lz.register(

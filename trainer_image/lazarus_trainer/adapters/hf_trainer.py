@@ -23,8 +23,9 @@ import torch
 from ..api import Lazarus
 from ..config import LazarusConfig
 from ..rng import numpy_state
-from ..state import COMMON_OBJECT, deserialize, rank_object
+from ..state import common_object, deserialize, rank_object
 from ..storage import CheckpointNotFound, InvalidCheckpoint
+from ..termination import exits_permanent
 
 if TYPE_CHECKING:
     # transformers is untyped here (follow_imports=skip): the callback protocol this
@@ -59,10 +60,34 @@ class _TrainerStateHolder:
         pass  # HF reloads trainer_state.json itself from the materialized directory
 
 
+def hf_metric_config(config: LazarusConfig, args: Any) -> LazarusConfig:
+    """HF's `metric_for_best_model`/`greater_is_better` when Lazarus' own metric is unset
+    (HF's `loss` means `eval_loss`: report_eval accepts either spelling)."""
+    metric = getattr(args, "metric_for_best_model", None)
+    if not config.eval_metric and metric:
+        config.eval_metric = str(metric)
+        greater = getattr(args, "greater_is_better", None)
+        if greater is None:  # TrainingArguments' own default
+            greater = not str(metric).endswith("loss")
+        config.eval_mode = "max" if greater else "min"
+        log.info("eval metric from TrainingArguments: %s (%s)", metric, config.eval_mode)
+    return config
+
+
 class LazarusCallback(TrainerCallback):
-    def __init__(self, trainer: Any, config: LazarusConfig | None = None) -> None:
+    """Saves, stops and resumes an HF `Trainer` through Lazarus.
+
+    `load_best=True` loads the best evaluation's checkpoint weights into the model when
+    training completes (HF's `load_best_model_at_end`, which needs HF's own saving)."""
+
+    @exits_permanent
+    def __init__(
+        self, trainer: Any, config: LazarusConfig | None = None, *, load_best: bool = False
+    ) -> None:
         self.trainer = trainer
-        self.lz = Lazarus(config)
+        self._load_best = load_best
+        self.lz = Lazarus(hf_metric_config(config or LazarusConfig.from_env(), trainer.args))
+        self._pending_eval: dict[str, float] | None = None  # metrics a stop waits to report
         # Resume lays out a full HF checkpoint directory from trainer/common.pt, so the model
         # and optimizer stay there (replicated) rather than in DCP shards.
         self.lz.sharded = False
@@ -72,14 +97,17 @@ class LazarusCallback(TrainerCallback):
         trainer.add_callback(self)
 
     # --- resume ------------------------------------------------------------------------
+    @exits_permanent
     def resume_checkpoint(self) -> str | None:
         """A local HF checkpoint directory built from the Lazarus checkpoint to resume, or None."""
         lz = self.lz
+        if not lz.config.resume_from:
+            lz.resumer.refuse_used_root()
         for name in lz.resumer.candidates():
             try:
                 fmt = lz.resumer.check_manifest(name, explicit=False).extra.format
-                mine = rank_object(lz.dist.rank)
-                common = deserialize(lz.storage.read_bytes(name, COMMON_OBJECT), COMMON_OBJECT, fmt)
+                ours, mine = common_object(fmt), rank_object(lz.dist.rank, fmt)
+                common = deserialize(lz.storage.read_bytes(name, ours), ours, fmt)
                 rank = deserialize(lz.storage.read_bytes(name, mine), mine, fmt)
             except (InvalidCheckpoint, CheckpointNotFound) as exc:
                 log.error("checkpoint %s failed validation (%s); trying an older one", name, exc)
@@ -116,6 +144,7 @@ class LazarusCallback(TrainerCallback):
         return str(d)
 
     # --- training events ---------------------------------------------------------------
+    @exits_permanent
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._holder.state = state
         self.lz.register(
@@ -126,26 +155,59 @@ class LazarusCallback(TrainerCallback):
         )
         self.lz.progress.step = state.global_step
 
+    @exits_permanent
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._holder.state = state
         world = max(1, args.world_size)
         samples = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
         self.lz.step(samples=samples, eval_follows=bool(control.should_evaluate))
-        if self.lz.should_stop:
+        if self.lz.stop_pending:
+            # A stop at an evaluation step: HF evaluates, then leaves its loop; the
+            # preemption checkpoint follows in on_epoch_end, after HF's best-metric update.
+            control.should_training_stop = True
+            control.should_save = False
+        elif self.lz.should_stop:
             # The preemption checkpoint is committed; let HF log this step and leave its loop,
             # then on_train_end exits with the contract's code.
             control.should_training_stop = True
             control.should_evaluate = False
             control.should_save = False
 
+    @exits_permanent
     def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         metrics = {
             k: float(v) for k, v in (kw.get("metrics") or {}).items() if isinstance(v, int | float)
         }
+        if self.lz.stop_pending:
+            self._pending_eval = metrics
+            return
         self.lz.report_eval(metrics)
 
+    @exits_permanent
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._report_pending(state)
+
+    def _report_pending(self, state: Any) -> None:
+        """The evaluation a stop waited for: report it, which stops with a checkpoint."""
+        if self._pending_eval is not None:
+            metrics, self._pending_eval = self._pending_eval, None
+            self._holder.state = state
+            self.lz.report_eval(metrics)
+
+    @exits_permanent
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self.lz.should_stop:
+        self._report_pending(state)
+        if self.lz.should_stop or self.lz.stop_pending:
             raise SystemExit(self.lz.close())
         self._holder.state = state
-        self.exit_code = self.lz.close()
+        self.exit_code = code = self.lz.close()
+        if code != 0:
+            # Training ran but its final state is not committed (the termination message
+            # says why): a green exit would hide that nothing can be resumed.
+            raise SystemExit(code)
+        if self._load_best:
+            self.lz.load_best()
+
+    def load_best(self) -> str | None:
+        """Load the best evaluation's checkpoint weights into the model (after training)."""
+        return self.lz.load_best()
