@@ -34,9 +34,8 @@ def trainer_env(s3: Any, root: str, tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def command(args: list[str], nproc: int = 1) -> list[str]:
-    if nproc == 1:
-        return [sys.executable, "-m", "lazarus_trainer.reference", *TINY, *args]
+def torchrun(nproc: int, *target: str) -> list[str]:
+    """`torch.distributed.run` of `target` with a free rendezvous port (c10d, loopback)."""
     return [
         sys.executable,
         "-m",
@@ -49,11 +48,14 @@ def command(args: list[str], nproc: int = 1) -> list[str]:
         "c10d",
         "--rdzv-endpoint",
         "127.0.0.1:0",
-        "-m",
-        "lazarus_trainer.reference",
-        *TINY,
-        *args,
+        *target,
     ]
+
+
+def command(args: list[str], nproc: int = 1) -> list[str]:
+    if nproc == 1:
+        return [sys.executable, "-m", "lazarus_trainer.reference", *TINY, *args]
+    return torchrun(nproc, "-m", "lazarus_trainer.reference", *TINY, *args)
 
 
 def run(

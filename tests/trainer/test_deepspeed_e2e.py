@@ -10,18 +10,15 @@ of the newest checkpoint (the previous one must be used), stage 1 resumes with o
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from .harness import losses, store_for, termination, trainer_env
+from .harness import losses, store_for, termination, torchrun, trainer_env
 
 pytestmark = pytest.mark.e2e
-
-pytest.importorskip("deepspeed")
 
 SCRIPT = Path(__file__).with_name("ds_script.py")
 STEPS = 12
@@ -30,21 +27,7 @@ EXTENSIONS = Path.home() / ".cache" / "lazarus" / "torch_extensions"
 
 
 def _run(args: list[str], env: dict[str, str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        str(nproc),
-        "--master-port",
-        "0",
-        "--rdzv-backend",
-        "c10d",
-        "--rdzv-endpoint",
-        "127.0.0.1:0",
-        str(SCRIPT),
-        *args,
-    ]
+    cmd = torchrun(nproc, str(SCRIPT), *args)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 

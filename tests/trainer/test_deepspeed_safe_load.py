@@ -9,17 +9,15 @@ from typing import Any
 
 import pytest
 import torch
+from deepspeed.runtime.fp16.loss_scaler import LossScaler
+from deepspeed.runtime.zero.config import ZeroStageEnum
+from deepspeed.utils.tensor_fragment import fragment_address
+
+import lazarus_trainer.adapters.deepspeed as ds
+from lazarus_trainer.storage import InvalidCheckpoint
+from lazarus_trainer.termination import PermanentError
 
 pytestmark = pytest.mark.unit
-
-ds = pytest.importorskip("lazarus_trainer.adapters.deepspeed")
-
-from deepspeed.runtime.fp16.loss_scaler import LossScaler  # noqa: E402
-from deepspeed.runtime.zero.config import ZeroStageEnum  # noqa: E402
-from deepspeed.utils.tensor_fragment import fragment_address  # noqa: E402
-
-from lazarus_trainer.storage import InvalidCheckpoint  # noqa: E402
-from lazarus_trainer.termination import PermanentError  # noqa: E402
 
 
 class Payload:

@@ -4,13 +4,12 @@ a real SIGTERM to one rank, resume, and end bitwise equal to an uninterrupted ru
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .harness import losses, same_params, termination, trainer_env
+from .harness import losses, same_params, termination, torchrun, trainer_env
 
 pytestmark = pytest.mark.e2e
 
@@ -19,24 +18,7 @@ STEPS = 14  # 6 steps an epoch (48 samples, 2 ranks x 4)
 
 
 def _run(env: dict[str, str], log: Path, stop: int, out: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "0",
-        "--rdzv-backend",
-        "c10d",
-        "--rdzv-endpoint",
-        "127.0.0.1:0",
-        str(SCRIPT),
-        str(log),
-        str(STEPS),
-        str(stop),
-        str(out),
-    ]
+    cmd = torchrun(2, str(SCRIPT), str(log), str(STEPS), str(stop), str(out))
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
