@@ -15,7 +15,7 @@ from typing import Any
 from . import metrics, storage
 from . import status as s
 from .attempts import lineage_attempt
-from .builders import KIND, JobRef
+from .builders import KIND, LABEL_JOB, JobRef
 from .classify import reported_step
 from .decide import decide, needs_selection
 from .kube import Kube, Rejected
@@ -34,7 +34,7 @@ from .vocabulary import (
     Selection,
     StorageProblem,
 )
-from .watched import LARGE, Bodies, Watched
+from .watched import LARGE, Bodies, Watched, overdue, pod_uid, slim_pod
 
 log = logging.getLogger("lazarus.cycle")
 
@@ -70,6 +70,8 @@ class _JobState:
     last: Outcome = field(default_factory=Outcome)
     # pod name -> (monotonic time, body) of pods created but not yet seen in the watch
     created: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    # uids of pods a LIST showed gone while the watch's index still holds them
+    vanished: set[str] = field(default_factory=set)
 
 
 class Reconciler:
@@ -272,7 +274,7 @@ class Reconciler:
         ns, name = meta["namespace"], meta["name"]
         ref = JobRef(name, ns, meta["uid"])
         status: dict[str, Any] = job.get("status") or {}
-        pods = self._pods(ns, name, st)
+        pods = await self._pods(ns, name, st, now)
         node_names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
         nodes = {n: node for n in node_names if (node := self._watched().node(n)) is not None}
         for p in pods:
@@ -293,9 +295,19 @@ class Reconciler:
             return Facts(ref, spec, status, pods, nodes, now, None, answer, seen)
         return Facts(ref, spec, status, pods, nodes, now, answer, seen_steps=seen)
 
-    def _pods(self, ns: str, name: str, st: _JobState) -> list[dict[str, Any]]:
-        """The job's pods from the watch, and those we created that it does not show yet."""
-        pods = self._watched().job_pods(ns, name)
+    async def _pods(self, ns: str, name: str, st: _JobState, now: datetime) -> list[dict[str, Any]]:
+        """The job's pods from the watch, and those we created that it does not show yet.
+
+        A pod held past its deletion deadline is confirmed by one LIST: one the API no
+        longer has is left out from then on (the watch may never report it gone)."""
+        held = self._watched().job_pods(ns, name)
+        st.vanished &= {pod_uid(p) for p in held}
+        pods = [p for p in held if pod_uid(p) not in st.vanished]
+        if any(overdue(p, now) for p in pods):
+            listed = await self.kube.list_pods(ns, f"{LABEL_JOB}={name}")
+            live = {pod_uid(p) for p in listed}
+            st.vanished |= {pod_uid(p) for p in pods if pod_uid(p) not in live}
+            pods = sorted((slim_pod(p) for p in listed), key=lambda p: p["metadata"]["name"])
         if st.created:
             seen = {p["metadata"]["name"] for p in pods}
             cutoff = time.monotonic() - CREATED_MEMORY_S

@@ -62,6 +62,13 @@ class Kube:
         )
         return got
 
+    async def list_pods(self, ns: str, selector: str) -> list[dict[str, Any]]:
+        got = await self._call(
+            self.core.list_namespaced_pod, ns, label_selector=selector, _preload_content=False
+        )
+        items: list[dict[str, Any]] = _json(got).get("items") or []
+        return items
+
     async def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
         got: dict[str, Any] | None = await self._maybe(self.core.read_namespaced_secret, name, ns)
         return got

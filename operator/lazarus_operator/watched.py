@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
+
+from .classify import parse_time
 
 # A Secret's data is kept only when small: credentials are a few hundred bytes,
 # while Helm release Secrets (which a cluster-wide watch also sees) run to MBs.
@@ -75,6 +78,22 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         "containers": [{"name": c.get("name")} for c in containers[:1]],
     }
     return out
+
+
+# How long past its deletion deadline a pod may stay in the index before a LIST confirms it.
+OVERDUE: Final = timedelta(seconds=5)
+
+
+def overdue(pod: Mapping[str, Any], now: datetime) -> bool:
+    """Whether the index still holds a pod past its deletion deadline. Either it is stuck
+    (a lost node) or it is gone and the watch never said so: kopf re-lists after a
+    "410 Gone" (an API server restart) without reporting what was deleted in the gap."""
+    deadline = parse_time((pod.get("metadata") or {}).get("deletionTimestamp"))
+    return deadline is not None and now - deadline > OVERDUE
+
+
+def pod_uid(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or _name(pod))
 
 
 def secret_entry(data: Mapping[str, Any] | None) -> SecretEntry:

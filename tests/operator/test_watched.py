@@ -3,12 +3,12 @@ projection classifies as the full pod does; a Node heartbeat changes no essence.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from lazarus_operator.classify import classify
-from lazarus_operator.watched import LARGE, node_essence, secret_entry, slim_pod
+from lazarus_operator.watched import LARGE, node_essence, overdue, secret_entry, slim_pod
 
 from .factories import NOW, node, pod
 
@@ -45,3 +45,18 @@ def test_a_heartbeat_is_no_change_but_readiness_and_taints_are() -> None:
 def test_only_small_secrets_are_kept() -> None:
     assert secret_entry({"AWS_ACCESS_KEY_ID": "a2V5"}) == {"AWS_ACCESS_KEY_ID": "a2V5"}
     assert secret_entry({"release": "x" * 100_000}) == LARGE
+
+
+@pytest.mark.parametrize(
+    ("deleting", "expected"),
+    [
+        (None, False),  # not being deleted
+        (NOW + timedelta(seconds=30), False),  # within its grace period
+        (NOW - timedelta(seconds=2), False),  # just past it: the watch may be a moment behind
+        (NOW - timedelta(seconds=60), True),  # long past: stuck, or gone unreported; LIST it
+    ],
+)
+def test_a_pod_held_past_its_deletion_deadline_is_overdue(
+    deleting: datetime | None, expected: bool
+) -> None:
+    assert overdue(pod(deleting=deleting), NOW) is expected
