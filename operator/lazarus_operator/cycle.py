@@ -34,7 +34,7 @@ from .vocabulary import (
     Selection,
     StorageProblem,
 )
-from .watched import LARGE, Bodies, Watched, overdue, pod_uid, slim_pod
+from .watched import LARGE, Bodies, Watched, overdue, pod_uid, slim_pod, vanished
 
 log = logging.getLogger("lazarus.cycle")
 
@@ -103,6 +103,45 @@ class Reconciler:
                     await self.kick(ns, name, refresh=True)
                 except Exception:
                     log.exception("resync of %s/%s failed", ns, name)
+
+    async def relist_forever(
+        self, interval: float, namespaces: tuple[str, ...], active: Callable[[], Awaitable[bool]]
+    ) -> None:
+        """Compare the pod index with the API every `interval` seconds (see `relist`)."""
+        while True:
+            await asyncio.sleep(interval)
+            if not await active():
+                continue
+            try:
+                await self.relist(namespaces)
+            except Exception:  # the API may be away; the next round tries again
+                log.exception("relisting the jobs' pods failed")
+
+    async def relist(self, namespaces: tuple[str, ...]) -> None:
+        """One LIST of our pods' metadata per watched namespace (one in all for a
+        cluster-wide operator): a pod the index holds but the API has not is gone.
+
+        The watches alone can miss that for good: after an API server restart, kopf's
+        watch gets "410 Gone" and re-lists, and does not report the objects deleted in
+        the gap. A job would then wait on a pod that no longer exists."""
+        watched = self._watched()
+        for ns in namespaces or (None,):
+            # Read before the LIST is sent: a pod the watch adds later is never "gone".
+            held = {
+                key: {pod_uid(p) for p in pods}
+                for key, pods in list(watched.pods.items())
+                if ns is None or key[0] == ns
+            }
+            listed = await self.kube.pod_metadata(ns, LABEL_JOB)
+            for (job_ns, job), gone in vanished(held, listed).items():
+                log.warning(
+                    "%s/%s: %d pod(s) the watch still shows are gone from the API",
+                    job_ns,
+                    job,
+                    len(gone),
+                )
+                self.jobs.setdefault((job_ns, job), _JobState()).vanished |= gone
+                await self.kick(job_ns, job)
 
     def observe_pod(self, ns: str, job: str, pod: Mapping[str, Any]) -> None:
         """Remember the step an ended pod's trainer reported: a deleted pod's final
@@ -391,7 +430,14 @@ class Reconciler:
             elif isinstance(a, CreatePod):
                 creates.append(a.manifest)
             elif isinstance(a, DeletePod):
-                await self.kube.delete_pod(ns, a.name, force=a.force)
+                existed = await self.kube.delete_pod(ns, a.name, force=a.force)
+                if not existed and st is not None:
+                    # The API has no such pod, the watch still shows it: it went while
+                    # the watch was away. Leave it out and decide again at once.
+                    held = self._watched().job_pods(ns, ref.name)
+                    st.vanished |= {pod_uid(p) for p in held if p["metadata"]["name"] == a.name}
+                    st.created.pop(a.name, None)
+                    st.dirty = True
             elif isinstance(a, AnnotatePod):
                 await self.kube.annotate_pod(ns, a.name, a.annotations)
             elif isinstance(a, DeleteJob):

@@ -52,6 +52,8 @@ async def startup(memo: Runtime, **kw: Any) -> None:
         return not any(int(p.get("priority", 0)) > opts.priority for p in peers)
 
     memo.background.add(loop.create_task(rec.resync_forever(opts.resync_seconds, active)))
+    relist = rec.relist_forever(opts.relist_seconds, opts.namespaces, active)
+    memo.background.add(loop.create_task(relist))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -19,6 +19,9 @@ from .builders import GROUP, PLURAL, VERSION
 
 MERGE = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30
+# Metadata only: what a relist compares (uids), without the pods' specs and statuses.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+LIST_PAGE = 500
 
 
 def _json(resp: Any) -> Any:
@@ -69,6 +72,30 @@ class Kube:
         items: list[dict[str, Any]] = _json(got).get("items") or []
         return items
 
+    async def pod_metadata(self, ns: str | None, selector: str) -> list[dict[str, Any]]:
+        """The metadata of every pod `selector` matches in `ns` (None: every namespace),
+        a page at a time and without specs or statuses (a PartialObjectMetadataList):
+        a cluster's pods in a few MB."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {
+                "label_selector": selector,
+                "limit": LIST_PAGE,
+                "_headers": {"Accept": METADATA_ONLY},
+                "_preload_content": False,
+            }
+            if token:
+                kw["_continue"] = token
+            if ns is None:
+                got = _json(await self._call(self.core.list_pod_for_all_namespaces, **kw))
+            else:
+                got = _json(await self._call(self.core.list_namespaced_pod, ns, **kw))
+            items += [{"metadata": i.get("metadata") or {}} for i in got.get("items") or []]
+            token = (got.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
     async def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
         got: dict[str, Any] | None = await self._maybe(self.core.read_namespaced_secret, name, ns)
         return got
@@ -118,9 +145,10 @@ class Kube:
             raise
         return got if isinstance(got, dict) else None
 
-    async def delete_pod(self, ns: str, name: str, *, force: bool) -> None:
+    async def delete_pod(self, ns: str, name: str, *, force: bool) -> bool:
+        """Delete the pod; False when the API has no such pod (already gone)."""
         kw: dict[str, Any] = {"grace_period_seconds": 0} if force else {}
-        await self._maybe(self.core.delete_namespaced_pod, name, ns, **kw)
+        return await self._maybe(self.core.delete_namespaced_pod, name, ns, **kw) is not None
 
     async def annotate_pod(self, ns: str, name: str, annotations: dict[str, str]) -> None:
         body = {"metadata": {"annotations": annotations}}

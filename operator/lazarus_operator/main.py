@@ -22,6 +22,8 @@ FINALIZER = "lazarus.dev/finalizer"
 PREFIX = "lazarus.dev"
 PEERING_NAME = "lazarus"
 RESYNC_SECONDS = 10.0
+# A LIST of the pods' metadata this often catches pods deleted while a watch was away.
+RELIST_SECONDS = 300.0
 API_CONNECTIONS = 32  # the API client's pool, and as many threads to use it
 
 
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             priority=settings.peering.priority,
             peering_name=PEERING_NAME,
             resync_seconds=float(os.environ.get("LAZARUS_RESYNC_SECONDS", RESYNC_SECONDS)),
+            relist_seconds=float(os.environ.get("LAZARUS_RELIST_SECONDS", RELIST_SECONDS)),
             api_threads=API_CONNECTIONS,
         ),
     )

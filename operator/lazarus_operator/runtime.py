@@ -17,6 +17,7 @@ class Options:
     priority: int  # this replica's peering priority
     peering_name: str
     resync_seconds: float
+    relist_seconds: float  # a LIST of the pods' metadata to compare with the index
     api_threads: int = 32  # threads for blocking API calls: the client's connection pool
 
 

@@ -13,7 +13,7 @@ a Secret's small `data` only) and the part of a Node a decision reads.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -156,3 +156,17 @@ class Bodies:
 
     def __len__(self) -> int:
         return len(self._held)
+
+
+def vanished(
+    held: Mapping[tuple[str, str], Collection[str]], listed: Iterable[Mapping[str, Any]]
+) -> dict[tuple[str, str], set[str]]:
+    """Of the pod uids each job's index held before a LIST was sent, those the LIST
+    lacks: deleted before it was served, whatever the watch says. (A pod the watch
+    shows after the LIST was sent is not in `held`, so it is never taken for gone.)"""
+    live = {pod_uid(p) for p in listed}
+    out: dict[tuple[str, str], set[str]] = {}
+    for key, uids in held.items():
+        if gone := set(uids) - live:
+            out[key] = gone
+    return out

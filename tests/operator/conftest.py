@@ -190,9 +190,9 @@ def start_operator(
 ) -> Iterator[Callable[..., OperatorProcess]]:
     procs: list[OperatorProcess] = []
 
-    def start(*extra: str) -> OperatorProcess:
+    def start(*extra: str, env: dict[str, str] | None = None) -> OperatorProcess:
         log = tmp_path / f"operator-{len(procs)}.log"
-        env = {**cluster.env(), "LAZARUS_PROGRESS_SECONDS": "1"}
+        env = {**cluster.env(), "LAZARUS_PROGRESS_SECONDS": "1", **(env or {})}
         p = OperatorProcess(env, namespace, log, *extra)
         procs.append(p)
         return p

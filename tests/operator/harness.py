@@ -59,6 +59,13 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its connections and state but reads nothing."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crashed or evicted operator pod."""
         if self.proc.poll() is None:

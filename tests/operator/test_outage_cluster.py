@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,49 @@ def test_events_of_restarts_around_an_apiserver_outage_all_exist(
     )
     launched = [e["message"] for e in jobs.events(job) if e["reason"] == "Launched"]
     assert sorted(m.split(" (")[0] for m in launched) == ["attempt 1", "attempt 2", "attempt 3"]
+
+
+@contextmanager
+def deleted_behind_the_watch(cluster: ControlPlane, operator: OperatorProcess) -> Iterator[None]:
+    """What the body does happens where the operator's watches never report it: the
+    operator is frozen across an API server restart, so its watches resume from a
+    resourceVersion the new server no longer has, get "410 Gone" and re-list, and
+    kopf reports no deletion from the gap."""
+    operator.pause()
+    try:
+        with apiserver_down(cluster):
+            pass
+        yield
+    finally:
+        operator.resume()
+
+
+def test_a_pod_deleted_while_the_watch_was_away_is_found_by_the_relist(
+    cluster: ControlPlane,
+    jobs: Jobs,
+    kubelet: FakeKubelet,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    operator = start_operator(env={"LAZARUS_RELIST_SECONDS": "3"})
+    job = jobs.create(failurePolicy={"backoff": {"initialSeconds": 1, "maxSeconds": 1}})
+    running(jobs, kubelet, job, 1)
+    with deleted_behind_the_watch(cluster, operator):
+        kubelet.confirm_deletion(f"{job}-a1-0")  # a running pod, force-deleted
+    running(jobs, kubelet, job, 2)
+    assert "gone from the API" in operator.log()
+
+
+def test_a_pod_the_operator_deletes_that_the_api_no_longer_has_is_not_waited_for(
+    cluster: ControlPlane, jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
+) -> None:
+    """The default relist (minutes) is not what ends the wait: the DELETE's 404 is."""
+    job = jobs.create(failurePolicy={"backoff": {"initialSeconds": 1, "maxSeconds": 1}})
+    running(jobs, kubelet, job, 1)
+    with deleted_behind_the_watch(cluster, operator):
+        kubelet.terminate(f"{job}-a1-1", 1, message={"v": 1, "outcome": "error", "step": 5})
+        kubelet.confirm_deletion(f"{job}-a1-0")
+    running(jobs, kubelet, job, 2)
+    assert "gone from the API" not in operator.log()
 
 
 def test_the_process_kubelet_reports_an_exit_that_happened_during_an_outage(

@@ -8,7 +8,14 @@ from datetime import datetime, timedelta
 import pytest
 
 from lazarus_operator.classify import classify
-from lazarus_operator.watched import LARGE, node_essence, overdue, secret_entry, slim_pod
+from lazarus_operator.watched import (
+    LARGE,
+    node_essence,
+    overdue,
+    secret_entry,
+    slim_pod,
+    vanished,
+)
 
 from .factories import NOW, node, pod
 
@@ -60,3 +67,29 @@ def test_a_pod_held_past_its_deletion_deadline_is_overdue(
     deleting: datetime | None, expected: bool
 ) -> None:
     assert overdue(pod(deleting=deleting), NOW) is expected
+
+
+def _listed(*uids: str) -> list[dict[str, object]]:
+    return [{"metadata": {"uid": u}} for u in uids]
+
+
+A, B = ("ns", "a"), ("ns", "b")
+
+
+@pytest.mark.parametrize(
+    ("held", "listed", "expected"),
+    [
+        ({A: {"1", "2"}}, _listed("1", "2"), {}),  # the index and the API agree
+        ({A: {"1", "2"}}, _listed("1"), {A: {"2"}}),  # deleted while the watch was away
+        ({A: {"1"}, B: {"2"}}, _listed(), {A: {"1"}, B: {"2"}}),  # every pod gone
+        ({A: {"1"}}, _listed("1", "3"), {}),  # newer than the index: not ours to judge
+        ({A: set()}, _listed(), {}),
+        ({}, _listed("1"), {}),
+    ],
+)
+def test_a_pod_the_index_held_before_a_list_that_lacks_it_is_gone(
+    held: dict[tuple[str, str], set[str]],
+    listed: list[dict[str, object]],
+    expected: dict[tuple[str, str], set[str]],
+) -> None:
+    assert vanished(held, listed) == expected
