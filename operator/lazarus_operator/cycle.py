@@ -19,6 +19,7 @@ from .builders import KIND, LABEL_JOB, JobRef
 from .classify import reported_step
 from .decide import decide, needs_selection
 from .kube import Kube, Rejected
+from .lanes import storage_lane
 from .outbox import Outbox
 from .spec import JobSpec, SpecError, parse_spec
 from .vocabulary import (
@@ -82,6 +83,7 @@ class Reconciler:
         self.bodies = Bodies()  # TrainingJobs as the watch and our own writes left them
         self.watched: Watched | None = None  # attached at startup (handlers.startup)
         self.outbox = Outbox(kube.event)  # events survive API outages
+        self.storage_lane = storage_lane()  # storage calls: threads of their own
 
     async def resync_forever(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:
         """Revisit every known job regularly (progress from storage, missed events).
@@ -326,6 +328,8 @@ class Reconciler:
         active = not current.finished and not spec.suspend
         if not (need or ((refresh or due) and active and current.current_attempt)):
             return facts
+        if not need and self.storage_lane.busy(storage.lane_key(spec.checkpoint)):
+            return facts  # a progress refresh can wait for a free lane; a launch cannot
         answer = await self._select(
             ref, spec, lineage_attempt(current.current_attempt, launching=need)
         )
@@ -380,7 +384,7 @@ class Reconciler:
             cred = await self.credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
-        return await storage.select(spec.checkpoint, cred, attempt, ref)
+        return await storage.select(spec.checkpoint, cred, attempt, ref, lane=self.storage_lane)
 
     async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
         ref = spec.checkpoint.secret_ref
@@ -421,7 +425,13 @@ class Reconciler:
                 # Fencing: the attempt is in the log before any of its pods exist.
                 cred = await self.credentials(ns, spec)
                 await storage.record_attempt(
-                    spec.checkpoint, cred, a.attempt, a.resume_from, a.resume_step, job=ref
+                    spec.checkpoint,
+                    cred,
+                    a.attempt,
+                    a.resume_from,
+                    a.resume_step,
+                    job=ref,
+                    lane=self.storage_lane,
                 )
             elif isinstance(a, CreateService):
                 # Every launch asks for it; the watch says whether it exists already.

@@ -102,7 +102,8 @@ async def checkpoints_deleted(
         return
     try:
         cred = await memo.reconciler.credentials(namespace, parsed)
-        done = await storage.delete_job(parsed.checkpoint, cred, JobRef(name, namespace, uid))
+        ref, lane = JobRef(name, namespace, uid), memo.reconciler.storage_lane
+        done = await storage.delete_job(parsed.checkpoint, cred, ref, lane=lane)
     except (storage.CredentialsError, StoreError) as err:
         raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err
     log.info(

@@ -1,5 +1,6 @@
 """The checkpoint store as the operator uses it: credentials from the job's
-Secret, resume-point selection and the fence record, off the event loop.
+Secret, resume-point selection and the fence record, off the event loop on the
+storage lane (lanes.py), in line per endpoint.
 
 Stores are cached per (root, endpoint, credentials) so a restart reuses warm
 connections: the listing is on the restart's critical path.
@@ -7,7 +8,6 @@ connections: the listing is on the restart's critical path.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import threading
@@ -32,6 +32,7 @@ from lazarus_store.store import CheckpointStore
 from . import status as s
 from .builders import JobRef
 from .endpoints import allowed_from_env, endpoint_problem
+from .lanes import Lane
 from .spec import CheckpointSpec
 from .vocabulary import Checkpoint, Selection, StorageProblem
 
@@ -159,18 +160,24 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: Job
     return Selection(chosen, skipped, store.next_attempt())
 
 
+def lane_key(ck: CheckpointSpec) -> str:
+    """The storage lane a job's calls queue in (lanes.Lane): its endpoint."""
+    return ck.endpoint or "default"
+
+
 async def select(
-    ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: JobRef
+    ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: JobRef, *, lane: Lane
 ) -> Selection | StorageProblem:
     """Newest valid checkpoint of this job in the lineage of `attempt`, or what is
     wrong with storage."""
     if delegated(ck):
         return Selection(None, (), 0, delegated=True)
-    why = await asyncio.to_thread(endpoint_problem, ck.endpoint, allowed_from_env())
+    key = lane_key(ck)
+    why = await lane.run(key, endpoint_problem, ck.endpoint, allowed_from_env())
     if why is not None:
         return StorageProblem(s.R_ENDPOINT_NOT_ALLOWED, why)
     try:
-        return await asyncio.to_thread(_select, ck, cred, attempt, job)
+        return await lane.run(key, _select, ck, cred, attempt, job)
     except (StoreError, OSError) as exc:
         return problem_of(exc, ck.uri)
 
@@ -183,19 +190,21 @@ async def record_attempt(
     step: int,
     *,
     job: JobRef,
+    lane: Lane,
 ) -> None:
     """Fence record (contract section 6) naming the job; idempotent per attempt."""
     store = open_store(ck, cred)
-    await asyncio.to_thread(
-        store.record_attempt, attempt, resume_from, step, job=owner(job).identity
+    await lane.run(
+        lane_key(ck), store.record_attempt, attempt, resume_from, step, job=owner(job).identity
     )
 
 
-async def delete_job(ck: CheckpointSpec, cred: Credentials, job: JobRef) -> Deleted:
+async def delete_job(ck: CheckpointSpec, cred: Credentials, job: JobRef, *, lane: Lane) -> Deleted:
     """Delete this job's checkpoints, and nothing else under the root
     (spec.checkpoint.deleteOnJobDelete; lazarus_store.cleanup)."""
-    why = await asyncio.to_thread(endpoint_problem, ck.endpoint, allowed_from_env())
+    key = lane_key(ck)
+    why = await lane.run(key, endpoint_problem, ck.endpoint, allowed_from_env())
     if why is not None:
         raise StoreError(why)
     store = open_store(ck, cred)
-    return await asyncio.to_thread(delete_job_checkpoints, store, owner(job))
+    return await lane.run(key, delete_job_checkpoints, store, owner(job))
