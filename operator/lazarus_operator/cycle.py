@@ -284,8 +284,10 @@ class Reconciler:
         if facts.selection is not None and facts.selection.chosen is not None:
             ck = facts.selection.chosen
             metrics.METRICS.observe_checkpoint(facts.job, ck.name, ck.extra)
+        # The status says it happened: its events go out even if acting fails now.
+        self.outbox.queue(job, _triples(d.events))
         await self._act(spec, facts.job, d)
-        await self._post(job, d.events)
+        await self.outbox.flush()
         if st.failures:
             # Acted without raising: the error is over. Say so in the next status write
             # (this one was made before we knew).
@@ -414,7 +416,7 @@ class Reconciler:
         return True
 
     async def _post(self, job: dict[str, Any], events: list[Event]) -> None:
-        await self.outbox.post(job, [(e.type, e.reason, e.message) for e in events])
+        await self.outbox.post(job, _triples(events))
 
     async def _act(self, spec: JobSpec, ref: JobRef, d: Decision) -> None:
         ns = ref.namespace
@@ -458,3 +460,7 @@ class Reconciler:
             now = time.monotonic()
             for m, body in zip(creates, made, strict=True):
                 st.created[m["metadata"]["name"]] = (now, body or m)
+
+
+def _triples(events: list[Event]) -> list[tuple[str, str, str]]:
+    return [(e.type, e.reason, e.message) for e in events]

@@ -1,10 +1,13 @@
 """Events that could not be posted wait here and are posted again, in order.
 
-A cycle writes status, acts, then posts its events; an API server that goes down
-in between would lose them (a `Launched` with no record of the restart it ends).
-So a failed post is queued, not dropped, and retried before newer events and on
-every resync. The queue is bounded in length and age: an outage longer than the
-age limit costs the oldest events, and says so in the log.
+A cycle writes status, queues its events, acts, then posts them; an API server
+that goes down in between would lose them (a `Launched` with no record of the
+restart it ends), and so would an action that fails after the status says the
+transition happened (the next cycle sees it done and decides no event again). So
+events are queued once the status is written, a failed post stays queued, and
+the queue is retried before newer events and on every resync. It is bounded in
+length and age: an outage longer than the age limit costs the oldest events, and
+says so in the log.
 """
 
 from __future__ import annotations
@@ -48,12 +51,16 @@ class Outbox:
 
     async def post(self, job: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
         """Post (type, reason, message) events for `job` after any still waiting."""
+        self.queue(job, events)
+        await self.flush()
+
+    def queue(self, job: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+        """Queue events for the next flush: once queued, only the limits drop them."""
         now = datetime.now(UTC)
         ref = {k: job.get(k) for k in ("apiVersion", "kind", "metadata")}
         for type_, reason, message in events:
             self._queue.append(Pending(ref, type_, reason, message, now, time.monotonic()))
         self._trim()
-        await self.flush()
 
     async def flush(self) -> int:
         """Post what waits, oldest first; stop at the first failure (the API is down)."""

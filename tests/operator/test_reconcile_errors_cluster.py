@@ -105,3 +105,6 @@ def test_the_condition_clears_once_cycles_succeed_again(
     )
     assert cond["reason"] == "Reconciled"
     assert isinstance(jobs.core, client.CoreV1Api)
+    # The status said attempt 1 launched before its pods were refused: its event was
+    # queued then, not lost with the failed action (the next cycles see it done).
+    wait_for(lambda: reasons(jobs, job).count("Launched") == 1, T, "one Launched event")
