@@ -52,7 +52,6 @@ CREATED_MEMORY_S = 30.0
 class Outcome:
     requeue_after: float | None = None
     waiting: str = ""
-    spec_error: str | None = None
 
 
 @dataclass
@@ -271,7 +270,7 @@ class Reconciler:
             s.set_condition(new, s.COND_SPEC, False, s.R_SPEC_INVALID, str(err), now=now)
             if await self._patch_status(job, old_status, new):
                 await self._post(job, [Event("Warning", s.R_SPEC_INVALID, str(err))])
-            return Outcome(spec_error=str(err))
+            return Outcome(None, f"invalid spec: {err}")
         facts = await self._gather(job, spec, st, now, refresh)
         d = decide(facts)
         new_status = self._status_to_write(d, st, job, now)

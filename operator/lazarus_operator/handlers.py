@@ -24,7 +24,15 @@ from . import storage
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .runtime import Runtime
 from .spec import SpecError, parse_spec
-from .watched import SecretEntry, Watched, node_essence, secret_entry, slim, slim_pod
+from .watched import (
+    SecretEntry,
+    Watched,
+    asks_for_cycle,
+    node_essence,
+    secret_entry,
+    slim,
+    slim_pod,
+)
 
 log = logging.getLogger("lazarus.handlers")
 
@@ -56,16 +64,6 @@ async def startup(memo: Runtime, **kw: Any) -> None:
     memo.background.add(loop.create_task(relist))
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def job_changed(namespace: str | None, name: str, memo: Runtime, **_: Any) -> None:
-    assert namespace is not None
-    out = await memo.reconciler.kick(namespace, name)
-    if out.spec_error:
-        raise kopf.PermanentError(out.spec_error)
-
-
 def _deletes_checkpoints(spec: Any, **_: Any) -> bool:
     return bool((spec.get("checkpoint") or {}).get("deleteOnJobDelete"))
 
@@ -74,15 +72,19 @@ def _deletes_checkpoints(spec: Any, **_: Any) -> bool:
 async def job_event(
     type: str, namespace: str | None, name: str, body: Any, memo: Runtime, **_: Any
 ) -> None:
-    """Every event keeps the job's body current for its cycles (kopf runs event
-    handlers before the create/update ones). A deleted job's cycle deletes its pods
-    (and forgets the job)."""
+    """Every event keeps the job's body current for its cycles; a new job or a changed
+    spec runs one (kopf's create/update handlers would also PATCH their bookkeeping
+    annotation on every job, and re-run while our status writes raced it). A deleted
+    job's cycle deletes its pods (and forgets the job)."""
     assert namespace is not None
+    rec = memo.reconciler
     if type == "DELETED":
-        memo.reconciler.bodies.drop(namespace, name)
-        await memo.reconciler.kick(namespace, name)
-    else:
-        memo.reconciler.bodies.put(body)
+        rec.bodies.drop(namespace, name)
+        await rec.kick(namespace, name)
+        return
+    rec.bodies.put(body)
+    if asks_for_cycle(body, known=(namespace, name) in rec.jobs):
+        await rec.kick(namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_checkpoints)

@@ -170,3 +170,14 @@ def vanished(
         if gone := set(uids) - live:
             out[key] = gone
     return out
+
+
+def asks_for_cycle(job: Mapping[str, Any], known: bool) -> bool:
+    """Whether a TrainingJob's event calls for a cycle: a job not seen yet (created, or
+    listed at start), or a spec its status has not caught up with (`generation` ahead
+    of `observedGeneration`). The events of our own status writes leave the two equal,
+    so they wake nothing."""
+    if not known:
+        return True
+    generation = (job.get("metadata") or {}).get("generation")
+    return bool(generation != (job.get("status") or {}).get("observedGeneration"))

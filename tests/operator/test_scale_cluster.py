@@ -119,3 +119,22 @@ def test_jobs_on_one_endpoint_and_secret_share_one_storage_client(
     for name in names:
         running(jobs, name)  # each opened its own root: a selection and a fence record
     assert metric_value(port, "lazarus_operator_storage_clients") == 1
+
+
+def test_a_launch_writes_the_job_only_through_its_status(
+    jobs: Jobs,
+    kubelet: FakeKubelet,
+    operator: OperatorProcess,
+    cluster: ControlPlane,
+) -> None:
+    """No bookkeeping PATCH of the job itself (kopf's create handler wrote an annotation
+    on every job), and the events of our own status writes start no cycle of their own."""
+    api = cluster.api_client()
+    before = api_requests(api)
+    names = [jobs.create(f"launch-{i}") for i in range(3)]
+    for name in names:
+        running(jobs, name)
+    time.sleep(1.5)  # the last events' cycles end
+    writes = requests_between(before, api_requests(api))
+    assert writes.get(("PATCH", "trainingjobs"), 0) == 0
+    assert 0 < writes.get(("PATCH", "trainingjobs/status"), 0) <= 3 * len(names)

@@ -10,6 +10,7 @@ import pytest
 from lazarus_operator.classify import classify
 from lazarus_operator.watched import (
     LARGE,
+    asks_for_cycle,
     node_essence,
     overdue,
     secret_entry,
@@ -93,3 +94,24 @@ def test_a_pod_the_index_held_before_a_list_that_lacks_it_is_gone(
     expected: dict[tuple[str, str], set[str]],
 ) -> None:
     assert vanished(held, listed) == expected
+
+
+def _job(generation: int, observed: int | None) -> dict[str, object]:
+    status = {} if observed is None else {"observedGeneration": observed}
+    return {"metadata": {"generation": generation}, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("job", "known", "expected"),
+    [
+        (_job(1, None), False, True),  # created
+        (_job(3, 3), False, True),  # listed at start: every job gets a cycle
+        (_job(1, None), True, True),  # not decided on yet
+        (_job(2, 1), True, True),  # the spec changed
+        (_job(2, 2), True, False),  # the echo of our own status write
+    ],
+)
+def test_a_job_event_asks_for_a_cycle_for_a_new_job_or_a_new_spec(
+    job: dict[str, object], known: bool, expected: bool
+) -> None:
+    assert asks_for_cycle(job, known) is expected
