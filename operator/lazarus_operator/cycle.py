@@ -18,7 +18,7 @@ from .attempts import lineage_attempt
 from .builders import KIND, LABEL_JOB, JobRef
 from .classify import reported_step
 from .decide import decide, needs_selection
-from .kube import Kube, Rejected
+from .kube import Kube, Rejected, api_unavailable
 from .lanes import storage_lane
 from .outbox import Outbox
 from .spec import JobSpec, SpecError, parse_spec
@@ -41,6 +41,9 @@ log = logging.getLogger("lazarus.cycle")
 
 ERROR_BACKOFF_S = 2.0  # first retry after a failed cycle; doubles per failure
 ERROR_BACKOFF_MAX_S = 300.0
+# The API server away (refused, 5xx, 429): retry at least this often, so jobs move
+# again soon after it is back (client-go's reflectors cap their backoff near 30 s).
+UNAVAILABLE_BACKOFF_MAX_S = 30.0
 SEEN_STEPS_LIMIT = 256  # reported steps remembered per job (a few attempts' pods)
 # A pod the operator created counts as existing until its watch shows it (a cycle
 # may run before the event arrives), at most this long (a watch that relisted
@@ -192,8 +195,11 @@ class Reconciler:
     async def _failed(self, ns: str, name: str, st: _JobState, exc: Exception) -> Outcome:
         """A cycle raised: say so once (condition, Warning event, one traceback per
         distinct error), then retry with exponential backoff, never a tight loop."""
-        st.failures += 1
-        delay = min(ERROR_BACKOFF_MAX_S, ERROR_BACKOFF_S * 2 ** min(st.failures - 1, 16))
+        if time.monotonic() >= st.retry_at:
+            # Only a retry that fell due counts: the cycles a burst of events runs
+            # meanwhile (a re-list after an outage) must not double the wait each.
+            st.failures += 1
+        delay = error_backoff(st.failures, api_unavailable(exc))
         st.retry_at = time.monotonic() + delay
         reason = s.R_POD_REJECTED if isinstance(exc, Rejected) else s.R_RECONCILE_ERROR
         msg = (str(exc).splitlines() or [type(exc).__name__])[0][:1024] or type(exc).__name__
@@ -463,3 +469,10 @@ class Reconciler:
 
 def _triples(events: list[Event]) -> list[tuple[str, str, str]]:
     return [(e.type, e.reason, e.message) for e in events]
+
+
+def error_backoff(failures: int, unavailable: bool) -> float:
+    """Seconds until a failed cycle is retried: doubling per failure, capped lower
+    while the API server itself is away."""
+    cap = UNAVAILABLE_BACKOFF_MAX_S if unavailable else ERROR_BACKOFF_MAX_S
+    return min(cap, ERROR_BACKOFF_S * 2.0 ** min(max(failures, 1) - 1, 16))

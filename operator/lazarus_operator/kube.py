@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client
 
 from lazarus_contract import format_time, parse_time
@@ -31,6 +32,14 @@ def _json(resp: Any) -> Any:
 class Rejected(Exception):
     """The API server refused to create an object (admission: Pod Security, quota,
     a webhook): retrying the same manifest cannot help until someone changes a policy."""
+
+
+def api_unavailable(exc: BaseException) -> bool:
+    """Whether the API server itself failed the call (unreachable, 5xx, throttled),
+    as opposed to answering it: that passes when the server is back."""
+    if isinstance(exc, client.ApiException):
+        return exc.status is not None and (exc.status >= 500 or exc.status == 429)
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
 
 
 def _api_message(err: client.ApiException) -> str:
