@@ -223,7 +223,7 @@ class Reconciler:
         now = datetime.now(UTC)
         s.set_condition(new, s.COND_RECONCILE_ERROR, True, reason, msg, now=now)
         await self._patch_status(job, old, new)
-        await self._post(job, [Event("Warning", reason, f"{msg}; retrying with backoff")])
+        self._post(job, [Event("Warning", reason, f"{msg}; retrying with backoff")])
 
     def _schedule(self, ns: str, name: str, st: _JobState) -> None:
         """Wake up when the decision said something falls due (backoff, timeouts): the
@@ -275,7 +275,7 @@ class Reconciler:
             new = dict(old_status)
             s.set_condition(new, s.COND_SPEC, False, s.R_SPEC_INVALID, str(err), now=now)
             if await self._patch_status(job, old_status, new):
-                await self._post(job, [Event("Warning", s.R_SPEC_INVALID, str(err))])
+                self._post(job, [Event("Warning", s.R_SPEC_INVALID, str(err))])
             return Outcome(None, f"invalid spec: {err}")
         facts = await self._gather(job, spec, st, now, refresh)
         d = decide(facts)
@@ -289,10 +289,10 @@ class Reconciler:
         if facts.selection is not None and facts.selection.chosen is not None:
             ck = facts.selection.chosen
             metrics.METRICS.observe_checkpoint(facts.job, ck.name, ck.extra)
-        # The status says it happened: its events go out even if acting fails now.
-        self.outbox.queue(job, _triples(d.events))
+        # The status says it happened: its events go out even if acting fails now
+        # (the outbox's sender posts them; the cycle does not wait for that).
+        self._post(job, d.events)
         await self._act(spec, facts.job, d)
-        await self.outbox.flush()
         if st.failures:
             # Acted without raising: the error is over. Say so in the next status write
             # (this one was made before we knew).
@@ -420,8 +420,8 @@ class Reconciler:
         self.bodies.put(written)  # the next cycle must not decide on the old status
         return True
 
-    async def _post(self, job: dict[str, Any], events: list[Event]) -> None:
-        await self.outbox.post(job, _triples(events))
+    def _post(self, job: dict[str, Any], events: list[Event]) -> None:
+        self.outbox.queue(job, _triples(events))
 
     async def _act(self, spec: JobSpec, ref: JobRef, d: Decision) -> None:
         ns = ref.namespace

@@ -59,6 +59,7 @@ async def startup(memo: Runtime, **kw: Any) -> None:
         peers = await rec.kube.peers(opts.peering_name, list(opts.namespaces))
         return not any(int(p.get("priority", 0)) > opts.priority for p in peers)
 
+    memo.background.add(loop.create_task(rec.outbox.send_forever()))
     memo.background.add(loop.create_task(rec.resync_forever(opts.resync_seconds, active)))
     relist = rec.relist_forever(opts.relist_seconds, opts.namespaces, active)
     memo.background.add(loop.create_task(relist))

@@ -1,13 +1,13 @@
-"""Events that could not be posted wait here and are posted again, in order.
+"""Events wait here until they are posted, in order, by one sender task.
 
-A cycle writes status, queues its events, acts, then posts them; an API server
-that goes down in between would lose them (a `Launched` with no record of the
-restart it ends), and so would an action that fails after the status says the
-transition happened (the next cycle sees it done and decides no event again). So
-events are queued once the status is written, a failed post stays queued, and
-the queue is retried before newer events and on every resync. It is bounded in
-length and age: an outage longer than the age limit costs the oldest events, and
-says so in the log.
+A cycle writes status, queues the events of what it decided, and acts; the
+sender (`send_forever`) posts them, so no cycle waits behind another's posts (a
+launch of a thousand jobs queues thousands). Queued at the status write, an event
+survives an action that fails afterwards (the next cycle sees the transition done
+and decides no event again) and an API server that is away: a failed post stays
+first in line and is retried every few seconds and on every resync. The queue is
+bounded in length and age: an outage longer than the age limit costs the oldest
+events, and says so in the log.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Outbox:
         self.dropped = 0
         # One flush at a time: two would post the same event and pop twice.
         self._flushing = asyncio.Lock()
+        self._waiting = asyncio.Event()  # set when something is queued
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -55,12 +56,30 @@ class Outbox:
         await self.flush()
 
     def queue(self, job: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
-        """Queue events for the next flush: once queued, only the limits drop them."""
+        """Queue events for the sender (`send_forever`): once queued, only the limits
+        drop them."""
         now = datetime.now(UTC)
         ref = {k: job.get(k) for k in ("apiVersion", "kind", "metadata")}
         for type_, reason, message in events:
             self._queue.append(Pending(ref, type_, reason, message, now, time.monotonic()))
         self._trim()
+        if events:
+            self._waiting.set()
+
+    async def send_forever(self, retry_s: float = 2.0) -> None:
+        """Post what is queued as it comes, in one task of its own: a cycle queues its
+        events and goes on, so a restart never waits behind a launch's thousand event
+        posts. After a failure (the API is away) it tries again every `retry_s`."""
+        while True:
+            await self._waiting.wait()
+            self._waiting.clear()
+            try:
+                await self.flush()
+            except Exception:  # never the end of the sender
+                log.exception("posting events failed")
+            if self._queue:
+                await asyncio.sleep(retry_s)
+                self._waiting.set()
 
     async def flush(self) -> int:
         """Post what waits, oldest first; stop at the first failure (the API is down)."""

@@ -95,3 +95,25 @@ def test_concurrent_flushes_post_each_event_once_in_order() -> None:
 
     asyncio.run(scenario())
     assert posted == ["A", "B", "C"] and len(box) == 0
+
+
+def test_the_sender_posts_what_is_queued_in_order_and_retries_while_the_api_is_away() -> None:
+    api = FlakyApi()
+    box = Outbox(api.post)
+
+    async def scenario() -> None:
+        sender = asyncio.create_task(box.send_forever(retry_s=0.05))
+        api.down = True
+        box.queue(JOB, [("Warning", "RestartFailed", "crash")])
+        await asyncio.sleep(0.2)  # a few failed tries
+        assert api.posted == [] and len(box) == 1
+        api.down = False
+        box.queue(JOB, [("Normal", "Launched", "attempt 2"), ("Normal", "Running", "ok")])
+        for _ in range(100):
+            if not len(box):
+                break
+            await asyncio.sleep(0.01)
+        sender.cancel()
+
+    asyncio.run(scenario())
+    assert [r for r, _ in api.posted] == ["RestartFailed", "Launched", "Running"]
