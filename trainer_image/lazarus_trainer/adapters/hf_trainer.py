@@ -49,12 +49,18 @@ class _TrainerStateHolder:
 
     def __init__(self) -> None:
         self.state: Any = None
+        # While set: the log_history entries saved (a stop's evaluation is reported after
+        # HF logged its end-of-training summary, which an uninterrupted run has not).
+        self.log_len: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
         if self.state is None:
             return {"json": None}
         # What TrainerState.save_to_json writes, without a file.
-        return {"json": json.dumps(dataclasses.asdict(self.state), indent=2, sort_keys=True)}
+        doc = dataclasses.asdict(self.state)
+        if self.log_len is not None:
+            doc["log_history"] = doc["log_history"][: self.log_len]
+        return {"json": json.dumps(doc, indent=2, sort_keys=True)}
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         pass  # HF reloads trainer_state.json itself from the materialized directory
@@ -72,6 +78,16 @@ def hf_metric_config(config: LazarusConfig, args: Any) -> LazarusConfig:
         config.eval_mode = "max" if greater else "min"
         log.info("eval metric from TrainingArguments: %s (%s)", metric, config.eval_mode)
     return config
+
+
+def epoch_eval_follows(args: Any, state: Any) -> bool:
+    """Under `eval_strategy="epoch"`, whether HF evaluates after this step: at the epoch's
+    last step (`state.epoch` is then whole) or the last of training (HF's `on_epoch_end`
+    runs after either), once `eval_delay` has passed."""
+    if getattr(args, "eval_strategy", None) != "epoch" or state.epoch is None:
+        return False
+    ends = float(state.epoch).is_integer() or state.global_step >= state.max_steps
+    return bool(ends and args.eval_delay <= state.epoch)
 
 
 class LazarusCallback(TrainerCallback):
@@ -160,10 +176,12 @@ class LazarusCallback(TrainerCallback):
         self._holder.state = state
         world = max(1, args.world_size)
         samples = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
-        self.lz.step(samples=samples, eval_follows=bool(control.should_evaluate))
+        follows = bool(control.should_evaluate) or epoch_eval_follows(args, state)
+        self.lz.step(samples=samples, eval_follows=follows)
         if self.lz.stop_pending:
-            # A stop at an evaluation step: HF evaluates, then leaves its loop; the
-            # preemption checkpoint follows in on_epoch_end, after HF's best-metric update.
+            # A stop at an evaluation step: HF evaluates (at once, or at the epoch's end),
+            # then leaves its loop; the preemption checkpoint follows after HF's best-metric
+            # update (on_epoch_end, or on_train_end for an epoch-end evaluation).
             control.should_training_stop = True
             control.should_save = False
         elif self.lz.should_stop:
@@ -180,19 +198,30 @@ class LazarusCallback(TrainerCallback):
         }
         if self.lz.stop_pending:
             self._pending_eval = metrics
+            self._holder.log_len = len(state.log_history)  # the evaluation's log included
             return
         self.lz.report_eval(metrics)
 
     @exits_permanent
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._report_pending(state)
+        if self.lz.should_stop:
+            # Stopped (mid-epoch, or after this step's evaluation): HF's epoch-end evaluation
+            # (eval_strategy="epoch") would be one an uninterrupted run does not do here.
+            control.should_evaluate = False
+            control.should_save = False
+        elif self.lz.stop_pending:
+            control.should_save = False  # the evaluation still runs: the stop waits for it
 
     def _report_pending(self, state: Any) -> None:
         """The evaluation a stop waited for: report it, which stops with a checkpoint."""
         if self._pending_eval is not None:
             metrics, self._pending_eval = self._pending_eval, None
             self._holder.state = state
-            self.lz.report_eval(metrics)
+            try:
+                self.lz.report_eval(metrics)
+            finally:
+                self._holder.log_len = None
 
     @exits_permanent
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
