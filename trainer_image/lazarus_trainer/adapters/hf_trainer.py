@@ -25,7 +25,7 @@ from ..config import LazarusConfig
 from ..rng import numpy_state
 from ..state import common_object, deserialize, rank_object
 from ..storage import CheckpointNotFound, InvalidCheckpoint
-from ..termination import exits_permanent
+from ..termination import PermanentError, exits_permanent
 
 if TYPE_CHECKING:
     # transformers is untyped here (follow_imports=skip): the callback protocol this
@@ -66,11 +66,15 @@ class _TrainerStateHolder:
         pass  # HF reloads trainer_state.json itself from the materialized directory
 
 
-def hf_metric_config(config: LazarusConfig, args: Any) -> LazarusConfig:
+def hf_metric_config(config: LazarusConfig, args: Any, load_best: bool = False) -> LazarusConfig:
     """HF's `metric_for_best_model`/`greater_is_better` when Lazarus' own metric is unset
-    (HF's `loss` means `eval_loss`: report_eval accepts either spelling)."""
+    (HF's `loss` means `eval_loss`: report_eval accepts either spelling); with `load_best`
+    and neither, `loss`, as HF's `load_best_model_at_end` defaults it."""
     metric = getattr(args, "metric_for_best_model", None)
-    if not config.eval_metric and metric:
+    if not config.eval_metric and not metric and load_best:
+        config.eval_metric, config.eval_mode = "loss", "min"
+        log.info("load_best without an eval metric: using eval loss (min), as HF does")
+    elif not config.eval_metric and metric:
         config.eval_metric = str(metric)
         greater = getattr(args, "greater_is_better", None)
         if greater is None:  # TrainingArguments' own default
@@ -90,6 +94,20 @@ def epoch_eval_follows(args: Any, state: Any) -> bool:
     return bool(ends and args.eval_delay <= state.epoch)
 
 
+def hf_missing(args: Any, results: dict[str, Any]) -> None:
+    """HF's own `metric_for_best_model` must be among the results: HF raises KeyError for it
+    right after this evaluation, which would exit 1 and be retried as a crash."""
+    metric = getattr(args, "metric_for_best_model", None)
+    if not metric:
+        return
+    key = metric if metric.startswith("eval_") else f"eval_{metric}"
+    if key not in results:
+        raise PermanentError(
+            f"metric_for_best_model={metric!r} ({key}) is not among the evaluation results "
+            f"{sorted(results)}: name one of them in TrainingArguments"
+        )
+
+
 class LazarusCallback(TrainerCallback):
     """Saves, stops and resumes an HF `Trainer` through Lazarus.
 
@@ -102,7 +120,8 @@ class LazarusCallback(TrainerCallback):
     ) -> None:
         self.trainer = trainer
         self._load_best = load_best
-        self.lz = Lazarus(hf_metric_config(config or LazarusConfig.from_env(), trainer.args))
+        config = hf_metric_config(config or LazarusConfig.from_env(), trainer.args, load_best)
+        self.lz = Lazarus(config)
         self._pending_eval: dict[str, float] | None = None  # metrics a stop waits to report
         # Resume lays out a full HF checkpoint directory from trainer/common.pt, so the model
         # and optimizer stay there (replicated) rather than in DCP shards.
@@ -193,9 +212,9 @@ class LazarusCallback(TrainerCallback):
 
     @exits_permanent
     def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        metrics = {
-            k: float(v) for k, v in (kw.get("metrics") or {}).items() if isinstance(v, int | float)
-        }
+        results = kw.get("metrics") or {}
+        hf_missing(args, results)
+        metrics = {k: float(v) for k, v in results.items() if isinstance(v, int | float)}
         if self.lz.stop_pending:
             self._pending_eval = metrics
             self._holder.log_len = len(state.log_history)  # the evaluation's log included
