@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,7 +28,7 @@ from lazarus_trainer import Lazarus, ResumableSampler
 BATCH = 4
 
 
-def _full(model: nn.Module) -> dict[str, torch.Tensor]:
+def _full(model: nn.Module) -> dict[str, Any]:
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(model, options=options)
 
