@@ -46,7 +46,12 @@ class Data(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
 
 
 def _train(
-    tmp: Path, lazarus_metric: str, hf_metric: str | None, *, load_best: bool = False
+    tmp: Path,
+    lazarus_metric: str,
+    hf_metric: str | None,
+    *,
+    load_best: bool = False,
+    datasets: int = 1,
 ) -> tuple[LazarusCallback, set[str]]:
     args = TrainingArguments(
         output_dir=str(tmp / "hf-out"),
@@ -60,7 +65,9 @@ def _train(
         use_cpu=True,
         disable_tqdm=True,
     )
-    trainer = Trainer(model=Regression(), args=args, train_dataset=Data(32), eval_dataset=Data(8))
+    # Several eval datasets: a dict, whose results HF names eval_a_*, eval_b_*, ...
+    evals: Any = Data(8) if datasets == 1 else {"ab"[i]: Data(8 + i) for i in range(datasets)}
+    trainer = Trainer(model=Regression(), args=args, train_dataset=Data(32), eval_dataset=evals)
     config = LazarusConfig.from_env(
         checkpoint_uri=str(tmp / "root"), eval_metric=lazarus_metric, handle_signals=False
     )
@@ -83,32 +90,44 @@ def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [m for r in caplog.records if text in (m := r.getMessage())]
 
 
-# (LAZARUS_EVAL_METRIC, metric_for_best_model, load_best) -> the key used, its mode.
+# (LAZARUS_EVAL_METRIC, metric_for_best_model, load_best, eval datasets) -> the key used,
+# its mode.
 FOUND = [
-    ("loss", None, False, "eval_loss", "min"),  # HF's spelling in Lazarus' setting
-    ("eval_loss", None, False, "eval_loss", "min"),
-    ("", "loss", False, "eval_loss", "min"),  # HF's own setting, both spellings
-    ("", "eval_loss", False, "eval_loss", "min"),
-    ("eval_loss", "loss", False, "eval_loss", "min"),  # both: Lazarus' wins
-    ("", None, True, "eval_loss", "min"),  # load_best alone: HF's default for it, "loss"
+    ("loss", None, False, 1, "eval_loss", "min"),  # HF's spelling in Lazarus' setting
+    ("eval_loss", None, False, 1, "eval_loss", "min"),
+    ("", "loss", False, 1, "eval_loss", "min"),  # HF's own setting, both spellings
+    ("", "eval_loss", False, 1, "eval_loss", "min"),
+    ("eval_loss", "loss", False, 1, "eval_loss", "min"),  # both: Lazarus' wins
+    ("", None, True, 1, "eval_loss", "min"),  # load_best alone: HF's default for it, "loss"
+    # Two eval datasets, the metric in the second one's results.
+    ("", "b_loss", False, 2, "eval_b_loss", "min"),
+    ("eval_b_loss", None, False, 2, "eval_b_loss", "min"),
 ]
 
 
-@pytest.mark.parametrize(("lazarus_metric", "hf_metric", "load_best", "key", "mode"), FOUND)
+@pytest.mark.parametrize(
+    ("lazarus_metric", "hf_metric", "load_best", "datasets", "key", "mode"), FOUND
+)
 def test_each_spelling_of_the_metric_yields_eval_best(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     lazarus_metric: str,
     hf_metric: str | None,
     load_best: bool,
+    datasets: int,
     key: str,
     mode: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="lazarus")
-    callback, reasons = _train(tmp_path, lazarus_metric, hf_metric, load_best=load_best)
+    callback, reasons = _train(
+        tmp_path, lazarus_metric, hf_metric, load_best=load_best, datasets=datasets
+    )
     assert callback.lz.config.eval_metric == key and callback.lz.config.eval_mode == mode
     assert "eval-best" in reasons, reasons
     assert callback.lz.progress.best_step in (2, 4)
+    # One history entry per evaluation, with every dataset's results.
+    history = callback.lz.progress.metrics_history
+    assert [h["step"] for h in history] == [2, 4] and all(key in h for h in history), history
     assert not _warnings(caplog, "not among the evaluation results")
     if load_best:
         assert callback.load_best() is not None

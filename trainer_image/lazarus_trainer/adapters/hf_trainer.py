@@ -94,6 +94,12 @@ def epoch_eval_follows(args: Any, state: Any) -> bool:
     return bool(ends and args.eval_delay <= state.epoch)
 
 
+def eval_parts(trainer: Any) -> int:
+    """How many `on_evaluate` calls one of HF's evaluations makes: one per eval dataset."""
+    datasets = getattr(trainer, "eval_dataset", None)
+    return len(datasets) if isinstance(datasets, dict) and datasets else 1
+
+
 def hf_missing(args: Any, results: dict[str, Any]) -> None:
     """HF's own `metric_for_best_model` must be among the results: HF raises KeyError for it
     right after this evaluation, which would exit 1 and be retried as a crash."""
@@ -123,6 +129,8 @@ class LazarusCallback(TrainerCallback):
         config = hf_metric_config(config or LazarusConfig.from_env(), trainer.args, load_best)
         self.lz = Lazarus(config)
         self._pending_eval: dict[str, float] | None = None  # metrics a stop waits to report
+        self._round: dict[str, Any] = {}  # this evaluation's results so far (eval datasets)
+        self._round_parts = 0
         # Resume lays out a full HF checkpoint directory from trainer/common.pt, so the model
         # and optimizer stay there (replicated) rather than in DCP shards.
         self.lz.sharded = False
@@ -212,7 +220,14 @@ class LazarusCallback(TrainerCallback):
 
     @exits_permanent
     def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        results = kw.get("metrics") or {}
+        # With several eval datasets (a dict) HF calls this once per dataset, each with its
+        # own `eval_<name>_*` keys: one evaluation is all of them, merged, as HF's best-metric
+        # check sees it.
+        self._round.update(kw.get("metrics") or {})
+        self._round_parts += 1
+        if self._round_parts < eval_parts(self.trainer):
+            return
+        results, self._round, self._round_parts = self._round, {}, 0
         hf_missing(args, results)
         metrics = {k: float(v) for k, v in results.items() if isinstance(v, int | float)}
         if self.lz.stop_pending:
