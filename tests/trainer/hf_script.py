@@ -5,7 +5,8 @@ env: HF_TEST_ACCUM (gradient accumulation), HF_TEST_WARMUP (warmup steps),
 HF_TEST_BEST_METRIC / HF_TEST_GREATER (metric_for_best_model / greater_is_better),
 HF_TEST_LOAD_BEST=1 (LazarusCallback(load_best=True); the best weights go to FINAL.best),
 HF_TEST_FAST_RETRY=1 (saves give up quickly), HF_TEST_EVAL_STRATEGY (default "steps", every 5;
-"epoch": at each epoch's end), HF_TEST_TRAIN_ROWS (train on the first N rows only). FINAL.history
+"epoch": at each epoch's end), HF_TEST_TRAIN_ROWS (train on the first N rows only),
+HF_TEST_EVAL_SLEEP (seconds each evaluation takes longer). FINAL.history
 gets the shape of HF's log_history. It ends as docs/trainer.md's snippet does: `trainer.train(...)`
 returns or raises SystemExit with the contract's code, no sys.exit.
 """
@@ -16,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,9 @@ class Hooks(TrainerCallback):  # type: ignore[misc]
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.global_step == self.sigterm_at:
             os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        time.sleep(float(os.environ.get("HF_TEST_EVAL_SLEEP", "0")))
 
     def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         logs = kw.get("logs") or {}

@@ -197,6 +197,34 @@ def test_hf_sigterms_at_epoch_end_evaluations_resume_bitwise_and_keep_the_best(
     assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
 
 
+def test_hf_epoch_evaluation_longer_than_the_grace_is_not_started(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Evaluations take 1s, the grace is 0.5s: a SIGTERM on the step-8 epoch end starts
+    neither the evaluation nor a save (the message says so), and the resume replays from the
+    step-4 eval-best checkpoint exactly."""
+    slow = {**EPOCHS, "HF_TEST_EVAL_SLEEP": "1", "LAZARUS_GRACE_SECONDS": "0.5"}
+    ref = tmp_path / "ref.jsonl"
+    assert (
+        _run(trainer_env(s3, f"s3://{bucket}/ref", tmp_path, **slow), tmp_path, ref, 0, "a.pt") == 0
+    )
+    root = f"s3://{bucket}/int"
+    first, second = tmp_path / "int1.jsonl", tmp_path / "int2.jsonl"
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", **slow)
+    assert _run(env, tmp_path, first, 8, "b.pt") == 75
+    term = termination(tmp_path)
+    assert term["graceShortfall"] and not term["savedOnSignal"], term
+    assert "an evaluation step" in term["message"] and term["lastCheckpoint"]["step"] == 4, term
+    assert _evals(first) == _evals(ref)[:1]  # the step-8 evaluation was not run
+    assert _curve(first) == _curve(ref)[:8]
+
+    env.update(LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
+    assert _run(env, tmp_path, second, 0, "b.pt") == 0
+    assert _curve(second) == _curve(ref)[4:]  # steps 5-8 again, then on, as the reference
+    assert _evals(second) == _evals(ref)[1:]
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+
+
 def test_hf_configuration_errors_exit_78(s3: Any, bucket: str, tmp_path: Path) -> None:
     env = trainer_env(s3, f"s3://{bucket}/job", tmp_path, LAZARUS_EVAL_MODE="sideways")
     p = _proc(env, tmp_path, tmp_path / "log.jsonl", 0, "a.pt")
