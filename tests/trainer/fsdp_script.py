@@ -1,6 +1,9 @@
 """A plain loop with an FSDP2 (`fully_shard`) model on CPU (gloo), run by torchrun in tests.
 
 argv: loss log (rank 0), steps, SIGTERM step (0: none; sent to the last rank), final weights.
+Env: FSDP_TEST_EVAL_EVERY (evaluate every N steps, `eval_follows`/`report_eval`; the full
+weights at each evaluation go to FINAL.stepN), FSDP_TEST_LOAD_BEST=1 (`lz.load_best()` after
+training; the weights it loaded go to FINAL.best).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -22,6 +26,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from lazarus_trainer import Lazarus, ResumableSampler
 
 BATCH = 4
+
+
+def _full(model: nn.Module) -> dict[str, Any]:
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options)
 
 
 def main() -> None:
@@ -40,6 +49,8 @@ def main() -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5))
     g = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(48, 8, generator=g), torch.randn(48, 1, generator=g))
+    eval_x, eval_y = torch.randn(16, 8, generator=g), torch.randn(16, 1, generator=g)
+    eval_every = int(os.environ.get("FSDP_TEST_EVAL_EVERY", "0"))
     sampler = ResumableSampler(len(data), seed=0, rank=rank, world_size=world)
     lz = Lazarus().register(model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler)
     lz.resume()
@@ -62,17 +73,31 @@ def main() -> None:
                     log.flush()
                 if step == sigterm_at and rank == world - 1:
                     os.kill(os.getpid(), signal.SIGTERM)
-                lz.step(samples=BATCH * world)
+                evaluating = eval_every > 0 and step % eval_every == 0
+                lz.step(samples=BATCH * world, eval_follows=evaluating)
+                if evaluating:
+                    model.eval()
+                    with torch.no_grad():
+                        ev = float(nn.functional.mse_loss(model(eval_x), eval_y))
+                    weights = _full(model)  # a collective: every rank
+                    if rank == 0:
+                        log.write(json.dumps({"step": step, "eval_loss": ev}) + "\n")
+                        log.flush()
+                        torch.save(weights, f"{out}.step{step}")
+                    lz.report_eval({"eval_loss": ev})
                 if lz.should_stop or lz.step_count >= steps:
                     break
             else:
                 lz.set_epoch(lz.epoch + 1)
     code = lz.close()
-    full = get_model_state_dict(
-        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-    )
+    full = _full(model)
     if rank == 0 and code == 0:
         torch.save(full, out)
+    if os.environ.get("FSDP_TEST_LOAD_BEST") == "1" and code == 0:
+        lz.load_best()  # from the best evaluation's DCP checkpoint, on every rank
+        best = _full(model)
+        if rank == 0:
+            torch.save(best, f"{out}.best")
     dist.destroy_process_group()
     sys.exit(code)
 

@@ -4,8 +4,11 @@ argv: loss log, steps, SIGTERM step (0: none), final weights path, HF output dir
 env: HF_TEST_ACCUM (gradient accumulation), HF_TEST_WARMUP (warmup steps),
 HF_TEST_BEST_METRIC / HF_TEST_GREATER (metric_for_best_model / greater_is_better),
 HF_TEST_LOAD_BEST=1 (LazarusCallback(load_best=True); the best weights go to FINAL.best),
-HF_TEST_FAST_RETRY=1 (saves give up quickly). It ends as docs/trainer.md's snippet does:
-`trainer.train(...)` returns or raises SystemExit with the contract's code, no sys.exit.
+HF_TEST_FAST_RETRY=1 (saves give up quickly), HF_TEST_EVAL_STRATEGY (default "steps", every 5;
+"epoch": at each epoch's end), HF_TEST_TRAIN_ROWS (train on the first N rows only),
+HF_TEST_EVAL_SLEEP (seconds each evaluation takes longer). FINAL.history
+gets the shape of HF's log_history. It ends as docs/trainer.md's snippet does: `trainer.train(...)`
+returns or raises SystemExit with the contract's code, no sys.exit.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +44,12 @@ class TinyLM(nn.Module):
 
 
 class Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
-    def __init__(self, ds: CharDataset) -> None:
+    def __init__(self, ds: CharDataset, n: int = 0) -> None:
         self.ds = ds
+        self.n = n or len(ds)
 
     def __len__(self) -> int:
-        return len(self.ds)
+        return self.n
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         x, y = self.ds[i]
@@ -61,6 +66,9 @@ class Hooks(TrainerCallback):  # type: ignore[misc]
         if state.global_step == self.sigterm_at:
             os.kill(os.getpid(), signal.SIGTERM)
 
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        time.sleep(float(os.environ.get("HF_TEST_EVAL_SLEEP", "0")))
+
     def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         logs = kw.get("logs") or {}
         for key in ("loss", "eval_loss"):
@@ -71,6 +79,9 @@ class Hooks(TrainerCallback):  # type: ignore[misc]
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         # Runs before LazarusCallback's (added later), so before load_best: the final weights.
         torch.save(kw["model"].state_dict(), self.out)
+        # The shape of HF's log_history (each entry's step and keys), which a resume restores.
+        shape = [[e.get("step"), sorted(e)] for e in state.log_history]
+        Path(self.out + ".history").write_text(json.dumps(shape))
 
 
 def main() -> None:
@@ -88,7 +99,7 @@ def main() -> None:
         learning_rate=5e-3,
         logging_steps=1,
         save_strategy="no",
-        eval_strategy="steps",
+        eval_strategy=os.environ.get("HF_TEST_EVAL_STRATEGY", "steps"),
         eval_steps=5,
         report_to="none",
         gradient_accumulation_steps=int(os.environ.get("HF_TEST_ACCUM", "1")),
@@ -103,7 +114,7 @@ def main() -> None:
     trainer = Trainer(
         model=TinyLM(len(train.vocab)),
         args=args,
-        train_dataset=Rows(train),
+        train_dataset=Rows(train, int(os.environ.get("HF_TEST_TRAIN_ROWS", "0"))),
         eval_dataset=Rows(evals),
         callbacks=[Hooks(log_path, int(sigterm_at), out)],
     )

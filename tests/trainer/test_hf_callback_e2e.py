@@ -56,6 +56,11 @@ def _evals(log: Path) -> list[tuple[int, float]]:
     return [(d["step"], d["eval_loss"]) for d in rows if "eval_loss" in d]
 
 
+def _history(out: Path) -> list[Any]:
+    shape: list[Any] = json.loads(Path(f"{out}.history").read_text())
+    return shape
+
+
 def test_hf_trainer_resumes_with_same_loss_curve(s3: Any, bucket: str, tmp_path: Path) -> None:
     ref = tmp_path / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, LAZARUS_EVAL_METRIC="eval_loss")
@@ -137,6 +142,87 @@ def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
     assert sorted(kept) == [5, 10, 20], sorted(kept)
     assert same_params(tmp_path / "a.pt.best", tmp_path / "b.pt.best")
     assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
+
+
+# eval_strategy="epoch": 28 rows, batch 4 and accumulation 2 make 7 micro-batches an epoch,
+# so 4 optimizer steps (the last with one micro-batch) and an evaluation at each epoch's end.
+EPOCHS = {**FIDELITY, "HF_TEST_EVAL_STRATEGY": "epoch", "HF_TEST_TRAIN_ROWS": "28"}
+
+
+def test_hf_sigterms_at_epoch_end_evaluations_resume_bitwise_and_keep_the_best(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    ref = tmp_path / "ref.jsonl"
+    env = trainer_env(s3, f"s3://{bucket}/ref", tmp_path, **EPOCHS)
+    assert _run(env, tmp_path, ref, 0, "a.pt") == 0
+    ref_evals = dict(_evals(ref))
+    assert sorted(ref_evals) == [4, 8, 12, 16, 20], ref_evals
+    assert max(ref_evals, key=lambda s: ref_evals[s]) == 4, ref_evals  # the test's premise
+
+    # SIGTERM on step 4 (an epoch's last step, before its evaluation, the best one), on
+    # step 10 (mid-epoch: stops at once, no evaluation), on step 16 (an epoch end again).
+    log, root = tmp_path / "int.jsonl", f"s3://{bucket}/int"
+    store = store_for(s3, root)
+    for attempt, stop in enumerate([4, 10, 16, 0], start=1):
+        env = trainer_env(
+            s3,
+            root,
+            tmp_path,
+            LAZARUS_ATTEMPT=str(attempt),
+            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            **EPOCHS,
+        )
+        assert _run(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
+        term = termination(tmp_path)
+        if stop:
+            assert term["savedOnSignal"] and term["lastCheckpoint"]["step"] == stop, term
+            m = store.read_manifest(term["lastCheckpoint"]["name"])
+            assert m.reason == "preemption", m
+            # At an epoch end the evaluation ran first and its metric is the checkpoint's.
+            assert m.metrics.get("eval_loss") == ref_evals.get(stop), m
+
+    assert _curve(log) == _curve(ref)
+    assert [s for s, _ in _curve(log)] == list(range(1, 21))
+    assert _evals(log) == _evals(ref)  # none skipped, repeated, or added at the mid-epoch stop
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+    # HF's log_history, as the resumes restored it: the evaluations of the uninterrupted run,
+    # and no end-of-training summary of a stopped attempt (only the last run's, at the end).
+    hist, ref_hist = _history(tmp_path / "b.pt"), _history(tmp_path / "a.pt")
+    assert [s for s, keys in hist if "eval_loss" in keys] == sorted(ref_evals)
+    assert [i for i, (_, keys) in enumerate(hist) if "train_runtime" in keys] == [len(hist) - 1]
+    assert hist[-1] == ref_hist[-1]
+    kept = {c.step for c in store.list_checkpoints() if c.committed}
+    assert {4, 20} <= kept, sorted(kept)  # the best (step 4's preemption checkpoint) survived
+    assert same_params(tmp_path / "a.pt.best", tmp_path / "b.pt.best")
+    assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
+
+
+def test_hf_epoch_evaluation_longer_than_the_grace_is_not_started(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Evaluations take 1s, the grace is 0.5s: a SIGTERM on the step-8 epoch end starts
+    neither the evaluation nor a save (the message says so), and the resume replays from the
+    step-4 eval-best checkpoint exactly."""
+    slow = {**EPOCHS, "HF_TEST_EVAL_SLEEP": "1", "LAZARUS_GRACE_SECONDS": "0.5"}
+    ref = tmp_path / "ref.jsonl"
+    assert (
+        _run(trainer_env(s3, f"s3://{bucket}/ref", tmp_path, **slow), tmp_path, ref, 0, "a.pt") == 0
+    )
+    root = f"s3://{bucket}/int"
+    first, second = tmp_path / "int1.jsonl", tmp_path / "int2.jsonl"
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", **slow)
+    assert _run(env, tmp_path, first, 8, "b.pt") == 75
+    term = termination(tmp_path)
+    assert term["graceShortfall"] and not term["savedOnSignal"], term
+    assert "an evaluation step" in term["message"] and term["lastCheckpoint"]["step"] == 4, term
+    assert _evals(first) == _evals(ref)[:1]  # the step-8 evaluation was not run
+    assert _curve(first) == _curve(ref)[:8]
+
+    env.update(LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
+    assert _run(env, tmp_path, second, 0, "b.pt") == 0
+    assert _curve(second) == _curve(ref)[4:]  # steps 5-8 again, then on, as the reference
+    assert _evals(second) == _evals(ref)[1:]
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
 
 
 def test_hf_configuration_errors_exit_78(s3: Any, bucket: str, tmp_path: Path) -> None:

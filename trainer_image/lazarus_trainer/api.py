@@ -196,14 +196,20 @@ class Lazarus:
         if key is not None and key != cfg.eval_metric:
             log.info("eval metric %r is reported as %r: using that", cfg.eval_metric, key)
             cfg.eval_metric = key
-        elif key is None and cfg.eval_metric and not self._metric_warned:
+        elif key is None and not self._metric_warned:
             self._metric_warned = True
-            log.warning(
-                "eval metric %r is not among the evaluation results %s: no eval-best "
-                "checkpoint will be saved until it appears",
-                cfg.eval_metric,
-                sorted(metrics),
-            )
+            if cfg.eval_metric:
+                log.warning(
+                    "eval metric %r is not among the evaluation results %s: no eval-best "
+                    "checkpoint will be saved until it appears",
+                    cfg.eval_metric,
+                    sorted(metrics),
+                )
+            else:
+                log.info(
+                    "no eval metric configured (LAZARUS_EVAL_METRIC; with HF's Trainer also "
+                    "metric_for_best_model): evaluations save no eval-best checkpoint"
+                )
 
     @property
     def stop_pending(self) -> bool:

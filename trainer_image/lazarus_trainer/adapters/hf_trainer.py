@@ -25,7 +25,7 @@ from ..config import LazarusConfig
 from ..rng import numpy_state
 from ..state import common_object, deserialize, rank_object
 from ..storage import CheckpointNotFound, InvalidCheckpoint
-from ..termination import exits_permanent
+from ..termination import PermanentError, exits_permanent
 
 if TYPE_CHECKING:
     # transformers is untyped here (follow_imports=skip): the callback protocol this
@@ -49,22 +49,32 @@ class _TrainerStateHolder:
 
     def __init__(self) -> None:
         self.state: Any = None
+        # While set: the log_history entries saved (a stop's evaluation is reported after
+        # HF logged its end-of-training summary, which an uninterrupted run has not).
+        self.log_len: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
         if self.state is None:
             return {"json": None}
         # What TrainerState.save_to_json writes, without a file.
-        return {"json": json.dumps(dataclasses.asdict(self.state), indent=2, sort_keys=True)}
+        doc = dataclasses.asdict(self.state)
+        if self.log_len is not None:
+            doc["log_history"] = doc["log_history"][: self.log_len]
+        return {"json": json.dumps(doc, indent=2, sort_keys=True)}
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         pass  # HF reloads trainer_state.json itself from the materialized directory
 
 
-def hf_metric_config(config: LazarusConfig, args: Any) -> LazarusConfig:
+def hf_metric_config(config: LazarusConfig, args: Any, load_best: bool = False) -> LazarusConfig:
     """HF's `metric_for_best_model`/`greater_is_better` when Lazarus' own metric is unset
-    (HF's `loss` means `eval_loss`: report_eval accepts either spelling)."""
+    (HF's `loss` means `eval_loss`: report_eval accepts either spelling); with `load_best`
+    and neither, `loss`, as HF's `load_best_model_at_end` defaults it."""
     metric = getattr(args, "metric_for_best_model", None)
-    if not config.eval_metric and metric:
+    if not config.eval_metric and not metric and load_best:
+        config.eval_metric, config.eval_mode = "loss", "min"
+        log.info("load_best without an eval metric: using eval loss (min), as HF does")
+    elif not config.eval_metric and metric:
         config.eval_metric = str(metric)
         greater = getattr(args, "greater_is_better", None)
         if greater is None:  # TrainingArguments' own default
@@ -72,6 +82,36 @@ def hf_metric_config(config: LazarusConfig, args: Any) -> LazarusConfig:
         config.eval_mode = "max" if greater else "min"
         log.info("eval metric from TrainingArguments: %s (%s)", metric, config.eval_mode)
     return config
+
+
+def epoch_eval_follows(args: Any, state: Any) -> bool:
+    """Under `eval_strategy="epoch"`, whether HF evaluates after this step: at the epoch's
+    last step (`state.epoch` is then whole) or the last of training (HF's `on_epoch_end`
+    runs after either), once `eval_delay` has passed."""
+    if getattr(args, "eval_strategy", None) != "epoch" or state.epoch is None:
+        return False
+    ends = float(state.epoch).is_integer() or state.global_step >= state.max_steps
+    return bool(ends and args.eval_delay <= state.epoch)
+
+
+def eval_parts(trainer: Any) -> int:
+    """How many `on_evaluate` calls one of HF's evaluations makes: one per eval dataset."""
+    datasets = getattr(trainer, "eval_dataset", None)
+    return len(datasets) if isinstance(datasets, dict) and datasets else 1
+
+
+def hf_missing(args: Any, results: dict[str, Any]) -> None:
+    """HF's own `metric_for_best_model` must be among the results: HF raises KeyError for it
+    right after this evaluation, which would exit 1 and be retried as a crash."""
+    metric = getattr(args, "metric_for_best_model", None)
+    if not metric:
+        return
+    key = metric if metric.startswith("eval_") else f"eval_{metric}"
+    if key not in results:
+        raise PermanentError(
+            f"metric_for_best_model={metric!r} ({key}) is not among the evaluation results "
+            f"{sorted(results)}: name one of them in TrainingArguments"
+        )
 
 
 class LazarusCallback(TrainerCallback):
@@ -86,8 +126,11 @@ class LazarusCallback(TrainerCallback):
     ) -> None:
         self.trainer = trainer
         self._load_best = load_best
-        self.lz = Lazarus(hf_metric_config(config or LazarusConfig.from_env(), trainer.args))
+        config = hf_metric_config(config or LazarusConfig.from_env(), trainer.args, load_best)
+        self.lz = Lazarus(config)
         self._pending_eval: dict[str, float] | None = None  # metrics a stop waits to report
+        self._round: dict[str, Any] = {}  # this evaluation's results so far (eval datasets)
+        self._round_parts = 0
         # Resume lays out a full HF checkpoint directory from trainer/common.pt, so the model
         # and optimizer stay there (replicated) rather than in DCP shards.
         self.lz.sharded = False
@@ -160,10 +203,12 @@ class LazarusCallback(TrainerCallback):
         self._holder.state = state
         world = max(1, args.world_size)
         samples = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
-        self.lz.step(samples=samples, eval_follows=bool(control.should_evaluate))
+        follows = bool(control.should_evaluate) or epoch_eval_follows(args, state)
+        self.lz.step(samples=samples, eval_follows=follows)
         if self.lz.stop_pending:
-            # A stop at an evaluation step: HF evaluates, then leaves its loop; the
-            # preemption checkpoint follows in on_epoch_end, after HF's best-metric update.
+            # A stop at an evaluation step: HF evaluates (at once, or at the epoch's end),
+            # then leaves its loop; the preemption checkpoint follows after HF's best-metric
+            # update (on_epoch_end, or on_train_end for an epoch-end evaluation).
             control.should_training_stop = True
             control.should_save = False
         elif self.lz.should_stop:
@@ -175,24 +220,42 @@ class LazarusCallback(TrainerCallback):
 
     @exits_permanent
     def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        metrics = {
-            k: float(v) for k, v in (kw.get("metrics") or {}).items() if isinstance(v, int | float)
-        }
+        # With several eval datasets (a dict) HF calls this once per dataset, each with its
+        # own `eval_<name>_*` keys: one evaluation is all of them, merged, as HF's best-metric
+        # check sees it.
+        self._round.update(kw.get("metrics") or {})
+        self._round_parts += 1
+        if self._round_parts < eval_parts(self.trainer):
+            return
+        results, self._round, self._round_parts = self._round, {}, 0
+        hf_missing(args, results)
+        metrics = {k: float(v) for k, v in results.items() if isinstance(v, int | float)}
         if self.lz.stop_pending:
             self._pending_eval = metrics
+            self._holder.log_len = len(state.log_history)  # the evaluation's log included
             return
         self.lz.report_eval(metrics)
 
     @exits_permanent
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._report_pending(state)
+        if self.lz.should_stop:
+            # Stopped (mid-epoch, or after this step's evaluation): HF's epoch-end evaluation
+            # (eval_strategy="epoch") would be one an uninterrupted run does not do here.
+            control.should_evaluate = False
+            control.should_save = False
+        elif self.lz.stop_pending:
+            control.should_save = False  # the evaluation still runs: the stop waits for it
 
     def _report_pending(self, state: Any) -> None:
         """The evaluation a stop waited for: report it, which stops with a checkpoint."""
         if self._pending_eval is not None:
             metrics, self._pending_eval = self._pending_eval, None
             self._holder.state = state
-            self.lz.report_eval(metrics)
+            try:
+                self.lz.report_eval(metrics)
+            finally:
+                self._holder.log_len = None
 
     @exits_permanent
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
