@@ -37,10 +37,13 @@ class Pending:
 
 
 class Outbox:
-    def __init__(self, post: Post, *, limit: int = 1000, max_age_s: float = 3600.0) -> None:
+    def __init__(
+        self, post: Post, *, limit: int = 10_000, max_age_s: float = 3600.0, parallel: int = 8
+    ) -> None:
         self._post = post
         self._queue: deque[Pending] = deque()
-        self.limit = limit
+        self.limit = limit  # a launch of 1,000 jobs queues about 3,000
+        self.parallel = parallel
         self.max_age_s = max_age_s
         self.dropped = 0
         # One flush at a time: two would post the same event and pop twice.
@@ -82,20 +85,40 @@ class Outbox:
                 self._waiting.set()
 
     async def flush(self) -> int:
-        """Post what waits, oldest first; stop at the first failure (the API is down)."""
+        """Post what waits, oldest first, up to `parallel` jobs' events at a time (one
+        event per job in flight: each job's events keep their order); stop at the
+        first failure (the API is down), the failed events first in line again."""
         async with self._flushing:
             self._trim()
             sent = 0
             while self._queue:
-                e = self._queue[0]
-                try:
-                    await self._post(e.job, e.type, e.reason, e.message, e.at)
-                except Exception as exc:  # any failure: keep it for the next try
-                    log.warning("posting events: %s; %d waiting", _one_line(exc), len(self._queue))
+                batch = self._head()
+                results = await asyncio.gather(
+                    *(self._post(e.job, e.type, e.reason, e.message, e.at) for e in batch),
+                    return_exceptions=True,
+                )
+                failed = [
+                    e for e, r in zip(batch, results, strict=True) if isinstance(r, Exception)
+                ]
+                self._queue.extendleft(reversed(failed))
+                sent += len(batch) - len(failed)
+                if failed:
+                    why = next(r for r in results if isinstance(r, Exception))
+                    log.warning("posting events: %s; %d waiting", _one_line(why), len(self._queue))
                     return sent
-                self._queue.popleft()
-                sent += 1
             return sent
+
+    def _head(self) -> list[Pending]:
+        """Take the queue's leading events while each is of a job not taken yet."""
+        batch: list[Pending] = []
+        jobs: set[str] = set()
+        while self._queue and len(batch) < self.parallel:
+            job = _name(self._queue[0].job)
+            if job in jobs:
+                break
+            jobs.add(job)
+            batch.append(self._queue.popleft())
+        return batch
 
     def _trim(self) -> None:
         cutoff = time.monotonic() - self.max_age_s

@@ -117,3 +117,33 @@ def test_the_sender_posts_what_is_queued_in_order_and_retries_while_the_api_is_a
 
     asyncio.run(scenario())
     assert [r for r, _ in api.posted] == ["RestartFailed", "Launched", "Running"]
+
+
+def test_several_jobs_events_post_at_once_each_jobs_in_order() -> None:
+    in_flight, most = 0, 0
+    posted: list[tuple[str, str]] = []
+
+    async def slow_post(
+        job: dict[str, Any], type_: str, reason: str, msg: str, at: datetime
+    ) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.02)
+        posted.append((job["metadata"]["name"], reason))
+        in_flight -= 1
+
+    box = Outbox(slow_post, parallel=4)
+    names = [f"j{i}" for i in range(6)]
+    jobs: list[dict[str, Any]] = [{**JOB, "metadata": {"name": n}} for n in names]
+
+    async def scenario() -> None:
+        for reason in ("RestartFailed", "Launched"):
+            for job in jobs:
+                box.queue(job, [("Normal", reason, "")])
+        assert await box.flush() == 12
+
+    asyncio.run(scenario())
+    assert most == 4
+    for name in names:
+        assert [r for n, r in posted if n == name] == ["RestartFailed", "Launched"]
