@@ -285,8 +285,10 @@ class Bench:
         run.accounting = account(run.attempts, run.elapsed)
         run.status = {k: st.get(k) for k in ("attempt", "restarts", "lostSteps", "lostSeconds")}
         run.status["history"] = [
-            {k: h.get(k) for k in ("attempt", "cause", "reason", "lostSteps", "lostEstimated")}
-            | {"resumedFromStep": (h.get("resumedFrom") or {}).get("step")}
+            {
+                k: h.get(k)
+                for k in ("attempt", "cause", "reason", "resumedFrom", "lostSteps", "lostEstimated")
+            }
             for h in st.get("history", [])
         ]
         finals = sorted(self.pods.glob(f"{NS}_{name}-a*-0/final.pt"))
@@ -447,9 +449,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--events", type=int, default=4, help="disruptions in the trace")
     ap.add_argument("--min-gap", type=int, default=25, help="steps an attempt runs, at least")
-    ap.add_argument("--max-gap", type=int, default=60, help="... at most, before it is hit")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--step-sleep", type=float, default=0.1)
+    ap.add_argument("--max-gap", type=int, default=55, help="... at most, before it is hit")
+    ap.add_argument("--steps", type=int, default=240)
+    ap.add_argument("--step-sleep", type=float, default=0.25)
     ap.add_argument("--save-every", type=int, default=50, help="steps, modes (a) and (b)")
     ap.add_argument("--d-model", type=int, default=32)
     ap.add_argument("--layers", type=int, default=1)
@@ -466,6 +468,7 @@ def main() -> None:
     print(f"seed {args.seed}: trace {[(e.kind, e.after_steps) for e in trace]}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="lazarus-goodput-"))
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    load_at_start = os.getloadavg()
     bench = Bench(args, work)
     try:
         baseline = [bench.run("lazarus", [], "undisturbed")]
@@ -492,6 +495,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "load_avg_at_start": load_at_start,
             "load_avg_at_end": os.getloadavg(),
         },
         "command": " ".join(sys.argv),
