@@ -90,6 +90,7 @@ NS = "goodput"
 class Run:
     mode: str
     job: str
+    started: float = 0.0  # monotonic, when the job was created
     elapsed: float = 0.0
     phase: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -259,7 +260,7 @@ class Bench:
         name = f"gp-{label}"
         run = Run(mode, name)
         clock = StepClock(self.pods, name)
-        t0 = time.monotonic()
+        t0 = run.started = time.monotonic()
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, self.body(mode, name)
         )
@@ -427,8 +428,16 @@ def report(runs: list[Run], baseline: list[Run]) -> tuple[list[str], dict[str, A
                     "accounting": asdict(r.accounting) if r.accounting else None,
                     "events": r.events,
                     "attempts": [
-                        {"attempt": a.number, "first_step": a.first_step, "steps": len(a.times)}
+                        {
+                            "attempt": a.number,
+                            "first_step": a.first_step,
+                            "steps": len(a.times),
+                            # seconds since the job was created: the first and last step seen
+                            "first_t": round(a.times[0] - r.started, 2),
+                            "last_t": round(a.times[-1] - r.started, 2),
+                        }
                         for a in r.attempts
+                        if a.times
                     ],
                     "status": r.status,
                     "step_s_p50": step_p50(r),
