@@ -73,6 +73,7 @@ from bench.goodput_trace import (  # noqa: E402
     AttemptSteps,
     Event,
     account,
+    lost_at_each_end,
     make_trace,
 )
 from lazarus_devstack.stack import Ports, Stack, apply_crds  # noqa: E402
@@ -101,6 +102,11 @@ class Run:
     bitwise_equal: bool | None = None
 
 
+def attempt_of(pod_dir: str) -> int:
+    """The attempt of a pod's directory, `<ns>_<job>-a<attempt>-<index>`."""
+    return int(pod_dir.rsplit("-a", 1)[1].split("-", maxsplit=1)[0])
+
+
 class StepClock:
     """Timestamps each loss-log line of a job's pods as it appears, by attempt."""
 
@@ -121,7 +127,7 @@ class StepClock:
     def poll(self) -> None:
         now = time.monotonic()
         for path in self.pods.glob(f"{NS}_{self.job}-a*-0/loss.jsonl"):
-            attempt = int(path.parent.name.rsplit("-a", 1)[1].split("-")[0])
+            attempt = attempt_of(path.parent.name)
             off = self._offsets.get(path, 0)
             with path.open("rb") as f:
                 f.seek(off)
@@ -292,8 +298,9 @@ class Bench:
             }
             for h in st.get("history", [])
         ]
-        finals = sorted(self.pods.glob(f"{NS}_{name}-a*-0/final.pt"))
-        run.final_params = str(finals[-1]) if finals else ""
+        finals = self.pods.glob(f"{NS}_{name}-a*-0/final.pt")
+        newest = max(finals, key=lambda p: attempt_of(p.parent.name), default=None)
+        run.final_params = str(newest) if newest else ""
         return run
 
     # --- disruptions --------------------------------------------------------------------
@@ -441,11 +448,19 @@ def report(runs: list[Run], baseline: list[Run]) -> tuple[list[str], dict[str, A
                     ],
                     "status": r.status,
                     "step_s_p50": step_p50(r),
+                    "lost_steps_per_event": lost_at_each_end(r.attempts),
+                    "restart_gaps_s": restart_gaps(r),
                 }
                 for r in group
             ],
         }
     return rows, out
+
+
+def restart_gaps(r: Run) -> list[float]:
+    """Per event: from the disruption to the next attempt's first step, seconds."""
+    firsts = [a.times[0] - r.started for a in r.attempts if a.times]
+    return [round(f - e["t"], 2) for e, f in zip(r.events, firsts[1:], strict=False)]
 
 
 def step_p50(r: Run) -> float | None:
@@ -494,6 +509,10 @@ def main() -> None:
         bench.close()
     rows, results = report(runs, baseline)
     print("\n".join(rows))
+    print("| mode | lost steps per event | restart gaps s |\n|---|---|---|")
+    for r in runs:
+        lost = ", ".join(map(str, lost_at_each_end(r.attempts)))
+        print(f"| {r.job} | {lost} | {', '.join(map(str, restart_gaps(r)))} |")
     goodput = {m: results[m]["goodput"]["median"] for m in MODES if m in results}
     ordered = goodput.get("lazarus", 0) > goodput.get("periodic", 0) > goodput.get("none", 0)
     bitwise = all(r.bitwise_equal for r in runs if r.mode == "lazarus")

@@ -5,6 +5,7 @@ No I/O, no clock: tests/bench/test_goodput_trace.py holds them to tables.
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from collections.abc import Sequence
@@ -80,6 +81,13 @@ def survival_thresholds(attempts: Sequence[AttemptSteps]) -> list[float]:
         if a.times:
             bound = min(bound, a.first_step - 1)
     return out[::-1]
+
+
+def lost_at_each_end(attempts: Sequence[AttemptSteps]) -> list[int]:
+    """Steps each attempt's end threw away: how far it got past the next one's resume step
+    (attempts that logged no step are skipped: nothing of theirs was lost)."""
+    ran = sorted((a for a in attempts if a.times), key=lambda a: a.number)
+    return [max(0, a.last_step - (b.first_step - 1)) for a, b in itertools.pairwise(ran)]
 
 
 def account(attempts: Sequence[AttemptSteps], elapsed: float) -> Accounting:

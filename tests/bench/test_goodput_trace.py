@@ -12,6 +12,7 @@ from bench.goodput_trace import (
     NOTICE_THEN_LOSS,
     AttemptSteps,
     account,
+    lost_at_each_end,
     make_trace,
     survival_thresholds,
 )
@@ -98,3 +99,16 @@ def test_survival_thresholds_are_the_lowest_later_resume_step() -> None:
 
 def test_kinds_are_the_four_the_local_loop_makes() -> None:
     assert KINDS == (EVICTION, CRASH, NODE_LOSS, NOTICE_THEN_LOSS)
+
+
+def test_lost_at_each_end_is_how_far_an_attempt_got_past_the_next_resume() -> None:
+    # SIGTERM save at 6; crash at 12 with a checkpoint at 10; an empty attempt; start over
+    attempts = [
+        steps(1, 1, 6),
+        steps(2, 7, 6),
+        steps(3, 11, 3),
+        AttemptSteps(4, 1, ()),
+        steps(5, 1, 20),
+    ]
+    assert lost_at_each_end(attempts) == [0, 2, 13]
+    assert lost_at_each_end([steps(1, 1, 5)]) == []
