@@ -78,3 +78,46 @@ def test_an_absent_eval_metric_warns_once(
         assert not lz.report_eval({"eval_loss": 1.0})
     warned = [m for r in caplog.records if "not among the evaluation" in (m := r.getMessage())]
     assert len(warned) == 1 and "eval_loss" in warned[0], warned
+
+
+@pytest.mark.parametrize(
+    ("raw", "handled"),
+    [(None, True), ("", True), ("1", True), ("true", True), ("0", False), ("off", False)],
+)
+def test_lazarus_handle_signals_env_decides_who_owns_sigterm(
+    raw: str | None, handled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LAZARUS_HANDLE_SIGNALS=0 leaves SIGTERM to Python's default (the process ends, no
+    preemption save: bench/goodput.py's periodic-only mode); unset or 1, Lazarus records it."""
+    import signal
+
+    monkeypatch.setenv("LAZARUS_CHECKPOINT_URI", str(tmp_path / "root"))
+    monkeypatch.setenv("LAZARUS_TERMINATION_LOG", str(tmp_path / "termination.json"))
+    monkeypatch.setenv("LAZARUS_ANNOTATIONS_FILE", str(tmp_path / "annotations"))
+    if raw is None:
+        monkeypatch.delenv("LAZARUS_HANDLE_SIGNALS", raising=False)
+    else:
+        monkeypatch.setenv("LAZARUS_HANDLE_SIGNALS", raw)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        cfg = LazarusConfig.from_env()
+        assert cfg.handle_signals is handled
+        lz = Lazarus(cfg)
+        installed = signal.getsignal(signal.SIGTERM)
+        assert (installed == lz.signal._handle) is handled, installed
+        assert (installed is signal.SIG_DFL) is not handled
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+def test_lazarus_handle_signals_env_refuses_a_non_boolean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lazarus_trainer.termination import PermanentError
+
+    monkeypatch.setenv("LAZARUS_CHECKPOINT_URI", str(tmp_path / "root"))
+    monkeypatch.setenv("LAZARUS_HANDLE_SIGNALS", "maybe")
+    with pytest.raises(PermanentError, match="LAZARUS_HANDLE_SIGNALS"):
+        LazarusConfig.from_env()

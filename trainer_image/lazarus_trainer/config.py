@@ -23,6 +23,12 @@ from lazarus_contract import (
 
 from .termination import PermanentError
 
+# Not set by the operator: the user's switch (docs/trainer.md). "0" leaves SIGTERM/SIGINT to
+# Python's default, so a stop ends the process at once with no preemption save: how a
+# trainer without Lazarus's handler behaves (a PyTorchJob running HF Trainer), for
+# comparisons such as bench/goodput.py.
+ENV_HANDLE_SIGNALS = "LAZARUS_HANDLE_SIGNALS"
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
@@ -30,6 +36,17 @@ def _env_int(name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         raise PermanentError(f"{name}={raw!r} is not an integer") from None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise PermanentError(f"{name}={raw!r} is not a boolean (1/0, true/false)")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -83,6 +100,7 @@ class LazarusConfig:
             eval_mode=os.environ.get(ENV_EVAL_MODE, "") or "min",
             keep_latest=_env_int(ENV_KEEP_LATEST, 0),
             keep_best=_env_int(ENV_KEEP_BEST, 0),
+            handle_signals=_env_bool(ENV_HANDLE_SIGNALS, True),
         )
         for key, value in overrides.items():
             if value is None:
