@@ -59,7 +59,9 @@ NS = "bench"
 # controllers' event recorders; the operator only ever POSTs its events).
 # apiserver_request_total has no client label, so this is by elimination: what
 # remains may still hold a little of the controllers' own traffic.
-NOT_OPERATOR = {"leases", "nodes/status"}
+# The operator posts core v1 Events only; the scheduler records each binding through
+# events.k8s.io (1,200 of them for a 300-job launch, drained at its own pace).
+NOT_OPERATOR = {"leases", "nodes/status", "events.k8s.io/events"}
 NOT_OPERATOR_VERBS = {("PATCH", "events"), ("PATCH", "nodes"), ("PUT", "nodes")}
 # kwok's stages: a managed node turns Ready once; a bound pod turns Running once;
 # a deleted pod goes away at once (a kubelet confirming a graceful deletion).
@@ -141,6 +143,8 @@ def api_requests(api: client.ApiClient) -> Counter[tuple[str, str]]:
         res = labels.get("resource", "")
         if labels.get("subresource"):
             res += "/" + labels["subresource"]
+        if res == "events" and labels.get("group"):
+            res = f"{labels['group']}/events"  # events.k8s.io: the scheduler's, not ours
         out[(labels.get("verb", ""), res)] += int(float(m.group("value")))
     return out
 
@@ -157,6 +161,21 @@ def operator_traffic(
             if res not in NOT_OPERATOR and (verb, res) not in NOT_OPERATOR_VERBS
         }
     )
+
+
+def events_since(core: client.CoreV1Api, since: float) -> Counter[str]:
+    """Core Events created in the namespace since `since` (epoch seconds), by the
+    component that reported them: whose the POSTs at rest are (the request metric
+    cannot say)."""
+    got = json.loads(core.list_namespaced_event(NS, _preload_content=False).data)
+    out: Counter[str] = Counter()
+    for e in got.get("items") or []:
+        created = e["metadata"].get("creationTimestamp") or ""
+        when = time.mktime(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        if when >= since - 1:
+            source = e.get("reportingComponent") or (e.get("source") or {}).get("component")
+            out[f"{source or '?'} {e.get('reason')}"] += 1
+    return out
 
 
 class ProcWatch:
@@ -441,10 +460,11 @@ def main() -> None:
         print(f"all Running in {all_running_s:.1f} s", flush=True)
 
         time.sleep(10)  # let the launch settle before measuring rest
-        before, t0 = api_requests(api), time.monotonic()
+        before, t0, rest_from = api_requests(api), time.monotonic(), time.time()
         time.sleep(args.rest)
         rest = operator_traffic(before, api_requests(api))
         at_rest = rest.total() / (time.monotonic() - t0)
+        rest_events = events_since(core, rest_from)
         rest_rss_kb = watch.rss_kb()
 
         before_churn = api_requests(api)
@@ -465,6 +485,7 @@ def main() -> None:
             "operator_cpu_s": round(watch.cpu_s(), 1),
             "api_requests_per_s_at_rest": round(at_rest, 2),
             "api_requests_at_rest_by_kind": dict(rest.most_common(8)),
+            "events_created_at_rest_by_source": dict(rest_events.most_common(8)),
             "failures": hit,
             "api_requests_per_restart": round(churn_requests / max(1, hit), 1),
             "replacement_p50_s": round(statistics.median(lat), 3) if lat else None,

@@ -89,6 +89,8 @@ def test_a_quiet_resync_makes_no_api_request(
     }
     assert cycles >= 3 * len(names), "the resync ran every job's cycle"
     assert calls == {}, "a resync reads pods, nodes, the Secret and the job from the watches"
+    posts = requests_between(before, after).get(("POST", "events"), 0)
+    assert posts == 0, "nothing happened: no event (the operator posts core v1 Events)"
 
 
 def test_a_relaunch_posts_its_pods_once_and_not_the_service(
