@@ -84,7 +84,7 @@ class Reconciler:
         self.jobs: dict[tuple[str, str], _JobState] = {}
         self.bodies = Bodies()  # TrainingJobs as the watch and our own writes left them
         self.watched: Watched | None = None  # attached at startup (handlers.startup)
-        self.outbox = Outbox(kube.event)  # events survive API outages
+        self.outbox = Outbox(kube.event, retryable=api_unavailable)  # survive API outages
         self.storage_lane = storage_lane()  # storage calls: threads of their own
 
     async def resync_forever(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:

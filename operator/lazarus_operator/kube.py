@@ -205,9 +205,16 @@ class Kube:
             "reportingComponent": "lazarus.dev/operator",
             "reportingInstance": "lazarus-operator",
         }
-        await self._maybe(
-            self.core.create_namespaced_event, meta["namespace"], body, ok=(403, 404, 409)
-        )
+        try:
+            await self._maybe(
+                self.core.create_namespaced_event, meta["namespace"], body, ok=(404, 409)
+            )
+        except client.ApiException as err:
+            # A namespace being deleted takes no new events, and needs none; any other
+            # refusal (RBAC) is the outbox's to report.
+            if err.status == 403 and "being terminated" in _api_message(err):
+                return
+            raise
 
     async def ensure_peering(self, name: str, namespaces: list[str]) -> None:
         """Create the kopf peering object(s) so replicas can see each other."""

@@ -38,9 +38,18 @@ class Pending:
 
 class Outbox:
     def __init__(
-        self, post: Post, *, limit: int = 10_000, max_age_s: float = 3600.0, parallel: int = 8
+        self,
+        post: Post,
+        *,
+        limit: int = 10_000,
+        max_age_s: float = 3600.0,
+        parallel: int = 8,
+        retryable: Callable[[Exception], bool] = lambda _: True,
     ) -> None:
         self._post = post
+        # Whether a failed post may succeed later (the API away); one that cannot (the
+        # API refused that event) is dropped, or it would hold back every event after it.
+        self._retryable = retryable
         self._queue: deque[Pending] = deque()
         self.limit = limit  # a launch of 1,000 jobs queues about 3,000
         self.parallel = parallel
@@ -97,13 +106,19 @@ class Outbox:
                     *(self._post(e.job, e.type, e.reason, e.message, e.at) for e in batch),
                     return_exceptions=True,
                 )
-                failed = [
-                    e for e, r in zip(batch, results, strict=True) if isinstance(r, Exception)
-                ]
+                failed: list[Pending] = []
+                why: Exception | None = None
+                for e, r in zip(batch, results, strict=True):
+                    if not isinstance(r, Exception):
+                        sent += 1
+                    elif self._retryable(r):
+                        failed.append(e)
+                        why = r
+                    else:
+                        self.dropped += 1
+                        log.error("event %s for %s refused: %s", e.reason, _name(e.job), r)
                 self._queue.extendleft(reversed(failed))
-                sent += len(batch) - len(failed)
-                if failed:
-                    why = next(r for r in results if isinstance(r, Exception))
+                if why is not None:
                     log.warning("posting events: %s; %d waiting", _one_line(why), len(self._queue))
                     return sent
             return sent

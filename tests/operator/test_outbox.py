@@ -147,3 +147,21 @@ def test_several_jobs_events_post_at_once_each_jobs_in_order() -> None:
     assert most == 4
     for name in names:
         assert [r for n, r in posted if n == name] == ["RestartFailed", "Launched"]
+
+
+def test_an_event_the_api_refuses_is_dropped_and_holds_back_no_other() -> None:
+    posted: list[str] = []
+
+    async def post(job: dict[str, Any], type_: str, reason: str, msg: str, at: datetime) -> None:
+        if reason == "Bad":
+            raise ValueError("422: the API refused this event")
+        posted.append(reason)
+
+    box = Outbox(post, retryable=lambda exc: not isinstance(exc, ValueError))
+
+    async def scenario() -> None:
+        box.queue(JOB, [("Normal", "Bad", ""), ("Normal", "Launched", "")])
+        assert await box.flush() == 1
+
+    asyncio.run(scenario())
+    assert posted == ["Launched"] and len(box) == 0 and box.dropped == 1

@@ -34,6 +34,15 @@ def trainer_env(s3: Any, root: str, tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def attempt_env(s3: Any, root: str, tmp: Path, attempt: int, **extra: str) -> dict[str, str]:
+    """`trainer_env` for attempt N of a job as the operator launches it: the first
+    starts fresh, every later one resumes from the newest valid checkpoint."""
+    resume = "auto" if attempt > 1 else ""
+    return trainer_env(
+        s3, root, tmp, LAZARUS_ATTEMPT=str(attempt), LAZARUS_RESUME_FROM=resume, **extra
+    )
+
+
 def torchrun(nproc: int, *target: str) -> list[str]:
     """`torch.distributed.run` of `target` with a free rendezvous port (c10d, loopback)."""
     return [

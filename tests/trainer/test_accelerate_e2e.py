@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .harness import losses, same_params, termination, trainer_env
+from .harness import attempt_env, losses, same_params, termination, trainer_env
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +41,11 @@ def test_prepared_shuffled_dataloader_resumes_bitwise(s3: Any, bucket: str, tmp_
     # epoch's batches and goes on with the next epoch's order).
     log = tmp_path / "int.jsonl"
     for attempt, stop in enumerate([13, 20, 0], start=1):
-        env = trainer_env(
+        env = attempt_env(
             s3,
             f"s3://{bucket}/int",
             tmp_path,
-            LAZARUS_ATTEMPT=str(attempt),
-            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            attempt,
         )
         p = _run(env, log, stop, tmp_path / "b.pt")
         assert p.returncode == (75 if stop else 0), p.stderr[-3000:]

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from .harness import evals, losses, run, same_params, store_for, termination, trainer_env
+from .harness import (
+    attempt_env,
+    evals,
+    losses,
+    run,
+    same_params,
+    store_for,
+    termination,
+    trainer_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +40,11 @@ def test_sigterm_on_the_best_evaluation_keeps_it_and_resumes_bitwise(
 
     root, log = f"s3://{bucket}/int", tmp_path / "int.jsonl"
     for attempt, stop in enumerate([10, 0], start=1):
-        env = trainer_env(
+        env = attempt_env(
             s3,
             root,
             tmp_path,
-            LAZARUS_ATTEMPT=str(attempt),
-            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            attempt,
             LAZARUS_TEST_SIGTERM_AT_STEP=str(stop),
             **EVAL,
         )

@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from .harness import evals, losses, same_params, store_for, termination, torchrun, trainer_env
+from .harness import (
+    attempt_env,
+    evals,
+    losses,
+    same_params,
+    store_for,
+    termination,
+    torchrun,
+    trainer_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +39,11 @@ def test_fsdp2_sigterm_resume_is_bitwise(s3: Any, bucket: str, tmp_path: Path) -
 
     log = tmp_path / "int.jsonl"
     for attempt, stop in enumerate([8, 0], start=1):
-        env = trainer_env(
+        env = attempt_env(
             s3,
             f"s3://{bucket}/int",
             tmp_path,
-            LAZARUS_ATTEMPT=str(attempt),
-            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            attempt,
         )
         p = _run(env, log, stop, tmp_path / "b.pt")
         if stop:
@@ -80,12 +88,11 @@ def test_fsdp2_load_best_restores_the_best_dcp_checkpoint(
     # resumed run's load_best loads it.
     log, root = tmp_path / "int.jsonl", f"s3://{bucket}/int"
     for attempt, stop in enumerate([4, 0], start=1):
-        env = trainer_env(
+        env = attempt_env(
             s3,
             root,
             tmp_path,
-            LAZARUS_ATTEMPT=str(attempt),
-            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            attempt,
             **BEST,
         )
         p = _run(env, log, stop, tmp_path / "b.pt")

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .harness import same_params, store_for, termination, trainer_env, wait_for
+from .harness import attempt_env, same_params, store_for, termination, trainer_env, wait_for
 from .proxy import Proxy
 
 pytestmark = pytest.mark.e2e
@@ -116,12 +116,11 @@ def test_hf_sigterms_on_evaluation_steps_resume_bitwise_and_keep_the_best(
     log, root = tmp_path / "int.jsonl", f"s3://{bucket}/int"
     store = store_for(s3, root)
     for attempt, stop in enumerate([5, 10, 0], start=1):
-        env = trainer_env(
+        env = attempt_env(
             s3,
             root,
             tmp_path,
-            LAZARUS_ATTEMPT=str(attempt),
-            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            attempt,
             **FIDELITY,
         )
         assert _run(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
@@ -164,12 +163,11 @@ def test_hf_sigterms_at_epoch_end_evaluations_resume_bitwise_and_keep_the_best(
     log, root = tmp_path / "int.jsonl", f"s3://{bucket}/int"
     store = store_for(s3, root)
     for attempt, stop in enumerate([4, 10, 16, 0], start=1):
-        env = trainer_env(
+        env = attempt_env(
             s3,
             root,
             tmp_path,
-            LAZARUS_ATTEMPT=str(attempt),
-            LAZARUS_RESUME_FROM="auto" if attempt > 1 else "",
+            attempt,
             **EPOCHS,
         )
         assert _run(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
