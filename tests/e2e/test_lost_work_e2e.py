@@ -218,11 +218,12 @@ def test_a_sigterm_save_that_fails_books_the_steps_it_lost(
 def test_a_crash_between_checkpoints_books_its_progress_signal(
     cluster: ControlPlane, env: dict[str, Any]
 ) -> None:
-    status = create_job(cluster, env, "crash")
-    checkpointed(status, 40)
-    # Kill once the progress signal is past the trainer's last commit: saves come
-    # every ~1 s and the signal at most once a second, so a fixed sleep can land
-    # right after a commit that the signal has not yet outrun.
+    # Saves every 100 steps (~5 s) and a signal written at most once a second (~20
+    # steps): a kill the moment the signal is 3 steps past the last commit lands well
+    # before the next one. (Saves every ~1 s raced it: a commit the stale signal had
+    # not yet seen became the resume point, and the booking rightly found 0 lost.)
+    status = create_job(cluster, env, "crash", save_every=100)
+    checkpointed(status, 100)
     signal_past_checkpoint(env, "crash-a1-0")
     os.killpg(env["node"].pid("crash-a1-0"), signal.SIGKILL)  # as the OOM killer does
     st = relaunched(status)
