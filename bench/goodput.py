@@ -344,16 +344,8 @@ class Bench:
 
     def lose(self, node: Node) -> None:
         node.lose()  # SIGKILLs its pods; no heartbeat from now on
+        node.report_unknown(self.core)
         now = datetime.now(UTC).isoformat()
-        # What the node-lifecycle controller writes (off in this stack).
-        cond = {
-            "type": "Ready",
-            "status": "Unknown",
-            "reason": "NodeStatusUnknown",
-            "lastHeartbeatTime": now,
-            "lastTransitionTime": now,
-        }
-        self.core.patch_node_status(node.name, {"status": {"conditions": [cond]}})
         got = self.core.read_node(node.name).spec.taints or []
         kept = [{"key": t.key, "effect": t.effect} for t in got]
         unreachable = [

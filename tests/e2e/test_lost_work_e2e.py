@@ -51,6 +51,19 @@ class Node:
         self.kubelet.shutdown()  # SIGKILLs its pods' processes
         self.kubelet = None
 
+    def report_unknown(self, core: client.CoreV1Api) -> None:
+        """What the node-lifecycle controller (off in this stack) writes for a node that
+        stopped heartbeating: Ready=Unknown, as of now (about when training stopped)."""
+        now = datetime.now(UTC).isoformat()
+        cond = {
+            "type": "Ready",
+            "status": "Unknown",
+            "reason": "NodeStatusUnknown",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        core.patch_node_status(self.name, {"status": {"conditions": [cond]}})
+
     def pid(self, pod: str) -> int:
         assert self.kubelet is not None
         return next(r.proc.pid for r in self.kubelet.running.values() if r.pod == pod)
@@ -245,17 +258,7 @@ def test_a_lost_node_books_an_estimate_marked_as_such(
     time.sleep(2.5)
     node: Node = env["node"]
     node.lose()
-    # What the node-lifecycle controller writes (off in this stack): Unknown, keeping
-    # the kubelet's last heartbeat, which is about when training stopped.
-    now = datetime.now(UTC).isoformat()
-    cond = {
-        "type": "Ready",
-        "status": "Unknown",
-        "reason": "NodeStatusUnknown",
-        "lastHeartbeatTime": now,
-        "lastTransitionTime": now,
-    }
-    env["core"].patch_node_status(node.name, {"status": {"conditions": [cond]}})
+    node.report_unknown(env["core"])
     st = relaunched(status)
     # The node comes back (or is replaced). Until it is Ready, attempts pinned to it
     # are lost at once too, losing nothing: the booking that counts is attempt 1's.
