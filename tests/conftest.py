@@ -89,6 +89,16 @@ class S3Server:
             **kw,
         )
 
+    def committed_step(self, uri: str) -> int | None:
+        """The step of the newest valid checkpoint under `uri`, read from the store itself.
+
+        Tests that disrupt a job "after its first checkpoint" wait on this, not on the
+        job's status: the operator books a checkpoint only on its next refresh (the
+        resync, 10 s), by which time a short run may have finished its training."""
+        with self.open_store(uri) as store:
+            chosen = store.latest_valid().chosen
+            return None if chosen is None else int(chosen.step)
+
     def env(self) -> dict[str, str]:
         """What a client subprocess (operator, trainer, boto3) needs to reach this server."""
         info = S3Info(self.endpoint_url, "", self.access_key, self.secret_key, self.region)

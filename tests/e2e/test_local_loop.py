@@ -117,7 +117,8 @@ def test_eviction_is_survived_with_no_lost_steps(
             )
             return dict(got.get("status") or {})
 
-        wait_for(lambda: (status().get("latestCheckpoint") or {}).get("step"), 180, "a checkpoint")
+        uri = f"s3://{bucket}/loop"
+        wait_for(lambda: s3.committed_step(uri) is not None, 180, "a checkpoint")
         pod = "loop-a1-0"
         core.create_namespaced_pod_eviction(
             pod, namespace, client.V1Eviction(metadata=client.V1ObjectMeta(name=pod))

@@ -38,7 +38,8 @@ def test_eviction_resumes_from_the_sigterm_checkpoint(
     template = trainer_template(["--steps", str(STEPS), "--step-sleep", "0.1"])
     job.create(job_body("loop", bucket_on_node, real_node, template))
     try:
-        wait_for(lambda: (job.status().get("latestCheckpoint") or {}).get("step"), 240, "a ckpt")
+        uri = f"s3://{bucket_on_node}/loop"
+        wait_for(lambda: real_node.s3.committed_step(uri) is not None, 240, "a checkpoint")
         pod = "loop-a1-0"
         job.core.create_namespaced_pod_eviction(
             pod, node_namespace, client.V1Eviction(metadata=client.V1ObjectMeta(name=pod))

@@ -34,13 +34,14 @@ def _gang_template(args: list[str], out: Path) -> dict[str, Any]:
     return template
 
 
-def _run(job: Job, body: dict[str, Any], evict: bool, timeout: float) -> dict[str, Any]:
+def _run(
+    real_node: RealNode, job: Job, body: dict[str, Any], evict: bool, timeout: float
+) -> dict[str, Any]:
     job.create(body)
     try:
         if evict:
-            wait_for(
-                lambda: (job.status().get("latestCheckpoint") or {}).get("step"), 300, "a ckpt"
-            )
+            uri = body["spec"]["checkpoint"]["uri"]
+            wait_for(lambda: real_node.s3.committed_step(uri) is not None, 300, "a checkpoint")
             pod = f"{job.name}-a1-1"  # not the master: the whole gang must still stop and save
             job.core.create_namespaced_pod_eviction(
                 pod, job.ns, client.V1Eviction(metadata=client.V1ObjectMeta(name=pod))
@@ -63,7 +64,7 @@ def test_two_replica_gang_evicted_matches_an_uninterrupted_run(
     for name, evict in (("ref", False), ("gang", True)):
         args = [*common, "--final-params", str(tmp_path / f"{name}.pt")]
         body = job_body(name, bucket_on_node, real_node, _gang_template(args, tmp_path), replicas=2)
-        results[name] = _run(Job(real_node, node_namespace, name), body, evict, 400)
+        results[name] = _run(real_node, Job(real_node, node_namespace, name), body, evict, 400)
 
     ref, st = results["ref"], results["gang"]
     assert ref["phase"] == "Succeeded" and ref["attempt"] == 1, ref
