@@ -34,6 +34,13 @@ def trainer_env(s3: Any, root: str, tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+class NoS3:
+    """The `s3` of `trainer_env` for a filesystem root: it needs no S3 settings."""
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+
 def attempt_env(s3: Any, root: str, tmp: Path, attempt: int, **extra: str) -> dict[str, str]:
     """`trainer_env` for attempt N of a job as the operator launches it: the first
     starts fresh, every later one resumes from the newest valid checkpoint."""

@@ -11,7 +11,17 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .harness import attempt_env, same_params, store_for, termination, trainer_env, wait_for
+from lazarus_store import JobIdentity, open_store
+
+from .harness import (
+    NoS3,
+    attempt_env,
+    same_params,
+    store_for,
+    termination,
+    trainer_env,
+    wait_for,
+)
 from .proxy import Proxy
 
 pytestmark = pytest.mark.e2e
@@ -257,3 +267,40 @@ def test_hf_run_that_cannot_commit_fails_loudly(s3: Any, bucket: str, tmp_path: 
     assert proc.returncode == 1, err[-3000:]
     term = termination(tmp_path)
     assert term["outcome"] == "error" and "final save failed" in term["message"], term
+
+
+OWNER = {"LAZARUS_JOB_NAMESPACE": "team-a", "LAZARUS_JOB_NAME": "hf", "LAZARUS_JOB_UID": "uid-a"}
+
+
+def test_hf_on_a_filesystem_root_fences_its_attempts_and_never_restarts_silently(
+    tmp_path: Path,
+) -> None:
+    """Under the operator a filesystem root is fenced by the trainer (contract section 8):
+    an HF run records its attempts like any other. And a resume whose every checkpoint
+    fails validation is refused (78), never a silent fresh start that throws the work away."""
+    root = tmp_path / "pvc" / "ckpt"
+    root.parent.mkdir()  # the mounted volume
+    log = tmp_path / "int.jsonl"
+    store = open_store(str(root))
+    ident = JobIdentity("hf", "team-a", "uid-a")
+    for attempt, stop in [(1, 8), (2, 0)]:
+        env = attempt_env(NoS3(), str(root), tmp_path, attempt, **OWNER)
+        assert _run(env, tmp_path, log, stop, "b.pt") == (75 if stop else 0)
+    assert [(r.attempt, r.resume_step, r.job) for r in store.attempts()] == [
+        (1, -1, ident),
+        (2, 8, ident),
+    ]
+
+    committed = [c.name for c in store.list_checkpoints() if c.committed]
+    assert committed, "the test's premise: checkpoints to corrupt"
+    for name in committed:  # same size: only the checksum can tell
+        for f in (root / name / "trainer").glob("common.*"):
+            data = bytearray(f.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            f.write_bytes(bytes(data))
+    env = attempt_env(NoS3(), str(root), tmp_path, 3, **OWNER)
+    p = _proc(env, tmp_path, tmp_path / "again.jsonl", 0, "c.pt")
+    assert p.returncode == 78, p.stderr[-3000:]
+    term = termination(tmp_path)
+    assert "no loadable checkpoint" in term["message"], term
+    assert not (tmp_path / "again.jsonl").exists()  # not one step trained from scratch

@@ -11,7 +11,7 @@ import pytest
 
 from lazarus_store import JobIdentity, open_store
 
-from .harness import run, store_for, trainer_env
+from .harness import NoS3, run, store_for, trainer_env
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +72,4 @@ def test_a_filesystem_root_is_fenced_by_the_trainer_and_survives_a_recreated_job
 
 
 def trainer_env_fs(root: Path, tmp: Path, **extra: str) -> dict[str, str]:
-    env = trainer_env(_NoS3(), str(root), tmp, **extra)
-    return env
-
-
-class _NoS3:
-    """A filesystem root needs no S3 settings."""
-
-    def env(self) -> dict[str, str]:
-        return {}
+    return trainer_env(NoS3(), str(root), tmp, **extra)

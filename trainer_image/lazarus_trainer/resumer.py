@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,12 +63,17 @@ class Resumer:
         self.registry = ctx.registry
         self.run = ctx.run
 
-    def resume(self) -> str | None:
-        """Restore everything from the configured pointer; returns the checkpoint used."""
+    def resume(self, load: Callable[[str], bool] | None = None) -> str | None:
+        """Restore everything from the configured pointer; returns the checkpoint used.
+
+        `load` tries one candidate (False: it failed validation and was quarantined, so
+        the next older one is tried); by default the registered objects are restored
+        (`_try_load`). The HF adapter passes its own and shares the rest: the candidates,
+        the fall-back, the refusal when none loads, and the attempt's fence record."""
         t0 = time.monotonic()
         if not self.config.resume_from:
             self.refuse_used_root()
-        name = self._resume()
+        name = self._resume(load or self._try_load)
         self.run.resume_seconds = time.monotonic() - t0 if name else None
         if self.dist.is_main:
             self.storage.record_start(name, self.run.progress.step if name else -1)
@@ -138,12 +144,12 @@ class Resumer:
         self.check_manifest(name, explicit=True)
         return [name] + [n for n in valid if n < name]
 
-    def _resume(self) -> str | None:
+    def _resume(self, load: Callable[[str], bool]) -> str | None:
         candidates = self.candidates()
         if not candidates:
             return None
         for name in candidates:
-            if self._try_load(name):
+            if load(name):
                 return name
         raise PermanentError(
             f"no loadable checkpoint among {candidates[:5]}: all failed validation"
@@ -186,11 +192,11 @@ class Resumer:
         read = self._read(name)
         loaded: dict[str, Any] | None = None
         try:
-            if not self._agree(name, read.error):
+            if not self.agree(name, read.error):
                 return False
             if read.reader is not None:
                 loaded, error = self._load_sharded(read.reader)
-                if not self._agree(name, error):
+                if not self.agree(name, error):
                     return False
             assert read.checked is not None and read.common is not None  # every rank read it
             if read.engine is not None:
@@ -299,7 +305,7 @@ class Resumer:
         run.resumed_from = checked.name
         log.info("resumed from %s at step %d", checked.name, run.progress.step)
 
-    def _agree(self, name: str, error: str | None) -> bool:
+    def agree(self, name: str, error: str | None) -> bool:
         """All ranks accept the checkpoint, or it is quarantined and an older one is tried."""
         if self.dist.all_ok(error is None):
             return True

@@ -143,22 +143,26 @@ class LazarusCallback(TrainerCallback):
     @exits_permanent
     def resume_checkpoint(self) -> str | None:
         """A local HF checkpoint directory built from the Lazarus checkpoint to resume, or None."""
-        lz = self.lz
-        if not lz.config.resume_from:
-            lz.resumer.refuse_used_root()
-        for name in lz.resumer.candidates():
+        lz, built = self.lz, []
+
+        def load(name: str) -> bool:
+            common: dict[str, Any] = {}
+            rank: dict[str, Any] = {}
+            error = None
             try:
                 fmt = lz.resumer.check_manifest(name, explicit=False).extra.format
                 ours, mine = common_object(fmt), rank_object(lz.dist.rank, fmt)
                 common = deserialize(lz.storage.read_bytes(name, ours), ours, fmt)
                 rank = deserialize(lz.storage.read_bytes(name, mine), mine, fmt)
             except (InvalidCheckpoint, CheckpointNotFound) as exc:
-                log.error("checkpoint %s failed validation (%s); trying an older one", name, exc)
-                if lz.dist.is_main:
-                    lz.storage.quarantine(name, f"trainer validation: {exc}")
-                continue
-            return self._materialize(name, common, rank)
-        return None
+                error = str(exc)
+            # Every rank resumes the same checkpoint: one rank's bad file rules it out for all.
+            if not lz.resumer.agree(name, error):
+                return False
+            built.append(self._materialize(name, common, rank))
+            return True
+
+        return built[0] if lz.resumer.resume(load) else None
 
     def _materialize(self, name: str, common: dict[str, Any], rank: dict[str, Any]) -> str:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"lazarus-{name}-")
