@@ -102,6 +102,7 @@ def main() -> None:
         "--node-losses", type=int, default=10, help="then: nodes made NotReady, one at a time"
     )
     ap.add_argument("--node-loss-timeout", type=int, default=5, help="nodeLossTimeoutSeconds")
+    ap.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = ap.parse_args()
 
     run_dir = Path(tempfile.mkdtemp(prefix="lazarus-bench-"))
@@ -248,6 +249,8 @@ def main() -> None:
         }
         result["node_loss"] = node_loss
         print(json.dumps(result, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
         print("target p99 < 2 s:", "met" if result["p99_s"] < 2 else "MISSED")
         if node_loss.get("relaunches"):
             bound = args.node_loss_timeout + 10
