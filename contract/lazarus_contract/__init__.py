@@ -47,6 +47,9 @@ OUTCOME_PERMANENT: Final = "permanent-error"
 OUTCOME_ERROR: Final = "error"
 OUTCOME_RUNNING: Final = "running"  # the progress signal, rewritten while training
 
+# --- the trainer's timings in a manifest (section 4a) -----------------------------
+TIMINGS_STEPS_PER_SECOND: Final = "stepsPerSecond"  # the attempt's pace, for estimates
+
 # --- checkpoint-now (section 5) -------------------------------------------------
 ANNOTATION_CHECKPOINT_NOW: Final = "lazarus.dev/checkpoint-now"
 

@@ -1,7 +1,14 @@
 """Recording the checkpoint store's answer in status: the StorageReady condition, the
-latest checkpoint and, from two checkpoints of the running attempt, its step rate."""
+latest checkpoint and the job's step rate (the trainer's, or from two checkpoints of the
+running attempt)."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from lazarus_contract import TIMINGS_STEPS_PER_SECOND
 
 from . import status as s
 from .classify import parse_time
@@ -33,10 +40,25 @@ def apply_selection(f: Facts, d: Decision) -> None:
     st.latest_checkpoint = LatestCheckpoint(
         ck.name, ck.uri, ck.step, ck.attempt, ck.created or None
     )
-    if prev.attempt == ck.attempt == st.attempt and ck.name != prev.name:
+    if (pace := trainer_pace(ck.extra)) is not None:
+        # The trainer's own measure, from its first step on (contract section 4a): what
+        # a node loss is estimated from, known from an attempt's first checkpoint on.
+        st.step_rate = round(pace, 6)
+    elif prev.attempt == ck.attempt == st.attempt and ck.name != prev.name:
         # Two checkpoints of the running attempt: its step rate, for estimating
         # what a node loss (which reports nothing) costs.
         prev_step = prev.step if prev.step is not None else -1
         rate = step_rate(prev_step, parse_time(prev.time), ck.step, parse_time(ck.created))
         if rate is not None:
             st.step_rate = round(rate, 6)
+
+
+def trainer_pace(extra: Mapping[str, Any]) -> float | None:
+    """Steps per second the trainer recorded with the checkpoint, if it did (a positive,
+    finite number; older trainers record none)."""
+    trainer = extra.get("lazarusTrainer")
+    timings = trainer.get("timings") if isinstance(trainer, Mapping) else None
+    pace = timings.get(TIMINGS_STEPS_PER_SECOND) if isinstance(timings, Mapping) else None
+    if isinstance(pace, bool) or not isinstance(pace, int | float):
+        return None
+    return float(pace) if 0 < pace < math.inf else None

@@ -11,6 +11,7 @@ import pytest
 from tests.trainer.harness import run, store_for, trainer_env
 
 pytestmark = pytest.mark.e2e
+SLEEP = 0.05  # seconds each reference-trainer step sleeps, at least
 
 
 def test_manifests_carry_save_and_resume_timings(s3: Any, bucket: str, tmp_path: Path) -> None:
@@ -19,7 +20,8 @@ def test_manifests_carry_save_and_resume_timings(s3: Any, bucket: str, tmp_path:
         env = trainer_env(
             s3, root, tmp_path, LAZARUS_ATTEMPT=str(attempt), LAZARUS_RESUME_FROM="auto"
         )
-        p = run(["--steps", str(steps), "--save-every-steps", "2"], env)
+        args = ["--steps", str(steps), "--save-every-steps", "2", "--step-sleep", str(SLEEP)]
+        p = run(args, env)
         assert p.returncode == 0, p.stderr[-3000:]
     store = store_for(s3, root)
     seen = {}
@@ -32,5 +34,7 @@ def test_manifests_carry_save_and_resume_timings(s3: Any, bucket: str, tmp_path:
         assert 0 <= t["stallSeconds"] <= t["saveSeconds"] <= t["durableSeconds"] + 1e-6
         # a resumed attempt says how long its load took; a fresh one has nothing to say
         assert ("resumeSeconds" in t) == (info.manifest.attempt == 2)
+        # the attempt's pace since its first step: no faster than its steps' sleep allows
+        assert 0 < t["stepsPerSecond"] <= 1 / SLEEP, t
     assert sorted(seen) == [2, 4, 6, 8]
     assert seen[6]["resumeSeconds"] > 0

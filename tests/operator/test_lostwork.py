@@ -76,9 +76,13 @@ def test_step_rate(a: tuple[int, float], b: tuple[int, float], want: float | Non
     assert step_rate(a[0], at(a[1]), b[0], at(b[1])) == want
 
 
-def ck(step: int, attempt: int = 1, created: datetime | None = None) -> Checkpoint:
+def ck(
+    step: int, attempt: int = 1, created: datetime | None = None, pace: Any = None
+) -> Checkpoint:
     name = f"step-{step:012d}-a{attempt:04d}"
-    return Checkpoint(name, step, attempt, f"s3://b/job/{name}", iso(created) if created else None)
+    extra = {} if pace is None else {"lazarusTrainer": {"timings": {"stepsPerSecond": pace}}}
+    uri, when = f"s3://b/job/{name}", iso(created) if created else None
+    return Checkpoint(name, step, attempt, uri, when, extra=extra)
 
 
 def cycle(
@@ -192,6 +196,59 @@ def test_two_checkpoints_of_the_running_attempt_give_its_step_rate() -> None:
         )
     )
     assert d.status["stepRate"] == pytest.approx(2.0)  # 100 steps in 50 s
+
+
+@pytest.mark.parametrize(
+    ("pace", "want"),
+    [
+        (3.5, 3.5),  # the trainer's own pace wins over the two checkpoints' 2.0
+        (None, 2.0),  # an older trainer records none: the checkpoints' rate
+        (0, 2.0),  # nonsense is ignored
+        (-1.0, 2.0),
+        ("fast", 2.0),
+        (True, 2.0),
+        (float("inf"), 2.0),
+    ],
+)
+def test_the_trainers_recorded_pace_is_the_step_rate(pace: Any, want: float) -> None:
+    pods = [pod("job-a1-0"), pod("job-a1-1", node_name="n2")]
+    f = Facts(
+        JOB,
+        parse_spec(job_spec()),
+        running_status(),
+        pods,
+        {"n1": node("n1"), "n2": node("n2")},
+        at(400),
+        Selection(ck(700, created=at(350), pace=pace)),
+    )
+    assert decide(f).status["stepRate"] == pytest.approx(want)
+
+
+def test_a_node_loss_before_a_second_checkpoint_is_estimated_from_the_trainers_pace() -> None:
+    """The attempt committed once (its pace recorded), then its node vanished: the
+    estimate needs no second checkpoint."""
+    nodes = {"n1": node("n1"), "n2": node("n2")}
+    pods = [pod("job-a1-0"), pod("job-a1-1", node_name="n2")]
+    st = running_status()
+    f = Facts(
+        JOB,
+        parse_spec(job_spec()),
+        st,
+        pods,
+        nodes,
+        at(310),
+        Selection(ck(600, pace=4.0, created=at(300))),
+    )
+    st = decide(f).status
+    lost_at = at(320)
+    nodes = {"n1": node("n1", ready="Unknown", since=lost_at), "n2": node("n2")}
+    now = lost_at + timedelta(seconds=20)
+    d1 = cycle(st, pods, now=now, nodes=nodes)
+    d2 = cycle(
+        d1.status, [], now=now, nodes=nodes, selection=Selection(ck(600, pace=4.0, created=at(300)))
+    )
+    assert d2.status["lostSteps"] == 80  # 4 steps/s for the 20 s past the checkpoint
+    assert d2.status["history"][-1]["lostEstimated"] is True
 
 
 @pytest.mark.parametrize("lost", ["deleted", "not-ready"])

@@ -12,6 +12,7 @@ from lazarus_contract import TERMINATION_MESSAGE_MAX_BYTES
 from lazarus_trainer import Lazarus, LazarusConfig
 from lazarus_trainer.data import ResumableSampler
 from lazarus_trainer.requests import parse_annotations
+from lazarus_trainer.run_state import StepClock
 from lazarus_trainer.snapshot import snapshot
 from lazarus_trainer.termination import Termination
 
@@ -121,3 +122,23 @@ def test_lazarus_handle_signals_env_refuses_a_non_boolean(
     monkeypatch.setenv("LAZARUS_HANDLE_SIGNALS", "maybe")
     with pytest.raises(PermanentError, match="LAZARUS_HANDLE_SIGNALS"):
         LazarusConfig.from_env()
+
+
+@pytest.mark.parametrize(
+    ("ticks", "at", "want"),
+    [
+        ([], (5, 10.0), None),  # no step yet
+        ([(1, 10.0)], (1, 10.0), None),  # one step: no interval to measure
+        ([(1, 10.0)], (5, 12.0), 2.0),  # 4 steps in 2 s
+        # the first tick is kept: a resumed attempt's pace runs from its own first step
+        ([(101, 10.0), (102, 10.5), (103, 11.0)], (111, 15.0), 2.0),
+        ([(1, 10.0)], (5, 9.0), None),  # a clock that went back says nothing
+    ],
+)
+def test_step_clock_measures_the_pace_from_the_first_step(
+    ticks: list[tuple[int, float]], at: tuple[int, float], want: float | None
+) -> None:
+    clock = StepClock()
+    for step, now in ticks:
+        clock.tick(step, now)
+    assert clock.rate(*at) == want

@@ -123,6 +123,7 @@ class Lazarus:
         """
         p = self.run.progress
         p.step += 1
+        self.run.clock.tick(p.step, time.monotonic())
         if self.progress_report is not None:
             self.progress_report.step(p.step, self.run.last_committed)
         p.samples_seen += samples

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lazarus_contract import TIMINGS_STEPS_PER_SECOND
+
 from .storage import Manifest
 from .termination import PermanentError
 
@@ -35,6 +37,7 @@ class SaveMeta:
     model_optimizer: ModelOptimizerFormat
     captured_at: float  # time.monotonic() when the capture began
     stall_seconds: float  # how long training waited for the capture
+    steps_per_second: float | None = None  # the attempt's pace so far (run_state.StepClock)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class SaveTimings:
     bytes: int
     attempt: int
     resume_seconds: float | None = None  # the load of this attempt's resume, if it resumed
+    steps_per_second: float | None = None
 
     @classmethod
     def measure(
@@ -68,6 +72,7 @@ class SaveTimings:
             bytes=nbytes,
             attempt=attempt,
             resume_seconds=resume_seconds,
+            steps_per_second=meta.steps_per_second,
         )
 
     def to_json(self) -> dict[str, float | int]:
@@ -80,6 +85,8 @@ class SaveTimings:
         }
         if self.resume_seconds is not None:
             out["resumeSeconds"] = self.resume_seconds
+        if self.steps_per_second is not None:
+            out[TIMINGS_STEPS_PER_SECOND] = round(self.steps_per_second, 6)
         return out
 
 

@@ -19,6 +19,26 @@ from .termination import Termination
 
 
 @dataclass
+class StepClock:
+    """This attempt's training pace: steps per second of wall time from the end of its
+    first step on, so process start, resume and the first step's warm-up are left out.
+    Recorded with each save (contract section 4a): the operator estimates from it what
+    an attempt lost when its node vanished and nothing could report."""
+
+    first: tuple[int, float] | None = None  # (step, time.monotonic()) after the first step
+
+    def tick(self, step: int, now: float) -> None:
+        if self.first is None:
+            self.first = (step, now)
+
+    def rate(self, step: int, now: float) -> float | None:
+        if self.first is None:
+            return None
+        s0, t0 = self.first
+        return (step - s0) / (now - t0) if step > s0 and now > t0 else None
+
+
+@dataclass
 class RunState:
     progress: Progress = field(default_factory=Progress)
     user_state: dict[str, Any] = field(default_factory=dict)
@@ -29,6 +49,7 @@ class RunState:
     should_stop: bool = False
     termination: Termination | None = None  # set once the run's end is known
     failed_saves: list[str] = field(default_factory=list)
+    clock: StepClock = field(default_factory=StepClock)
 
     @property
     def parent(self) -> str | None:

@@ -122,6 +122,7 @@ class SavePipeline:
             model_optimizer=layout,
             captured_at=t0,
             stall_seconds=stall,
+            steps_per_second=self.run.clock.rate(p.step, t0),
         )
         log.info("save %s at step %d: state copied in %.3fs", reason, p.step, stall)
         return Snapshot(tree), meta
