@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
@@ -220,7 +221,8 @@ class Bench:
             first_step=first + self.mono_to_epoch,
         )
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self) -> tuple[list[dict[str, Any]], float | None]:
+        """The recoveries, and the median step interval of the attempts (seconds)."""
         a = self.args
         clock = StepClock(self.loop.pods, NS, JOB)
         self.loop.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, self.body())
@@ -279,8 +281,9 @@ class Bench:
                 + " ".join(f"{k}={v:.2f}" for k, v in parts.items() if k != "total"),
                 flush=True,
             )
-        clock.stop()
-        return out
+        # Steady steps (each attempt's first step excluded), to set first_step against.
+        diffs = [d for att in clock.stop() for d in att.durations(0.0)[1:]]
+        return out, (round(statistics.median(diffs), 4) if diffs else None)
 
 
 def newer(clock: StepClock, last: int) -> int | None:
@@ -330,11 +333,12 @@ def main() -> None:
     load_at_start = os.getloadavg()
     bench = Bench(args, work)
     try:
-        rows = bench.run()
+        rows, step_p50 = bench.run()
     finally:
         bench.close()
     lines, results = table(rows, args.causes.split(","))
     print("\n".join(lines))
+    print(f"median step interval (steady steps, incl. --step-sleep): {step_p50}s")
     doc = {
         "started": started,
         "machine": {
@@ -346,6 +350,7 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "inputs": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "results": results,
+        "step_interval_p50_s": step_p50,
         "recoveries": rows,
         "work_dir": str(work),
     }
