@@ -1,15 +1,16 @@
-"""Recovery end to end: from a pod's end to the next attempt's first training step, in parts.
+"""Recovery end to end: from a pod's end (the disruption) to the next attempt's first step.
 
     ~/.cache/lazarus/venv/bin/python bench/recovery.py --recoveries 10 --out recovery.json
 
 On the local loop bench/goodput.py runs (bench/local_loop.py: the devstack's control plane
 with its scheduler, moto S3, the operator as a subprocess, process kubelets whose pods are
 the reference trainer in real subprocesses), one TrainingJob trains a TinyGPT d768 x3
-(+ AdamW: a ~255 MB state, as bench/save_datapath.py) without a save schedule. Each
+(+ AdamW: a 256 MB checkpoint, as bench/save_datapath.py) without a save schedule. Each
 recovery disrupts the running attempt, alternating the causes (`--causes`): an eviction
 (Eviction API: SIGTERM, a preemption save in the grace period) and a crash (SIGKILL of the
 trainer's process group: the next attempt resumes the last eviction's checkpoint). The next
-disruption waits until the new attempt has trained `--idle` seconds.
+disruption waits until the new attempt has trained `--idle` seconds. Results: a table of
+p50 / p99 per part (all, and per cause) and, with `--out`, JSON with every recovery's parts.
 
 Every timestamp comes from where the stack records it (bench/recovery_parts.py splits them):
 the disruption (this script's call); the operator's status naming the ended attempt
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -89,7 +91,9 @@ class KubeletLog(logging.Handler):
 class Watcher:
     """When each change of a watched list was first seen: `seen(obj, now)` per event."""
 
-    def __init__(self, list_fn: Any, *args: str, seen: Any) -> None:
+    def __init__(
+        self, list_fn: Callable[..., Any], *args: str, seen: Callable[[Any, float], None]
+    ) -> None:
         self.list_fn, self.args, self.seen = list_fn, args, seen
         self._stop = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
