@@ -37,17 +37,13 @@ Eviction API's path is the same DisruptionTarget + SIGTERM).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import platform
-import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -62,7 +58,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join([*CODE, os.environ.get("PYTHONPATH", 
     os.pathsep
 )
 
-from kubernetes import client  # noqa: E402
 
 from bench.goodput_trace import (  # noqa: E402
     CRASH,
@@ -76,11 +71,10 @@ from bench.goodput_trace import (  # noqa: E402
     lost_at_each_end,
     make_trace,
 )
-from lazarus_devstack.stack import Ports, Stack, apply_crds  # noqa: E402
-from tests.conftest import ControlPlane, S3Server, create_namespace  # noqa: E402
+from bench.local_loop import LocalLoop, StepClock, attempt_of  # noqa: E402
 from tests.e2e.test_local_loop import _node_ready  # noqa: E402
 from tests.e2e.test_lost_work_e2e import Node  # noqa: E402
-from tests.operator.harness import GROUP, PLURAL, VERSION, OperatorProcess, wait_for  # noqa: E402
+from tests.operator.harness import GROUP, PLURAL, VERSION, wait_for  # noqa: E402
 
 MODES = ("lazarus", "periodic", "none")
 NOTICE_TAINT = "aws-node-termination-handler/spot-itn"
@@ -102,128 +96,23 @@ class Run:
     bitwise_equal: bool | None = None
 
 
-def attempt_of(pod_dir: str) -> int:
-    """The attempt of a pod's directory, `<ns>_<job>-a<attempt>-<index>`."""
-    return int(pod_dir.rsplit("-a", 1)[1].split("-", maxsplit=1)[0])
-
-
-class StepClock:
-    """Timestamps each loss-log line of a job's pods as it appears, by attempt."""
-
-    def __init__(self, pods: Path, job: str) -> None:
-        self.pods, self.job = pods, job
-        self.seen: dict[int, list[tuple[int, float]]] = {}
-        self._offsets: dict[Path, int] = {}
-        self._stop = threading.Event()
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            time.sleep(0.02)
-
-    def poll(self) -> None:
-        now = time.monotonic()
-        for path in self.pods.glob(f"{NS}_{self.job}-a*-0/loss.jsonl"):
-            attempt = attempt_of(path.parent.name)
-            off = self._offsets.get(path, 0)
-            with path.open("rb") as f:
-                f.seek(off)
-                chunk = f.read()
-            done = chunk.rfind(b"\n") + 1  # a line still being written waits
-            if not done:
-                continue
-            self._offsets[path] = off + done
-            with self.lock:
-                rows = self.seen.setdefault(attempt, [])
-                for line in chunk[:done].splitlines():
-                    row = json.loads(line)
-                    if "loss" in row:
-                        rows.append((int(row["step"]), now))
-
-    def steps_of(self, attempt: int) -> int:
-        with self.lock:
-            return len(self.seen.get(attempt, []))
-
-    def reached(self, after: int, steps: int) -> bool:
-        """An attempt newer than `after` has run `steps` steps."""
-        newest = self.newest()
-        return newest > after and self.steps_of(newest) >= steps
-
-    def newest(self) -> int:
-        with self.lock:
-            return max(self.seen, default=0)
-
-    def stop(self) -> list[AttemptSteps]:
-        self._stop.set()
-        self.thread.join()
-        self.poll()
-        out = []
-        for n, rows in sorted(self.seen.items()):
-            out.append(AttemptSteps(n, rows[0][0], tuple(t for _, t in rows)))
-        return out
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args, self.work = args, work
-        self.stack = Stack(work / "stack", tied=True)
-        state = self.stack.up(
-            Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0), controllers=True, scheduler=True
+        self.loop = LocalLoop(
+            work, NS, ("goodput-a", "goodput-b"), {"LAZARUS_PROGRESS_SECONDS": "1"}
         )
-        assert state.s3 is not None
-        self.cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
-        apply_crds(state)
-        info = state.s3
-        self.s3 = S3Server(info.endpoint, info.access_key, info.secret_key, info.region)
-        api = self.cp.api_client()
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        create_namespace(self.core, NS)
-        keys = {"AWS_ACCESS_KEY_ID": info.access_key, "AWS_SECRET_ACCESS_KEY": info.secret_key}
-        self.core.create_namespaced_secret(
-            NS,
-            {
-                "metadata": {"name": "s3"},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()},
-            },
-        )
-        self.bucket = f"goodput-{uuid.uuid4().hex[:8]}"
-        self.s3.client().create_bucket(Bucket=self.bucket)
-        self.pods = work / "pods"
-        self.nodes = {n: Node(self.cp, n, self.pods) for n in ("goodput-a", "goodput-b")}
-        for node in self.nodes.values():
-            node.start()
-            wait_for(partial(_node_ready, self.core, node.name), 60, f"node {node.name} Ready")
-        self.operator = OperatorProcess(
-            {**self.cp.env(), "LAZARUS_PROGRESS_SECONDS": "1"}, NS, work / "operator.log"
-        )
+        self.core, self.custom = self.loop.core, self.loop.custom
+        self.pods, self.nodes = self.loop.pods, self.loop.nodes
 
     def close(self) -> None:
-        self.operator.stop()
-        for node in self.nodes.values():
-            if node.kubelet is not None:
-                node.kubelet.shutdown()
-        self.stack.down()
+        self.loop.close()
 
     # --- one job ------------------------------------------------------------------------
     def body(self, mode: str, name: str) -> dict[str, Any]:
         a = self.args
         venv_bin = str(Path(sys.executable).parent)
-        checkpoint: dict[str, Any] = {
-            "uri": f"s3://{self.bucket}/{name}",
-            "endpoint": self.s3.endpoint_url,
-            "addressingStyle": "path",
-            "secretRef": {"name": "s3"},
-        }
+        checkpoint: dict[str, Any] = self.loop.checkpoint(name)
         if mode != "none":
             checkpoint["save"] = {"everySteps": a.save_every}
         container: dict[str, Any] = {
@@ -265,7 +154,7 @@ class Bench:
     def run(self, mode: str, trace: list[Event], label: str) -> Run:
         name = f"gp-{label}"
         run = Run(mode, name)
-        clock = StepClock(self.pods, name)
+        clock = StepClock(self.pods, NS, name)
         t0 = run.started = time.monotonic()
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, self.body(mode, name)
@@ -312,11 +201,9 @@ class Bench:
         at = {"kind": ev.kind, "attempt": attempt, "t": round(time.monotonic() - t0, 2)}
         at["steps_at_event"] = clock.steps_of(attempt)
         if ev.kind == EVICTION:
-            self.core.create_namespaced_pod_eviction(
-                pod, NS, client.V1Eviction(metadata=client.V1ObjectMeta(name=pod))
-            )
+            self.loop.evict(pod)
         elif ev.kind == CRASH:
-            os.killpg(node.pid(pod), signal.SIGKILL)
+            self.loop.crash(pod)
         elif ev.kind == NODE_LOSS:
             self.lose(node)
         elif ev.kind == NOTICE_THEN_LOSS:

@@ -162,11 +162,18 @@ class CheckpointStore:
         e = catalog.entry(self.root, name, path, manifest)
         return verified.read_bytes(self.root, name, e)
 
-    def read_buffer(self, name: str, path: str, *, manifest: Manifest | None = None) -> bytearray:
+    def read_buffer(
+        self,
+        name: str,
+        path: str,
+        *,
+        manifest: Manifest | None = None,
+        stats: verified.ReadStats | None = None,
+    ) -> bytearray:
         """`read_bytes` into a bytearray the caller owns, without the final copy into bytes
-        (tensors can be viewed straight out of it)."""
+        (tensors can be viewed straight out of it); `stats` adds its bytes and CRC time."""
         e = catalog.entry(self.root, name, path, manifest)
-        return verified.read_buffer(self.root, name, e)
+        return verified.read_buffer(self.root, name, e, stats)
 
     def download_file(
         self,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import checksum
@@ -65,6 +67,19 @@ class _VerifyingReader(io.RawIOBase):
         super().close()
 
 
+@dataclass
+class ReadStats:
+    """What verified reads fetched, for a caller that times them (the trainer's resume):
+    bytes, and the CRC32C time of each range (appended by the pool's threads)."""
+
+    bytes: int = 0
+    crc_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def verify_seconds(self) -> float:
+        return sum(self.crc_seconds)
+
+
 def open_verified(root: Root, name: str, e: ObjectEntry) -> io.BufferedReader:
     """A stream of one object; raises ChecksumMismatch at EOF if size or CRC32C differ."""
     where = root.where(name, e.path)
@@ -88,6 +103,8 @@ def _fetch(
     e: ObjectEntry,
     into: Callable[[int, int], memoryview],
     done: Callable[[int, memoryview], None] | None = None,
+    *,
+    stats: ReadStats | None = None,
 ) -> None:
     """Every byte of one object, in parallel ranges on the root's pool, read straight into
     `into(offset, length)` (no intermediate bytes) and handed to `done(offset, view)`;
@@ -102,7 +119,10 @@ def _fetch(
         got = root.backend.get_range_into(key, off, view)
         if got != n:
             raise ChecksumMismatch(f"{where}: short read at {off} ({got} of {n} bytes)")
+        t = time.perf_counter()
         crc = checksum.crc32c(view)
+        if stats is not None:
+            stats.crc_seconds.append(time.perf_counter() - t)  # list.append: thread-safe
         if done is not None:
             done(off, view)
         return crc
@@ -123,12 +143,14 @@ def _fetch(
         raise ChecksumMismatch(f"{where}: CRC32C {checksum.to_b64(crc)} != manifest's {e.crc32c}")
 
 
-def read_buffer(root: Root, name: str, e: ObjectEntry) -> bytearray:
+def read_buffer(root: Root, name: str, e: ObjectEntry, stats: ReadStats | None = None) -> bytearray:
     """One object in a new bytearray, each range read into its place (one copy: the
     socket's or the page cache's into it)."""
     buf = bytearray(e.size)
     view = memoryview(buf)
-    _fetch(root, name, e, lambda off, n: view[off : off + n])
+    _fetch(root, name, e, lambda off, n: view[off : off + n], stats=stats)
+    if stats is not None:
+        stats.bytes += e.size
     return buf
 
 

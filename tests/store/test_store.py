@@ -25,6 +25,7 @@ from lazarus_store import (
     Owner,
     RetentionPolicy,
 )
+from lazarus_store.verified import ReadStats
 
 from .conftest import Raw
 
@@ -127,6 +128,20 @@ def test_put_bytes_sends_the_callers_buffer_on_its_pool(
     out = tmp_path / "out.bin"
     store.download_file(m.name, "big.bin", out)
     assert out.read_bytes() == expected
+
+
+def test_read_buffer_stats_count_the_bytes_and_time_each_ranges_crc(
+    store: CheckpointStore,
+) -> None:
+    """The trainer's resume timing: bytes read and one CRC32C time per range, summed."""
+    data = os.urandom(store.part_size * 2 + 99)  # three ranges
+    m = save(store, 3, files={"x.bin": data, "small.bin": b"abc"})
+    stats = ReadStats()
+    assert store.read_buffer(m.name, "x.bin", stats=stats) == data
+    assert store.read_buffer(m.name, "small.bin", stats=stats) == b"abc"
+    assert stats.bytes == len(data) + 3
+    assert len(stats.crc_seconds) == 4 and all(t >= 0 for t in stats.crc_seconds)
+    assert stats.verify_seconds == pytest.approx(sum(stats.crc_seconds))
 
 
 def test_read_buffer_checks_every_byte(store: CheckpointStore, raw: Raw) -> None:

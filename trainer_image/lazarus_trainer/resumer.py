@@ -17,6 +17,7 @@ from . import sharded
 from . import storage as st
 from .engine_state import Prepared
 from .meta import FORMAT_DCP, FORMAT_DEEPSPEED, TrainerExtra
+from .resume_timing import ResumeTiming
 from .rng import seed_all
 from .run_state import Context
 from .snapshot import snapshot
@@ -62,6 +63,7 @@ class Resumer:
         self.storage = ctx.storage
         self.registry = ctx.registry
         self.run = ctx.run
+        self.timing = ResumeTiming()
 
     def resume(self, load: Callable[[str], bool] | None = None) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used.
@@ -71,12 +73,18 @@ class Resumer:
         (`_try_load`). The HF adapter passes its own and shares the rest: the candidates,
         the fall-back, the refusal when none loads, and the attempt's fence record."""
         t0 = time.monotonic()
+        timing = self.timing = ResumeTiming()
         if not self.config.resume_from:
-            self.refuse_used_root()
+            with timing.part("lookup"):
+                self.refuse_used_root()
         name = self._resume(load or self._try_load)
         self.run.resume_seconds = time.monotonic() - t0 if name else None
         if self.dist.is_main:
-            self.storage.record_start(name, self.run.progress.step if name else -1)
+            with timing.part("record"):
+                self.storage.record_start(name, self.run.progress.step if name else -1)
+        if name:
+            timing.checkpoint = name
+            log.info("%s", timing.line())
         return name
 
     def refuse_used_root(self) -> None:
@@ -145,7 +153,8 @@ class Resumer:
         return [name] + [n for n in valid if n < name]
 
     def _resume(self, load: Callable[[str], bool]) -> str | None:
-        candidates = self.candidates()
+        with self.timing.part("lookup"):
+            candidates = self.candidates()
         if not candidates:
             return None
         for name in candidates:
@@ -195,31 +204,40 @@ class Resumer:
             if not self.agree(name, read.error):
                 return False
             if read.reader is not None:
-                loaded, error = self._load_sharded(read.reader)
+                with self.timing.part("fetch"):
+                    loaded, error = self._load_sharded(read.reader)
                 if not self.agree(name, error):
                     return False
             assert read.checked is not None and read.common is not None  # every rank read it
             if read.engine is not None:
-                read.engine.apply()
+                with self.timing.part("restore"):
+                    read.engine.apply()
         finally:
             if read.reader is not None:
                 read.reader.cleanup()
             if read.engine is not None:
                 read.engine.cleanup()
-        self._apply(read.checked, read.common, read.rank_state, loaded)
+        with self.timing.part("restore"):
+            self._apply(read.checked, read.common, read.rank_state, loaded)
         return True
 
     def _read(self, name: str) -> _Read:
         """Fetch and check what this rank needs; a bad checkpoint is an error, not a raise."""
-        read = _Read()
+        read, timing = _Read(), self.timing
         try:
-            checked = read.checked = self.check_manifest(name, explicit=False)
+            with timing.part("lookup"):
+                checked = read.checked = self.check_manifest(name, explicit=False)
             fmt = checked.extra.format
             ours, mine = common_object(fmt), rank_object(self.dist.rank, fmt)
-            common = deserialize(self.storage.read_buffer(name, ours), ours, fmt)
-            read.common = common
+            with timing.part("fetch"):
+                data = self.storage.read_buffer(name, ours, timing.reads)
+            with timing.part("decode"):
+                common = read.common = deserialize(data, ours, fmt)
             if checked.manifest.world_size == self.dist.world_size:
-                read.rank_state = deserialize(self.storage.read_buffer(name, mine), mine, fmt)
+                with timing.part("fetch"):
+                    data = self.storage.read_buffer(name, mine, timing.reads)
+                with timing.part("decode"):
+                    read.rank_state = deserialize(data, mine, fmt)
             if checked.extra.model_optimizer == FORMAT_DCP:
                 reader = read.reader = sharded.StoreReader(
                     lambda path, local: self.storage.download(name, path, local)
@@ -229,7 +247,8 @@ class Resumer:
                 if not isinstance(names, dict):
                     raise st.InvalidCheckpoint(f"{ours}: no sharded-state names")
                 sharded.check_compatible(self.registry, names, meta)
-            read.engine = self._prepare_engine(checked)
+            with timing.part("fetch"):
+                read.engine = self._prepare_engine(checked)
         except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
             read.error = str(exc)
         except BaseException:

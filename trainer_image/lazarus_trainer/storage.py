@@ -26,6 +26,7 @@ from lazarus_store import (
 )
 from lazarus_store import ObjectEntry as Entry
 from lazarus_store.ownership import Owner, owner_of
+from lazarus_store.verified import ReadStats
 
 from .termination import PermanentError
 
@@ -157,9 +158,10 @@ class Storage:
     def read_bytes(self, name: str, path: str) -> bytes:
         return self.store.read_bytes(name, path)
 
-    def read_buffer(self, name: str, path: str) -> bytearray:
-        """One object, verified, in a buffer tensors can be viewed out of (no extra copy)."""
-        return self.store.read_buffer(name, path)
+    def read_buffer(self, name: str, path: str, stats: ReadStats | None = None) -> bytearray:
+        """One object, verified, in a buffer tensors can be viewed out of (no extra copy);
+        `stats` adds its bytes and CRC32C time."""
+        return self.store.read_buffer(name, path, stats=stats)
 
     def download(self, name: str, path: str, local: str | os.PathLike[str]) -> None:
         """One object into a local file, size and CRC32C verified as it arrives."""

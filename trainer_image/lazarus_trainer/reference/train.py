@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     redact.install()
+    # When the process is ready to work: the interpreter and the imports are done.
+    log.info("lazarus-train ready (pid %d): imports done", os.getpid())
     args = parse_args(argv)
     try:
         code = train(args)
