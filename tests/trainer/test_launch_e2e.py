@@ -71,3 +71,16 @@ def test_exit_code_mapping(tmp_path: Path) -> None:
     assert exit_code(-9, msg) == 137
     msg.write_text("")
     assert exit_code(1, msg) == 1
+
+
+def test_the_launcher_imports_no_torch() -> None:
+    """It only supervises torchrun: torch's import cost it ~5 s and ~700 MB in every pod."""
+    heavy = "('torch', 'numpy', 'lazarus_store')"
+    probe = (
+        "import sys, lazarus_trainer.launch\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout[-500:], p.stderr[-2000:])

@@ -23,9 +23,31 @@ reference trainer its log redaction); accelerate and transformers only in `adapt
 sides meet only in the contract.
 """
 
-from .api import Lazarus
-from .config import LazarusConfig
-from .data import ResumableSampler
-from .termination import PermanentError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import Lazarus
+    from .config import LazarusConfig
+    from .data import ResumableSampler
+    from .termination import PermanentError
+
+# Imported on first use: `lazarus-launch` (lazarus_trainer.launch) supervises torchrun and
+# needs none of torch, whose import cost it ~5 s and ~700 MB in every pod it started.
+_LAZY = {
+    "Lazarus": ".api",
+    "LazarusConfig": ".config",
+    "ResumableSampler": ".data",
+    "PermanentError": ".termination",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Lazarus", "LazarusConfig", "PermanentError", "ResumableSampler"]
