@@ -7,13 +7,14 @@ import asyncio
 import logging
 import os
 import random
+from pathlib import Path
 
 import kopf
 from kubernetes import client, config
 
 from lazarus_store import redact
 
-from . import handlers, metrics
+from . import handlers, heap, metrics
 from .cycle import Reconciler
 from .kube import Kube
 from .runtime import Options, Runtime
@@ -25,6 +26,7 @@ RESYNC_SECONDS = 10.0
 # A LIST of the pods' metadata this often catches pods deleted while a watch was away.
 RELIST_SECONDS = 300.0
 API_CONNECTIONS = 32  # the API client's pool, and as many threads to use it
+MALLOC_ARENAS = 2  # glibc arenas for all threads (heap.limit_arenas; 0: glibc's default)
 
 
 def _api_client() -> client.ApiClient:
@@ -105,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    # Before any thread starts: the arenas are per thread, and so is a snapshot's view.
+    heap.limit_arenas(int(os.environ.get("LAZARUS_MALLOC_ARENAS", MALLOC_ARENAS)))
+    if snapshots := os.environ.get("LAZARUS_HEAP_SNAPSHOTS"):
+        heap.HeapDumper(Path(snapshots))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
