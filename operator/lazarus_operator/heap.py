@@ -8,7 +8,7 @@ most allocation anyway). Called before any thread starts.
 
 `trim_forever`: glibc keeps the memory a burst freed (a launch's decoded watch
 events, 100 MB of free chunks at 100 jobs) mapped until `malloc_trim` gives
-its pages back; once a minute costs milliseconds (15 ms for 300 MB of 1 KB
+its pages back; once a minute costs milliseconds (15 ms for 250 MB of 1 KB
 objects with every other one freed).
 
 `HeapDumper` (off unless LAZARUS_HEAP_SNAPSHOTS names a folder): the first
