@@ -21,6 +21,11 @@ It prints, and writes as JSON (--out):
 (PYTHONPATH: this checkout's code, as hack/test runs it; the shared venv's editable
 install may point at another checkout.)
 
+--heap DIR has the operator trace its allocations (LAZARUS_HEAP_SNAPSHOTS) from
+before the first job to the rest window, and write a snapshot there then
+(SIGUSR1). --operator-env KEY=VALUE sets the operator's environment (e.g.
+LAZARUS_MALLOC_ARENAS=0 for glibc's default).
+
 --profile FILE samples the operator with py-spy (collapsed stacks, `--format raw`)
 from its start to the end of the churn, and prints the functions most on-CPU.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import random
 import re
 import signal
@@ -370,6 +376,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, help="write the result as JSON here")
     ap.add_argument("--profile", type=Path, help="py-spy the operator into this file")
+    ap.add_argument("--heap", type=Path, help="tracemalloc snapshot of the operator at rest")
+    ap.add_argument(
+        "--operator-env", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
     args = ap.parse_args()
 
     kwok_bin = subprocess.run(
@@ -440,14 +450,22 @@ def main() -> None:
         ).create_bucket(Bucket=bucket)
 
         clock = PodClock(api, NS)
+        op_env = {"KUBECONFIG": state.kubeconfig, "LAZARUS_PROGRESS_SECONDS": "30"}
+        op_env.update(kv.split("=", 1) for kv in args.operator_env)
+        if args.heap:
+            op_env["LAZARUS_HEAP_SNAPSHOTS"] = str(args.heap.resolve())
         op = OperatorProcess(
-            {"KUBECONFIG": state.kubeconfig, "LAZARUS_PROGRESS_SECONDS": "30"},
+            op_env,
             NS,
             run_dir / "operator.log",
         )
         watch = ProcWatch(op.proc.pid)
+        load = {"start": os.getloadavg()[0]}
         spy = start_profile(args.profile, op.proc.pid) if args.profile else None
         wait_for(lambda: "authentication" in op.log() if op else None, 60, "operator up")
+        if args.heap:  # trace from here: the launch, not the imports
+            op.proc.send_signal(signal.SIGUSR1)
+            wait_for(lambda: "tracing from now on" in op.log() if op else None, 60, "tracing")
         names = [f"job-{i:04d}" for i in range(args.jobs)]
         for name in names:
             custom.create_namespaced_custom_object(
@@ -458,6 +476,7 @@ def main() -> None:
         wait_for(lambda: running_jobs(custom) == args.jobs, 1200, "every job Running", every=2)
         all_running_s = time.monotonic() - created
         print(f"all Running in {all_running_s:.1f} s", flush=True)
+        load["all_running"] = os.getloadavg()[0]
 
         time.sleep(10)  # let the launch settle before measuring rest
         before, t0, rest_from = api_requests(api), time.monotonic(), time.time()
@@ -466,6 +485,8 @@ def main() -> None:
         at_rest = rest.total() / (time.monotonic() - t0)
         rest_events = events_since(core, rest_from)
         rest_rss_kb = watch.rss_kb()
+        if args.heap:
+            op.proc.send_signal(signal.SIGUSR1)
 
         before_churn = api_requests(api)
         base_restarts = restarts(custom)
@@ -493,6 +514,8 @@ def main() -> None:
             "replacement_max_s": round(max(lat), 3) if lat else None,
             "restarts_missed": hit - len(lat),
             "restarts_duplicated": sum(max(0, d - 1) for d in deltas),
+            "operator_env": dict(kv.split("=", 1) for kv in args.operator_env),
+            "load_average_1m": {**load, "end": os.getloadavg()[0]},
         }
         watch.stop()
         clock.stop()

@@ -20,7 +20,7 @@ import kopf
 
 from lazarus_store.errors import StoreError
 
-from . import storage
+from . import heap, storage
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .runtime import Runtime
 from .spec import SpecError, parse_spec
@@ -63,6 +63,7 @@ async def startup(memo: Runtime, **kw: Any) -> None:
     memo.background.add(loop.create_task(rec.resync_forever(opts.resync_seconds, active)))
     relist = rec.relist_forever(opts.relist_seconds, opts.namespaces, active)
     memo.background.add(loop.create_task(relist))
+    memo.background.add(loop.create_task(heap.trim_forever(heap.TRIM_SECONDS)))
 
 
 def _deletes_checkpoints(spec: Any, **_: Any) -> bool:

@@ -9,7 +9,6 @@ newest checkpoint the operator selects (contract section 4a).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Mapping
 from datetime import datetime
@@ -29,6 +28,7 @@ from prometheus_client import start_http_server as _start_http_server
 
 from . import accounting as acc
 from .builders import JobRef
+from .jobseries import Family, JobSeries
 
 JOB: Final = ("namespace", "trainingjob")
 CAUSE: Final = (*JOB, "cause")
@@ -54,61 +54,115 @@ def _storage_clients_built() -> float:
     return float(clients_built())
 
 
+def _job_families() -> tuple[Family, ...]:
+    def trainer_hist(name: str, doc: str) -> Family:
+        return Family(name, doc, "histogram", buckets=SAVE_BUCKETS)
+
+    return (
+        Family(
+            "lazarus_restarts",
+            "Attempts of a job ended and relaunched, by cause.",
+            "counter",
+            label="cause",
+            values=acc.CAUSES,
+        ),
+        Family(
+            "lazarus_recovery_seconds",
+            "Time from an attempt's end until all pods of the next attempt run.",
+            "histogram",
+            buckets=SECONDS_BUCKETS,
+            label="cause",
+            values=acc.CAUSES,
+        ),
+        Family(
+            "lazarus_lost_steps",
+            "Steps lost by restarts (last step - resume step).",
+            "counter",
+            label="cause",
+            values=acc.CAUSES,
+        ),
+        Family(
+            "lazarus_lost_seconds",
+            "Running time lost by restarts (after the checkpoint resumed from).",
+            "counter",
+            label="cause",
+            values=acc.CAUSES,
+        ),
+        Family(
+            "lazarus_job_seconds",
+            "Job wall-clock seconds by state; goodput = productive / all states.",
+            "counter",
+            label="state",
+            values=acc.STATES,
+        ),
+        Family(
+            "lazarus_job_phase",
+            "1 for the job's current phase.",
+            "gauge",
+            label="phase",
+            values=acc.PHASES,
+        ),
+        Family(
+            "lazarus_checkpoint_step",
+            "Step of the newest valid checkpoint.",
+            "gauge",
+            optional=True,
+        ),
+        Family(
+            "lazarus_checkpoint_timestamp_seconds",
+            "Commit time of the newest valid checkpoint (unix seconds).",
+            "gauge",
+            optional=True,
+        ),
+        Family(
+            "lazarus_failures_without_progress",
+            "Consecutive failures without a new checkpoint.",
+            "gauge",
+        ),
+        trainer_hist(
+            "lazarus_checkpoint_save_seconds", "Trainer: save from state capture to commit start."
+        ),
+        trainer_hist(
+            "lazarus_checkpoint_stall_seconds", "Trainer: training paused per save (state copy)."
+        ),
+        trainer_hist(
+            "lazarus_checkpoint_durable_seconds",
+            "Trainer: a step's state captured until committed.",
+        ),
+        trainer_hist(
+            "lazarus_resume_seconds", "Trainer: loading the resume checkpoint, per attempt."
+        ),
+        Family(
+            "lazarus_checkpoint_written_bytes",
+            "Trainer: bytes of committed checkpoints.",
+            "counter",
+        ),
+    )
+
+
 class Metrics:
-    """All metric families in one registry, plus each job's accounting clock."""
+    """The operator's own metric families, every job's series (`JobSeries`: one
+    array of floats a job), and each job's accounting clock."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         r = registry
-        self.restarts = Counter(
-            "lazarus_restarts",
-            "Attempts of a job ended and relaunched, by cause.",
-            CAUSE,
-            registry=r,
-        )
-        self.recovery = Histogram(
-            "lazarus_recovery_seconds",
-            "Time from an attempt's end until all pods of the next attempt run.",
-            CAUSE,
-            buckets=SECONDS_BUCKETS,
-            registry=r,
-        )
-        self.lost_steps = Counter(
-            "lazarus_lost_steps",
-            "Steps lost by restarts (last step - resume step).",
-            CAUSE,
-            registry=r,
-        )
-        self.lost_seconds = Counter(
-            "lazarus_lost_seconds",
-            "Running time lost by restarts (after the checkpoint resumed from).",
-            CAUSE,
-            registry=r,
-        )
-        self.job_seconds = Counter(
-            "lazarus_job_seconds",
-            "Job wall-clock seconds by state; goodput = productive / all states.",
-            (*JOB, "state"),
-            registry=r,
-        )
-        self.phase = Gauge(
-            "lazarus_job_phase", "1 for the job's current phase.", (*JOB, "phase"), registry=r
-        )
-        self.checkpoint_step = Gauge(
-            "lazarus_checkpoint_step", "Step of the newest valid checkpoint.", JOB, registry=r
-        )
-        self.checkpoint_time = Gauge(
-            "lazarus_checkpoint_timestamp_seconds",
-            "Commit time of the newest valid checkpoint (unix seconds).",
-            JOB,
-            registry=r,
-        )
-        self.no_progress = Gauge(
-            "lazarus_failures_without_progress",
-            "Consecutive failures without a new checkpoint.",
-            JOB,
-            registry=r,
-        )
-        self._trainer_families(r)
+        (
+            self.restarts,
+            self.recovery,
+            self.lost_steps,
+            self.lost_seconds,
+            self.job_seconds,
+            self.phase,
+            self.checkpoint_step,
+            self.checkpoint_time,
+            self.no_progress,
+            self.save_seconds,
+            self.stall_seconds,
+            self.durable_seconds,
+            self.resume_seconds,
+            self.written_bytes,
+        ) = families = _job_families()
+        self.jobs = JobSeries(families, r)
         self.cycle = Histogram(
             "lazarus_operator_cycle_duration_seconds",
             "Duration of one reconcile cycle of one job.",
@@ -136,37 +190,6 @@ class Metrics:
         self._seen_resume: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
-    def _trainer_families(self, r: CollectorRegistry) -> None:
-        def hist(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, JOB, buckets=SAVE_BUCKETS, registry=r)
-
-        self.save_seconds = hist(
-            "lazarus_checkpoint_save_seconds", "Trainer: save from state capture to commit start."
-        )
-        self.stall_seconds = hist(
-            "lazarus_checkpoint_stall_seconds", "Trainer: training paused per save (state copy)."
-        )
-        self.durable_seconds = hist(
-            "lazarus_checkpoint_durable_seconds",
-            "Trainer: a step's state captured until committed.",
-        )
-        self.resume_seconds = hist(
-            "lazarus_resume_seconds", "Trainer: loading the resume checkpoint, per attempt."
-        )
-        self.written_bytes = Counter(
-            "lazarus_checkpoint_written_bytes",
-            "Trainer: bytes of committed checkpoints.",
-            JOB,
-            registry=r,
-        )
-        self._trainer: tuple[Histogram | Counter, ...] = (
-            self.save_seconds,
-            self.stall_seconds,
-            self.durable_seconds,
-            self.resume_seconds,
-            self.written_bytes,
-        )
-
     # --- job transitions ------------------------------------------------------------
     def observe(self, job: JobRef, old: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
         """Record one cycle's status transition (called after the status write)."""
@@ -174,28 +197,24 @@ class Metrics:
         with self._lock:
             clock, o = acc.account(self._clocks.get(key), old, new, now)
             self._clocks[key] = clock
-        ns, name = key
+        j = self.jobs
+        j.touch(key)  # every series exists from the job's first cycle, at 0: sums add up,
+        # and increase() sees the first restart
         for state, secs in o.seconds.items():
-            self.job_seconds.labels(ns, name, state).inc(secs)
-        for state in acc.STATES:
-            self.job_seconds.labels(ns, name, state)  # every state exists, so sums add up
+            j.inc(key, self.job_seconds, secs, state)
         for cause in acc.CAUSES:
-            # Series exist from the job's first cycle at 0, so increase() sees the first one.
-            self.recovery.labels(ns, name, cause)
-            self.restarts.labels(ns, name, cause).inc(o.restarts.get(cause, 0))
-            self.lost_steps.labels(ns, name, cause).inc(o.lost_steps.get(cause, 0))
-            self.lost_seconds.labels(ns, name, cause).inc(o.lost_seconds.get(cause, 0.0))
+            j.inc(key, self.restarts, o.restarts.get(cause, 0), cause)
+            j.inc(key, self.lost_steps, o.lost_steps.get(cause, 0), cause)
+            j.inc(key, self.lost_seconds, o.lost_seconds.get(cause, 0.0), cause)
         for cause, secs in o.recovered:
-            self.recovery.labels(ns, name, cause).observe(secs)
-        for fam in self._trainer:
-            fam.labels(ns, name)
+            j.observe(key, self.recovery, secs, cause)
         for phase in acc.PHASES:
-            self.phase.labels(ns, name, phase).set(1 if phase == o.phase else 0)
+            j.set(key, self.phase, 1 if phase == o.phase else 0, phase)
         if o.checkpoint_step is not None:
-            self.checkpoint_step.labels(ns, name).set(o.checkpoint_step)
+            j.set(key, self.checkpoint_step, o.checkpoint_step)
         if o.checkpoint_time is not None:
-            self.checkpoint_time.labels(ns, name).set(o.checkpoint_time)
-        self.no_progress.labels(ns, name).set(o.failures_without_progress)
+            j.set(key, self.checkpoint_time, o.checkpoint_time)
+        j.set(key, self.no_progress, o.failures_without_progress)
 
     def observe_checkpoint(self, job: JobRef, name: str, extra: Mapping[str, Any]) -> None:
         """The trainer's timings from a checkpoint manifest, once per checkpoint."""
@@ -204,22 +223,21 @@ class Metrics:
         if not isinstance(t, Mapping) or self._seen_ckpt.get(key) == name:
             return
         self._seen_ckpt[key] = name
-        ns, jn = key
-        for field, hist in (
+        for field, fam in (
             ("saveSeconds", self.save_seconds),
             ("stallSeconds", self.stall_seconds),
             ("durableSeconds", self.durable_seconds),
         ):
             if isinstance(t.get(field), int | float):
-                hist.labels(ns, jn).observe(float(t[field]))
+                self.jobs.observe(key, fam, float(t[field]))
         if isinstance(t.get("bytes"), int):
-            self.written_bytes.labels(ns, jn).inc(t["bytes"])
+            self.jobs.inc(key, self.written_bytes, t["bytes"])
         attempt = t.get("attempt")
         resume = t.get("resumeSeconds")
         fresh = isinstance(attempt, int) and self._seen_resume.get(key) != attempt
         if fresh and isinstance(attempt, int) and isinstance(resume, int | float):
             self._seen_resume[key] = attempt
-            self.resume_seconds.labels(ns, jn).observe(float(resume))
+            self.jobs.observe(key, self.resume_seconds, float(resume))
 
     def forget(self, namespace: str, name: str) -> None:
         """A deleted job: drop its series and its clock."""
@@ -228,28 +246,7 @@ class Metrics:
             self._clocks.pop(key, None)
         self._seen_ckpt.pop(key, None)
         self._seen_resume.pop(key, None)
-        for fam in (
-            self.checkpoint_step,
-            self.checkpoint_time,
-            self.no_progress,
-            *self._trainer,
-        ):
-            _remove(fam, key)
-        for fam, values in (
-            (self.job_seconds, acc.STATES),
-            (self.phase, acc.PHASES),
-            (self.restarts, acc.CAUSES),
-            (self.lost_steps, acc.CAUSES),
-            (self.lost_seconds, acc.CAUSES),
-            (self.recovery, acc.CAUSES),
-        ):
-            for v in values:
-                _remove(fam, (*key, v))
-
-
-def _remove(fam: Counter | Gauge | Histogram, labels: tuple[str, ...]) -> None:
-    with contextlib.suppress(KeyError):
-        fam.remove(*labels)
+        self.jobs.forget(key)
 
 
 METRICS = Metrics()
