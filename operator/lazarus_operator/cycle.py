@@ -46,8 +46,8 @@ ERROR_BACKOFF_MAX_S = 300.0
 UNAVAILABLE_BACKOFF_MAX_S = 30.0
 SEEN_STEPS_LIMIT = 256  # reported steps remembered per job (a few attempts' pods)
 # A pod the operator created counts as existing until its watch shows it (a cycle
-# may run before the event arrives), at most this long (a watch that relisted
-# after a gap never shows a pod created and deleted within it).
+# may run before the event arrives); unseen this long, one LIST asks the API (a watch
+# that relisted after a gap never shows a pod created and deleted within it).
 CREATED_MEMORY_S = 30.0
 
 
@@ -359,13 +359,18 @@ class Reconciler:
             st.vanished |= {pod_uid(p) for p in pods if pod_uid(p) not in live}
             pods = sorted((slim_pod(p) for p in listed), key=lambda p: p["metadata"]["name"])
         if st.created:
-            seen = {p["metadata"]["name"] for p in pods}
+            for seen in {p["metadata"]["name"] for p in pods} & st.created.keys():
+                del st.created[seen]
             cutoff = time.monotonic() - CREATED_MEMORY_S
-            for pod, (at, body) in list(st.created.items()):
-                if pod in seen or at < cutoff:
-                    del st.created[pod]
-                else:
-                    pods.append(body)
+            if any(at < cutoff for at, _ in st.created.values()):
+                # Unseen this long: a watch that relisted past a pod created and deleted in
+                # a gap, or one lagging behind a loaded loop. Only the API can tell which;
+                # forgetting a pod that exists would restart its job as "vanished".
+                listed = await self.kube.list_pods(ns, f"{LABEL_JOB}={name}")
+                exists = {p["metadata"]["name"]: slim_pod(p) for p in listed}
+                fresh = time.monotonic()
+                st.created = {n: (fresh, exists[n]) for n in st.created if n in exists}
+            pods.extend(body for _, body in st.created.values())
         return pods
 
     @staticmethod
