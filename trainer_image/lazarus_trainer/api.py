@@ -26,7 +26,6 @@ from .run_state import Context, RunState
 from .save_pipeline import SavePipeline
 from .save_policy import Act, Agreed, SavePolicy, eval_improved, metric_key, stop_deadline
 from .saver import BackgroundSaver
-from .shutdown import freeze_heap_at_exit
 from .signals import SaveTimer, StopSignal
 from .state import Progress, Registry, Stateful
 from .stopping import Stopper
@@ -43,7 +42,6 @@ class Lazarus:
         self, config: LazarusConfig | None = None, *, storage: st.Storage | None = None
     ) -> None:
         self.config = cfg = config or LazarusConfig.from_env()
-        freeze_heap_at_exit()
         self.dist = Collectives()
         job = st.JobIdentity(cfg.job_name, cfg.job_namespace, cfg.job_uid)
         self.storage = storage or st.open_storage(cfg.checkpoint_uri, cfg.attempt, job)
