@@ -353,6 +353,7 @@ class Reconciler:
         held = self._watched().job_pods(ns, name)
         st.vanished &= {pod_uid(p) for p in held}
         pods = [p for p in held if pod_uid(p) not in st.vanished]
+        listed: list[dict[str, Any]] | None = None  # at most one LIST a cycle
         if any(overdue(p, now) for p in pods):
             listed = await self.kube.list_pods(ns, f"{LABEL_JOB}={name}")
             live = {pod_uid(p) for p in listed}
@@ -366,7 +367,8 @@ class Reconciler:
                 # Unseen this long: a watch that relisted past a pod created and deleted in
                 # a gap, or one lagging behind a loaded loop. Only the API can tell which;
                 # forgetting a pod that exists would restart its job as "vanished".
-                listed = await self.kube.list_pods(ns, f"{LABEL_JOB}={name}")
+                if listed is None:
+                    listed = await self.kube.list_pods(ns, f"{LABEL_JOB}={name}")
                 exists = {p["metadata"]["name"]: slim_pod(p) for p in listed}
                 fresh = time.monotonic()
                 st.created = {n: (fresh, exists[n]) for n in st.created if n in exists}
