@@ -29,13 +29,13 @@ from prometheus_client import start_http_server as _start_http_server
 from . import accounting as acc
 from .builders import JobRef
 from .jobseries import Family, JobSeries
+from .vocabulary import trainer_timings
 
 JOB: Final = ("namespace", "trainingjob")
 CAUSE: Final = (*JOB, "cause")
 SECONDS_BUCKETS: Final = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 SAVE_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 CYCLE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-TRAINER_TIMINGS: Final = "timings"  # manifest extra["lazarusTrainer"]["timings"]
 
 # `_created` series double every counter and no dashboard or alert reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -219,8 +219,8 @@ class Metrics:
     def observe_checkpoint(self, job: JobRef, name: str, extra: Mapping[str, Any]) -> None:
         """The trainer's timings from a checkpoint manifest, once per checkpoint."""
         key = (job.namespace, job.name)
-        t = (extra.get("lazarusTrainer") or {}).get(TRAINER_TIMINGS) or {}
-        if not isinstance(t, Mapping) or self._seen_ckpt.get(key) == name:
+        t = trainer_timings(extra)
+        if self._seen_ckpt.get(key) == name:
             return
         self._seen_ckpt[key] = name
         for field, fam in (

@@ -14,7 +14,7 @@ from . import status as s
 from .classify import parse_time
 from .lostwork import step_rate
 from .records import LatestCheckpoint
-from .vocabulary import Decision, Facts
+from .vocabulary import Decision, Facts, trainer_timings
 
 
 def apply_selection(f: Facts, d: Decision) -> None:
@@ -56,9 +56,7 @@ def apply_selection(f: Facts, d: Decision) -> None:
 def trainer_pace(extra: Mapping[str, Any]) -> float | None:
     """Steps per second the trainer recorded with the checkpoint, if it did (a positive,
     finite number; older trainers record none)."""
-    trainer = extra.get("lazarusTrainer")
-    timings = trainer.get("timings") if isinstance(trainer, Mapping) else None
-    pace = timings.get(TIMINGS_STEPS_PER_SECOND) if isinstance(timings, Mapping) else None
+    pace = trainer_timings(extra).get(TIMINGS_STEPS_PER_SECOND)
     if isinstance(pace, bool) or not isinstance(pace, int | float):
         return None
     return float(pace) if 0 < pace < math.inf else None

@@ -149,3 +149,11 @@ class Decision:
     @property
     def events(self) -> list[Event]:
         return [a for a in self.actions if isinstance(a, Event)]
+
+
+def trainer_timings(extra: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A manifest's `extra.lazarusTrainer.timings` (contract section 4a), or {} when the
+    checkpoint has none or they are not a mapping (another writer, an older trainer)."""
+    trainer = extra.get("lazarusTrainer")
+    timings = trainer.get("timings") if isinstance(trainer, Mapping) else None
+    return timings if isinstance(timings, Mapping) else {}
