@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from lazarus_store.verified import ReadStats
+from .storage import ReadStats
 
 PREFIX = "resume timing "
 

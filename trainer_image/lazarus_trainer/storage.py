@@ -40,6 +40,7 @@ __all__ = [
     "InvalidCheckpoint",
     "JobIdentity",
     "Manifest",
+    "ReadStats",
     "Storage",
     "StoreError",
     "Writer",
