@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .api import Lazarus
     from .config import LazarusConfig
     from .data import ResumableSampler
-    from .termination import PermanentError
+    from .termination import PermanentError, leave
 
 # Imported on first use: `lazarus-launch` (lazarus_trainer.launch) supervises torchrun and
 # needs none of torch, whose import cost it ~5 s and ~700 MB in every pod it started.
@@ -41,6 +41,7 @@ _LAZY = {
     "LazarusConfig": ".config",
     "ResumableSampler": ".data",
     "PermanentError": ".termination",
+    "leave": ".termination",
 }
 
 
@@ -50,4 +51,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Lazarus", "LazarusConfig", "PermanentError", "ResumableSampler"]
+__all__ = ["Lazarus", "LazarusConfig", "PermanentError", "ResumableSampler", "leave"]

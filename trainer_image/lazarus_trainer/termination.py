@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from lazarus_contract import (
     DEFAULT_TERMINATION_LOG,
@@ -121,3 +123,21 @@ def exits_permanent(fn: Callable[P, R]) -> Callable[P, R]:
             raise PermanentExit(str(exc)) from exc
 
     return wrapper
+
+
+def leave(code: int) -> NoReturn:
+    """End the trainer process with `code`, its logs flushed, without interpreter teardown.
+
+    Call it once the termination message is written. Teardown is where a finished run can
+    still die: a thread inside torch's C++ code (a gloo worker dropping its last tensor, a
+    save thread mid-copy) that takes the GIL while CPython finalizes is ended with
+    `pthread_exit`, whose unwinding hits a `noexcept` frame: "terminate called without an
+    active exception", SIGABRT, and a completed run reads as a crash. Teardown also spends
+    seconds on a final collection over torch's objects, out of a preemption's grace period.
+    A training process needs none of it once its state is committed.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or gone: nothing to lose
+            stream.flush()
+    os._exit(code)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..api import Lazarus
 from ..config import LazarusConfig
 from ..data import ResumableSampler
 from ..rng import seed_all
-from ..termination import PermanentError, Termination, write_termination
+from ..termination import PermanentError, Termination, leave, write_termination
 from .data import CharDataset, generate_text
 from .model import TinyGPT
 
@@ -92,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         term = Termination("permanent-error", -1, None, str(exc))
         write_termination(term)
         code = term.exit_code
-    sys.exit(code)
+    except Exception:
+        log.exception("training failed")
+        code = 1
+    leave(code)
 
 
 @dataclass
