@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lazarus_trainer import leave
 from lazarus_trainer.adapters.accelerate import from_accelerator, resume_batches
 
 
@@ -66,7 +67,7 @@ def main() -> None:
                 lz.set_epoch(lz.epoch + 1)
     code = lz.close()
     torch.save(accelerator.unwrap_model(model).state_dict(), out)
-    sys.exit(code)
+    leave(code)
 
 
 if __name__ == "__main__":

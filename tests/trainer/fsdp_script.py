@@ -23,7 +23,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.utils.data import DataLoader, TensorDataset
 
-from lazarus_trainer import Lazarus, ResumableSampler
+from lazarus_trainer import Lazarus, ResumableSampler, leave
 
 BATCH = 4
 
@@ -99,7 +99,7 @@ def main() -> None:
         if rank == 0:
             torch.save(best, f"{out}.best")
     dist.destroy_process_group()
-    sys.exit(code)
+    leave(code)
 
 
 if __name__ == "__main__":
