@@ -73,8 +73,14 @@ def decide(f: Facts, d: Decision) -> None:
         mark_finished(st, f, True, s.R_COMPLETED, f"attempt {attempt} completed")
         d.event("Normal", s.R_COMPLETED, f"training completed in attempt {attempt}")
     else:
-        running = all((p.get("status") or {}).get("phase") == "Running" for p in current)
+        # A pod that already completed is done, not pending: rank 0 often finishes
+        # a moment before the rest of the gang, and the job is still Running then.
+        live = [p for p in current if end_of(f, p) is None]
+        up = sum((p.get("status") or {}).get("phase") == "Running" for p in live)
+        running = up == len(live)
         st.phase = s.RUNNING if running else s.PENDING
         reason = s.R_ALL_RUNNING if running else s.R_PODS_PENDING
-        msg = f"attempt {attempt}: {len(current)} pods"
+        done = len(current) - len(live)
+        msg = f"attempt {attempt}: {up} of {f.spec.replicas} pods running"
+        msg += f", {done} completed" if done else ""
         st.set_condition(s.COND_RUNNING, running, reason, msg, now=f.now)

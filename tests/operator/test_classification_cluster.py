@@ -109,6 +109,12 @@ def test_success_when_every_pod_completes(
     job = jobs.create()
     running(jobs, kubelet, job, 1)
     kubelet.terminate(f"{job}-a1-0", 0, message={"v": 1, "outcome": "completed"})
+    # Rank 0 finishing first leaves the job Running, once the operator has seen it.
+    wait_for(
+        lambda: "1 completed" in ((jobs.condition(job, "Running") or {}).get("message") or ""),
+        T,
+        "the operator seeing the first pod complete",
+    )
     assert jobs.status(job).get("phase") == "Running"
     kubelet.terminate(f"{job}-a1-1", 0)
     jobs.wait(job, lambda s: s.get("phase") == "Succeeded", T, "Succeeded")
