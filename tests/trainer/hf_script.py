@@ -8,7 +8,7 @@ HF_TEST_FAST_RETRY=1 (saves give up quickly), HF_TEST_EVAL_STRATEGY (default "st
 "epoch": at each epoch's end), HF_TEST_TRAIN_ROWS (train on the first N rows only),
 HF_TEST_EVAL_SLEEP (seconds each evaluation takes longer). FINAL.history
 gets the shape of HF's log_history. It ends as docs/trainer.md's snippet does: `trainer.train(...)`
-returns or raises SystemExit with the contract's code, no sys.exit.
+returns or raises SystemExit with the contract's code, inside `with leaving():`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from lazarus_trainer import LazarusConfig
+from lazarus_trainer import LazarusConfig, leaving
 from lazarus_trainer.adapters.hf_trainer import LazarusCallback
 from lazarus_trainer.reference.data import CharDataset, generate_text
 
@@ -129,4 +129,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with leaving():
+        main()

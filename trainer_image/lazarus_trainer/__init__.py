@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .api import Lazarus
     from .config import LazarusConfig
     from .data import ResumableSampler
-    from .termination import PermanentError, leave
+    from .termination import PermanentError, leave, leaving
 
 # Imported on first use: `lazarus-launch` (lazarus_trainer.launch) supervises torchrun and
 # needs none of torch, whose import cost it ~5 s and ~700 MB in every pod it started.
@@ -42,6 +42,7 @@ _LAZY = {
     "ResumableSampler": ".data",
     "PermanentError": ".termination",
     "leave": ".termination",
+    "leaving": ".termination",
 }
 
 
@@ -51,4 +52,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Lazarus", "LazarusConfig", "PermanentError", "ResumableSampler", "leave"]
+__all__ = ["Lazarus", "LazarusConfig", "PermanentError", "ResumableSampler", "leave", "leaving"]

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -141,3 +141,33 @@ def leave(code: int) -> NoReturn:
         with contextlib.suppress(OSError, ValueError):  # closed or gone: nothing to lose
             stream.flush()
     os._exit(code)
+
+
+def exit_code_of(exc: SystemExit) -> int:
+    """The status CPython would exit with for `exc`: None is 0, a non-int is printed and 1."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def leaving() -> Iterator[None]:
+    """Run the block, then `leave` with the code its ending implies.
+
+    For scripts whose exit is raised from inside a library: the HF callback ends `train()`
+    with `SystemExit(75)` after a preemption save. The block returning is 0; a `SystemExit`
+    keeps its code; Ctrl-C is 130; any other exception is logged with its traceback and is 1.
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        leave(exit_code_of(exc))
+    except KeyboardInterrupt:
+        leave(130)
+    except BaseException:
+        log.exception("training failed")
+        leave(1)
+    leave(0)
