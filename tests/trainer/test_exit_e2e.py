@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from .harness import NoS3, run, termination, trainer_env
-from .test_docs_e2e import _env, snippet
+from .test_docs_e2e import _env, _run, snippet
 
 pytestmark = pytest.mark.e2e
 
@@ -68,15 +68,7 @@ def test_the_hf_snippet_keeps_its_exit_code_with_a_thread_inside_torch(tmp_path:
     # docs/trainer.md's `with leaving():` does.
     (tmp_path / "train_hf.py").write_text(snippet("train_hf.py"))
     env = _hooked(_env(tmp_path), tmp_path)
-    p = subprocess.run(
-        [sys.executable, "train_hf.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    p = _run(tmp_path / "train_hf.py", tmp_path, env)
     assert "terminate called" not in p.stderr, p.stderr[-2000:]
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads((tmp_path / "termination.json").read_text())["outcome"] == "completed"
