@@ -75,12 +75,12 @@ def decide(f: Facts, d: Decision) -> None:
     else:
         # A pod that already completed is done, not pending: rank 0 often finishes
         # a moment before the rest of the gang, and the job is still Running then.
-        live = [p for p in current if end_of(f, p) is None]
+        ended = {e.pod for e in ends}
+        live = [p for p in current if name(p) not in ended]
         running = all((p.get("status") or {}).get("phase") == "Running" for p in live)
         st.phase = s.RUNNING if running else s.PENDING
         reason = s.R_ALL_RUNNING if running else s.R_PODS_PENDING
         # Not a count of running pods: each pod coming up would cost the job a status write.
-        done = len(current) - len(live)
         msg = f"attempt {attempt}: {len(current)} pods"
-        msg += f", {done} completed" if done else ""
+        msg += f", {len(ended)} completed" if ended else ""
         st.set_condition(s.COND_RUNNING, running, reason, msg, now=f.now)

@@ -143,7 +143,7 @@ def leave(code: int) -> NoReturn:
     os._exit(code)
 
 
-def exit_code_of(exc: SystemExit) -> int:
+def _exit_code(exc: SystemExit) -> int:
     """The status CPython would exit with for `exc`: None is 0, a non-int is printed and 1."""
     if exc.code is None:
         return 0
@@ -164,7 +164,7 @@ def leaving() -> Iterator[None]:
     try:
         yield
     except SystemExit as exc:
-        leave(exit_code_of(exc))
+        leave(_exit_code(exc))
     except KeyboardInterrupt:
         leave(130)
     except BaseException:
