@@ -117,6 +117,10 @@ def main() -> int:
     ap.add_argument("--save-nice", type=int, default=10)
     ap.add_argument("--methods", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--minio", help="MinIO binary (default: hack/minio/build.sh)")
+    ap.add_argument(
+        "--minio-cpus",
+        help="pin MinIO to these CPUs (e.g. 1): off training's core, as a remote S3 server is",
+    )
     ap.add_argument("--endpoint", help="an S3 endpoint already running (e.g. moto, to smoke-test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
@@ -136,7 +140,7 @@ def main() -> int:
                 [str(REPO / "hack/minio/build.sh")], check=True, capture_output=True, text=True
             ).stdout.strip()
         )
-        with minio(binary, work / "minio") as url:
+        with minio(binary, work / "minio", args.minio_cpus) as url:
             return run(args, url, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -362,7 +366,7 @@ def run(args: Any, url: str, work: Path) -> int:
         f"state {nbytes / 1e6:.0f} MB (TinyGPT d{args.d_model} x{args.layers} + AdamW), "
         f"torch threads {args.torch_threads}, Lazarus save threads {args.save_threads} "
         f"nice {args.save_nice}, {args.rounds} rounds + warm-up, idle {args.idle}s, "
-        f"MinIO {url}, {os.cpu_count()} CPUs",
+        f"MinIO {url} on CPUs {args.minio_cpus or 'all'}, {os.cpu_count()} CPUs",
         flush=True,
     )
 

@@ -46,12 +46,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def minio(binary: str, data_dir: Path) -> Iterator[str]:
+def minio(binary: str, data_dir: Path, cpus: str | None = None) -> Iterator[str]:
+    """MinIO on loopback; `cpus` (a taskset list, "1") pins every thread it starts."""
     port, console = free_port(), free_port()
     env = {**os.environ, "MINIO_ROOT_USER": USER, "MINIO_ROOT_PASSWORD": PASSWORD}
     log = (data_dir.parent / "minio.log").open("wb")
     proc = subprocess.Popen(
-        [binary, "server", str(data_dir), "--quiet", "--address", f"127.0.0.1:{port}",
+        [*(["taskset", "-c", cpus] if cpus else []),
+         binary, "server", str(data_dir), "--quiet", "--address", f"127.0.0.1:{port}",
          "--console-address", f"127.0.0.1:{console}"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
