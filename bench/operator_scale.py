@@ -540,7 +540,9 @@ def main() -> None:
             "replacement_p50_s": round(statistics.median(lat), 3) if lat else None,
             "replacement_p99_s": round(percentile(lat, 99), 3) if lat else None,
             "replacement_max_s": round(max(lat), 3) if lat else None,
-            "restarts_missed": hit - len(lat),
+            "restarts_missed": hit - len(lat),  # no replacement pods within 120 s
+            # the victims whose restart count went up by the end (late ones included)
+            "restarts_booked": sum(d > 0 for d in deltas),
             "restarts_duplicated": sum(max(0, d - 1) for d in deltas),
             "operator_env": dict(kv.split("=", 1) for kv in args.operator_env),
             "load_average_1m": {**load, "end": os.getloadavg()[0]},
