@@ -25,10 +25,6 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 LIST_PAGE = 500
 
 
-def _json(resp: Any) -> Any:
-    return json.loads(resp.data)
-
-
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
     """What a relist compares of a pod: without `managedFields`, most of its metadata
     (17 KB a pod; a 4,000-pod relist held 68 MB until its jobs were kicked)."""
@@ -62,13 +58,22 @@ class Kube:
         self.custom = client.CustomObjectsApi(api)
 
     async def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """The call's JSON answer, read and decoded in the worker thread. Read on the
+        loop, the answer kept its connection out of the pool after the thread was free:
+        the thread's next call opened another, and the pool overflowed ("Connection pool
+        is full, discarding connection", a new TLS handshake each time); and the loop
+        read the socket."""
         kw.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        return await asyncio.to_thread(fn, *args, **kw)
+
+        def call() -> Any:
+            return json.loads(fn(*args, _preload_content=False, **kw).data)
+
+        return await asyncio.to_thread(call)
 
     async def _maybe(self, fn: Any, *args: Any, ok: tuple[int, ...] = (404,), **kw: Any) -> Any:
         """The JSON answer, or None when the API answers one of the `ok` statuses."""
         try:
-            return _json(await self._call(fn, *args, _preload_content=False, **kw))
+            return await self._call(fn, *args, **kw)
         except client.ApiException as err:
             if err.status in ok:
                 return None
@@ -81,10 +86,8 @@ class Kube:
         return got
 
     async def list_pods(self, ns: str, selector: str) -> list[dict[str, Any]]:
-        got = await self._call(
-            self.core.list_namespaced_pod, ns, label_selector=selector, _preload_content=False
-        )
-        items: list[dict[str, Any]] = _json(got).get("items") or []
+        got = await self._call(self.core.list_namespaced_pod, ns, label_selector=selector)
+        items: list[dict[str, Any]] = got.get("items") or []
         return items
 
     async def pod_metadata(self, ns: str | None, selector: str) -> list[dict[str, Any]]:
@@ -98,14 +101,13 @@ class Kube:
                 "label_selector": selector,
                 "limit": LIST_PAGE,
                 "_headers": {"Accept": METADATA_ONLY},
-                "_preload_content": False,
             }
             if token:
                 kw["_continue"] = token
             if ns is None:
-                got = _json(await self._call(self.core.list_pod_for_all_namespaces, **kw))
+                got = await self._call(self.core.list_pod_for_all_namespaces, **kw)
             else:
-                got = _json(await self._call(self.core.list_namespaced_pod, ns, **kw))
+                got = await self._call(self.core.list_namespaced_pod, ns, **kw)
             page = got.get("items") or []
             items += [{"metadata": _identity(i.get("metadata") or {})} for i in page]
             token = (got.get("metadata") or {}).get("continue")
@@ -124,7 +126,7 @@ class Kube:
         second replica)."""
         body = {"metadata": {"resourceVersion": rv}, "status": patch}
         try:
-            resp = await self._call(
+            written: dict[str, Any] = await self._call(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -133,13 +135,11 @@ class Kube:
                 name,
                 body,
                 _content_type=MERGE,
-                _preload_content=False,
             )
         except client.ApiException as err:
             if err.status in (404, 409):
                 return None
             raise
-        written: dict[str, Any] = _json(resp)
         return written
 
     async def create(self, ns: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
