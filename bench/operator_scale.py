@@ -315,28 +315,57 @@ def churn(
     core: client.CoreV1Api,
     clock: PodClock,
     names: list[str],
-) -> list[float]:
-    """One failure every 1/rate seconds, each on a different job; returns the time from
-    each failure to every pod of that job's next attempt created."""
+) -> dict[str, tuple[float, float]]:
+    """One failure every 1/rate seconds, each on a different job; returns, by job, the
+    failure's wall-clock time and the time from it to every pod of that job's next
+    attempt created (jobs whose pods did not all come within 120 s are left out)."""
     rng = random.Random(args.seed)
     victims = rng.sample(names, min(args.failures, len(names)))
-    pending: dict[str, tuple[float, list[str]]] = {}
+    pending: dict[str, tuple[float, float, list[str]]] = {}
     for k, name in enumerate(victims):
         new = [f"{name}-a2-{i}" for i in range(args.replicas)]
-        t0 = time.monotonic()
+        t0, wall = time.monotonic(), time.time()
         fail_pod(core, f"{name}-a1-{rng.randrange(args.replicas)}", evict=k % 2 == 0)
-        pending[name] = (t0, new)
+        pending[name] = (t0, wall, new)
         time.sleep(max(0.0, t0 + 1 / args.rate - time.monotonic()))
-    lat: list[float] = []
+    lat: dict[str, tuple[float, float]] = {}
     with clock.cv:
         clock.cv.wait_for(
-            lambda: all(all(p in clock.added for p in new) for _, new in pending.values()),
+            lambda: all(all(p in clock.added for p in new) for *_, new in pending.values()),
             timeout=120,
         )
-        for t0, new in pending.values():
+        for name, (t0, wall, new) in pending.items():
             if all(p in clock.added for p in new):
-                lat.append(max(clock.added[p] for p in new) - t0)
+                lat[name] = (wall, max(clock.added[p] for p in new) - t0)
     return lat
+
+
+def created_after(core: client.CoreV1Api, job: str, replicas: int, since: float) -> float | None:
+    """Seconds from `since` to the creationTimestamp of the last pod of `job`'s attempt 2."""
+    stamps = []
+    for i in range(replicas):
+        pod = json.loads(core.read_namespaced_pod(f"{job}-a2-{i}", NS, _preload_content=False).data)
+        created = pod["metadata"]["creationTimestamp"]
+        stamps.append(time.mktime(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    return round(max(stamps) - since, 1) if stamps else None
+
+
+def job_events(core: client.CoreV1Api, job: str, since: float) -> list[str]:
+    """The Events about `job` since `since` (epoch seconds), oldest first, as
+    "+seconds reason: message": what the operator did and when, for a slow restart."""
+    sel = f"involvedObject.name={job}"
+    got = json.loads(
+        core.list_namespaced_event(NS, field_selector=sel, _preload_content=False).data
+    )
+    out: list[tuple[float, str]] = []
+    for e in got.get("items") or []:
+        stamp = e.get("eventTime") or e.get("lastTimestamp") or e["metadata"]["creationTimestamp"]
+        when = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        if when >= since - 1:
+            out.append(
+                (when, f"+{when - since:.0f}s {e.get('reason')}: {e.get('message', '')[:100]}")
+            )
+    return [line for _, line in sorted(out)]
 
 
 def start_profile(path: Path, pid: int) -> subprocess.Popen[bytes]:
@@ -518,7 +547,18 @@ def main() -> None:
 
         before_churn = api_requests(api)
         base_restarts = restarts(custom)
-        lat = churn(args, core, clock, names)
+        by_job = churn(args, core, clock, names)
+        lat = [d for _, d in by_job.values()]
+        slowest = sorted(by_job.items(), key=lambda kv: -kv[1][1])[:3]
+        slow = {
+            name: {
+                "seconds": round(d, 3),
+                # the API server's own stamp (1 s resolution): created late, or seen late
+                "pods_created_after_s": created_after(core, name, args.replicas, wall),
+                "events": job_events(core, name, wall),
+            }
+            for name, (wall, d) in slowest
+        }
         time.sleep(5)
         churn_requests = operator_traffic(before_churn, api_requests(api)).total()
         after = restarts(custom)
@@ -544,6 +584,7 @@ def main() -> None:
             # the victims whose restart count went up by the end (late ones included)
             "restarts_booked": sum(d > 0 for d in deltas),
             "restarts_duplicated": sum(max(0, d - 1) for d in deltas),
+            "slowest_replacements": slow,
             "operator_env": dict(kv.split("=", 1) for kv in args.operator_env),
             "load_average_1m": {**load, "end": os.getloadavg()[0]},
         }
