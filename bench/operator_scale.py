@@ -56,6 +56,7 @@ sys.path[:0] = [str(REPO), str(REPO / "hack")]
 from kubernetes import client, config  # noqa: E402
 
 from bench.operator_restart_latency import PodClock, percentile  # noqa: E402
+from lazarus_contract import parse_time  # noqa: E402
 from lazarus_devstack.stack import Ports, Stack  # noqa: E402
 from tests.operator.harness import GROUP, PLURAL, VERSION, OperatorProcess, wait_for  # noqa: E402
 
@@ -176,8 +177,7 @@ def events_since(core: client.CoreV1Api, since: float) -> Counter[str]:
     got = json.loads(core.list_namespaced_event(NS, _preload_content=False).data)
     out: Counter[str] = Counter()
     for e in got.get("items") or []:
-        created = e["metadata"].get("creationTimestamp") or ""
-        when = time.mktime(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        when = parse_time(e["metadata"]["creationTimestamp"]).timestamp()
         if when >= since - 1:
             source = e.get("reportingComponent") or (e.get("source") or {}).get("component")
             out[f"{source or '?'} {e.get('reason')}"] += 1
@@ -340,14 +340,14 @@ def churn(
     return lat
 
 
-def created_after(core: client.CoreV1Api, job: str, replicas: int, since: float) -> float | None:
+def created_after(core: client.CoreV1Api, job: str, replicas: int, since: float) -> float:
     """Seconds from `since` to the creationTimestamp of the last pod of `job`'s attempt 2."""
-    stamps = []
-    for i in range(replicas):
-        pod = json.loads(core.read_namespaced_pod(f"{job}-a2-{i}", NS, _preload_content=False).data)
-        created = pod["metadata"]["creationTimestamp"]
-        stamps.append(time.mktime(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
-    return round(max(stamps) - since, 1) if stamps else None
+    pods = [
+        json.loads(core.read_namespaced_pod(f"{job}-a2-{i}", NS, _preload_content=False).data)
+        for i in range(replicas)
+    ]
+    last = max(parse_time(p["metadata"]["creationTimestamp"]).timestamp() for p in pods)
+    return round(last - since, 1)
 
 
 def job_events(core: client.CoreV1Api, job: str, since: float) -> list[str]:
@@ -360,7 +360,7 @@ def job_events(core: client.CoreV1Api, job: str, since: float) -> list[str]:
     out: list[tuple[float, str]] = []
     for e in got.get("items") or []:
         stamp = e.get("eventTime") or e.get("lastTimestamp") or e["metadata"]["creationTimestamp"]
-        when = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        when = parse_time(stamp).timestamp()
         if when >= since - 1:
             out.append(
                 (when, f"+{when - since:.0f}s {e.get('reason')}: {e.get('message', '')[:100]}")
