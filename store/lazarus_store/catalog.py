@@ -35,9 +35,9 @@ class CheckpointInfo:
 
     @property
     def created(self) -> datetime:
-        if self.manifest is not None:
-            with contextlib.suppress(ValueError):
-                return self.manifest.created
+        if self.manifest is not None:  # a createdAt out of range (year 1 at +14:00) too
+            with contextlib.suppress(ValueError, OverflowError):
+                return self.manifest.created.astimezone(UTC)
         return datetime.fromtimestamp(self.modified, UTC)
 
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lazarus_contract.bounded_json import loads_bounded, one_line
+
 from .errors import InvalidCheckpoint
 from .manifest import JobIdentity
 
@@ -38,7 +40,33 @@ class AttemptRecord:
 def _job(raw: Any) -> JobIdentity | None:
     if raw is None:
         return None
-    return JobIdentity(str(raw["name"]), str(raw["namespace"]), str(raw["uid"]))
+    if not isinstance(raw, dict) or not all(
+        isinstance(raw.get(k), str) for k in ("name", "namespace", "uid")
+    ):
+        raise ValueError("a job is not {name, namespace, uid} strings")
+    return JobIdentity(raw["name"], raw["namespace"], raw["uid"])
+
+
+def _int(raw: Any, what: str, low: int) -> int:
+    """A JSON integer in [low, 2**63): not a bool, a float or a string."""
+    if type(raw) is not int or not low <= raw < 1 << 63:
+        raise ValueError(f"{what} {one_line(repr(raw), 40)} is not an integer >= {low}")
+    return raw
+
+
+def _record(r: Any) -> AttemptRecord:
+    if not isinstance(r, dict):
+        raise ValueError("a record is not a JSON object")
+    resume_from = r.get("resumeFrom")
+    if resume_from is not None and not isinstance(resume_from, str):
+        raise ValueError("resumeFrom is not a string")
+    return AttemptRecord(
+        attempt=_int(r.get("attempt"), "attempt", 0),
+        resume_from=resume_from,
+        resume_step=_int(r.get("resumeStep", -1), "resumeStep", -1),
+        started_at=one_line(str(r.get("startedAt", "")), 64),
+        job=_job(r.get("job")),
+    )
 
 
 # The fence log by attempt number: ownership asks "who ran attempt N" once per listed
@@ -54,22 +82,19 @@ def index_attempts(records: Iterable[AttemptRecord]) -> dict[int, AttemptRecord]
     return out
 
 
+# The fence log is a list of small records: nothing in it nests deeper than this.
+MAX_ATTEMPTS_DEPTH = 8
+
+
 def parse_attempts(raw: bytes, *, where: str) -> list[AttemptRecord]:
-    """Parse the fence log; InvalidCheckpoint if it is not the documented shape."""
+    """Parse the fence log; InvalidCheckpoint (one line) if it is not the documented shape."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
-        items = doc["attempts"] if isinstance(doc, dict) else doc
-        return [
-            AttemptRecord(
-                attempt=int(r["attempt"]),
-                resume_from=r.get("resumeFrom"),
-                resume_step=int(r.get("resumeStep", -1)),
-                started_at=str(r.get("startedAt", "")),
-                job=_job(r.get("job")),
-            )
-            for r in items
-        ]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        doc = loads_bounded(raw, max_bytes=len(raw), max_depth=MAX_ATTEMPTS_DEPTH)
+        items = doc.get("attempts") if isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            raise ValueError("no list of attempts")
+        return [_record(r) for r in items]
+    except ValueError as e:  # MalformedJSON is one
         raise InvalidCheckpoint(f"{where}: fence log is unreadable ({e})") from None
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from lazarus_contract import MANIFEST_NAME, checkpoint_name, format_time, parse_time
+from lazarus_contract.bounded_json import MalformedJSON, loads_bounded, one_line
 
 from .errors import InvalidCheckpoint
 
@@ -151,6 +152,7 @@ def python_version() -> str:
 # before parsing: a hostile or broken manifest is invalid, not an out-of-memory.
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_MANIFEST_OBJECTS = 100_000
+MAX_MANIFEST_DEPTH = 32  # the schema nests 4 deep; `extra` is the writer's, shallow too
 
 
 def _check_document(doc: dict[str, Any], where: str) -> None:
@@ -163,15 +165,15 @@ def _check_document(doc: dict[str, Any], where: str) -> None:
     version = doc.get("schemaVersion")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise InvalidCheckpoint(
-            f"{where}: unknown manifest schema version {version!r}"
+            f"{where}: unknown manifest schema version {one_line(repr(version), 40)}"
             f" (this library reads {sorted(SUPPORTED_SCHEMA_VERSIONS)})"
         )
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(doc), key=str)
     if errors:
         first = errors[0]
-        loc = "/".join(str(p) for p in first.absolute_path) or "(root)"
+        loc = one_line("/".join(str(p) for p in first.absolute_path), 100) or "(root)"
         raise InvalidCheckpoint(
-            f"{where}: manifest does not match its schema at {loc}: {first.message}"
+            f"{where}: manifest does not match its schema at {loc}: {one_line(first.message)}"
         )
     if doc["name"] != checkpoint_name(doc["step"], doc["attempt"]):
         raise InvalidCheckpoint(
@@ -181,25 +183,32 @@ def _check_document(doc: dict[str, Any], where: str) -> None:
     for o in doc["objects"]:
         why = check_object_path(o["path"])
         if why:
-            raise InvalidCheckpoint(f"{where}: manifest lists a bad object: {why}")
+            raise InvalidCheckpoint(f"{where}: manifest lists a bad object: {one_line(why)}")
         if o["path"] in seen:
-            raise InvalidCheckpoint(f"{where}: manifest lists {o['path']!r} twice")
+            raise InvalidCheckpoint(f"{where}: manifest lists {one_line(repr(o['path']))} twice")
         seen.add(o["path"])
 
 
 def parse_manifest(raw: bytes, *, where: str) -> Manifest:
-    """Parse and check manifest bytes; InvalidCheckpoint (naming `where`) if unusable."""
+    """Parse and check manifest bytes; InvalidCheckpoint (naming `where`, one line) if
+    unusable, whatever the bytes: bounded size and depth, checked types and numbers."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise InvalidCheckpoint(
             f"{where}: manifest is over {MAX_MANIFEST_BYTES >> 20} MiB: not read"
         )
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidCheckpoint(f"{where}: manifest is not JSON ({e})") from None
+    try:  # NaN is allowed: a diverged run's metrics are NaN, and its manifests are valid
+        doc = loads_bounded(
+            raw, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_MANIFEST_DEPTH, allow_nan=True
+        )
+    except MalformedJSON as e:
+        raise InvalidCheckpoint(f"{where}: manifest is not usable JSON ({e})") from None
     if not isinstance(doc, dict):
         raise InvalidCheckpoint(f"{where}: manifest is not a JSON object")
     _check_document(doc, where)
+    try:
+        metrics = {k: float(v) for k, v in doc.get("metrics", {}).items()}
+    except OverflowError:
+        raise InvalidCheckpoint(f"{where}: manifest has a metric too large for a float") from None
     lib = doc["library"]
     job = doc["job"]
     return Manifest(
@@ -212,7 +221,7 @@ def parse_manifest(raw: bytes, *, where: str) -> Manifest:
         samples_seen=doc.get("samplesSeen"),
         tokens_seen=doc.get("tokensSeen"),
         reason=doc["reason"],
-        metrics={k: float(v) for k, v in doc.get("metrics", {}).items()},
+        metrics=metrics,
         world_size=doc.get("worldSize"),
         parent=doc.get("parent"),
         created_at=doc["createdAt"],

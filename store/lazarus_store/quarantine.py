@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from lazarus_contract import QUARANTINE_PREFIX
+from lazarus_contract.bounded_json import MalformedJSON, loads_bounded, one_line
 
 from . import checksum
 from .backends.base import ObjectMissing
@@ -40,9 +41,12 @@ def reason(root: Root, name: str) -> str | None:
     except ObjectMissing:
         return None
     try:
-        return str(json.loads(raw)["reason"])
-    except (ValueError, KeyError, TypeError):
+        doc = loads_bounded(raw, max_bytes=MAX_MARKER_BYTES, max_depth=4)
+    except MalformedJSON:
         return "unreadable quarantine marker"
+    why = doc.get("reason") if isinstance(doc, dict) else None
+    # Anyone who can write the root can write a marker: its reason is shown as one line.
+    return one_line(why, 300) if isinstance(why, str) else "unreadable quarantine marker"
 
 
 def is_quarantined(root: Root, name: str) -> bool:

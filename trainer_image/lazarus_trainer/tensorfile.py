@@ -32,12 +32,22 @@ from typing import Any, cast
 
 import torch
 
+from lazarus_contract.bounded_json import loads_bounded, one_line
+
 from .storage import InvalidCheckpoint
 from .termination import PermanentError
 
 TREE_KEY = "lazarus.tree"
 HEADER_ALIGN = 4096  # the data section starts page-aligned
 MAX_HEADER = 64 << 20  # a header larger than this is not ours
+# Bounds on what a file may ask of its reader (someone else may have written it): the
+# header nests 3 deep; the tree 2 JSON levels per container, so saves refuse state nested
+# deeper than MAX_NESTING containers, which then always loads back; a shape has at most
+# MAX_DIMS dimensions, and its element count (zero dimensions counted as one) fits int64.
+HEADER_DEPTH = 4
+TREE_DEPTH = 256
+MAX_NESTING = (TREE_DEPTH - 2) // 2
+MAX_DIMS = 64
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -100,8 +110,12 @@ class Packed:
         )
 
 
-def _encode(x: Any, tensors: list[tuple[str, torch.Tensor]], path: str) -> Any:
+def _encode(x: Any, tensors: list[tuple[str, torch.Tensor]], path: str, depth: int = 0) -> Any:
     """The JSON form of `x`; tensors are appended to `tensors` and referenced by name."""
+    if depth > MAX_NESTING:
+        raise PermanentError(
+            f"{path or 'state'} nests containers deeper than {MAX_NESTING}: not storable"
+        )
     if x is None or type(x) in (bool, int, str):
         return x
     if type(x) is float:
@@ -114,12 +128,13 @@ def _encode(x: Any, tensors: list[tuple[str, torch.Tensor]], path: str) -> Any:
         tag = "odict" if isinstance(x, OrderedDict) else "dict"
         keys, values = [], []
         for k, v in x.items():
-            keys.append(_encode(k, tensors, path))
-            values.append(_encode(v, tensors, f"{path}.{k}"))
+            keys.append(_encode(k, tensors, path, depth + 1))
+            values.append(_encode(v, tensors, f"{path}.{k}", depth + 1))
         return {"t": tag, "k": keys, "v": values}
     if isinstance(x, list | tuple | set):
         tag = "list" if isinstance(x, list) else "tuple" if isinstance(x, tuple) else "set"
-        return {"t": tag, "v": [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(x)]}
+        items = [_encode(v, tensors, f"{path}.{i}", depth + 1) for i, v in enumerate(x)]
+        return {"t": tag, "v": items}
     if type(x) is bytes:
         return {"t": "bytes", "v": base64.b64encode(x).decode("ascii")}
     if type(x) is complex:
@@ -204,12 +219,12 @@ def unpack(data: bytearray | memoryview, what: str) -> Any:
     if n > min(MAX_HEADER, len(view) - 8):
         raise InvalidCheckpoint(f"{what}: header length {n} does not fit the {len(view)} bytes")
     try:
-        head = json.loads(bytes(view[8 : 8 + n]), parse_constant=_no_constant)
-        tree = json.loads(head["__metadata__"][TREE_KEY], parse_constant=_no_constant)
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        head = loads_bounded(view[8 : 8 + n], max_bytes=MAX_HEADER, max_depth=HEADER_DEPTH)
+        if not isinstance(head, dict):
+            raise ValueError("the header is not a JSON object")
+        tree = loads_bounded(head["__metadata__"][TREE_KEY], max_bytes=n, max_depth=TREE_DEPTH)
+    except (ValueError, KeyError, TypeError) as exc:  # MalformedJSON is a ValueError
         raise InvalidCheckpoint(f"{what}: not a Lazarus raw tensor file ({exc})") from None
-    if not isinstance(head, dict):
-        raise InvalidCheckpoint(f"{what}: header is not a JSON object")
     data_start = 8 + n
     tensors: dict[str, torch.Tensor] = {}
     for name, spec in head.items():
@@ -218,28 +233,17 @@ def unpack(data: bytearray | memoryview, what: str) -> Any:
     return _decode(tree, tensors, what)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _tensor(
     view: memoryview, data: Any, start: int, entry: tuple[str, Any], what: str
 ) -> torch.Tensor:
     name, spec = entry
-    try:
-        dtype = DTYPES[spec["dtype"]]
-        shape = tuple(spec["shape"])
-        begin, end = spec["data_offsets"]
-        if not all(type(d) is int and d >= 0 for d in (*shape, begin, end)):
-            raise ValueError("shape and offsets must be non-negative integers")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidCheckpoint(f"{what}: tensor {name!r} is malformed ({exc})") from None
+    dtype, shape, begin, end = _slot(spec, f"{what}: tensor {one_line(repr(name), 80)}")
     itemsize = torch.empty((), dtype=dtype).element_size()
     count = math.prod(shape)
     if end - begin != count * itemsize or start + end > len(view) or begin > end:
         raise InvalidCheckpoint(
-            f"{what}: tensor {name!r} ({spec['dtype']} {list(shape)}) does not match its "
-            f"bytes [{begin}, {end}) of the {len(view) - start} after the header"
+            f"{what}: tensor {one_line(repr(name), 80)} ({spec['dtype']} {list(shape)}) does "
+            f"not match its bytes [{begin}, {end}) of the {len(view) - start} after the header"
         )
     if count == 0:
         return torch.empty(shape, dtype=dtype)
@@ -250,11 +254,32 @@ def _tensor(
     return torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin).view(shape)
 
 
+def _slot(spec: Any, where: str) -> tuple[torch.dtype, tuple[int, ...], int, int]:
+    """A header entry's dtype, shape and offsets, each checked before any arithmetic:
+    plain non-negative integers (no bools), few dimensions, every size within int64."""
+    try:
+        if not isinstance(spec, dict):
+            raise TypeError("not a JSON object")
+        dtype = DTYPES[spec["dtype"]]
+        shape, offsets = spec["shape"], spec["data_offsets"]
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS:
+            raise ValueError(f"shape is not a list of at most {MAX_DIMS} dimensions")
+        if not isinstance(offsets, list) or len(offsets) != 2:
+            raise ValueError("data_offsets is not [begin, end]")
+        if not all(type(d) is int and 0 <= d < 1 << 63 for d in (*shape, *offsets)):
+            raise ValueError("shape and offsets must be integers in [0, 2**63)")
+        if math.prod(max(d, 1) for d in shape) >= 1 << 63:
+            raise ValueError("shape has more than 2**63 elements")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidCheckpoint(f"{where} is malformed ({one_line(str(exc), 100)})") from None
+    return dtype, tuple(shape), offsets[0], offsets[1]
+
+
 def _decode(x: Any, tensors: dict[str, torch.Tensor], what: str) -> Any:
     if x is None or type(x) in (bool, int, float, str):
         return x
     if type(x) is not dict or not isinstance(x.get("t"), str):
-        raise InvalidCheckpoint(f"{what}: unknown value {str(x)[:80]} in the state tree")
+        raise InvalidCheckpoint(f"{what}: unknown value {one_line(str(x)[:200], 80)} in the tree")
     tag, v = x["t"], x.get("v")  # Any: a wrong type fails below as InvalidCheckpoint
     v = cast(Any, v)
     try:
@@ -283,5 +308,8 @@ def _decode(x: Any, tensors: dict[str, torch.Tensor], what: str) -> Any:
     except InvalidCheckpoint:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise InvalidCheckpoint(f"{what}: malformed {tag!r} in the state tree ({exc})") from None
-    raise InvalidCheckpoint(f"{what}: unknown tag {tag!r} in the state tree")
+        why = one_line(str(exc), 100)
+        raise InvalidCheckpoint(
+            f"{what}: malformed {tag[:20]!r} in the state tree ({why})"
+        ) from None
+    raise InvalidCheckpoint(f"{what}: unknown tag {tag[:20]!r} in the tree")
