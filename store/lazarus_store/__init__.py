@@ -32,6 +32,7 @@ from .errors import (
     CheckpointNotFound,
     ChecksumMismatch,
     CommitConflict,
+    EndpointNotS3,
     FencedOut,
     InvalidCheckpoint,
     InvalidURI,
@@ -44,7 +45,7 @@ from .ownership import Owner
 from .retention import Candidate, RetentionPlan, RetentionPolicy, plan_retention
 from .selection import Selection, Skipped
 from .store import CheckpointStore
-from .uri import open_store, open_store_from_env
+from .uri import S3Timeouts, open_store, open_store_from_env
 from .writer import CheckpointWriter
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "CheckpointWriter",
     "ChecksumMismatch",
     "CommitConflict",
+    "EndpointNotS3",
     "FencedOut",
     "InvalidCheckpoint",
     "InvalidURI",
@@ -69,6 +71,7 @@ __all__ = [
     "Owner",
     "RetentionPlan",
     "RetentionPolicy",
+    "S3Timeouts",
     "Selection",
     "Skipped",
     "StoreError",

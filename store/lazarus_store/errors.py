@@ -19,6 +19,10 @@ class StoreUnavailable(StoreError):
     """The storage endpoint cannot be reached (connection refused, DNS, timeout)."""
 
 
+class EndpointNotS3(StoreError):
+    """The endpoint answers HTTP, but not as S3 does (a web page, another API)."""
+
+
 class AccessDenied(StoreError):
     """Credentials are missing, wrong, or lack permission."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,6 +20,17 @@ from .backends.s3 import S3Backend
 from .errors import InvalidURI
 from .root import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 from .store import CheckpointStore
+
+
+@dataclass(frozen=True)
+class S3Timeouts:
+    """How long an S3 call may take: per connection attempt, per read of the socket
+    (a stalled server), and how many attempts (botocore's standard retries)."""
+
+    connect_s: float = 10
+    read_s: float = 120
+    max_attempts: int = 5
+
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z0-9-]{0,64}$")
@@ -47,8 +59,11 @@ def open_store(
     part_size: int = DEFAULT_PART_SIZE,
     multipart_threshold: int | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    s3_timeouts: S3Timeouts | None = None,
 ) -> CheckpointStore:
-    """A store for the checkpoint root `uri`. Nothing is contacted until first use."""
+    """A store for the checkpoint root `uri`. Nothing is contacted until first use.
+    `s3_timeouts`: the S3 client's connect/read timeouts and attempts (default
+    S3Timeouts(): long enough for a trainer's big reads on a busy server)."""
     if not uri or not uri.strip():
         raise InvalidURI("empty checkpoint URI: expected s3://bucket/prefix or a directory path")
     parsed = urlparse(uri)
@@ -62,6 +77,7 @@ def open_store(
             aws_secret_access_key=aws_secret_access_key,
             region=region,
             max_connections=max(10, concurrency * 2),
+            timeouts=s3_timeouts or S3Timeouts(),
         )
     elif parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
@@ -90,6 +106,7 @@ def _s3_backend(
     aws_secret_access_key: str | None,
     region: str | None,
     max_connections: int,
+    timeouts: S3Timeouts,
 ) -> S3Backend:
     parsed = urlparse(uri)
     bucket = parsed.netloc
@@ -113,6 +130,9 @@ def _s3_backend(
         aws_secret_access_key=aws_secret_access_key,
         region=region,
         max_connections=max_connections,
+        max_attempts=timeouts.max_attempts,
+        connect_timeout=timeouts.connect_s,
+        read_timeout=timeouts.read_s,
     )
 
 

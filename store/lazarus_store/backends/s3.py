@@ -4,7 +4,9 @@
 - Every upload carries its CRC32C (`x-amz-checksum-crc32c`), so the server
   rejects bytes that changed on the way. Multipart uploads send one per part and
   ask for the FULL_OBJECT checksum type on completion when the server has it.
-- Transient errors are retried with backoff by botocore's "standard" mode.
+- Transient errors are retried with backoff by botocore's "standard" mode, within
+  connect and read timeouts the caller may shorten (the operator does: a stalled
+  endpoint must give up its threads soon).
 - Bodies are sent from the caller's buffer (`ViewBody`), never copied into a bytes object,
   and the payload is not SHA-256 signed (S3's default over HTTPS): the CRC32C the server
   verifies already covers every byte, and a second hash pass costs as much CPU as the copy.
@@ -89,6 +91,8 @@ class S3Backend:
         region: str | None = None,
         max_connections: int = 16,
         max_attempts: int = 5,
+        connect_timeout: float = 10,
+        read_timeout: float = 120,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -102,8 +106,8 @@ class S3Backend:
             s3=cast(Any, s3cfg),  # the stubs want a TypedDict of literals; ours is validated
             retries={"mode": "standard", "max_attempts": max_attempts},
             max_pool_connections=max_connections,
-            connect_timeout=10,
-            read_timeout=120,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             # We send and check CRC32C ourselves, computed while streaming;
             # botocore's own would be a second pass over every byte.
             request_checksum_calculation="when_required",
@@ -117,6 +121,8 @@ class S3Backend:
             addressing_style,
             max_connections,
             max_attempts,
+            connect_timeout,
+            read_timeout,
         )
         try:
             self.client: Any = shared_client(key, config)
@@ -132,10 +138,14 @@ class S3Backend:
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
 
-    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+    def _errors(self, what: str, listing: bool = False) -> contextlib.AbstractContextManager[None]:
         """Turn botocore's exceptions into StoreErrors that say where and what."""
         return translate(
-            what, bucket=self.bucket, where=self.description, endpoint=self._endpoint()
+            what,
+            bucket=self.bucket,
+            where=self.description,
+            endpoint=self._endpoint(),
+            listing=listing,
         )
 
     def _endpoint(self) -> str:
@@ -156,7 +166,7 @@ class S3Backend:
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
-        with self._errors(f"listing {prefix or '/'}"):
+        with self._errors(f"listing {prefix or '/'}", listing=True):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.key(prefix) if prefix else self.key("")
             )
@@ -287,7 +297,7 @@ class S3Backend:
         invisible to LIST but still stored); returns how many."""
         n = 0
         full = self.key(prefix)
-        with self._errors(f"listing uploads under {prefix}"):
+        with self._errors(f"listing uploads under {prefix}", listing=True):
             # No Prefix: MinIO matches it against whole object names only, so a
             # "directory" prefix finds nothing there. Filter here instead.
             pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket)

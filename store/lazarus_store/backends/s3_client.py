@@ -3,7 +3,8 @@
 Each new boto3 session re-parses botocore's service models (~13 MB and ~150 ms of
 CPU), and clients are thread-safe, so stores with the same endpoint, credentials and
 settings share one client and its connection pool. A changed Secret is a new key,
-so a new client.
+so a new client. Every client checks that listings come back in S3's shape
+(s3_errors.check_listing_shape).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections import OrderedDict
 from typing import Any
 
 import boto3
+import botocore.handlers
 from botocore.config import Config
+
+from .s3_errors import check_listing_shape
 
 _CLIENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _CLIENTS_MAX = 256
@@ -32,6 +36,20 @@ def clients_built() -> int:
 @functools.cache
 def _session() -> boto3.session.Session:
     return boto3.session.Session()
+
+
+def _check_listings(client: Any) -> None:
+    """Check listings' shape (s3_errors.check_listing_shape) before botocore's own
+    before-parse handler turns an unparsable 200 into a retried 500 (as a truncated
+    answer from S3 would be): a web page or a JSON API must read as "not S3", not
+    as an S3 server failing. Only this client's event handlers are reordered."""
+    events = client.meta.events
+    builtin = getattr(botocore.handlers, "_handle_200_error", None)
+    if builtin is not None:
+        events.unregister("before-parse.s3.*", builtin)
+    events.register_first("before-parse.s3.*", check_listing_shape)
+    if builtin is not None:
+        events.register_first("before-parse.s3.*", builtin)
 
 
 def shared_client(key: tuple[Any, ...], config: Config) -> Any:
@@ -59,6 +77,7 @@ def shared_client(key: tuple[Any, ...], config: Config) -> Any:
             aws_secret_access_key=secret,
             config=config,
         )
+        _check_listings(client)
         with _CLIENTS_LOCK:
             _BUILT[0] += 1
             _CLIENTS[key] = client
