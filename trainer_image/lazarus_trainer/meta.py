@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lazarus_contract import TIMINGS_STEPS_PER_SECOND
+from lazarus_contract.bounded_json import one_line
 
-from .storage import Manifest
+from .storage import InvalidCheckpoint, Manifest
 from .termination import PermanentError
 
 ModelOptimizerFormat = Literal["dcp", "replicated", "deepspeed"]
@@ -115,20 +116,28 @@ class TrainerExtra:
         raw = manifest.extra.get(EXTRA_KEY) or {}
         if not isinstance(raw, dict):
             raw = {}
-        fmt = raw.get("format")
-        if fmt not in read_formats or not isinstance(fmt, int):
+        fmt, raw_layout = raw.get("format"), raw.get("modelOptimizer", FORMAT_REPLICATED)
+        if type(fmt) is not int or not isinstance(raw_layout, str):  # a bool is no format
+            raise InvalidCheckpoint(
+                f"checkpoint {name}: malformed {EXTRA_KEY} (format {one_line(repr(fmt), 40)}, "
+                f"modelOptimizer {one_line(repr(raw_layout), 40)})"
+            )
+        # A well-formed format or layout this trainer does not know: a newer trainer wrote
+        # it, and falling back past it would lose its work silently.
+        if fmt not in read_formats:
             raise PermanentError(f"checkpoint {name} has unknown trainer format {fmt!r}")
-        raw_layout = raw.get("modelOptimizer", FORMAT_REPLICATED)
         layout = next((x for x in LAYOUTS if x == raw_layout), None)
         if layout is None:
             raise PermanentError(
-                f"checkpoint {name} has unknown model/optimizer format {raw_layout!r}"
+                f"checkpoint {name} has unknown model/optimizer format {one_line(raw_layout, 60)!r}"
             )
         world = raw.get("worldSize")
+        if type(world) is not int or world < 1:
+            world = manifest.world_size
         timings = raw.get("timings")
         return cls(
             format=fmt,
-            world_size=world if isinstance(world, int) else manifest.world_size,
+            world_size=world,
             model_optimizer=layout,
             timings=timings if isinstance(timings, dict) else {},
         )

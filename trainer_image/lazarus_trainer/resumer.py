@@ -16,7 +16,7 @@ from lazarus_contract import ENV_RESUME_FROM, RESUME_AUTO, parse_checkpoint_name
 from . import sharded
 from . import storage as st
 from .engine_state import Prepared
-from .meta import FORMAT_DCP, FORMAT_DEEPSPEED, TrainerExtra
+from .meta import FORMAT_DCP, FORMAT_DEEPSPEED, FORMAT_REPLICATED, TrainerExtra
 from .resume_timing import ResumeTiming
 from .rng import seed_all
 from .run_state import Context
@@ -24,6 +24,7 @@ from .snapshot import snapshot
 from .state import (
     READ_FORMATS,
     check_model_shapes,
+    check_optimizers,
     common_object,
     deserialize,
     rank_object,
@@ -195,7 +196,13 @@ class Resumer:
                 job.name,
                 job.uid,
             )
-        return Checked(name, manifest, TrainerExtra.parse(manifest, name, READ_FORMATS))
+        try:
+            extra = TrainerExtra.parse(manifest, name, READ_FORMATS)
+        except st.InvalidCheckpoint as exc:
+            if explicit:
+                raise PermanentError(f"resume pointer {name!r} is unusable: {exc}") from None
+            raise
+        return Checked(name, manifest, extra)
 
     def _try_load(self, name: str) -> bool:
         read = self._read(name)
@@ -233,6 +240,8 @@ class Resumer:
                 data = self.storage.read_buffer(name, ours, timing.reads)
             with timing.part("decode"):
                 common = read.common = deserialize(data, ours, fmt)
+                if checked.extra.model_optimizer == FORMAT_REPLICATED:
+                    check_optimizers(self.registry, common, ours)
             if checked.manifest.world_size == self.dist.world_size:
                 with timing.part("fetch"):
                     data = self.storage.read_buffer(name, mine, timing.reads)
@@ -305,7 +314,7 @@ class Resumer:
             self.registry, common, model_optim=loaded is None
         )
         if rank_state is not None:
-            restore_rank(rank_state)
+            restore_rank(rank_state, self.registry)
         else:
             seed = 1_000_003 * run.progress.step + dist.rank
             log.warning(

@@ -30,7 +30,13 @@ from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.filesystem import FileSystemReader, FileSystemWriter, _StorageInfo
-from torch.distributed.checkpoint.metadata import Metadata, StorageMeta, TensorStorageMetadata
+from torch.distributed.checkpoint.metadata import (
+    BytesStorageMetadata,
+    ChunkStorageMetadata,
+    Metadata,
+    StorageMeta,
+    TensorStorageMetadata,
+)
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
@@ -41,6 +47,8 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.futures import Future
+
+from lazarus_contract.bounded_json import one_line
 
 from .safe_load import load_plain, require_plain, restricted_load
 from .state import Registry
@@ -159,6 +167,9 @@ class StoreReader(FileSystemReader):
         meta = restricted_load(data, METADATA_GLOBALS, DCP_PREFIX + METADATA_FILE)
         if not isinstance(meta, Metadata) or not isinstance(meta.storage_data, dict):
             raise InvalidCheckpoint(f"{DCP_PREFIX}{METADATA_FILE}: not DCP metadata")
+        why = _malformed(meta)
+        if why:
+            raise InvalidCheckpoint(f"{DCP_PREFIX}{METADATA_FILE}: malformed: {why}")
         if getattr(meta, "storage_meta", None) is None:
             meta.storage_meta = StorageMeta()
         assert meta.storage_meta is not None
@@ -168,7 +179,13 @@ class StoreReader(FileSystemReader):
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
         for rel in sorted({self.storage_data[i.storage_index].relative_path for i in plan.items}):
             self._need(rel)
-        return super().read_data(plan, planner)
+        try:  # local files only from here: any failure is the files' (an item of the
+            return super().read_data(plan, planner)  # wrong size, bytes that do not load)
+        except (InvalidCheckpoint, CheckpointNotFound):
+            raise
+        except Exception as exc:
+            why = one_line(f"{type(exc).__name__}: {exc}", 200)
+            raise InvalidCheckpoint(f"{DCP_PREFIX}: shard data does not load ({why})") from None
 
     def cleanup(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -217,10 +234,61 @@ class SafeLoadPlanner(DefaultLoadPlanner):
     def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
         fqn = read_item.dest_index.fqn
         obj = load_plain(value, f"DCP item {fqn}")
+        have = self.state_dict.get(fqn)
+        if _kind(obj) != _kind(have) and None not in (obj, have):
+            raise InvalidCheckpoint(
+                f"DCP item {fqn}: a {type(obj).__name__} where this run has a {type(have).__name__}"
+            )
         if self.flatten_state_dict:
             set_element(self.original_state_dict, self.mappings[fqn], obj)
         else:
             self.state_dict[fqn] = obj
+
+
+def _kind(x: Any) -> str:
+    """What a non-tensor item is, loosely: an int and a float are both numbers."""
+    if isinstance(x, bool):
+        return "bool"
+    if isinstance(x, int | float):
+        return "number"
+    return "sequence" if isinstance(x, list | tuple) else type(x).__name__
+
+
+def _ints(x: Any, n: int | None = None) -> bool:
+    return (
+        isinstance(x, tuple)
+        and (n is None or len(x) == n)
+        and all(type(d) is int and 0 <= d < 1 << 63 for d in x)
+    )
+
+
+def _malformed(meta: Metadata) -> str | None:
+    """Why DCP's planner could not work from `meta` (None: it can): checked here, because
+    a planning failure is not told from a failing peer, a shard's is."""
+    for info in meta.storage_data.values():
+        if not isinstance(info, _StorageInfo) or not isinstance(info.relative_path, str):
+            return "a storage entry is not a file"
+        if not _ints((info.offset, info.length)):
+            return f"storage entry {info.relative_path[:60]!r} has a bad offset or length"
+    md = meta.state_dict_metadata
+    if not isinstance(md, dict) or not all(isinstance(k, str) for k in md):
+        return "state_dict_metadata is not a dict of names"
+    for key, item in md.items():
+        if isinstance(item, BytesStorageMetadata):
+            continue
+        if not isinstance(item, TensorStorageMetadata) or not _ints(item.size):
+            return f"{key[:80]}: not a tensor of a valid size"
+        if not isinstance(getattr(item.properties, "dtype", None), torch.dtype):
+            return f"{key[:80]}: no dtype"
+        for c in item.chunks if isinstance(item.chunks, list) else [None]:
+            n = len(item.size)
+            if not (isinstance(c, ChunkStorageMetadata) and _ints(c.offsets, n)):
+                return f"{key[:80]}: a chunk is malformed"
+            if not _ints(c.sizes, n) or any(
+                o + z > d for o, z, d in zip(c.offsets, c.sizes, item.size, strict=True)
+            ):
+                return f"{key[:80]}: a chunk lies outside the tensor"
+    return None
 
 
 def load(target: dict[str, Any], reader: StoreReader, group: Any) -> None:

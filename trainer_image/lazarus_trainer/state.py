@@ -9,6 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from lazarus_contract.bounded_json import one_line
+
 from .engine_state import EngineState
 from .rng import capture_rng, restore_rng
 from .safe_load import load_plain, require_plain
@@ -96,6 +98,11 @@ class Registry:
     extras: dict[str, Stateful] = field(default_factory=dict)
     # Model and optimizer saved by an engine as its own files (DeepSpeed ZeRO), not above.
     engine: EngineState | None = None
+    # Who saves the data position when no sampler is registered (HF Trainer's own state).
+    data_owner: str | None = None
+    # State that differs per rank, saved in each rank's object (read back by the adapter
+    # that registers it: HF Trainer's RNG state before a batch fetched ahead).
+    rank_extras: dict[str, Stateful] = field(default_factory=dict)
 
 
 def capture_common(
@@ -120,8 +127,11 @@ def capture_common(
     return state
 
 
-def capture_rank() -> dict[str, Any]:
-    return {"format": FORMAT_VERSION, "rng": capture_rng()}
+def capture_rank(extras: dict[str, Stateful] | None = None) -> dict[str, Any]:
+    state = {"format": FORMAT_VERSION, "rng": capture_rng()}
+    if extras:
+        state["extras"] = {k: e.state_dict() for k, e in extras.items()}
+    return state
 
 
 def serialize(obj: Any) -> bytes:
@@ -153,7 +163,82 @@ def deserialize(data: bytes | bytearray, what: str, fmt: Any = PICKLE_FORMAT) ->
     for key, types in wanted.items():
         if not isinstance(state.get(key), types):
             raise InvalidCheckpoint(f"{what}: malformed trainer state ({key!r} missing or wrong)")
+    try:
+        if is_common:
+            _check_common_values(state)
+        elif wanted:
+            _check_rng(state["rng"])
+    except (LookupError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as exc:
+        why = one_line(f"{type(exc).__name__}: {exc}", 200)
+        raise InvalidCheckpoint(f"{what}: malformed trainer state ({why})") from None
     return state
+
+
+def _is_int(x: Any, low: int = 0) -> bool:
+    return type(x) is int and low <= x < 1 << 63
+
+
+def _check_common_values(state: dict[str, Any]) -> None:
+    """What restore indexes below the top level: model tensors, the progress counters."""
+    for name, sd in state["models"].items():
+        for key, value in sd.items() if isinstance(sd, dict) else [("", None)]:
+            # A module's get_extra_state() may be any plain value; everything else a tensor.
+            if not isinstance(key, str) or not (
+                isinstance(value, torch.Tensor) or key.endswith("_extra_state")
+            ):
+                raise ValueError(f"model {one_line(repr(name), 40)} entry {key!r:.60} is no tensor")
+    for kind in ("optimizers", "schedulers", "extras"):
+        if not all(isinstance(v, dict) for v in state[kind].values()):
+            raise ValueError(f"a value of {kind!r} is not a dict")
+    p = state["progress"]
+    for key in ("step", "epoch", "samples_seen", "tokens_seen"):
+        if key in p and not _is_int(p[key]):
+            raise ValueError(f"progress {key} is not a non-negative integer")
+    best, best_step = p.get("best_metric"), p.get("best_step")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, int | float)):
+        raise ValueError("progress best_metric is not a number")
+    if best_step is not None and not _is_int(best_step):
+        raise ValueError("progress best_step is not a non-negative integer")
+    history = p.get("metrics_history", [])
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise ValueError("progress metrics_history is not a list of dicts")
+
+
+def _check_rng(saved: Any) -> None:
+    """Restore `saved` once and put the current RNGs back: what cannot be restored raises
+    here, before the checkpoint is chosen, not after (a crash, not a fall-back)."""
+    if not isinstance(saved, dict):
+        raise TypeError("rng is not a dict")
+    now = capture_rng()
+    try:
+        restore_rng(saved)
+    finally:
+        restore_rng(now)
+
+
+def check_optimizers(reg: Registry, state: dict[str, Any], what: str) -> None:
+    """Each registered torch optimizer's saved state has the shape `load_state_dict`
+    indexes (InvalidCheckpoint) and this optimizer's groups (PermanentError, as a model of
+    another shape): checked before anything is loaded."""
+    for name, opt in reg.optimizers.items():
+        saved = state["optimizers"].get(name)
+        if not isinstance(opt, torch.optim.Optimizer) or saved is None:
+            continue  # not a torch optimizer, or not saved: restore_common says so
+        groups, per_param = saved.get("param_groups"), saved.get("state")
+        if not (
+            isinstance(groups, list)
+            and isinstance(per_param, dict)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+            and all(_is_int(i) for g in groups for i in g["params"])
+            and all(_is_int(k) and isinstance(v, dict) for k, v in per_param.items())
+        ):
+            raise InvalidCheckpoint(f"{what}: optimizer {name!r} state is malformed")
+        have = [len(g["params"]) for g in opt.param_groups]
+        if [len(g["params"]) for g in groups] != have:
+            raise PermanentError(
+                f"checkpoint optimizer {name!r} does not match this optimizer: its groups "
+                f"have {[len(g['params']) for g in groups][:8]} parameters, this one's {have[:8]}"
+            )
 
 
 _COMMON_SHAPE: dict[str, tuple[type, ...]] = {
@@ -223,5 +308,11 @@ def restore_common(
     return Progress.from_dict(state["progress"]), state.get("user", {})
 
 
-def restore_rank(state: dict[str, Any]) -> None:
+def restore_rank(state: dict[str, Any], reg: Registry | None = None) -> None:
+    """This rank's RNG, then its registered per-rank extras (which may read the RNG just
+    restored: rng.FetchRng arms itself with it)."""
     restore_rng(state["rng"])
+    saved = state.get("extras")
+    for name, extra in (reg.rank_extras if reg is not None else {}).items():
+        if isinstance(saved, dict) and name in saved:
+            extra.load_state_dict(saved[name])
