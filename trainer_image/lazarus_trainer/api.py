@@ -54,7 +54,11 @@ class Lazarus:
             self.signal.install()
         self.requests = CheckpointRequestWatcher() if self.dist.is_main else None
         # Each pod's launcher rank keeps its termination file current (progress.py).
-        self.progress_report = ProgressReport() if self.dist.is_local_leader else None
+        self.progress_report = (
+            ProgressReport(lambda: (self.run.progress.step, self.run.last_committed))
+            if self.dist.is_local_leader
+            else None
+        )
         ctx = Context(cfg, self.dist, self.storage, self.registry, self.run)
         self.policy = SavePolicy(cfg, now=time.monotonic())
         self.pipeline = SavePipeline(ctx, self.policy, self._deadline)
@@ -125,7 +129,7 @@ class Lazarus:
         p.step += 1
         self.run.clock.tick(p.step, time.monotonic())
         if self.progress_report is not None:
-            self.progress_report.step(p.step, self.run.last_committed)
+            self.progress_report.start()  # its thread writes the step, not this call
         p.samples_seen += samples
         p.tokens_seen += tokens
         sampler = self.registry.sampler
@@ -227,6 +231,8 @@ class Lazarus:
     @exits_permanent
     def close(self) -> int:
         """End of training (or after `should_stop`): final save, termination message, exit code."""
+        if self.progress_report is not None:
+            self.progress_report.flush()  # the last step, before a final save that may block
         if self._stop_after_eval:  # the loop left before reporting the evaluation
             self._stop_after_eval = False
             self.stopper.stop(fenced=False)

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,13 +98,40 @@ def termination_log_path() -> Path:
     return Path(os.environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
 
 
+# The progress signal (progress.py) shares the file: one lock orders the writes, and a
+# file that holds a final message gets no progress write after it.
+_file_lock = threading.Lock()
+_final: set[Path] = set()
+_before_leave: list[Callable[[], None]] = []
+
+
+@contextlib.contextmanager
+def message_file(path: Path) -> Iterator[bool]:
+    """Hold the file for a progress write; yields False once a final message is in it."""
+    with _file_lock:
+        yield path not in _final
+
+
+def reopen(path: Path) -> None:
+    """A new run in this process: its progress may overwrite an earlier run's message."""
+    with _file_lock:
+        _final.discard(path)
+
+
+def before_leave(flush: Callable[[], None]) -> None:
+    """Have `leave` call `flush` first (it skips `atexit`): the progress signal's last step."""
+    _before_leave.append(flush)
+
+
 def write_termination(term: Termination, path: Path | None = None) -> None:
     """Write the message where kubelet looks; a missing /dev/termination-log is not fatal."""
     target = path or termination_log_path()
-    try:
-        target.write_text(term.to_json())
-    except OSError as exc:
-        log.warning("could not write termination message to %s: %s", target, exc)
+    with _file_lock:
+        _final.add(target)
+        try:
+            target.write_text(term.to_json())
+        except OSError as exc:
+            log.warning("could not write termination message to %s: %s", target, exc)
     log.info("termination: %s", term.to_json())
 
 
@@ -136,6 +164,9 @@ def leave(code: int) -> NoReturn:
     seconds on a final collection over torch's objects, out of a preemption's grace period.
     A training process needs none of it once its state is committed.
     """
+    for flush in _before_leave:
+        with contextlib.suppress(Exception):  # leaving must not fail on a report
+            flush()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # closed or gone: nothing to lose
