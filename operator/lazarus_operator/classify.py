@@ -6,7 +6,6 @@ The table in docs/trainingjob.md lists the rows in the order they are tried.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from lazarus_contract import (
     OUTCOME_PREEMPTED,
 )
 from lazarus_contract import parse_time as contract_parse_time
+from lazarus_contract.bounded_json import loads_bounded
 
 # DisruptionTarget reasons Kubernetes sets before it kills a pod on purpose.
 DISRUPTION_REASONS = frozenset(
@@ -97,8 +97,8 @@ def parse_termination_message(text: str | None) -> dict[str, Any]:
     """The trainer's JSON termination message (contract section 4); {} if absent or not ours."""
     if not text:
         return {}
-    try:
-        msg = json.loads(text)
+    try:  # the pod writes it: 4,000 `[` must not be a RecursionError in the operator
+        msg = loads_bounded(text, max_bytes=len(text.encode()), max_depth=8)
     except ValueError:
         return {}
     return msg if isinstance(msg, dict) else {}

@@ -25,6 +25,7 @@ from .state import (
     READ_FORMATS,
     check_model_shapes,
     check_optimizers,
+    check_registered,
     common_object,
     deserialize,
     rank_object,
@@ -240,6 +241,7 @@ class Resumer:
                 data = self.storage.read_buffer(name, ours, timing.reads)
             with timing.part("decode"):
                 common = read.common = deserialize(data, ours, fmt)
+                check_registered(self.registry, common, ours)
                 if checked.extra.model_optimizer == FORMAT_REPLICATED:
                     check_optimizers(self.registry, common, ours)
             if checked.manifest.world_size == self.dist.world_size:

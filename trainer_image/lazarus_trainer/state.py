@@ -216,6 +216,18 @@ def _check_rng(saved: Any) -> None:
         restore_rng(now)
 
 
+def check_registered(reg: Registry, state: dict[str, Any], what: str) -> None:
+    """A registered sampler or extra that can tell (`check_state(saved) -> why | None`)
+    says whether its saved state loads, before the checkpoint is chosen."""
+    pairs = [(reg.sampler, state["sampler"], "sampler")]
+    pairs += [(e, state["extras"].get(k), f"extra {k!r}") for k, e in reg.extras.items()]
+    for obj, saved, label in pairs:
+        check = getattr(obj, "check_state", None)
+        why = check(saved) if check is not None and saved is not None else None
+        if why:
+            raise InvalidCheckpoint(f"{what}: {label} state {why}")
+
+
 def check_optimizers(reg: Registry, state: dict[str, Any], what: str) -> None:
     """Each registered torch optimizer's saved state has the shape `load_state_dict`
     indexes (InvalidCheckpoint) and this optimizer's groups (PermanentError, as a model of

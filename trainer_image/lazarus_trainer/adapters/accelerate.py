@@ -109,6 +109,17 @@ class LoaderPosition:
         state = self.generator.get_state()
         return {"epoch": self._epoch, "batches": self.batches, "generator": state}
 
+    def check_state(self, state: Any) -> str | None:
+        """Why `state` cannot be loaded (None: it can), asked before the checkpoint is chosen."""
+        if not isinstance(state, dict):
+            return "is not a dict"
+        if not all(type(state.get(k)) is int and state[k] >= 0 for k in ("epoch", "batches")):
+            return "has no non-negative epoch and batches"
+        gen, ours = state.get("generator"), self.generator.get_state()
+        if not isinstance(gen, torch.Tensor) or (gen.dtype, gen.shape) != (ours.dtype, ours.shape):
+            return "has no generator state of this generator's shape"
+        return None
+
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         self._epoch, self.batches = int(state["epoch"]), int(state["batches"])
         self.loader.set_epoch(self._epoch)

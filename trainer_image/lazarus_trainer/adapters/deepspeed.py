@@ -39,6 +39,8 @@ from deepspeed.runtime.fp16 import loss_scaler
 from deepspeed.runtime.zero.config import ZeroStageEnum
 from deepspeed.utils.tensor_fragment import fragment_address
 
+from lazarus_contract.bounded_json import loads_bounded, one_line
+
 from ..api import Lazarus
 from ..config import LazarusConfig
 from ..engine_state import Fetch
@@ -225,9 +227,11 @@ class DeepSpeedState:
             raise InvalidCheckpoint(f"{manifest.name}: no {INFO_OBJECT}")
         fetch(INFO_OBJECT, d / "info.json")
         try:
-            info = json.loads((d / "info.json").read_text())
-            saved_stage = int(info["stage"])
-        except (ValueError, KeyError, TypeError) as exc:
+            info = loads_bounded((d / "info.json").read_bytes(), max_bytes=1 << 20, max_depth=4)
+            saved_stage = info["stage"] if isinstance(info, dict) else None
+            if saved_stage not in (0, 1, 2, 3) or type(saved_stage) is not int:
+                raise ValueError(f"stage {one_line(repr(saved_stage), 40)} is not 0-3")
+        except ValueError as exc:  # MalformedJSON is one
             raise InvalidCheckpoint(f"{INFO_OBJECT}: unreadable ({exc})") from None
         if saved_stage != self.stage:
             raise PermanentError(
@@ -249,7 +253,50 @@ class DeepSpeedState:
                 continue  # another rank's partition
             fetch(path, files / name)
             objects[name] = load_file(files / name, path)
+            self._check_shape(objects[name], path)
         return _Prepared(self.engine, d, objects, manifest.name)
+
+    def _check_shape(self, obj: Any, path: str) -> None:
+        """What DeepSpeed's `load_checkpoint` indexes, checked before it runs (it would fail
+        halfway, past the fall-back): InvalidCheckpoint. Model tensors of other shapes are
+        another model (PermanentError, as for any model); a ZeRO partition of another size,
+        with model, stage and world size the same, is a malformed file (InvalidCheckpoint)."""
+        if not isinstance(obj, dict):
+            raise InvalidCheckpoint(f"{path}: not a DeepSpeed state dict")
+        if "model_states" in path:
+            module = obj.get("module")
+            counts = [obj.get(k) for k in ("dp_world_size", "mp_world_size", "global_steps")]
+            if not isinstance(module, dict) or not all(type(c) is int for c in counts):
+                raise InvalidCheckpoint(f"{path}: malformed DeepSpeed model states")
+            if not all(
+                isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in module.items()
+            ):
+                raise InvalidCheckpoint(f"{path}: model states hold a non-tensor")
+            if self.stage < 3:  # ZeRO-3 partitions the module's parameters too
+                live = self.engine.module.state_dict()
+                for k, t in module.items():
+                    if k in live and tuple(t.shape) != tuple(live[k].shape):
+                        raise PermanentError(
+                            f"{path}: {k} has shape {tuple(t.shape)}, this model "
+                            f"{tuple(live[k].shape)}: resume with the model that wrote it"
+                        )
+        if "optim_states" in path:
+            sd = obj.get("optimizer_state_dict")
+            if not isinstance(sd, dict):
+                raise InvalidCheckpoint(f"{path}: malformed DeepSpeed optimizer states")
+            saved = sd.get("single_partition_of_fp32_groups")
+            ours = getattr(self.engine.optimizer, "single_partition_of_fp32_groups", None)
+            if saved is not None and ours is not None:
+                sizes = (
+                    [t.numel() if isinstance(t, torch.Tensor) else -1 for t in saved]
+                    if isinstance(saved, list)
+                    else [-1]
+                )
+                if sizes != [t.numel() for t in ours]:
+                    raise InvalidCheckpoint(
+                        f"{path}: ZeRO partitions of {sizes[:4]} elements, this rank holds "
+                        f"{[t.numel() for t in ours][:4]}"
+                    )
 
 
 class _Prepared:

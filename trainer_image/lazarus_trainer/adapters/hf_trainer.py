@@ -26,6 +26,7 @@ from ..rng import numpy_state
 from ..state import common_object, deserialize, rank_object
 from ..storage import CheckpointNotFound, InvalidCheckpoint
 from ..termination import PermanentError, exits_permanent
+from .hf_checks import check_hf_state
 
 if TYPE_CHECKING:
     # transformers is untyped here (follow_imports=skip): the callback protocol this
@@ -153,6 +154,7 @@ class LazarusCallback(TrainerCallback):
                 fmt = lz.resumer.check_manifest(name, explicit=False).extra.format
                 ours, mine = common_object(fmt), rank_object(lz.dist.rank, fmt)
                 common = deserialize(lz.storage.read_bytes(name, ours), ours, fmt)
+                check_hf_state(common, ours)  # HF reads it itself, past the fall-back
                 rank = deserialize(lz.storage.read_bytes(name, mine), mine, fmt)
             except (InvalidCheckpoint, CheckpointNotFound) as exc:
                 error = str(exc)
