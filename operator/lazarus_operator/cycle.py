@@ -335,7 +335,7 @@ class Reconciler:
         active = not current.finished and not spec.suspend
         if not (need or ((refresh or due) and active and current.current_attempt)):
             return facts
-        if not need and self.storage_lane.busy(storage.lane_key(spec.checkpoint)):
+        if not need and self.storage_lane.busy(storage.lane_key(spec.checkpoint, ns)):
             return facts  # a progress refresh can wait for a free lane; a launch cannot
         answer = await self._select(
             ref, spec, lineage_attempt(current.current_attempt, launching=need)

@@ -68,6 +68,7 @@ R_ROOT_SHARED: Final = "CheckpointRootShared"  # another job took the attempt nu
 R_STORAGE_DELEGATED: Final = "SelectedByTrainer"  # filesystem root: the trainer selects
 R_RECONCILE_ERROR: Final = "ReconcileError"
 R_ENDPOINT_NOT_ALLOWED: Final = "EndpointNotAllowed"  # link-local/metadata (endpoints.py)
+R_ENDPOINT_NOT_S3: Final = "EndpointNotS3"  # answers HTTP, not as S3 (a web page, 404s)
 R_POD_REJECTED: Final = "PodRejected"  # admission refused the job's pods
 R_RECONCILED: Final = "Reconciled"
 R_SPEC_VALID: Final = "Valid"

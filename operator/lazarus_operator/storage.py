@@ -1,6 +1,6 @@
 """The checkpoint store as the operator uses it: credentials from the job's
 Secret, resume-point selection and the fence record, off the event loop on the
-storage lane (lanes.py), in line per endpoint.
+storage lane (lanes.py), in line per endpoint as resolved and per namespace.
 
 Stores are cached per (root, endpoint, credentials) so a restart reuses warm
 connections: the listing is on the restart's critical path.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from lazarus_store.errors import (
     AttemptTaken,
     BucketMissing,
     CheckpointNotFound,
+    EndpointNotS3,
     InvalidURI,
     StoreError,
     StoreUnavailable,
@@ -29,10 +31,10 @@ from lazarus_store.errors import (
 from lazarus_store.ownership import Owner
 from lazarus_store.store import CheckpointStore
 
+from . import endpoints
 from . import status as s
 from .builders import JobRef
-from .endpoints import allowed_from_env, endpoint_problem
-from .lanes import Lane
+from .lanes import Lane, LaneKey
 from .spec import CheckpointSpec
 from .vocabulary import Checkpoint, Selection, StorageProblem
 
@@ -85,6 +87,7 @@ def problem_of(exc: Exception, where: str) -> StorageProblem:
         AccessDenied: s.R_ACCESS_DENIED,
         CheckpointNotFound: s.R_CHECKPOINT_NOT_FOUND,
         InvalidURI: s.R_STORAGE_ERROR,
+        EndpointNotS3: s.R_ENDPOINT_NOT_S3,
         AttemptTaken: s.R_ROOT_SHARED,
     }
     reason = reasons.get(type(exc), s.R_STORAGE_ERROR)
@@ -93,8 +96,12 @@ def problem_of(exc: Exception, where: str) -> StorageProblem:
     return StorageProblem(reason, f"{where}: {exc}"[:1024])
 
 
-_stores: dict[tuple[Any, ...], CheckpointStore] = {}
+_stores: OrderedDict[tuple[Any, ...], CheckpointStore] = OrderedDict()
 _stores_lock = threading.Lock()
+_STORES_MAX = 1024  # a tenant's many spellings of one root must not grow it for ever
+# The operator's calls are small (a listing, manifests, the fence log): a stalled
+# endpoint gives up within ~2 minutes, not botocore's ~10 (120 s reads, 5 attempts).
+TIMEOUTS = lazarus_store.S3Timeouts(connect_s=5, read_s=30, max_attempts=3)
 
 
 def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
@@ -104,6 +111,8 @@ def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
     key = (ck.uri, ck.endpoint, ck.addressing_style, cred)
     with _stores_lock:
         store = _stores.get(key)
+        if store is not None:
+            _stores.move_to_end(key)
     if store is not None:
         return store
     # Opened outside the lock: a first client may resolve credentials over the network.
@@ -114,9 +123,13 @@ def open_store(ck: CheckpointSpec, cred: Credentials) -> CheckpointStore:
         aws_access_key_id=cred.access_key_id,
         aws_secret_access_key=cred.secret_access_key,
         region=cred.region,
+        s3_timeouts=TIMEOUTS,
     )
     with _stores_lock:
-        return _stores.setdefault(key, store)  # a racing twin is dropped
+        store = _stores.setdefault(key, store)  # a racing twin is dropped
+        while len(_stores) > _STORES_MAX:
+            _stores.popitem(last=False)
+        return store
 
 
 # Skipped checkpoints become events at launch: a root full of another job's
@@ -160,9 +173,10 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: Job
     return Selection(chosen, skipped, store.next_attempt())
 
 
-def lane_key(ck: CheckpointSpec) -> str:
-    """The storage lane a job's calls queue in (lanes.Lane): its endpoint."""
-    return ck.endpoint or "default"
+def lane_key(ck: CheckpointSpec, namespace: str) -> LaneKey:
+    """Where a job's calls queue in the storage lane (lanes.Lane): its namespace and its
+    endpoint as resolved (endpoints.py)."""
+    return endpoints.lane_key(ck.endpoint, namespace)
 
 
 async def select(
@@ -172,12 +186,12 @@ async def select(
     wrong with storage."""
     if delegated(ck):
         return Selection(None, (), 0, delegated=True)
-    key = lane_key(ck)
-    why = await lane.run(key, endpoint_problem, ck.endpoint, allowed_from_env())
-    if why is not None:
-        return StorageProblem(s.R_ENDPOINT_NOT_ALLOWED, why)
     try:
-        return await lane.run(key, _select, ck, cred, attempt, job)
+        target = await endpoints.target(ck.endpoint, job.namespace, lane)
+        if target.problem is not None:
+            return StorageProblem(s.R_ENDPOINT_NOT_ALLOWED, target.problem)
+        key = LaneKey(job.namespace, target.key)
+        return await endpoints.call(lane, key, _select, ck, cred, attempt, job)
     except (StoreError, OSError) as exc:
         return problem_of(exc, ck.uri)
 
@@ -194,17 +208,16 @@ async def record_attempt(
 ) -> None:
     """Fence record (contract section 6) naming the job; idempotent per attempt."""
     store = open_store(ck, cred)
-    await lane.run(
-        lane_key(ck), store.record_attempt, attempt, resume_from, step, job=owner(job).identity
-    )
+    key, ident = lane_key(ck, job.namespace), owner(job).identity
+    await endpoints.call(lane, key, store.record_attempt, attempt, resume_from, step, job=ident)
 
 
 async def delete_job(ck: CheckpointSpec, cred: Credentials, job: JobRef, *, lane: Lane) -> Deleted:
     """Delete this job's checkpoints, and nothing else under the root
     (spec.checkpoint.deleteOnJobDelete; lazarus_store.cleanup)."""
-    key = lane_key(ck)
-    why = await lane.run(key, endpoint_problem, ck.endpoint, allowed_from_env())
-    if why is not None:
-        raise StoreError(why)
+    target = await endpoints.target(ck.endpoint, job.namespace, lane)
+    if target.problem is not None:
+        raise StoreError(target.problem)
     store = open_store(ck, cred)
-    return await lane.run(key, delete_job_checkpoints, store, owner(job))
+    key = LaneKey(job.namespace, target.key)
+    return await endpoints.call(lane, key, delete_job_checkpoints, store, owner(job))
