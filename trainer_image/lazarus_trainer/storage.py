@@ -15,6 +15,7 @@ from lazarus_store import (
     CheckpointWriter,
     ChecksumMismatch,
     CommitConflict,
+    EndpointNotS3,
     FencedOut,
     InvalidCheckpoint,
     InvalidURI,
@@ -135,7 +136,10 @@ class Storage:
     def committed(self) -> list[str]:
         """Committed, cheaply valid, unquarantined checkpoints in lineage, newest first
         (the store's valid_in_lineage, the rule the operator selects by)."""
-        sel = self.store.valid_in_lineage(self.attempt, owner=self.owner, limit=None)
+        try:
+            sel = self.store.valid_in_lineage(self.attempt, owner=self.owner, limit=None)
+        except EndpointNotS3 as exc:  # "no checkpoints" from a web page is no fresh start
+            raise PermanentError(f"checkpoint store {self.root_uri!r} is unusable: {exc}") from None
         return [c.name for c in sel.valid]
 
     def resolve(self, pointer: str) -> str:
