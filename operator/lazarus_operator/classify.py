@@ -57,7 +57,7 @@ class PodEnd:
     node: str | None
     exit_code: int | None
     message: str
-    step: int | None  # the trainer's last step, from its termination message
+    step: int | None  # the trainer's last step, from its termination message (reported_step)
     time: datetime
 
 
@@ -104,12 +104,19 @@ def parse_termination_message(text: str | None) -> dict[str, Any]:
     return msg if isinstance(msg, dict) else {}
 
 
+def _step_in(msg: dict[str, Any]) -> int:
+    """The step of a termination message; -1 when it names none (or a nonsense one)."""
+    step = msg.get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else -1
+
+
 def reported_step(pod: Mapping[str, Any]) -> int | None:
     """The last step the trainer reported in its termination message (final or
-    progress signal), once the container has ended."""
+    progress signal), once the container has ended: -1 when it ended without one
+    (the trainer took no step: it writes the signal from its first step on), None
+    while it runs or when no kubelet reported its end."""
     term = _terminated(pod)
-    step = parse_termination_message(term.get("message") if term else None).get("step")
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
+    return _step_in(parse_termination_message(term.get("message"))) if term else None
 
 
 def node_lost_since(node: dict[str, Any] | None, now: datetime) -> datetime | None:
@@ -171,7 +178,7 @@ def classify(
     msg = parse_termination_message(term.get("message") if term else None)
     exit_code: int | None = term.get("exitCode") if term else None
     text = str(msg.get("message") or (term or {}).get("reason") or status.get("message") or "")
-    step = msg.get("step") if isinstance(msg.get("step"), int) else None
+    step = _step_in(msg) if term is not None else None
     when = parse_time((term or {}).get("finishedAt")) or now
 
     def end(cause: Cause, reason: str) -> PodEnd:

@@ -114,7 +114,7 @@ def _schedule_restart(
         # Milliseconds: lost seconds are the gap to the resume checkpoint's commit.
         ended_at=format_time(min(end.time, now)),
         not_before=format_time(now + timedelta(seconds=delay)),
-        last_step=max(reported) if reported else -1,
+        last_step=max(reported) if reported else None,  # None: no trainer's end heard yet
     )
     st.phase = s.RESTARTING
     st.set_condition(s.COND_RUNNING, False, str(end.cause), desc, now=now)

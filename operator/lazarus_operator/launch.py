@@ -66,6 +66,7 @@ def _record(f: Facts, d: Decision, attempt: int, resume: ResumePoint, lost: Lost
             lost_steps=lost.steps,
             lost_seconds=round(lost.seconds, 3),
             lost_estimated=lost.estimated,
+            lost_bound=lost.bound,
         )
     )
     msg = f"launching attempt {attempt}"

@@ -77,7 +77,9 @@ class PendingRestart:
     cause: str | None = None
     ended_at: str | None = None  # milliseconds: lost seconds are measured from it
     not_before: str | None = None
-    last_step: int | None = None  # the highest step its trainers reported
+    # The highest step its trainers reported: -1 when they ended without one (no step
+    # taken), None while no trainer's end was heard (a lost node reports nothing).
+    last_step: int | None = None
 
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> PendingRestart:
@@ -147,6 +149,7 @@ class HistoryEntry:
     lost_steps: int | None = None
     lost_seconds: float | None = None
     lost_estimated: bool | None = None
+    lost_bound: str | None = None  # lostwork.AT_LEAST / AT_MOST: lost_steps is a bound
     ended_at: str | None = None
     cause: str | None = None
     reason: str | None = None
@@ -162,6 +165,7 @@ class HistoryEntry:
             as_int(d.get("lostSteps")),
             as_float(d.get("lostSeconds")),
             None if est is None else bool(est),
+            as_str(d.get("lostBound")),
             as_str(d.get("endedAt")),
             as_str(d.get("cause")),
             as_str(d.get("reason")),
@@ -177,6 +181,7 @@ class HistoryEntry:
                 "lostSteps": self.lost_steps,
                 "lostSeconds": self.lost_seconds,
                 "lostEstimated": self.lost_estimated,
+                "lostBound": self.lost_bound,
                 "endedAt": self.ended_at,
                 "cause": self.cause,
                 "reason": self.reason,

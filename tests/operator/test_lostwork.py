@@ -12,7 +12,7 @@ import pytest
 from lazarus_operator.builders import JobRef
 from lazarus_operator.classify import parse_time
 from lazarus_operator.decide import decide, needs_selection
-from lazarus_operator.lostwork import LostWork, lost_work, step_rate
+from lazarus_operator.lostwork import AT_LEAST, AT_MOST, LostWork, lost_work, step_rate
 from lazarus_operator.spec import parse_spec
 from lazarus_operator.vocabulary import (
     Checkpoint,
@@ -36,36 +36,82 @@ def at(seconds: float) -> datetime:
 
 
 @pytest.mark.parametrize(
-    ("last_step", "resume_step", "resume_at", "ended_at", "rate", "want"),
+    ("reported", "resume_step", "resume_at", "ended_at", "rate", "own", "want"),
     [
         # a trainer-reported step: measured
-        (638, 600, 300, 400, None, LostWork(38, 100.0, False)),
-        (600, 600, 300, 301, None, LostWork(0, 0.0, False)),  # the SIGTERM save worked
-        (70, 50, None, 60, None, LostWork(20, 60.0, False)),  # checkpoint older than the attempt
-        (10, -1, None, 30, None, LostWork(10, 30.0, False)),  # from scratch
-        # nothing reported (a lost node): an estimate from the step rate, marked so
-        (None, 600, 300, 400, 0.5, LostWork(50, 100.0, True)),
-        (None, 600, 300, 300, 0.5, LostWork(0, 0.0, True)),
-        (None, 600, 300, 400, None, LostWork(0, 100.0, True)),  # unknown, not "nothing"
+        (638, 600, 300, 400, None, None, LostWork(38, 100.0, False)),
+        (600, 600, 300, 301, None, None, LostWork(0, 0.0, False)),  # the SIGTERM save worked
+        (70, 50, None, 60, None, None, LostWork(20, 60.0, False)),  # checkpoint older than it
+        (10, -1, None, 30, None, None, LostWork(10, 30.0, False)),  # from scratch
+        (638, 600, 300, 400, None, (650, 390), LostWork(50, 100.0, False)),  # its own, unusable
+        # killed in its start-up: its trainer ended without a step, so it lost nothing,
+        # however long it ran and whatever the step rate says
+        (-1, 600, 300, 400, 2.0, None, LostWork(0, 0.0, False)),
+        (-1, 600, None, 400, 2.0, None, LostWork(0, 0.0, False)),
+        # nothing heard (a lost node): from the attempt's own newest checkpoint, the step
+        # rate up to when it was last known alive; a lower bound, estimated
+        (None, 600, 300, 400, 0.5, (600, 300), LostWork(50, 100.0, True, AT_LEAST)),
+        (None, 600, 300, 400, 0.5, (640, 380), LostWork(50, 100.0, True, AT_LEAST)),
+        (None, 600, 300, 300, 0.5, (600, 300), LostWork(0, 0.0, True, AT_LEAST)),
+        (None, 600, 300, 400, None, (620, 350), LostWork(20, 100.0, True, AT_LEAST)),
+        # last seen before its own newest commit: that commit is what is known
+        (None, 600, 300, 340, 2.0, (620, 350), LostWork(20, 40.0, True, AT_LEAST)),
+        # no checkpoint of its own: unknown, not a wall-clock guess
+        (None, 600, 300, 400, 0.5, None, LostWork(0, 0.0, True, AT_LEAST)),
+        (None, 600, None, 400, 2.0, None, LostWork(0, 0.0, True, AT_LEAST)),
     ],
 )
 def test_lost_work_rule(
-    last_step: int | None,
+    reported: int | None,
     resume_step: int,
     resume_at: float | None,
     ended_at: float,
     rate: float | None,
+    own: tuple[int, float] | None,
     want: LostWork,
 ) -> None:
     got = lost_work(
-        last_step=last_step,
+        reported=reported,
         resume_step=resume_step,
         resume_time=at(resume_at) if resume_at is not None else None,
         attempt_start=T0,
         ended_at=at(ended_at),
         rate=rate,
+        own=(own[0], at(own[1])) if own is not None else None,
     )
     assert got == want
+
+
+def test_an_unknown_resume_point_makes_the_steps_an_upper_bound() -> None:
+    """The trainer selects its checkpoint (a filesystem root): the steps past 0 are all
+    the operator can count, and it says so."""
+    got = lost_work(
+        reported=70,
+        resume_step=-1,
+        resume_time=None,
+        attempt_start=T0,
+        ended_at=at(60),
+        rate=None,
+        resume_known=False,
+    )
+    assert got == LostWork(70, 60.0, False, AT_MOST)
+    assert got.describe() == "lost at most 70 steps (60s)"
+
+
+@pytest.mark.parametrize(
+    ("lost", "text"),
+    [
+        (LostWork(38, 50.0, False), "lost 38 steps (50s)"),
+        (LostWork(0, 0.0, False), "lost 0 steps"),
+        (LostWork(60, 30.0, True, AT_LEAST), "lost at least ~60 steps (~30s) (estimated)"),
+        (
+            LostWork(0, 0.0, True, AT_LEAST),
+            "lost an unknown number of steps (no trainer reported one)",
+        ),
+    ],
+)
+def test_the_wording_says_what_is_known(lost: LostWork, text: str) -> None:
+    assert lost.describe() == text
 
 
 @pytest.mark.parametrize(
@@ -132,7 +178,7 @@ def test_a_failed_sigterm_save_books_the_steps_its_late_message_reports() -> Non
     st = running_status()
     evicted = pod("job-a1-0", conditions=disruption("EvictionByEvictionAPI"), deleting=at(350))
     d1 = cycle(st, [evicted, pod("job-a1-1", node_name="n2")], now=at(350))
-    assert d1.status["pendingRestart"]["lastStep"] == -1
+    assert "lastStep" not in d1.status["pendingRestart"]  # no trainer's end heard yet
     # The message arrives with the pod's last event; then the pods are gone.
     seen = {"job-a1-0": 638, "job-a1-1": 637}
     d2 = cycle(d1.status, [], now=at(400), seen=seen, selection=Selection(ck(600, created=at(300))))
@@ -177,8 +223,75 @@ def test_node_loss_is_estimated_from_the_step_rate_and_says_so() -> None:
     assert parse_time(d1.status["pendingRestart"]["endedAt"]) == lost_at
     d2 = cycle(d1.status, [], now=now, nodes=nodes, selection=Selection(ck(600, created=at(300))))
     assert d2.status["lostSteps"] == 60  # 2 steps/s for the 30 s past the checkpoint
-    assert d2.status["history"][-1]["lostEstimated"] is True
-    assert "lost ~60 steps" in launched_event(d2) and "estimated" in launched_event(d2)
+    entry = d2.status["history"][-1]
+    assert entry["lostEstimated"] is True and entry["lostBound"] == "atLeast"
+    assert "lost at least ~60 steps" in launched_event(d2) and "estimated" in launched_event(d2)
+
+
+def second_attempt_status(resume_step: int = 600) -> dict[str, Any]:
+    """Attempt 2 of a job at 2 steps/s, resumed from attempt 1's checkpoint at `at(300)`."""
+    return {
+        **running_status(resume_step),
+        "attempt": 2,
+        "attemptStartedAt": iso(at(310)),
+        "history": [{"attempt": 1}, {"attempt": 2}],
+        "stepRate": 2.0,
+    }
+
+
+def test_an_eviction_in_start_up_books_nothing_lost() -> None:
+    """Attempt 2 is evicted 90 s into its start-up, before its trainer took a step: the
+    container ends without a message (SIGTERM in the imports). It lost no step, whatever
+    the step rate times the 90 s would say (the old booking: ~180 "estimated")."""
+    st = second_attempt_status()
+    evicted = pod(
+        "job-a2-0", attempt=2, conditions=disruption("EvictionByEvictionAPI"), deleting=at(400)
+    )
+    d1 = cycle(st, [evicted, pod("job-a2-1", attempt=2, node_name="n2")], now=at(400))
+    stopped = pod("job-a2-0", attempt=2, phase="Failed", exit_code=143, message="")
+    stopped["status"]["conditions"] = disruption("EvictionByEvictionAPI")
+    other = pod("job-a2-1", attempt=2, node_name="n2", phase="Failed", exit_code=143)
+    sel = Selection(ck(600, created=at(300)))
+    d2 = cycle(d1.status, [stopped, other], now=at(405), selection=sel)
+    assert d2.status["pendingRestart"]["lastStep"] == -1  # ended, no step reported
+    d3 = cycle(d2.status, [], now=at(406), selection=sel)
+    entry = d3.status["history"][-1]
+    assert (entry["lostSteps"], entry["lostSeconds"], entry["lostEstimated"]) == (0, 0, False)
+    assert "lostBound" not in entry and "lost 0 steps" in launched_event(d3)
+
+
+def test_a_lost_node_without_a_checkpoint_of_its_own_books_an_unknown_loss() -> None:
+    """Attempt 2 committed nothing before its node vanished: nothing says it took a step
+    (it may have spent its time starting up), so no wall-clock guess is booked."""
+    st = second_attempt_status()
+    lost_at = at(400)
+    nodes = {"n1": node("n1", ready="Unknown", since=lost_at), "n2": node("n2")}
+    pods = [pod("job-a2-0", attempt=2), pod("job-a2-1", attempt=2, node_name="n1")]
+    d1 = cycle(st, pods, now=lost_at + timedelta(seconds=20), nodes=nodes)
+    d2 = cycle(
+        d1.status,
+        [],
+        now=lost_at + timedelta(seconds=20),
+        nodes=nodes,
+        selection=Selection(ck(600, created=at(300))),
+    )
+    entry = d2.status["history"][-1]
+    assert (entry["lostSteps"], entry["lostSeconds"]) == (0, 0)
+    assert entry["lostEstimated"] is True and entry["lostBound"] == "atLeast"
+    assert "lost an unknown number of steps" in launched_event(d2)
+
+
+def test_a_lost_node_is_estimated_only_up_to_its_last_heartbeat() -> None:
+    """The node was last heard from at 330 and marked NotReady at 370: the estimate
+    runs from the attempt's own commit (300) to 330, not to the later times."""
+    st = {**running_status(), "stepRate": 2.0}
+    ready = node("n1", ready="Unknown", since=at(370))
+    ready["status"]["conditions"][0]["lastHeartbeatTime"] = iso(at(330))
+    nodes = {"n1": ready, "n2": node("n2")}
+    now = at(370) + timedelta(seconds=20)
+    d1 = cycle(st, [pod("job-a1-0"), pod("job-a1-1", node_name="n2")], now=now, nodes=nodes)
+    d2 = cycle(d1.status, [], now=now, nodes=nodes, selection=Selection(ck(600, created=at(300))))
+    assert d2.status["history"][-1]["lostSteps"] == 60  # 2 steps/s for 30 s, not 70 s
 
 
 def test_two_checkpoints_of_the_running_attempt_give_its_step_rate() -> None:
