@@ -21,6 +21,7 @@ import kopf
 from lazarus_store.errors import StoreError
 
 from . import heap, storage
+from . import status as s
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .runtime import Runtime
 from .spec import SpecError, parse_spec
@@ -106,9 +107,17 @@ async def checkpoints_deleted(
         return
     try:
         cred = await memo.reconciler.credentials(namespace, parsed)
+    except storage.CredentialsError as err:
+        if err.reason != s.R_CREDENTIALS_REQUIRED:
+            raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err
+        # Only the spec or the platform could change that: holding the job (and its
+        # namespace's deletion) for it would wait for ever. Its checkpoints stay.
+        log.warning("%s/%s: checkpoints not deleted: %s", namespace, name, err)
+        return
+    try:
         ref, lane = JobRef(name, namespace, uid), memo.reconciler.storage_lane
         done = await storage.delete_job(parsed.checkpoint, cred, ref, lane=lane)
-    except (storage.CredentialsError, StoreError) as err:
+    except StoreError as err:
         raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err
     log.info(
         "deleted %d checkpoints (%d objects) of %s/%s under %s; kept %d of other jobs",

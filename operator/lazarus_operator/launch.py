@@ -83,8 +83,10 @@ def launch(f: Facts, d: Decision, why: str) -> None:
         d.wait_for_store()
         return
     if f.storage_problem is not None:
-        # Waiting beats launching blind: the trainer could not save either.
-        d.requeue(STORAGE_RETRY_S, f"storage: {f.storage_problem.message}")
+        # Waiting beats launching blind: the trainer could not save either. A problem
+        # only a change fixes waits for it (a spec change runs a cycle), not a timer.
+        if f.storage_problem.retry:
+            d.requeue(STORAGE_RETRY_S, f"storage: {f.storage_problem.message}")
         return
     sel = f.selection
     assert sel is not None

@@ -16,7 +16,7 @@ from kubernetes import client, config
 
 from lazarus_store import redact
 
-from . import handlers, heap, metrics
+from . import handlers, heap, metrics, owncreds
 from .cycle import Reconciler
 from .kube import Kube
 from .runtime import Options, Runtime
@@ -129,7 +129,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        owncreds.from_env()  # a bad allow-list stops the operator here, in one line
+    except ValueError as err:
+        parser.error(str(err))
     # Before any thread starts: the arenas are per thread, and so is a snapshot's view.
     heap.limit_arenas(int(os.environ.get("LAZARUS_MALLOC_ARENAS", MALLOC_ARENAS)))
     if snapshots := os.environ.get("LAZARUS_HEAP_SNAPSHOTS"):

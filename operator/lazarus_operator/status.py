@@ -59,6 +59,8 @@ R_NO_PROGRESS: Final = "NoProgress"
 R_STORAGE_OK: Final = "StorageReachable"
 R_SECRET_NOT_FOUND: Final = "SecretNotFound"
 R_SECRET_KEY_MISSING: Final = "SecretKeyMissing"
+# no secretRef, and the platform does not let this root use the operator's (owncreds.py)
+R_CREDENTIALS_REQUIRED: Final = "CredentialsRequired"
 R_STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
 R_BUCKET_MISSING: Final = "BucketMissing"
 R_ACCESS_DENIED: Final = "AccessDenied"

@@ -29,9 +29,10 @@ from lazarus_store.errors import (
     StoreUnavailable,
 )
 from lazarus_store.ownership import Owner
+from lazarus_store.selection import Skipped
 from lazarus_store.store import CheckpointStore
 
-from . import endpoints
+from . import endpoints, owncreds
 from . import status as s
 from .builders import JobRef
 from .lanes import Lane, LaneKey
@@ -52,11 +53,28 @@ class CredentialsError(Exception):
         self.reason = reason
 
 
-def credentials(ck: CheckpointSpec, secret: dict[str, Any] | None, namespace: str) -> Credentials:
+def credentials(
+    ck: CheckpointSpec,
+    secret: dict[str, Any] | None,
+    namespace: str,
+    allowed: owncreds.AllowList | None = None,
+) -> Credentials:
     """Credentials from the Secret the spec names (its `.data`, base64), else the
-    operator's own environment (`AWS_*`, instance roles: boto3's chain)."""
+    operator's own environment (`AWS_*`, instance roles: boto3's chain), but only for
+    a root the platform allows this namespace (`allowed`, default: owncreds.from_env):
+    they are the platform's, not the tenant's (owncreds)."""
     ref = ck.secret_ref
     if ref is None:
+        allowed = allowed if allowed is not None else owncreds.from_env()
+        if not delegated(ck) and not allowed.allows(namespace, ck.uri, ck.endpoint):
+            at = f" at {ck.endpoint}" if ck.endpoint else ""
+            raise CredentialsError(
+                s.R_CREDENTIALS_REQUIRED,
+                f"no spec.checkpoint.secretRef, and the operator's own credentials are not "
+                f"allowed for {ck.uri}{at} in namespace {namespace}: name a Secret with this "
+                f"root's keys in spec.checkpoint.secretRef, or ask the platform to allow the "
+                f"root for this namespace (chart value operatorCredentials)",
+            )
         return Credentials(None, None, ck.region or os.environ.get("AWS_REGION"))
     if secret is None:
         raise CredentialsError(
@@ -93,7 +111,8 @@ def problem_of(exc: Exception, where: str) -> StorageProblem:
     reason = reasons.get(type(exc), s.R_STORAGE_ERROR)
     if isinstance(exc, CredentialsError):
         reason = exc.reason
-    return StorageProblem(reason, f"{where}: {exc}"[:1024])
+    retry = reason != s.R_CREDENTIALS_REQUIRED  # only the spec or the platform can fix it
+    return StorageProblem(reason, f"{where}: {exc}"[:1024], retry)
 
 
 _stores: OrderedDict[tuple[Any, ...], CheckpointStore] = OrderedDict()
@@ -167,10 +186,20 @@ def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: Job
             created=format_time(c.created),
             extra=dict(c.manifest.extra) if c.manifest else {},
         )
-    skipped = tuple((k.name, k.reason) for k in sel.skipped[:MAX_SKIPPED])
-    if len(sel.skipped) > MAX_SKIPPED:
-        skipped += (("...", f"and {len(sel.skipped) - MAX_SKIPPED} more"),)
-    return Selection(chosen, skipped, store.next_attempt())
+    return Selection(chosen, skipped_for_events(sel.skipped, job.namespace), store.next_attempt())
+
+
+def skipped_for_events(skipped: list[Skipped], namespace: str) -> tuple[tuple[str, str], ...]:
+    """The skipped checkpoints as the job's events name them. Another namespace's are
+    only counted: their names and owners are that namespace's business."""
+    ours = [k for k in skipped if not (k.job and k.job.namespace not in ("", namespace))]
+    foreign = len(skipped) - len(ours)
+    out = tuple((k.name, k.reason) for k in ours[:MAX_SKIPPED])
+    if len(ours) > MAX_SKIPPED:
+        out += (("...", f"and {len(ours) - MAX_SKIPPED} more"),)
+    if foreign:
+        out += ((f"{foreign} checkpoint(s)", "owned by jobs in other namespaces"),)
+    return out
 
 
 def lane_key(ck: CheckpointSpec, namespace: str) -> LaneKey:
@@ -208,8 +237,15 @@ async def record_attempt(
 ) -> None:
     """Fence record (contract section 6) naming the job; idempotent per attempt."""
     store = open_store(ck, cred)
-    key, ident = lane_key(ck, job.namespace), owner(job).identity
-    await endpoints.call(lane, key, store.record_attempt, attempt, resume_from, step, job=ident)
+    try:
+        key, ident = lane_key(ck, job.namespace), owner(job).identity
+        await endpoints.call(lane, key, store.record_attempt, attempt, resume_from, step, job=ident)
+    except AttemptTaken:
+        # The store's message names the other job, which may be another namespace's.
+        raise AttemptTaken(
+            f"{ck.uri}: attempt {attempt} is already in the fence log for another job "
+            f"(two jobs share this root)"
+        ) from None
 
 
 async def delete_job(ck: CheckpointSpec, cred: Credentials, job: JobRef, *, lane: Lane) -> Deleted:

@@ -48,6 +48,7 @@ class Selection:
 class StorageProblem:
     reason: str  # one of the status.R_* storage reasons
     message: str
+    retry: bool = True  # False: asking again cannot help, only a spec or config change
 
 
 # --- facts ------------------------------------------------------------------------------

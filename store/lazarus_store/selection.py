@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from .catalog import CheckpointInfo, validate
 from .lineage import AttemptIndex, AttemptRecord, index_attempts, lineage_attempt
 from .lineage import why_not_in_lineage as _why_not_in_lineage
+from .manifest import JobIdentity
 from .ownership import Owner, own_records, owns_attempt, why_not_owned
 from .root import Root
 
@@ -18,6 +19,9 @@ from .root import Root
 class Skipped:
     name: str
     reason: str
+    # Whose checkpoint it is, as far as its manifest or the fence log tell (None:
+    # unknown): the operator tells a tenant nothing about another namespace's jobs.
+    job: JobIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,13 @@ class Scope:
         # Uncommitted, or a manifest nobody can read: whoever ran the attempt owns it.
         return owns_attempt(self.owner, c.attempt, self.index)
 
+    def job_of(self, c: CheckpointInfo) -> JobIdentity | None:
+        """The job `c` belongs to: its manifest's, else the fence log's for its attempt."""
+        if c.manifest is not None:
+            return c.manifest.job
+        rec = self.index.get(c.attempt)
+        return rec.job if rec is not None else None
+
     def why_not_in_lineage(self, c: CheckpointInfo) -> str | None:
         return _why_not_in_lineage(c.step, c.attempt, self.current, self.lineage)
 
@@ -97,7 +108,7 @@ def valid_in_lineage(
     for c in checkpoints:
         why = why_skipped(root, scope, c, full)
         if why is not None:
-            skipped.append(Skipped(c.name, why))
+            skipped.append(Skipped(c.name, why, scope.job_of(c)))
             continue
         valid.append(c)
         if limit is not None and len(valid) >= limit:

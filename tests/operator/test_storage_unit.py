@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from lazarus_operator import owncreds
 from lazarus_operator import status as s
 from lazarus_operator.spec import CheckpointSpec, parse_spec
 from lazarus_operator.storage import Credentials, CredentialsError, credentials, problem_of
@@ -44,9 +45,13 @@ def test_missing_keys_are_named() -> None:
     assert err.value.reason == s.R_SECRET_KEY_MISSING
 
 
-def test_no_secret_ref_uses_the_operators_environment() -> None:
-    spec = parse_spec(job_spec(checkpoint={"uri": "s3://b/p", "region": "r1"})).checkpoint
-    assert credentials(spec, None, "ns") == Credentials(None, None, "r1")
+def test_no_secret_ref_uses_the_operators_environment_where_the_platform_allows_it() -> None:
+    spec = parse_spec(job_spec(checkpoint={"uri": "s3://bkt/p", "region": "r1"})).checkpoint
+    allowed = owncreds.parse('{"ns": ["s3://bkt/p"]}')
+    assert credentials(spec, None, "ns", allowed) == Credentials(None, None, "r1")
+    with pytest.raises(CredentialsError) as err:
+        credentials(spec, None, "ns", owncreds.AllowList())
+    assert err.value.reason == s.R_CREDENTIALS_REQUIRED
 
 
 @pytest.mark.parametrize(
