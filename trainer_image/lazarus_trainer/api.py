@@ -19,9 +19,11 @@ from lazarus_contract import parse_checkpoint_name
 from . import storage as st
 from .config import LazarusConfig
 from .distributed import Collectives
+from .fidelity import warn_data_setup
 from .progress import ProgressReport
 from .requests import CheckpointRequestWatcher
 from .resumer import Resumer
+from .rng import capture_rng
 from .run_state import Context, RunState
 from .save_pipeline import SavePipeline
 from .save_policy import Act, Agreed, SavePolicy, eval_improved, metric_key, stop_deadline
@@ -67,6 +69,7 @@ class Lazarus:
         self._stop_after_eval = False  # a stop agreed at an evaluation step, not yet acted on
         self._eval_started: float | None = None
         self._metric_warned = False
+        self._data_checked = False  # fidelity.py's warnings, once at the first step
 
     # --- registration --------------------------------------------------------------------
     @exits_permanent
@@ -140,6 +143,9 @@ class Lazarus:
             p.epoch = int(getattr(sampler, "epoch", p.epoch))
         self.run.step_metrics = dict(metrics or {})
         self._eval_started = time.monotonic() if eval_follows else None
+        if not self._data_checked:  # the loop's DataLoader is iterating now
+            self._data_checked = True
+            warn_data_setup(self.registry, p)
         self._boundary(eval_follows)
 
     def _boundary(self, eval_follows: bool) -> None:
@@ -274,7 +280,15 @@ class Lazarus:
     @exits_permanent
     def resume(self) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used."""
-        return self.resumer.resume()
+        name = self.resumer.resume()
+        sampler = self.registry.sampler
+        if name is not None and sampler is not None:
+            # A position restored past its epoch's end moves on to the next epoch.
+            self.run.progress.epoch = int(getattr(sampler, "epoch", self.run.progress.epoch))
+            arm = getattr(sampler, "resume_rng", None)
+            if arm is not None:  # the RNG now is the checkpoint's step boundary
+                arm(capture_rng())
+        return name
 
     def _deadline(self) -> float | None:
         return stop_deadline(self.signal.received_at, self.config.grace_seconds)

@@ -65,3 +65,47 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+class FetchRng:
+    """The RNG at a prefetching data loader's fetches, so that a resume fetches what the
+    uninterrupted run fetched.
+
+    A loader that fetches ahead of training (Accelerate's `DataLoaderShard` holds one batch
+    back to know which is last) draws a fetched batch's randomness (a masking collate_fn,
+    random augmentation) before the steps that come before it: at a step boundary the global
+    RNG is already past those draws. So each fetch records the state before it; a checkpoint
+    keeps those of the batches fetched but not yet used by a step (per rank: registered in
+    `Registry.rank_extras`), and a resume fetches those batches again from them, then goes
+    on from the boundary's state."""
+
+    def __init__(self) -> None:
+        self.fetched: list[dict[str, Any]] = []  # the state before each fetch not yet used
+        self._restores: list[dict[str, Any]] = []  # armed: before each refetch, then after
+
+    def before_fetch(self) -> None:
+        if len(self._restores) > 1:
+            restore_rng(self._restores.pop(0))
+        self.fetched.append(capture_rng())
+
+    def after_fetch(self) -> None:
+        if len(self._restores) == 1:  # the batches fetched ahead are fetched again
+            restore_rng(self._restores.pop())
+
+    def used(self, batches: int) -> None:
+        """A step used the oldest `batches` fetched batches."""
+        del self.fetched[:batches]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pending": list(self.fetched)}
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        """Loaded right after this rank's RNG, which is therefore the boundary's."""
+        self.arm(list(state["pending"]), capture_rng())
+
+    def arm(self, pending: list[dict[str, Any]], boundary: dict[str, Any]) -> None:
+        """After a resume: the next fetches draw from `pending`, what follows from `boundary`.
+        With nothing pending the checkpoint ended an epoch: the restore at resume is right,
+        and what the loop draws before its first fetch is drawn as the uninterrupted run did."""
+        self._restores = [*pending, boundary] if pending else []
+        self.fetched = []

@@ -20,6 +20,7 @@ import torch
 
 from ..api import Lazarus
 from ..config import LazarusConfig
+from ..rng import FetchRng
 from ..state import Stateful
 from ..termination import PermanentError, exits_permanent
 
@@ -74,21 +75,53 @@ def check_prepared_loader(loader: Any) -> None:
         )
 
 
+def _hook_fetches(loader: Any, rng: FetchRng) -> bool:
+    """Bracket every batch fetch of `loader` (and of the loaders `skip_first_batches` makes
+    from it, which share its dataset and collate_fn) with `rng`: an instance `__getitems__`,
+    which torch's fetcher calls first for a batch, and the collate_fn, which it calls last."""
+    dataset, base = loader.dataset, loader.base_dataloader
+    own = getattr(dataset, "__getitems__", None)
+    collate = base.collate_fn
+
+    def getitems(indices: list[int]) -> Any:
+        rng.before_fetch()
+        return own(indices) if own else [dataset[i] for i in indices]
+
+    def collate_fn(rows: Any) -> Any:
+        batch = collate(rows)
+        rng.after_fetch()
+        return batch
+
+    try:
+        dataset.__getitems__ = getitems
+    except (AttributeError, TypeError):
+        return False  # no instance attributes (__slots__): fetch-time draws are not resumed
+    base.collate_fn = collate_fn
+    return True
+
+
 class LoaderPosition:
     """Where training is in a prepared DataLoader: its epoch and the batches of that epoch
-    that optimizer steps have used (not what the loader prefetched), and the loader's own
-    generator, which creating an iterator (a `skip_first_batches` on resume too) draws
-    from instead of the global RNG."""
+    that optimizer steps have used (not what the loader prefetched), the loader's own
+    generator, which creating an iterator (a `skip_first_batches` on resume too) draws from
+    instead of the global RNG, and the RNG before each batch fetched but not yet used.
 
-    def __init__(self, loader: Any, batches_per_step: int) -> None:
+    Steps count `batches_per_step` batches, but at most what is left of the epoch (with
+    Accelerate's default `sync_with_dataloader` an epoch's last step takes what remains),
+    and a step that began in the epoch before takes the rest from it first."""
+
+    def __init__(self, loader: Any, batches_per_step: int, gradient_state: Any) -> None:
         self.loader = loader
         self.batches_per_step = batches_per_step
+        self.gradient_state = gradient_state
         self.batches = 0
         self._epoch = int(loader.iteration)
         base = loader.base_dataloader
         if base.generator is None:
             base.generator = torch.Generator()
         self.generator: torch.Generator = base.generator
+        self.fetch_rng = FetchRng()
+        self.hooked = loader.num_workers == 0 and _hook_fetches(loader, self.fetch_rng)
 
     @property
     def epoch(self) -> int:
@@ -97,9 +130,19 @@ class LoaderPosition:
 
     def advance(self, samples: int) -> None:
         """One optimizer step (Lazarus.step calls it)."""
+        if not self.gradient_state.sync_gradients:
+            raise PermanentError(
+                "lz.step() was called on a gradient accumulation micro-step: call it once "
+                "per optimizer step, when accelerator.sync_gradients is True"
+            )
+        per, total = self.batches_per_step, len(self.loader)
         if self.epoch != self._epoch:
-            self._epoch, self.batches = self.epoch, 0
-        self.batches += self.batches_per_step
+            self._epoch, self.batches = self.epoch, max(0, self.batches + per - total)
+            used = per
+        else:
+            used = min(per, total - self.batches)
+            self.batches += used
+        self.fetch_rng.used(used)
 
     def resume_batches(self, epoch: int) -> int:
         """Batches of `epoch` already used: what `skip_first_batches` skips."""
@@ -122,6 +165,8 @@ class LoaderPosition:
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         self._epoch, self.batches = int(state["epoch"]), int(state["batches"])
+        if self.batches >= len(self.loader):  # the epoch was used up: resume at the next
+            self._epoch, self.batches = self._epoch + 1, 0
         self.loader.set_epoch(self._epoch)
         self.generator.set_state(state["generator"])
 
@@ -159,8 +204,11 @@ def from_accelerator(
         if sampler is not None:
             raise PermanentError("pass sampler= or dataloader=, not both")
         check_prepared_loader(dataloader)
-        sampler = LoaderPosition(dataloader, max(1, int(accelerator.gradient_accumulation_steps)))
+        per_step = max(1, int(accelerator.gradient_accumulation_steps))
+        sampler = LoaderPosition(dataloader, per_step, accelerator.gradient_state)
     lz = Lazarus(config)
+    if isinstance(sampler, LoaderPosition) and sampler.hooked:
+        lz.registry.rank_extras["accelerate_fetch_rng"] = sampler.fetch_rng
     custom = {f"accelerate_custom_{i}": o for i, o in enumerate(accelerator._custom_objects)}
     lz.register(
         model=accelerator.unwrap_model(model),

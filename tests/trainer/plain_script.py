@@ -1,0 +1,89 @@
+"""A plain step-based loop as users write one (run as a subprocess by tests): an endless
+stream of batches over epochs, gradient accumulation whose steps span epoch boundaries, a
+DataLoader built per epoch without a generator of its own, and a collate_fn that masks
+inputs from the global torch RNG.
+
+40 samples in batches of 4 are 10 batches an epoch; 3 batches a step, so steps 4 and 7 take
+batches of two epochs. argv: loss log, steps, SIGTERM step (0: none), final weights path.
+Env PLAIN_TEST_WORKERS: the DataLoader's num_workers (default 0); PLAIN_TEST_NO_SAMPLER=1:
+a shuffled DataLoader and no data position registered (warned).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lazarus_trainer import Lazarus, ResumableSampler, leave
+
+ACCUM, B = 3, 4
+
+
+def mask_collate(rows: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    """Zero 15% of the inputs, drawn from the global RNG at fetch time."""
+    x = torch.stack([r[0] for r in rows])
+    y = torch.stack([r[1] for r in rows])
+    return x.masked_fill(torch.rand(x.shape) < 0.15, 0.0), y
+
+
+def main() -> None:
+    log_path, steps, sigterm_at, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    workers = int(os.environ.get("PLAIN_TEST_WORKERS", "0"))
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.randn(40, 8, generator=g), torch.randn(40, 1, generator=g))
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    registered = os.environ.get("PLAIN_TEST_NO_SAMPLER") != "1"
+    sampler = ResumableSampler(len(data), seed=0)
+    lz = Lazarus().register(model=model, optimizer=opt, sampler=sampler if registered else None)
+    lz.resume()
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            sampler.set_epoch(lz.epoch)
+            loader = DataLoader(
+                data,
+                batch_size=B,
+                sampler=sampler if registered else None,
+                shuffle=not registered,
+                collate_fn=mask_collate,
+                num_workers=workers,
+            )
+            yield from loader
+            lz.set_epoch(lz.epoch + 1)
+
+    stream = batches()
+    with Path(log_path).open("a") as log:
+        while lz.step_count < steps and not lz.should_stop:
+            micro = []
+            for _ in range(ACCUM):
+                x, y = next(stream)
+                loss = nn.functional.mse_loss(model(x), y)
+                (loss / ACCUM).backward()
+                micro.append(float(loss.item()).hex())
+            opt.step()
+            opt.zero_grad()
+            step = lz.step_count + 1
+            log.write(json.dumps({"step": step, "loss": ",".join(micro)}) + "\n")
+            log.flush()
+            if step == sigterm_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            lz.step(samples=B * ACCUM)
+    code = lz.close()
+    torch.save(model.state_dict(), out)
+    leave(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""What Lazarus cannot resume exactly in a run's data setup, said once, at the first step.
+
+Checked at the first step boundary, when the loop's DataLoader is iterating: the setups
+that are exact are in docs/trainer.md's fidelity matrix; these are the ones that are not,
+each with what to do instead. (Setups refused outright are refused where they are declared,
+e.g. `from_accelerator`.)
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+
+from .data import ResumableSampler
+from .state import Progress, Registry
+
+log = logging.getLogger("lazarus")
+
+NO_POSITION = (
+    "no data position is registered: a resume starts the data over (this epoch's samples "
+    "are seen again, in a new order if shuffled) instead of going on where the run stopped; "
+    "register one: lz.register(sampler=ResumableSampler(...)) in the DataLoader, or "
+    "from_accelerator(..., dataloader=prepared_loader)"
+)
+NO_SAMPLES = (
+    "lz.step() is given no samples=: the registered sampler's position does not advance, so "
+    "a resume replays the epoch; pass the step's global sample count, "
+    "lz.step(samples=batch_size * accumulation * world_size)"
+)
+WORKERS = (
+    "DataLoader workers (num_workers>0) draw from RNGs of their own that no checkpoint holds: "
+    "randomness in a dataset or collate_fn that runs in them (augmentation, masking) is not "
+    "the uninterrupted run's after a resume, nor is the position of a step whose batches "
+    "span an epoch boundary; for an exact resume use num_workers=0, or draw that randomness "
+    "from a generator seeded by (seed, epoch, index)"
+)
+
+
+def dataloader_workers() -> int:
+    """Live DataLoader worker processes started by this process."""
+    from torch.utils.data._utils.worker import _worker_loop
+
+    return sum(
+        getattr(p, "_target", None) is _worker_loop for p in multiprocessing.active_children()
+    )
+
+
+def data_warnings(registry: Registry, progress: Progress) -> list[str]:
+    """The run's inexact data setups (empty when all of it resumes exactly)."""
+    found = []
+    sampler = registry.sampler
+    if sampler is None and registry.data_owner is None:
+        found.append(NO_POSITION)
+    if isinstance(sampler, ResumableSampler) and progress.samples_seen == 0:
+        found.append(NO_SAMPLES)
+    if dataloader_workers():
+        found.append(WORKERS)
+    return found
+
+
+def warn_data_setup(registry: Registry, progress: Progress) -> None:
+    for message in data_warnings(registry, progress):
+        log.warning("%s", message)
