@@ -40,8 +40,10 @@ def operator_env(jobs: Jobs, allowed: dict[str, list[Any]] | None = None) -> dic
     return env
 
 
-def create_without_secret(jobs: Jobs, name: str, uri: str, endpoint: str | None = None) -> str:
-    body = jobs.body(name, checkpoint={"uri": uri})
+def create_without_secret(
+    jobs: Jobs, name: str, uri: str, endpoint: str | None = None, **checkpoint: Any
+) -> str:
+    body = jobs.body(name, checkpoint={"uri": uri, **checkpoint})
     del body["spec"]["checkpoint"]["secretRef"]
     if endpoint is not None:
         body["spec"]["checkpoint"]["endpoint"] = endpoint
@@ -124,10 +126,15 @@ def test_a_job_without_credentials_learns_nothing_of_another_namespaces_root(
 
     peek = create_without_secret(jobs, "peek", uri)
     probe = create_without_secret(jobs, "probe", uri, endpoint)
+    purge = create_without_secret(jobs, "purge", uri, deleteOnJobDelete=True)
     st = credentials_required(jobs, peek)
     cond = next(c for c in st["conditions"] if c["type"] == "StorageReady")
     assert "secretRef" in cond["message"] and "operatorCredentials" in cond["message"]
     credentials_required(jobs, probe)
+    credentials_required(jobs, purge)
+    # Deleting it deletes nothing there, and its finalizer does not hold it for ever.
+    jobs.delete(purge)
+    wait_for(lambda: jobs.gone(purge), T, "the job gone, its finalizer released")
 
     assert names(kubelet, peek) == [] and names(kubelet, probe) == []
     assert "attempt" not in jobs.status(peek)
