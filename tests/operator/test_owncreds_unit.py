@@ -4,6 +4,9 @@ namespace may use them for which root, on which endpoint. Table tests."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -203,3 +206,18 @@ def test_many_skipped_are_capped_and_the_foreign_still_counted() -> None:
     assert [n for n, _ in got][-2:] == ["...", "1 checkpoint(s)"]
     assert got[-2][1] == "and 3 more"
     assert not any("team-b" in n or "team-b" in r for n, r in got)
+
+
+def test_a_bad_allow_list_stops_the_operator_at_start_up_in_one_line() -> None:
+    env = {**os.environ, ENV: '{"team-a": "s3://ckpt/team-a"}'}
+    done = subprocess.run(
+        [sys.executable, "-m", "lazarus_operator.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(f"{ENV}['team-a'] must be a list of roots")
