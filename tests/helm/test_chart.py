@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from lazarus_operator import owncreds
+
 from .tools import CHART, KUBE_VERSION, REPO, bin_dir, run, write_crd_schemas, write_kube_schemas
 
 pytestmark = pytest.mark.unit
@@ -31,6 +33,16 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
     "peering-cluster-wide": ({"replicaCount": 2, "peering": {"enabled": True}}, []),
     "peering-namespaced": (
         {"replicaCount": 3, "peering": {"enabled": True}, "watchNamespaces": ["team-a"]},
+        [],
+    ),
+    "own-credentials": (
+        {
+            "operatorCredentials": {
+                "team-a": ["s3://ckpt/team-a"],
+                "*": [{"root": "s3://scratch/tmp", "endpoint": "http://minio.storage:9000"}],
+            },
+            "operator": {"extraEnv": [{"name": "AWS_REGION", "value": "eu-west-1"}]},
+        },
         [],
     ),
     "monitoring-on": (
@@ -111,7 +123,9 @@ def test_chart_crds_are_the_ones_in_crds() -> None:
     assert not mismatch and not errors, f"{mismatch or errors} differ: run hack/sync-chart-crds"
 
 
-@pytest.mark.parametrize("case", ["defaults", "namespaced", "peering-namespaced", "monitoring-on"])
+@pytest.mark.parametrize(
+    "case", ["defaults", "namespaced", "peering-namespaced", "monitoring-on", "own-credentials"]
+)
 def test_helm_lint_strict(tools: Path, tmp_path: Path, case: str) -> None:
     values, _ = MATRIX[case]
     f = tmp_path / "values.yaml"
@@ -231,6 +245,27 @@ def test_crd_schema_refuses_an_unknown_field(tools: Path, schemas: tuple[Path, P
     job["spec"]["checkpoint"]["uri_"] = job["spec"]["checkpoint"].pop("uri")
     with pytest.raises(AssertionError, match="uri_"):
         kubeconform(tools, schemas, yaml.safe_dump(job))
+
+
+def test_operator_credentials_reach_the_operator_as_it_reads_them(tools: Path) -> None:
+    """The chart's operatorCredentials, rendered, are the allow-list the operator parses."""
+    rendered = helm(
+        tools,
+        "template",
+        "lz",
+        str(CHART),
+        "--show-only",
+        "templates/deployment.yaml",
+        "--set-json",
+        'operatorCredentials={"team-a":["s3://ckpt/team-a"],'
+        '"*":[{"root":"s3://scratch/tmp","endpoint":"http://minio:9000"}]}',
+    )
+    env = yaml.safe_load(rendered)["spec"]["template"]["spec"]["containers"][0]["env"]
+    [raw] = [e["value"] for e in env if e["name"] == owncreds.ENV]
+    allowed = owncreds.parse(raw)
+    assert allowed.allows("team-a", "s3://ckpt/team-a/run", None)
+    assert not allowed.allows("team-b", "s3://ckpt/team-a/run", None)
+    assert allowed.allows("team-b", "s3://scratch/tmp/x", "http://minio:9000")
 
 
 # Structured values (Kubernetes objects, label maps) are documented as a whole.
