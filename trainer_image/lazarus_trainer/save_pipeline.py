@@ -98,7 +98,7 @@ class SavePipeline:
         engine = self.registry.engine
         tree: dict[str, Any] = {
             "common": pack(common, old.get("common")) if common is not None else None,
-            "rank": pack(capture_rank(), old.get("rank")),
+            "rank": pack(capture_rank(self.registry.rank_extras), old.get("rank")),
             "sharded": (
                 snapshot(sharded.capture(self.registry), reuse=old.get("sharded"))
                 if use_dcp
