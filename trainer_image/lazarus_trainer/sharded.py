@@ -231,6 +231,23 @@ class SafeLoadPlanner(DefaultLoadPlanner):
     hyperparameters (numbers, tuples, strings), which need nothing more.
     """
 
+    def create_local_plan(self) -> LoadPlan:
+        """DCP's plan, once every item this rank loads is in the checkpoint with its kind
+        and shape: DCP's own planner raises a ValueError for a size that differs."""
+        assert self.metadata is not None
+        md = self.metadata.state_dict_metadata
+        for key, have in self.state_dict.items():
+            item = md.get(key)
+            if item is None or isinstance(have, torch.Tensor) != isinstance(
+                item, TensorStorageMetadata
+            ):
+                raise InvalidCheckpoint(f"DCP item {key}: missing, or not what this run has")
+            if isinstance(item, TensorStorageMetadata) and tuple(item.size) != tuple(have.shape):
+                raise InvalidCheckpoint(
+                    f"DCP item {key}: shape {tuple(item.size)}, this run's {tuple(have.shape)}"
+                )
+        return super().create_local_plan()
+
     def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
         fqn = read_item.dest_index.fqn
         obj = load_plain(value, f"DCP item {fqn}")
