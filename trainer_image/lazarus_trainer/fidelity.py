@@ -9,7 +9,6 @@ e.g. `from_accelerator`.)
 from __future__ import annotations
 
 import logging
-import multiprocessing
 
 from .data import ResumableSampler
 from .state import Progress, Registry
@@ -36,13 +35,12 @@ WORKERS = (
 )
 
 
-def dataloader_workers() -> int:
-    """Live DataLoader worker processes started by this process."""
-    from torch.utils.data._utils.worker import _worker_loop
+def dataloader_workers() -> bool:
+    """Whether a DataLoader with workers has iterated in this process: its first iterator
+    installs torch's SIGCHLD handler, and says so in this flag."""
+    from torch.utils.data._utils import signal_handling
 
-    return sum(
-        getattr(p, "_target", None) is _worker_loop for p in multiprocessing.active_children()
-    )
+    return bool(getattr(signal_handling, "_SIGCHLD_handler_set", False))
 
 
 def data_warnings(registry: Registry, progress: Progress) -> list[str]:
