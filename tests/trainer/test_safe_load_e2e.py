@@ -7,7 +7,10 @@ API, so sizes, CRC32C and manifest are all right: only the loader stands in the 
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from lazarus_trainer.state import (
     rank_object,
     serialize,
 )
+from lazarus_trainer.tensorfile import pack
 
 from .harness import losses, run, store_for, termination, trainer_env
 from .test_hf_callback_e2e import _curve as hf_curve
@@ -199,4 +203,71 @@ def test_hf_callback_refuses_a_crafted_payload(s3: Any, bucket: str, tmp_path: P
     assert hf_run(env, tmp_path, log, 0, "b.pt") == 0
     assert not marker.exists(), "the checkpoint's payload ran in the trainer"
     assert store.is_quarantined(evil)
+    assert [s for s, _ in hf_curve(log)] == list(range(1, 21))  # resumed at 8, not from 0
+
+
+def _absurd_dims(data: bytes, target: str) -> bytes:
+    """A header whose first tensor claims 2**124 elements in no bytes (issue 22)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    head = json.loads(data[8 : 8 + n])
+    name = next(k for k in head if k != "__metadata__")
+    head[name] = {**head[name], "shape": [0, 2**62, 2**62], "data_offsets": [0, 0]}
+    header = json.dumps(head).encode()
+    return struct.pack("<Q", len(header)) + header + data[8 + n :]
+
+
+def _bad_rng(data: bytes, target: str) -> bytes:
+    state = deserialize(data, target, FORMAT_VERSION)
+    state["rng"]["python"] = "not a random.getstate()"
+    return bytes(pack(state).view())
+
+
+@pytest.mark.parametrize(
+    ("target", "change", "refusal"),
+    [
+        ("trainer/common.safetensors", _absurd_dims, "is malformed (shape has more than 2**63"),
+        ("trainer/rank-00000.safetensors", _bad_rng, "malformed trainer state"),
+    ],
+)
+def test_a_wrong_shaped_object_is_quarantined_and_the_run_resumes_from_the_previous(
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    target: str,
+    change: Callable[[bytes, str], bytes],
+    refusal: str,
+) -> None:
+    """Loadable without code, of the wrong shape: invalid, not a crash (issue 22)."""
+    root = f"s3://{bucket}/job"
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1")
+    p = run(["--steps", "10", "--save-every-steps", "5"], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    store, good = store_for(s3, root), "step-000000000010-a0001"
+    hostile = change(bytes(store.read_buffer(good, target)), target)
+    evil = recommit(store, good, store, 15, {target: hostile})
+
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
+    p = run(["--steps", "20"], env)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert f"checkpoint {evil} failed validation ({target}: " in p.stderr
+    assert refusal in p.stderr
+    assert f"resumed from {good}" in p.stderr and store.is_quarantined(evil)
+    assert termination(tmp_path)["lastCheckpoint"]["step"] == 20
+
+
+def test_hf_trainer_state_that_is_not_json_falls_back(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """HF reads trainer_state.json itself: not JSON is refused before HF sees it."""
+    log, root = tmp_path / "loss.jsonl", f"s3://{bucket}/hf"
+    env = trainer_env(s3, root, tmp_path, LAZARUS_ATTEMPT="1", LAZARUS_EVAL_METRIC="eval_loss")
+    assert hf_run(env, tmp_path, log, 8, "b.pt") == 75
+    good = termination(tmp_path)["lastCheckpoint"]["name"]
+    store, target = store_for(s3, root), common_object()
+    state = deserialize(store.read_buffer(good, target), target, FORMAT_VERSION)
+    state["extras"]["hf_trainer_state"] = {"json": '{"global_step": '}
+    evil = recommit(store, good, store, 9, {target: bytes(pack(state).view())})
+
+    env.update(LAZARUS_ATTEMPT="2", LAZARUS_RESUME_FROM="auto")
+    assert hf_run(env, tmp_path, log, 0, "b.pt") == 0
+    assert store.is_quarantined(evil)
+    assert "hf_trainer_state is not usable JSON" in (store.info(evil).quarantine_reason or "")
     assert [s for s, _ in hf_curve(log)] == list(range(1, 21))  # resumed at 8, not from 0
