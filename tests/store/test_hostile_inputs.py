@@ -5,6 +5,10 @@ answers HTTP but is not S3 (issue: the job's cycle crashed every 2 s)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +82,48 @@ def test_an_oversized_manifest_is_invalid_and_cheap_to_refuse(
     assert sel.chosen is not None and sel.chosen.name == good
     why = {k.name: k.reason for k in sel.skipped}[name]
     assert ("over 16 MiB" in why) if kind == "huge" else ("100001 objects" in why), why
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "LAZARUS_CHECKPOINT_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", "lazarus_store.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.mark.unit
+def test_the_cli_reads_a_planted_deep_manifest_as_invalid_in_one_line(tmp_path: Path) -> None:
+    """Issue 22: a manifest nested 100,000 deep was a RecursionError traceback."""
+    root = tmp_path / "ckpt"
+    store = open_store(str(root))
+    w = store.begin(step=1, attempt=1)
+    w.put_bytes("x", b"x")
+    good = w.commit(reason="periodic").name
+    evil = checkpoint_name(2, 1)
+    (root / evil).mkdir()
+    (root / evil / "manifest.json").write_bytes(
+        b'{"extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    )
+    marker = root / "_lazarus" / "quarantine" / f"{checkpoint_name(3, 1)}.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_bytes(b"[" * 60_000)
+    (root / checkpoint_name(3, 1)).mkdir()
+    (root / checkpoint_name(3, 1) / "x").write_bytes(b"x")
+
+    shown = _cli("-u", str(root), "show", evil)
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr[-2000:]
+    [line] = shown.stderr.strip().splitlines()
+    assert "nested deeper than 32 levels" in line, line
+    listed = _cli("-u", str(root), "list")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr[-2000:]
+    assert any(
+        evil in r and "INVALID" in r and "nested deeper" in r for r in listed.stdout.splitlines()
+    )
+    latest = _cli("-u", str(root), "latest")
+    assert latest.returncode == 0 and latest.stdout.strip().splitlines()[-1] == good
+    assert "quarantined: unreadable quarantine marker" in latest.stdout
