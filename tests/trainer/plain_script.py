@@ -70,7 +70,7 @@ def main() -> None:
             for _ in range(ACCUM):
                 x, y = next(stream)
                 loss = nn.functional.mse_loss(model(x), y)
-                (loss / ACCUM).backward()
+                torch.autograd.backward(loss / ACCUM)
                 micro.append(float(loss.item()).hex())
             opt.step()
             opt.zero_grad()
