@@ -8,6 +8,7 @@ checkpoint has committed; uncommitted prefixes go only after a safety age.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -62,6 +63,22 @@ class RetentionPlan:
         return self.delete + self.garbage
 
 
+def metric_value(metrics: dict[str, float], metric: str) -> float | None:
+    """The evaluation result `metric` names in a manifest's metrics, or None (absent, NaN).
+
+    Manifests hold a step's metrics and its evaluation's; evaluation results carry HF's
+    `eval_` prefix, which a configured name may leave out (`loss` for `eval_loss`): the
+    prefixed key wins, so a training `loss` beside `eval_loss` is never taken for it. The
+    rule needs no evaluation of the current process, so a resumed run keeps the best its
+    predecessors committed from its first commit on."""
+    keys = (metric,) if metric.startswith("eval_") else (f"eval_{metric}", metric)
+    for key in keys:
+        value = metrics.get(key)
+        if value is not None and not math.isnan(value):
+            return float(value)
+    return None
+
+
 def _latest_and_best(usable: Sequence[Candidate], policy: RetentionPolicy) -> dict[str, list[str]]:
     """What the policy keeps among usable checkpoints (newest first), and why."""
     keep: dict[str, list[str]] = {}
@@ -69,12 +86,10 @@ def _latest_and_best(usable: Sequence[Candidate], policy: RetentionPolicy) -> di
         keep.setdefault(c.name, []).append("latest")
     if policy.keep_best and policy.metric:
         metric = policy.metric
-        scored = [
-            c for c in usable if metric in c.metrics and c.metrics[metric] == c.metrics[metric]
-        ]
+        scored = [(v, c) for c in usable if (v := metric_value(c.metrics, metric)) is not None]
         sign = 1.0 if policy.mode == "min" else -1.0
-        scored.sort(key=lambda c: (sign * c.metrics[metric], -c.step, -c.attempt))
-        for c in scored[: policy.keep_best]:
+        scored.sort(key=lambda vc: (sign * vc[0], -vc[1].step, -vc[1].attempt))
+        for _, c in scored[: policy.keep_best]:
             keep.setdefault(c.name, []).append(f"best {metric}")
     return keep
 

@@ -139,7 +139,7 @@ def test_a_metric_the_results_never_have_warns_once(
     _, reasons = _train(tmp_path, "accuracy", None)
     assert "eval-best" not in reasons, reasons
     warned = _warnings(caplog, "not among the evaluation results")
-    assert len(warned) == 1 and "'accuracy'" in warned[0] and "eval_loss" in warned[0], warned
+    assert len(warned) == 1 and "'eval_accuracy'" in warned[0] and "eval_loss" in warned[0], warned
 
 
 def test_no_metric_at_all_says_so_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,7 +11,6 @@ checkpoint directory, so HF's own resume logic restores the rest exactly as it w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import tempfile
@@ -22,11 +21,21 @@ import torch
 
 from ..api import Lazarus
 from ..config import LazarusConfig
-from ..rng import numpy_state
+from ..rng import numpy_state, restore_rng
 from ..state import common_object, deserialize, rank_object
 from ..storage import CheckpointNotFound, InvalidCheckpoint
 from ..termination import PermanentError, exits_permanent
 from .hf_checks import check_hf_state
+from .hf_fetch import KEY as FETCH_KEY
+from .hf_fetch import FetchRng, tappable
+from .hf_state import (
+    hf_metric_config,
+    refuse_past_first_pass,
+    refuse_unsupported,
+    restore_callback_states,
+    trainer_state_json,
+    warn_inexact,
+)
 
 if TYPE_CHECKING:
     # transformers is untyped here (follow_imports=skip): the callback protocol this
@@ -43,46 +52,29 @@ HF_WEIGHTS = "pytorch_model.bin"
 HF_OPTIMIZER = "optimizer.pt"
 HF_SCHEDULER = "scheduler.pt"
 HF_TRAINER_STATE = "trainer_state.json"
+HF_SCALER = "scaler.pt"
 
 
 class _TrainerStateHolder:
-    """HF's TrainerState as a Lazarus extra: saved as its JSON."""
+    """HF's TrainerState as a Lazarus extra: saved as the JSON HF's own save would write."""
 
-    def __init__(self) -> None:
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
         self.state: Any = None
         # While set: the log_history entries saved (a stop's evaluation is reported after
         # HF logged its end-of-training summary, which an uninterrupted run has not).
         self.log_len: int | None = None
+        # While set: the results of the evaluation being reported, before HF records its
+        # best metric from them (a save then carries the best HF's save would).
+        self.evaluated: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         if self.state is None:
             return {"json": None}
-        # What TrainerState.save_to_json writes, without a file.
-        doc = dataclasses.asdict(self.state)
-        if self.log_len is not None:
-            doc["log_history"] = doc["log_history"][: self.log_len]
-        return {"json": json.dumps(doc, indent=2, sort_keys=True)}
+        return {"json": trainer_state_json(self.trainer, self.state, self.evaluated, self.log_len)}
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         pass  # HF reloads trainer_state.json itself from the materialized directory
-
-
-def hf_metric_config(config: LazarusConfig, args: Any, load_best: bool = False) -> LazarusConfig:
-    """HF's `metric_for_best_model`/`greater_is_better` when Lazarus' own metric is unset
-    (HF's `loss` means `eval_loss`: report_eval accepts either spelling); with `load_best`
-    and neither, `loss`, as HF's `load_best_model_at_end` defaults it."""
-    metric = getattr(args, "metric_for_best_model", None)
-    if not config.eval_metric and not metric and load_best:
-        config.eval_metric, config.eval_mode = "loss", "min"
-        log.info("load_best without an eval metric: using eval loss (min), as HF does")
-    elif not config.eval_metric and metric:
-        config.eval_metric = str(metric)
-        greater = getattr(args, "greater_is_better", None)
-        if greater is None:  # TrainingArguments' own default
-            greater = not str(metric).endswith("loss")
-        config.eval_mode = "max" if greater else "min"
-        log.info("eval metric from TrainingArguments: %s (%s)", metric, config.eval_mode)
-    return config
 
 
 def epoch_eval_follows(args: Any, state: Any) -> bool:
@@ -126,8 +118,11 @@ class LazarusCallback(TrainerCallback):
         self, trainer: Any, config: LazarusConfig | None = None, *, load_best: bool = False
     ) -> None:
         self.trainer = trainer
-        self._load_best = load_best
-        config = hf_metric_config(config or LazarusConfig.from_env(), trainer.args, load_best)
+        refuse_unsupported(trainer)
+        # HF's own load_best_model_at_end loads from HF's local checkpoints, which a resumed
+        # pod does not have: Lazarus loads the best one it kept instead.
+        self._load_best = load_best or bool(getattr(trainer.args, "load_best_model_at_end", False))
+        config = hf_metric_config(config or LazarusConfig.from_env(), trainer.args, self._load_best)
         self.lz = Lazarus(config)
         self._pending_eval: dict[str, float] | None = None  # metrics a stop waits to report
         self._round: dict[str, Any] = {}  # this evaluation's results so far (eval datasets)
@@ -135,10 +130,21 @@ class LazarusCallback(TrainerCallback):
         # Resume lays out a full HF checkpoint directory from trainer/common.pt, so the model
         # and optimizer stay there (replicated) rather than in DCP shards.
         self.lz.sharded = False
-        self._holder = _TrainerStateHolder()
+        self._holder = _TrainerStateHolder(trainer)
+        self._fetch = FetchRng()
+        self._fetch_saved: dict[str, Any] | None = None  # a resumed checkpoint's, to arm
+        self._resumed_callbacks: dict[str, Any] | None = None
         self.exit_code: int | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         trainer.add_callback(self)
+        # HF's documented hook for the loader of a resumed epoch: tapped like the first.
+        resumed_loader = trainer.get_resumed_dataloader
+
+        def get_resumed_dataloader(dataloader: Any, num_batches: int) -> Any:
+            loader = resumed_loader(dataloader, num_batches)
+            return self._fetch.tap(loader) if tappable(loader) else loader
+
+        trainer.get_resumed_dataloader = get_resumed_dataloader
 
     # --- resume ------------------------------------------------------------------------
     @exits_permanent
@@ -169,19 +175,20 @@ class LazarusCallback(TrainerCallback):
     def _materialize(self, name: str, common: dict[str, Any], rank: dict[str, Any]) -> str:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"lazarus-{name}-")
         d = Path(self._tmp.name)
+        trainer_state = common["extras"]["hf_trainer_state"]["json"]
+        refuse_past_first_pass(self.trainer, json.loads(trainer_state))
         torch.save(common["models"]["model"], d / HF_WEIGHTS)
         torch.save(common["optimizers"]["optimizer"], d / HF_OPTIMIZER)
         torch.save(common["schedulers"]["scheduler"], d / HF_SCHEDULER)
-        rng = rank["rng"]
-        # HF reads this file back itself (weights_only, numpy allowed): written from state
-        # that was loaded without running code, in the tuple form np.random.set_state takes.
-        hf_rng = {"python": rng["python"], "numpy": numpy_state(rng["numpy"]), "cpu": rng["torch"]}
-        if "cuda" in rng:
-            hf_rng["cuda"] = rng["cuda"]
-        world = self.lz.dist.world_size
-        rng_name = f"rng_state_{self.lz.dist.rank}.pth" if world > 1 else "rng_state.pth"
-        torch.save(hf_rng, d / rng_name)
-        (d / HF_TRAINER_STATE).write_text(common["extras"]["hf_trainer_state"]["json"])
+        if common.get("scaler") is not None:
+            torch.save(common["scaler"], d / HF_SCALER)
+        fetch = (rank.get("extras") or {}).get(FETCH_KEY)
+        if fetch is not None:
+            # Restored at the fetch it belongs to (hf_fetch.py), not where HF restores it.
+            self._fetch_saved = {"fetch": fetch, "rng": rank["rng"]}
+        else:
+            self._write_rng(d, rank["rng"])
+        (d / HF_TRAINER_STATE).write_text(trainer_state)
         progress = common["progress"]
         self.lz.progress.step = int(progress["step"])
         self.lz.progress.best_metric = progress.get("best_metric")
@@ -192,23 +199,57 @@ class LazarusCallback(TrainerCallback):
         log.info("resuming HF Trainer from %s (step %s) via %s", name, progress["step"], d)
         return str(d)
 
+    def _write_rng(self, d: Path, rng: dict[str, Any]) -> None:
+        # HF reads this file back itself (weights_only, numpy allowed): written from state
+        # that was loaded without running code, in the tuple form np.random.set_state takes.
+        hf_rng = {"python": rng["python"], "numpy": numpy_state(rng["numpy"]), "cpu": rng["torch"]}
+        if "cuda" in rng:
+            hf_rng["cuda"] = rng["cuda"]
+        world = self.lz.dist.world_size
+        rng_name = f"rng_state_{self.lz.dist.rank}.pth" if world > 1 else "rng_state.pth"
+        torch.save(hf_rng, d / rng_name)
+
     # --- training events ---------------------------------------------------------------
     @exits_permanent
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._holder.state = state
+        handler = self.trainer.callback_handler
+        if self.lz.resumed_from is not None:
+            restore_callback_states(self.trainer, state.stateful_callbacks)
+        # Last among the callbacks (a new list: HF is iterating the old one), so that a save
+        # sees every other callback's state for this step or evaluation, as HF's save does.
+        handler.callbacks = [cb for cb in handler.callbacks if cb is not self] + [self]
+        scaler = getattr(self.trainer.accelerator, "scaler", None)
         self.lz.register(
             model=kw["model"],
             optimizer=kw["optimizer"],
             scheduler=kw["lr_scheduler"],
+            scaler=scaler,
             extras={"hf_trainer_state": self._holder},
         )
+        self.lz.registry.data_owner = "HF Trainer"  # its global_step places the data (fidelity.py)
+        loader = kw.get("train_dataloader")
+        tapped = loader is not None and tappable(loader)
+        if tapped:
+            self._fetch.tap(loader)
+            self.lz.registry.rank_extras[FETCH_KEY] = self._fetch
+        warn_inexact(self.trainer, tapped)
+        if self._fetch_saved is not None:
+            if tapped:
+                self._fetch.arm(self._fetch_saved["fetch"], self._fetch_saved["rng"])
+            else:  # loading changed since the save (workers): the step end's state, now
+                restore_rng(self._fetch_saved["rng"])
+            self._fetch_saved = None
         self.lz.progress.step = state.global_step
 
     @exits_permanent
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._holder.state = state
         world = max(1, args.world_size)
-        samples = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+        # The micro-batches this step trained on: fewer at an epoch's end (HF's remainder).
+        micro = getattr(self.trainer, "current_gradient_accumulation_steps", None)
+        micro = int(micro or args.gradient_accumulation_steps)
+        samples = args.per_device_train_batch_size * micro * world
         follows = bool(control.should_evaluate) or epoch_eval_follows(args, state)
         self.lz.step(samples=samples, eval_follows=follows)
         if self.lz.stop_pending:
@@ -240,7 +281,11 @@ class LazarusCallback(TrainerCallback):
             self._pending_eval = metrics
             self._holder.log_len = len(state.log_history)  # the evaluation's log included
             return
-        self.lz.report_eval(metrics)
+        self._holder.evaluated = results  # HF records its best metric after this callback
+        try:
+            self.lz.report_eval(metrics)
+        finally:
+            self._holder.evaluated = None
 
     @exits_permanent
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -275,8 +320,19 @@ class LazarusCallback(TrainerCallback):
             # says why): a green exit would hide that nothing can be resumed.
             raise SystemExit(code)
         if self._load_best:
-            self.lz.load_best()
+            self.load_best()
 
+    @exits_permanent
     def load_best(self) -> str | None:
-        """Load the best evaluation's checkpoint weights into the model (after training)."""
-        return self.lz.load_best()
+        """Load the best evaluation's checkpoint weights into the model (after training).
+        None when no evaluation improved the metric; a best checkpoint that is gone is a
+        `PermanentError` (exit 78), never the last weights passed off as the best."""
+        name = self.lz.load_best()
+        step = self.lz.progress.best_step
+        if name is None and step is not None:
+            raise PermanentError(
+                f"load_best: the best checkpoint (step {step}, {self.lz.config.eval_metric}="
+                f"{self.lz.progress.best_metric}) is not in the store; the model holds the "
+                "last weights. Keep it with LAZARUS_KEEP_BEST>=1"
+            )
+        return name

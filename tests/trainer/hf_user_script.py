@@ -1,0 +1,168 @@
+"""An HF Trainer script written the way HF's docs teach, with Lazarus' two lines (a subprocess
+of tests/trainer/test_hf_user_e2e.py): masked-token training whose collator masks from
+torch's global RNG (as `DataCollatorForLanguageModeling` does), `compute_metrics` with
+`metric_for_best_model="accuracy"`, `EarlyStoppingCallback`, optionally an `IterableDataset`
+or `TrainingArguments(deepspeed=...)`.
+
+argv: loss log, max steps, final weights path, HF output dir. Env: HF_USER_SIGTERM_AT /
+HF_USER_KILL_AT (SIGTERM, or SIGKILL once the saves in flight committed, after that step),
+HF_USER_ACCUM, HF_USER_GREATER ("1"/"0"), HF_USER_METRIC (default "accuracy"),
+HF_USER_PATIENCE (EarlyStoppingCallback), HF_USER_ITERABLE=1, HF_USER_DEEPSPEED=1.
+FINAL.best gets load_best's weights, FINAL.state HF's best_metric and callback states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from lazarus_trainer import leaving
+from lazarus_trainer.adapters.hf_trainer import LazarusCallback
+
+VOCAB, LEN, MASK = 24, 12, 0
+
+
+class MaskedLM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, 32)
+        self.drop = nn.Dropout(0.1)
+        self.out = nn.Linear(32, VOCAB)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.out(self.drop(self.emb(input_ids)))
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return {"loss": loss, "logits": logits}
+
+
+def rows(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(1, VOCAB, (n, 1), generator=g)
+    return (base + torch.arange(LEN)) % (VOCAB - 1) + 1  # learnable: each token predicts the next
+
+
+class Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    def __init__(self, n: int, seed: int) -> None:
+        self.x = rows(n, seed)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.x[i]}
+
+
+class Stream(torch.utils.data.IterableDataset[dict[str, torch.Tensor]]):
+    def __init__(self, n: int, seed: int) -> None:
+        self.x = rows(n, seed)
+
+    def __iter__(self) -> Any:
+        return ({"input_ids": x} for x in self.x)
+
+
+def mask_tokens(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """DataCollatorForLanguageModeling's masking, tokenizer-free: 25% of positions, drawn
+    from the global torch RNG, become MASK; the loss is on them only."""
+    ids = torch.stack([f["input_ids"] for f in features])
+    masked = torch.bernoulli(torch.full(ids.shape, 0.25)).bool()
+    masked[:, 0] = True  # every row has a target
+    labels = torch.where(masked, ids, torch.full_like(ids, -100))
+    return {"input_ids": torch.where(masked, torch.full_like(ids, MASK), ids), "labels": labels}
+
+
+def accuracy(pred: Any) -> dict[str, float]:
+    logits, labels = pred.predictions, pred.label_ids
+    keep = labels != -100
+    return {"accuracy": float((np.argmax(logits, -1)[keep] == labels[keep]).mean())}
+
+
+class Hooks(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, log_path: str, out: str) -> None:
+        self.log_path, self.out = log_path, out
+        self.term = int(os.environ.get("HF_USER_SIGTERM_AT", "0"))
+        self.kill = int(os.environ.get("HF_USER_KILL_AT", "0"))
+        self.lazarus: LazarusCallback | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step == self.term:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if state.global_step == self.kill and self.lazarus is not None:
+            self.lazarus.lz.pipeline.collect(None)  # the saves so far are committed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        logs = {
+            k: v
+            for k, v in (kw.get("logs") or {}).items()
+            if k in ("loss", "eval_loss", "eval_accuracy")
+        }
+        if logs:
+            with Path(self.log_path).open("a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        # Before LazarusCallback's (always last), so before load_best: the final weights.
+        torch.save(kw["model"].state_dict(), self.out)
+
+
+def main() -> None:
+    log_path, steps, out, workdir = sys.argv[1:5]
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(0)
+    env = os.environ.get
+    iterable = env("HF_USER_ITERABLE") == "1"
+    args = TrainingArguments(
+        output_dir=workdir,
+        max_steps=int(steps),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=int(env("HF_USER_ACCUM", "1")),
+        learning_rate=1e-2,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=5,
+        save_strategy="no",  # Lazarus saves
+        metric_for_best_model=env("HF_USER_METRIC", "accuracy"),
+        greater_is_better={"1": True, "0": False}.get(env("HF_USER_GREATER", "")),
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        deepspeed={"train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2}}
+        if env("HF_USER_DEEPSPEED") == "1"
+        else None,
+    )
+    hooks = Hooks(log_path, out)
+    callbacks: list[Any] = [hooks]
+    if env("HF_USER_PATIENCE"):
+        callbacks.append(
+            EarlyStoppingCallback(early_stopping_patience=int(env("HF_USER_PATIENCE")))
+        )
+    trainer = Trainer(
+        model=MaskedLM(),
+        args=args,
+        train_dataset=Stream(40, 1) if iterable else Rows(36, 1),
+        eval_dataset=Rows(16, 2),
+        data_collator=mask_tokens,
+        compute_metrics=accuracy,
+        callbacks=callbacks,
+    )
+    lazarus = hooks.lazarus = LazarusCallback(trainer, load_best=True)
+    trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())
+    torch.save(trainer.model.state_dict(), out + ".best")
+    states = {"best_metric": trainer.state.best_metric, "step": trainer.state.global_step}
+    Path(out + ".state").write_text(json.dumps(states))
+
+
+if __name__ == "__main__":
+    with leaving():
+        main()

@@ -1,0 +1,149 @@
+"""HF Trainer scripts as HF's docs teach them (hf_user_script.py), interrupted by real signals:
+the best checkpoint under HF's metric names survives resumes, early stopping and the best
+metric resume exactly, collate-time masking resumes bitwise, and the setups that cannot
+resume exactly (an IterableDataset past its first pass, DeepSpeed) are refused with what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import attempt_env, same_params, store_for, termination, trainer_env
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = Path(__file__).with_name("hf_user_script.py")
+
+
+def _run(env: dict[str, str], tmp: Path, log: Path, out: str, steps: int) -> int:
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), str(log), str(steps), str(tmp / out), str(tmp / "hf-out")],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode in (0, 75, 78, -signal.SIGKILL), p.stderr[-3000:]
+    return p.returncode
+
+
+def _rows(log: Path, key: str) -> list[tuple[int, float]]:
+    rows = map(json.loads, log.read_text().splitlines())
+    return [(d["step"], d[key]) for d in rows if key in d]
+
+
+def _interrupted(
+    s3: Any, bucket: str, tmp: Path, stops: list[str], steps: int, **extra: str
+) -> list[int]:
+    """Attempts 1.. of a job, each stopped as `stops` says ("T7": SIGTERM after step 7,
+    "K7": SIGKILL after 7 once the saves committed, "": none); their exit codes."""
+    codes = []
+    for attempt, stop in enumerate(stops, start=1):
+        kind = {"T": "HF_USER_SIGTERM_AT", "K": "HF_USER_KILL_AT"}.get(stop[:1])
+        signals = {kind: stop[1:]} if kind else {}
+        env = attempt_env(s3, f"s3://{bucket}/int", tmp, attempt, **extra, **signals)
+        codes.append(_run(env, tmp, tmp / "int.jsonl", "b.pt", steps))
+    return codes
+
+
+def _reference(s3: Any, bucket: str, tmp: Path, steps: int, **extra: str) -> Path:
+    ref = tmp / "ref.jsonl"
+    env = trainer_env(s3, f"s3://{bucket}/ref", tmp, **extra)
+    assert _run(env, tmp, ref, "a.pt", steps) == 0
+    return ref
+
+
+def test_best_checkpoint_named_as_hf_names_it_survives_resumes(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """metric_for_best_model="accuracy" (results carry eval_accuracy), retention keeping one
+    latest: commits of resumed processes before their first evaluation keep the best, and
+    load_best loads it."""
+    extra = {"LAZARUS_KEEP_LATEST": "1"}
+    ref = _reference(s3, bucket, tmp_path, 30, **extra)
+    acc = dict(_rows(ref, "eval_accuracy"))
+    best = max(acc, key=lambda s: (acc[s], -s))  # HF: the first of equal values
+    assert best <= 20, acc  # the test's premise: commits follow the best one
+    stops = [f"T{best + 2}", f"T{best + 3}", ""]
+    assert _interrupted(s3, bucket, tmp_path, stops, 30, **extra) == [75, 75, 0]
+    kept = {c.step for c in store_for(s3, f"s3://{bucket}/int").list_checkpoints() if c.committed}
+    assert best in kept, sorted(kept)
+    assert _rows(tmp_path / "int.jsonl", "loss") == _rows(ref, "loss")
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+    assert same_params(tmp_path / "a.pt.best", tmp_path / "b.pt.best")
+    assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
+
+
+def test_early_stopping_and_best_metric_resume_exactly(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """EarlyStoppingCallback(patience=2) on eval loss, higher taken as better (so that the
+    first evaluation is the best), a save at every evaluation: killed right after the step-5
+    (eval-best) save and the step-10 save, the run stops where the uninterrupted one does,
+    which needs HF's best metric after the step-5 evaluation and the patience counter after
+    step 10's."""
+    extra = {
+        "HF_USER_METRIC": "loss",
+        "HF_USER_GREATER": "1",
+        "HF_USER_PATIENCE": "2",
+        "LAZARUS_SAVE_EVERY_STEPS": "5",
+    }
+    ref = _reference(s3, bucket, tmp_path, 40, **extra)
+    evals = _rows(ref, "eval_loss")
+    assert evals[-1][0] == 15, evals  # the test's premise: it stopped early, at the 3rd
+    killed = -signal.SIGKILL
+    codes = _interrupted(s3, bucket, tmp_path, ["K6", "K11", ""], 40, **extra)
+    assert codes == [killed, killed, 0]
+    assert _rows(tmp_path / "int.jsonl", "eval_loss")[-1] == evals[-1]
+    assert _rows(tmp_path / "int.jsonl", "loss")[-3:] == _rows(ref, "loss")[-3:]
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+    a = json.loads((tmp_path / "a.pt.state").read_text())
+    assert json.loads((tmp_path / "b.pt.state").read_text()) == a
+
+
+def test_collate_time_masking_resumes_bitwise(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """The collator masks from torch's global RNG; 9 micro-batches an epoch, accumulation 2:
+    SIGTERMs mid-epoch (3, 7) and at an epoch's end (5) resume to the same losses."""
+    extra = {"HF_USER_ACCUM": "2"}
+    ref = _reference(s3, bucket, tmp_path, 12, **extra)
+    assert _interrupted(s3, bucket, tmp_path, ["T3", "T5", "T7", ""], 12, **extra) == [
+        75,
+        75,
+        75,
+        0,
+    ]
+    assert _rows(tmp_path / "int.jsonl", "loss") == _rows(ref, "loss")
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+
+
+def test_iterable_dataset_resumed_past_its_first_pass_is_refused(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """10 batches a pass, a stop at step 12 (the second pass), which HF would resume by
+    skipping 12 batches from the stream's start: refused before training (78), saying what
+    to do."""
+    extra = {"HF_USER_ITERABLE": "1"}
+    codes = _interrupted(s3, bucket, tmp_path, ["T12", ""], 15, **extra)
+    assert codes == [75, 78]
+    term = termination(tmp_path)
+    assert "first pass" in term["message"] and "repeat" in term["message"], term
+    assert [s for s, _ in _rows(tmp_path / "int.jsonl", "loss")] == list(range(1, 13))
+
+
+def test_hf_trainer_with_deepspeed_is_refused_before_training(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    env = trainer_env(s3, f"s3://{bucket}/ds", tmp_path, HF_USER_DEEPSPEED="1")
+    assert _run(env, tmp_path, tmp_path / "ds.jsonl", "d.pt", 10) == 78
+    term = termination(tmp_path)
+    assert term["outcome"] == "permanent-error", term
+    assert "from_deepspeed" in term["message"] and "deepspeed=" in term["message"], term
+    assert not (tmp_path / "ds.jsonl").exists()  # not one step trained

@@ -1,0 +1,187 @@
+"""HF Trainer state as HF itself would save it, and the setups a resume cannot make exact.
+
+HF refreshes part of its state only inside its own `_save_checkpoint`, which Lazarus
+replaces: the `ExportableState` callbacks' states (`EarlyStoppingCallback`'s patience
+counter) and, for a save right after an evaluation, the best metric `_determine_best_metric`
+records after the evaluation's callbacks ran. `trainer_state_json` captures both the way
+HF's save does; `restore_callback_states` puts the callbacks' states back on resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+from typing import Any
+
+from ..config import LazarusConfig
+from ..termination import PermanentError
+
+log = logging.getLogger(__name__)
+
+DEEPSPEED_PATH = (
+    "DeepSpeed through lazarus_trainer.adapters.deepspeed.from_deepspeed in your own loop "
+    "(docs/trainer.md, DeepSpeed)"
+)
+
+
+def hf_metric_name(metric: str) -> str:
+    """The key HF's evaluation results use for `metric` (`_determine_best_metric`'s rule):
+    every result is prefixed `eval_`, so `loss` is `eval_loss`."""
+    return metric if metric.startswith("eval_") else f"eval_{metric}"
+
+
+def hf_metric_config(config: LazarusConfig, args: Any, load_best: bool = False) -> LazarusConfig:
+    """The eval metric, resolved to the key HF's results (and so manifests) carry before
+    anything acts on it: Lazarus' own (`LAZARUS_EVAL_METRIC`), else `metric_for_best_model`
+    with `greater_is_better` (HF's default: lower is better for names ending in `loss`),
+    else, with `load_best`, eval loss (HF's `load_best_model_at_end` default)."""
+    metric = getattr(args, "metric_for_best_model", None)
+    if not config.eval_metric and not metric and load_best:
+        config.eval_metric, config.eval_mode = "eval_loss", "min"
+        log.info("load_best without an eval metric: using eval_loss (min), as HF does")
+    elif not config.eval_metric and metric:
+        config.eval_metric = hf_metric_name(str(metric))
+        greater = getattr(args, "greater_is_better", None)
+        if greater is None:  # TrainingArguments' own default
+            greater = not str(metric).endswith("loss")
+        config.eval_mode = "max" if greater else "min"
+        mode = config.eval_mode
+        log.info("eval metric from TrainingArguments: %s (%s)", config.eval_metric, mode)
+    elif config.eval_metric:
+        config.eval_metric = hf_metric_name(config.eval_metric)
+    if load_best and config.keep_best < 1 and (config.keep_latest or config.keep_best):
+        # Retention would otherwise be free to delete the checkpoint load_best loads.
+        config.keep_best = 1
+        log.info("load_best: retention keeps the best checkpoint (LAZARUS_KEEP_BEST=1)")
+    return config
+
+
+def refuse_unsupported(trainer: Any) -> None:
+    """Setups whose state this adapter cannot resume exactly, refused before training."""
+    args = trainer.args
+    if getattr(args, "deepspeed", None) or getattr(trainer, "is_deepspeed_enabled", False):
+        raise PermanentError(
+            "HF Trainer with DeepSpeed (TrainingArguments(deepspeed=...)) is not supported: "
+            "its ZeRO partitions are not the replicated files this adapter saves and HF's "
+            f"resume loads. Use {DEEPSPEED_PATH}, or drop deepspeed= from TrainingArguments"
+        )
+    if getattr(trainer, "is_fsdp_enabled", False):
+        raise PermanentError(
+            "HF Trainer with FSDP (TrainingArguments(fsdp=...)) is not supported: its sharded "
+            "state is not the replicated files this adapter saves. Use FSDP2 in your own "
+            "loop with lazarus_trainer (docs/trainer.md, Sharded state)"
+        )
+    if type(getattr(trainer, "model", None)).__module__.startswith("peft"):
+        raise PermanentError(
+            "HF Trainer with a PEFT model is not supported: HF resumes a PEFT model from "
+            "adapter files this adapter does not lay out (it would resume the adapter's initial "
+            "weights). Merge or train the adapter in your own loop with lazarus_trainer"
+        )
+
+
+def warn_inexact(trainer: Any, fetch_tapped: bool) -> None:
+    """Setups a resume continues, but not exactly as the uninterrupted run: said once."""
+    import torch
+
+    args = trainer.args
+    if isinstance(getattr(trainer, "train_dataset", None), torch.utils.data.IterableDataset):
+        log.warning(
+            "train_dataset is an IterableDataset: HF resumes it from the stream's start, "
+            "skipping what it counts as trained, which Lazarus does not check: exact only "
+            "for a stream that replays the same items in the same order (a resume past its "
+            "first pass is refused); for more steps than one pass, make __iter__ repeat the data"
+        )
+    if getattr(args, "ignore_data_skip", False):
+        log.warning(
+            "ignore_data_skip=True: a resume restarts the interrupted epoch's data from its "
+            "first batch (HF's setting); unset it for exact resumes"
+        )
+    workers = int(getattr(args, "dataloader_num_workers", 0) or 0)
+    if workers and not fetch_tapped:
+        log.warning(
+            "dataloader_num_workers=%d: randomness drawn while loading data (a collator that "
+            "masks tokens, a random augmentation) comes from worker processes a resume starts "
+            "afresh, so it is not resumed exactly; dataloader_num_workers=0 makes it exact",
+            workers,
+        )
+
+
+def refuse_past_first_pass(trainer: Any, trainer_state: dict[str, Any]) -> None:
+    """HF resumes an IterableDataset at global_step // max_steps epochs and skips
+    global_step batches of it: once the stream ended and restarted, that skips the wrong
+    batches (or exhausts the stream). Refused before training instead."""
+    import torch
+
+    if not isinstance(getattr(trainer, "train_dataset", None), torch.utils.data.IterableDataset):
+        return
+    epoch = float(trainer_state.get("epoch") or 0.0)
+    if epoch >= 1.0:
+        raise PermanentError(
+            f"the checkpoint is past the first pass over the IterableDataset (epoch "
+            f"{epoch:.2f}): HF resumes it by skipping {trainer_state.get('global_step')} "
+            "batches from the stream's start, which is not where the run stopped. Make the "
+            "dataset's __iter__ repeat the data so one pass covers max_steps, then start anew"
+        )
+
+
+def stateful_callbacks(trainer: Any) -> dict[str, Any]:
+    """`TrainerState.stateful_callbacks` as `_save_checkpoint` refreshes it: every
+    `ExportableState` callback's (and the control's) state now, a list for duplicates."""
+    from transformers.trainer_callback import ExportableState
+
+    out: dict[str, Any] = {}
+    for cb in [*trainer.callback_handler.callbacks, trainer.control]:
+        if not isinstance(cb, ExportableState):
+            continue
+        name, state = type(cb).__name__, cb.state()
+        if name not in out:
+            out[name] = state
+        elif isinstance(out[name], list):
+            out[name].append(state)
+        else:
+            out[name] = [out[name], state]
+    return out
+
+
+def restore_callback_states(trainer: Any, saved: dict[str, Any]) -> None:
+    """Put the saved callbacks' attributes back on this run's callbacks of the same class, in
+    order (HF's `_load_callback_state`, which it runs only when asked to, in place)."""
+    callbacks = list(trainer.callback_handler.callbacks)
+    for name, states in (saved or {}).items():
+        same = [cb for cb in callbacks if type(cb).__name__ == name]
+        for cb, state in zip(same, states if isinstance(states, list) else [states], strict=False):
+            for attr, value in (state.get("attributes") or {}).items():
+                setattr(cb, attr, value)
+        if same:
+            log.info("restored the state of callback %s from the checkpoint", name)
+
+
+def after_evaluation(trainer: Any, state: Any, metrics: dict[str, Any]) -> Any:
+    """A copy of `state` with the best metric HF records right after this evaluation's
+    callbacks (its own `_determine_best_metric`, run on the copy)."""
+    check = getattr(trainer, "_determine_best_metric", None)
+    if check is None or not getattr(trainer.args, "metric_for_best_model", None):
+        return state
+    ahead = copy.copy(state)
+    real = trainer.state
+    trainer.state = ahead
+    try:
+        check(metrics=metrics, trial=None)
+    finally:
+        trainer.state = real
+    return ahead
+
+
+def trainer_state_json(
+    trainer: Any, state: Any, evaluated: dict[str, Any] | None, log_len: int | None
+) -> str:
+    """What `TrainerState.save_to_json` writes at HF's save time, without a file."""
+    if evaluated is not None:
+        state = after_evaluation(trainer, state, evaluated)
+    doc = dataclasses.asdict(state)
+    doc["stateful_callbacks"] = stateful_callbacks(trainer)
+    if log_len is not None:
+        doc["log_history"] = doc["log_history"][:log_len]
+    return json.dumps(doc, indent=2, sort_keys=True)
