@@ -72,7 +72,7 @@ def loads_bounded(
     except UnicodeDecodeError as exc:
         raise MalformedJSON(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long integers
-        raise MalformedJSON(f"not JSON ({one_line(str(exc))})") from None
+        raise MalformedJSON(one_line(str(exc))) from None
 
 
 def one_line(text: str, limit: int = 200) -> str:

@@ -201,7 +201,7 @@ def parse_manifest(raw: bytes, *, where: str) -> Manifest:
             raw, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_MANIFEST_DEPTH, allow_nan=True
         )
     except MalformedJSON as e:
-        raise InvalidCheckpoint(f"{where}: manifest is not usable JSON ({e})") from None
+        raise InvalidCheckpoint(f"{where}: manifest is not JSON ({e})") from None
     if not isinstance(doc, dict):
         raise InvalidCheckpoint(f"{where}: manifest is not a JSON object")
     _check_document(doc, where)
