@@ -11,7 +11,9 @@ reference trainer, S3 behind a switchable proxy (a real outage).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -33,6 +35,8 @@ from tests.trainer.proxy import Proxy
 
 pytestmark = pytest.mark.e2e
 T = 120
+STEP_LOG = "steps.jsonl"  # the reference trainer's per-step log, in the pod's directory
+SIGNAL_S = 0.25  # the trainer's progress-signal interval (its default)
 
 
 class Node:
@@ -108,7 +112,11 @@ def env(
 
 
 def create_job(
-    cluster: ControlPlane, e: dict[str, Any], name: str, save_every: int = 20
+    cluster: ControlPlane,
+    e: dict[str, Any],
+    name: str,
+    save_every: int = 20,
+    step_sleep: float = 0.05,
 ) -> Callable[[], dict[str, Any]]:
     custom = client.CustomObjectsApi(cluster.api_client())
     venv_bin = str(Path(sys.executable).parent)
@@ -127,7 +135,10 @@ def create_job(
                 "secretRef": {"name": "s3"},
                 "save": {"everySteps": save_every},
             },
-            "failurePolicy": {"backoff": {"initialSeconds": 1, "maxSeconds": 1}},
+            "failurePolicy": {
+                "maxFailuresWithoutProgress": 6,
+                "backoff": {"initialSeconds": 1, "maxSeconds": 1},
+            },
             "template": {
                 "spec": {
                     "nodeName": e["node"].name,
@@ -136,7 +147,13 @@ def create_job(
                             "name": "trainer",
                             "image": "lazarus-trainer:dev",
                             "command": [f"{venv_bin}/lazarus-train"],
-                            "args": ["--steps", "100000", "--step-sleep", "0.05"],
+                            # Each pod's step log lands in its own directory (the
+                            # local kubelet's working directory): the truth to check
+                            # the booking against.
+                            "args": [
+                                *("--steps", "100000", "--step-sleep", str(step_sleep)),
+                                *("--loss-log", STEP_LOG),
+                            ],
                         }
                     ],
                 }
@@ -189,17 +206,18 @@ def signal_past_checkpoint(e: dict[str, Any], pod: str, by: int = 3, within: int
     )
 
 
-def relaunched(status: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    def second() -> dict[str, Any] | None:
+def relaunched(status: Callable[[], dict[str, Any]], attempt: int = 2) -> dict[str, Any]:
+    def launched() -> dict[str, Any] | None:
         st = status()
-        return st if st.get("attempt", 0) >= 2 and len(st.get("history", [])) >= 2 else None
+        ok = st.get("attempt", 0) >= attempt and len(st.get("history", [])) >= attempt
+        return st if ok else None
 
-    got: dict[str, Any] = wait_for(second, T, "attempt 2 launched")
+    got: dict[str, Any] = wait_for(launched, T, f"attempt {attempt} launched")
     return got
 
 
-def launched_message(e: dict[str, Any], job: str) -> str:
-    """The Launched event of attempt 2 (posted right after the status write)."""
+def launched_message(e: dict[str, Any], job: str, attempt: int = 2) -> str:
+    """The Launched event of `attempt` (posted right after the status write)."""
 
     def find() -> str | None:
         got = e["core"].list_namespaced_event(e["ns"], field_selector=f"involvedObject.name={job}")
@@ -207,13 +225,49 @@ def launched_message(e: dict[str, Any], job: str) -> str:
             (
                 str(x.message)
                 for x in got.items
-                if x.reason == "Launched" and "attempt 2" in x.message
+                if x.reason == "Launched" and f"attempt {attempt} " in x.message
             ),
             None,
         )
 
-    msg: str = wait_for(find, T, "the Launched event of attempt 2")
+    msg: str = wait_for(find, T, f"the Launched event of attempt {attempt}")
     return msg
+
+
+def logged_steps(e: dict[str, Any], pod: str) -> list[int]:
+    """The steps the pod's trainer logged (the truth the booking is checked against)."""
+    try:
+        lines = (e["pods"] / f"{e['ns']}_{pod}" / STEP_LOG).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    steps = []
+    for line in lines:
+        with contextlib.suppress(ValueError, KeyError):  # the line being written
+            steps.append(int(json.loads(line)["step"]))
+    return steps
+
+
+def kill_after(e: dict[str, Any], pod: str, steps: int) -> int:
+    """SIGKILL the pod's trainer (as the OOM killer does) once it logged `steps` more
+    steps; returns how many steps one signal interval holds at the pace it ran."""
+    first = wait_for(lambda: len(logged_steps(e, pod)), T, f"{pod}'s first step", every=0.01)
+    t0 = time.monotonic()
+    wait_for(lambda: len(logged_steps(e, pod)) >= first + steps, T, f"{pod} at +{steps}", 0.01)
+    elapsed = time.monotonic() - t0
+    os.killpg(e["node"].pid(pod), signal.SIGKILL)
+    rate = (len(logged_steps(e, pod)) - first) / max(elapsed, 1e-3)
+    # A step is logged before its step() call; one more for rounding.
+    return math.ceil(rate * SIGNAL_S) + 2
+
+
+def truly_lost(
+    e: dict[str, Any], st: dict[str, Any], job: str, attempt: int
+) -> tuple[int, dict[str, Any]]:
+    """What attempt `attempt` lost by its step log, and the entry that booked it (the
+    next attempt's: it carries the resume step)."""
+    entry = next(h for h in st["history"] if h["attempt"] == attempt + 1)
+    last = max(logged_steps(e, f"{job}-a{attempt}-0"), default=-1)
+    return max(0, last - max(entry.get("resumeStep", -1), 0)), entry
 
 
 def test_a_sigterm_save_that_fails_books_the_steps_it_lost(
@@ -277,3 +331,63 @@ def test_a_lost_node_books_an_estimate_marked_as_such(
     message = launched_message(env, "gone")
     assert lost["lostEstimated"] is True and "estimated" in message, (lost, message)
     assert lost["lostSteps"] > 0 and lost["lostSeconds"] > 0, (lost, message, st.get("stepRate"))
+    # Counted up to when the node was last known alive: a lower bound, and said so.
+    truth, _ = truly_lost(env, st, "gone", 1)
+    assert lost["lostBound"] == "atLeast" and "lost at least ~" in message, (lost, message)
+    slack = math.ceil(float(st.get("stepRate") or 0) * SIGNAL_S) + 2  # heartbeat after the kill
+    assert lost["lostSteps"] <= truth + slack, (lost, truth, message)
+
+
+def test_a_crash_loop_with_fast_steps_books_what_the_step_logs_show(
+    cluster: ControlPlane, env: dict[str, Any]
+) -> None:
+    """Three SIGKILLs (as OOM kills), the last two 40 fast steps after the resume: each
+    booked figure is what the step log shows, within one signal interval's steps (the
+    signal written at most once a second from step() alone booked 1 of 40)."""
+    status = create_job(cluster, env, "loop", save_every=100, step_sleep=0.01)
+    checkpointed(status, 100)
+    slack = {}
+    for attempt in (1, 2, 3):
+        relaunched(status, attempt)
+        slack[attempt] = kill_after(env, f"loop-a{attempt}-0", 40)
+    st = relaunched(status, 4)
+    for attempt in (1, 2, 3):
+        truth, entry = truly_lost(env, st, "loop", attempt)
+        booked = entry["lostSteps"]
+        assert entry["lostEstimated"] is False and "lostBound" not in entry, entry
+        assert truth - slack[attempt] <= booked <= truth, (attempt, truth, slack, entry)
+        message = launched_message(env, "loop", attempt + 1)
+        assert f"lost {booked} steps" in message, message
+
+
+def test_an_eviction_in_start_up_books_no_lost_steps(
+    cluster: ControlPlane, env: dict[str, Any]
+) -> None:
+    """Attempt 2 is evicted while its trainer starts (imports), before a step: it lost
+    nothing, though the job has a step rate and the attempt ran for seconds (booked
+    as rate x time since the resume checkpoint before)."""
+    status = create_job(cluster, env, "early", save_every=100)
+    checkpointed(status, 100)  # the job's step rate is known from here on
+    slack = kill_after(env, "early-a1-0", 10)
+    relaunched(status, 2)
+    pod = "early-a2-0"
+    node: Node = env["node"]
+
+    def started() -> bool:
+        try:
+            return node.pid(pod) > 0
+        except StopIteration:
+            return False
+
+    wait_for(started, T, f"{pod}'s process", every=0.01)
+    env["core"].create_namespaced_pod_eviction(
+        pod, env["ns"], client.V1Eviction(metadata=client.V1ObjectMeta(name=pod))
+    )
+    st = relaunched(status, 3)
+    assert logged_steps(env, pod) == [], "evicted after its first step: not a start-up"
+    truth, entry = truly_lost(env, st, "early", 2)
+    assert truth == 0 and entry["lostSteps"] == 0 and entry["lostSeconds"] == 0, entry
+    assert entry["lostEstimated"] is False, entry
+    assert "lost 0 steps" in launched_message(env, "early", 3)
+    truth, entry = truly_lost(env, st, "early", 1)  # and the crash before it
+    assert truth - slack <= entry["lostSteps"] <= truth, (truth, slack, entry)
