@@ -5,7 +5,10 @@ reference trainer, S3 behind a switchable proxy (a real outage).
   checkpoint, and status, history and the Launched event say how many;
 - a crash (SIGKILL, as an OOM kill) between checkpoints books the step its progress
   signal last reported;
-- a lost node reports nothing: the loss is estimated from the step rate, and says so.
+- a lost node reports nothing: the loss is estimated from the step rate up to the
+  node's last heartbeat, and says so ("at least");
+- a crash loop with fast steps and an eviction in start-up: each booked figure is what
+  the trainers' step logs show, within one progress-signal interval's steps.
 """
 
 from __future__ import annotations
@@ -293,11 +296,11 @@ def test_a_sigterm_save_that_fails_books_the_steps_it_lost(
 def test_a_crash_between_checkpoints_books_its_progress_signal(
     cluster: ControlPlane, env: dict[str, Any]
 ) -> None:
-    # Saves every 100 steps (~5 s) and a signal written at most once a second (~20
-    # steps): a kill the moment the signal is 3-40 steps past the last commit lands well
-    # before the next one. (Saves every ~1 s raced it, and so did a signal first read
-    # late in the interval, on a loaded CI machine: a commit the stale signal had not
-    # yet seen became the resume point, and the booking rightly found 0 lost.)
+    # Saves every 100 steps (~5 s) and a signal written every 0.25 s (~5 steps): a
+    # kill the moment the signal is 3-40 steps past the last commit lands well before
+    # the next one. (Saves every ~1 s raced it, and so did a signal first read late in
+    # the interval, on a loaded CI machine: a commit the stale signal had not yet seen
+    # became the resume point, and the booking rightly found 0 lost.)
     status = create_job(cluster, env, "crash", save_every=100)
     checkpointed(status, 100)
     signal_past_checkpoint(env, "crash-a1-0")
@@ -343,7 +346,7 @@ def test_a_crash_loop_with_fast_steps_books_what_the_step_logs_show(
 ) -> None:
     """Three SIGKILLs (as OOM kills), the last two 40 fast steps after the resume: each
     booked figure is what the step log shows, within one signal interval's steps (the
-    signal written at most once a second from step() alone booked 1 of 40)."""
+    signal written at most once a second from step() alone booked 24 of 41)."""
     status = create_job(cluster, env, "loop", save_every=100, step_sleep=0.01)
     checkpointed(status, 100)
     slack = {}
