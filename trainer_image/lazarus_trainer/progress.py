@@ -87,7 +87,8 @@ class ProgressReport:
         atexit.register(self.flush)  # an uncaught exception ends the script: its last step
 
     def _run(self) -> None:
-        while not self._broken:
+        # Ends with the run: once its final message is in the file, nothing is left to say.
+        while not self._broken and not termination.final_written(self.path):
             self.flush()
             time.sleep(self.interval)
 

@@ -112,6 +112,10 @@ def message_file(path: Path) -> Iterator[bool]:
         yield path not in _final
 
 
+def final_written(path: Path) -> bool:
+    return path in _final
+
+
 def reopen(path: Path) -> None:
     """A new run in this process: its progress may overwrite an earlier run's message."""
     with _file_lock:
