@@ -72,6 +72,7 @@ class ProgressReport:
         self._written: tuple[Reading, int] | None = None  # (what, bytes) in the file
         self._lock = threading.Lock()  # one writer at a time: the thread, a flush
         self._thread: threading.Thread | None = None
+        self._pid = 0
         # Kubernetes creates the default file; a run by hand must not create it in /dev.
         configured = path is not None or os.environ.get(ENV_TERMINATION_LOG)
         self._broken = not configured and not self.path.exists()
@@ -81,6 +82,7 @@ class ProgressReport:
         """Begin signalling (from the first step on); later calls cost one test."""
         if self._thread is not None or self._broken:
             return
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="lazarus-progress", daemon=True)
         self._thread.start()
         termination.before_leave(self.flush)
@@ -94,8 +96,8 @@ class ProgressReport:
 
     def flush(self) -> None:
         """Write the newest step now, if it changed since the last write."""
-        if self._thread is None or self._broken:
-            return
+        if self._thread is None or self._broken or os.getpid() != self._pid:
+            return  # not started, off, or a forked child (a data worker): not its file
         with self._lock:
             now = self.read()
             if self._written is None or self._written[0] != now:
