@@ -76,3 +76,67 @@ def test_first_save_refuses_state_the_loader_would_refuse(tmp_path: Path) -> Non
     state._checked = False
     with pytest.raises(PermanentError, match=r"deepspeed/b\.pt could not be loaded back"):
         state._check_loadable({"deepspeed/b.pt": _bytes({"x": Payload(tmp_path / "ran")})})
+
+
+class _Engine:
+    """What `_check_shape` reads of an engine: its stage, module and ZeRO partitions."""
+
+    def __init__(self, stage: int) -> None:
+        self.module = torch.nn.Linear(2, 2)
+        self.optimizer = type("Opt", (), {"single_partition_of_fp32_groups": [torch.zeros(6)]})()
+        self._stage = stage
+        self.global_steps = 0
+
+    def zero_optimization_stage(self) -> int:
+        return self._stage
+
+
+MODEL = "deepspeed/mp_rank_00_model_states.pt"
+OPTIM = "deepspeed/zero_pp_rank_0_mp_rank_00_optim_states.pt"
+
+
+def _model(**over: Any) -> dict[str, Any]:
+    module = {"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}
+    return {"module": module, "dp_world_size": 1, "mp_world_size": 1, "global_steps": 3, **over}
+
+
+@pytest.mark.parametrize(
+    ("path", "obj", "error", "message"),
+    [
+        (MODEL, _model(), None, ""),
+        (
+            OPTIM,
+            {"optimizer_state_dict": {"single_partition_of_fp32_groups": [torch.ones(6)]}},
+            None,
+            "",
+        ),
+        (MODEL, [1, 2], InvalidCheckpoint, "not a DeepSpeed state dict"),
+        (MODEL, _model(module=None), InvalidCheckpoint, "malformed DeepSpeed model states"),
+        (MODEL, _model(global_steps="3"), InvalidCheckpoint, "malformed DeepSpeed model states"),
+        (MODEL, _model(module={"weight": 1.0}), InvalidCheckpoint, "hold a non-tensor"),
+        (MODEL, _model(module={"weight": torch.zeros(3, 2)}), PermanentError, "this model"),
+        (OPTIM, {"optimizer_state_dict": [1]}, InvalidCheckpoint, "malformed DeepSpeed optimizer"),
+        (
+            OPTIM,
+            {"optimizer_state_dict": {"single_partition_of_fp32_groups": [torch.ones(7)]}},
+            InvalidCheckpoint,
+            "ZeRO partitions of",
+        ),
+        (
+            OPTIM,
+            {"optimizer_state_dict": {"single_partition_of_fp32_groups": "x"}},
+            InvalidCheckpoint,
+            "ZeRO partitions of",
+        ),
+    ],
+)
+def test_deepspeed_files_of_the_wrong_shape_are_refused_before_deepspeed_loads_them(
+    path: str, obj: Any, error: type[Exception] | None, message: str
+) -> None:
+    """Issue 22: DeepSpeed's load_checkpoint failed halfway, past the fall-back."""
+    state = ds.DeepSpeedState(engine=_Engine(stage=2))
+    if error is None:
+        state._check_shape(obj, path)
+    else:
+        with pytest.raises(error, match=message):
+            state._check_shape(obj, path)
