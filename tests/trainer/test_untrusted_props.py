@@ -270,11 +270,13 @@ def test_a_dcp_item_of_another_kind_is_invalid(tmp_path: Path) -> None:
     saved = sharded.capture(registry())
     saved["optimizers"]["optimizer"]["param_groups"][0]["lr"] = ["not", "a", "number"]
     dcp_save(saved, storage_writer=FileSystemWriter(tmp_path))
-    with pytest.raises(InvalidCheckpoint, match=r"lr: a list where this run has a float"):
-        reader = sharded.StoreReader(
-            lambda path, local: shutil.copyfile(tmp_path / path[len("dcp/") :], local)
-        )
-        try:
+
+    def fetch(path: str, local: Path) -> None:
+        shutil.copyfile(tmp_path / path.removeprefix(sharded.DCP_PREFIX), local)
+
+    reader = sharded.StoreReader(fetch)
+    try:
+        with pytest.raises(InvalidCheckpoint, match=r"lr: a list where this run has a float"):
             sharded.load(sharded.capture(registry()), reader, None)
-        finally:
-            reader.cleanup()
+    finally:
+        reader.cleanup()
