@@ -16,9 +16,14 @@ from .harness import run, termination, trainer_env
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("kind", ["404-html", "200-xml"])
+@pytest.mark.parametrize(
+    ("kind", "resume_from"),
+    # "" is a fresh start: its check that the root holds none of this attempt's
+    # checkpoints must not read a web page as an empty root either.
+    [("404-html", "auto"), ("200-xml", "auto"), ("404-html", ""), ("200-xml", "")],
+)
 def test_resume_from_a_server_that_is_not_s3_is_a_permanent_error(
-    s3: Any, kind: str, tmp_path: Path
+    s3: Any, kind: str, resume_from: str, tmp_path: Path
 ) -> None:
     with not_s3_server(kind) as endpoint:
         env = trainer_env(
@@ -26,7 +31,7 @@ def test_resume_from_a_server_that_is_not_s3_is_a_permanent_error(
             "s3://bucket/job",
             tmp_path,
             LAZARUS_ATTEMPT="2",
-            LAZARUS_RESUME_FROM="auto",
+            LAZARUS_RESUME_FROM=resume_from,
             LAZARUS_S3_ENDPOINT=endpoint,
             AWS_ENDPOINT_URL=endpoint,
         )

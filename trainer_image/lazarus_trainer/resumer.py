@@ -100,7 +100,7 @@ class Resumer:
         if self.dist.is_main:
             mine = [
                 c.name
-                for c in self.storage.store.list_checkpoints()
+                for c in self.storage.listing()
                 if c.committed
                 and c.manifest is not None
                 and (c.manifest.job.namespace, c.manifest.job.name)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Any
 
 from lazarus_contract import parse_checkpoint_name
 from lazarus_store import (
     AttemptTaken,
+    CheckpointInfo,
     CheckpointNotFound,
     CheckpointStore,
     CheckpointWriter,
@@ -136,11 +139,23 @@ class Storage:
     def committed(self) -> list[str]:
         """Committed, cheaply valid, unquarantined checkpoints in lineage, newest first
         (the store's valid_in_lineage, the rule the operator selects by)."""
-        try:
+        with self._s3_or_permanent():
             sel = self.store.valid_in_lineage(self.attempt, owner=self.owner, limit=None)
-        except EndpointNotS3 as exc:  # "no checkpoints" from a web page is no fresh start
-            raise PermanentError(f"checkpoint store {self.root_uri!r} is unusable: {exc}") from None
         return [c.name for c in sel.valid]
+
+    def listing(self) -> list[CheckpointInfo]:
+        """Every checkpoint under the root, committed or not (the fresh-start check)."""
+        with self._s3_or_permanent():
+            return self.store.list_checkpoints()
+
+    @contextmanager
+    def _s3_or_permanent(self) -> Iterator[None]:
+        """"No checkpoints" from a web page is no fresh start: an endpoint that is not S3
+        ends the run (exit 78) with what it answered."""
+        try:
+            yield
+        except EndpointNotS3 as exc:
+            raise PermanentError(f"checkpoint store {self.root_uri!r} is unusable: {exc}") from None
 
     def resolve(self, pointer: str) -> str:
         """A checkpoint name from a name or a URI under this job's root."""
