@@ -3,6 +3,10 @@
 `python -m torch.distributed.run --nproc-per-node 2 ds_script.py --stage 2 --steps 12`;
 dropout is on, so only a resume that restores every rank's RNG is exact. `--dump PREFIX`
 writes rank 0's PREFIX-end.pt: every parameter's full fp32 weights and Adam moments.
+`--accum N`: N micro-batches an optimizer step, `lz.step()` after the engine.step() of each
+boundary (as `engine.is_gradient_accumulation_boundary()` said before it); `--lz-step
+every-micro` calls it after every micro-batch's engine.step() instead, `before-engine-step`
+between engine.backward() and engine.step() (both refused).
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--loss-log", type=Path)
     p.add_argument("--dump", type=Path)
+    p.add_argument("--accum", type=int, default=1, help="gradient_accumulation_steps")
+    p.add_argument(
+        "--lz-step", choices=["boundary", "every-micro", "before-engine-step"], default="boundary"
+    )
     p.add_argument("--sigterm-at", type=int, default=0, help="SIGTERM this rank after this step")
     p.add_argument("--sigterm-rank", type=int, default=0)
     p.add_argument("--request-at", type=int, default=0, help="ask for checkpoint-now after it")
@@ -74,7 +82,7 @@ def train(args: argparse.Namespace) -> int:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.7)
     config = {
         "train_micro_batch_size_per_gpu": BATCH,
-        "gradient_accumulation_steps": 1,
+        "gradient_accumulation_steps": args.accum,
         "zero_optimization": {"stage": args.stage},
         "steps_per_print": 10**9,
     }
@@ -86,6 +94,7 @@ def train(args: argparse.Namespace) -> int:
     lz = from_deepspeed(engine, sampler=sampler)
     lz.resume()
     log = args.loss_log.open("a") if args.loss_log and rank == 0 else None
+    micro: list[str] = []  # this optimizer step's micro-batch losses
     eval_x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
     eval_y = torch.zeros(8, 8)
     while lz.step_count < args.steps and not lz.should_stop:
@@ -96,17 +105,25 @@ def train(args: argparse.Namespace) -> int:
         for x, y in loader:
             loss = nn.functional.mse_loss(engine(x), y)
             engine.backward(loss)
-            engine.step()
+            boundary = engine.is_gradient_accumulation_boundary()
+            if args.lz_step != "before-engine-step":
+                engine.step()
+            micro.append(float(loss.item()).hex())
+            if not boundary and args.lz_step == "boundary":
+                continue
             step = lz.step_count + 1
             if log is not None:
-                log.write(json.dumps({"step": step, "loss": float(loss.item()).hex()}) + "\n")
+                log.write(json.dumps({"step": step, "loss": ",".join(micro)}) + "\n")
                 log.flush()
+            micro = []
             if step == args.sigterm_at and rank == args.sigterm_rank:
                 os.kill(os.getpid(), signal.SIGTERM)
             if step == args.request_at and rank == 0:
                 request_checkpoint(step)
             evaluating = step % EVAL_EVERY == 0
-            lz.step(samples=BATCH * world, eval_follows=evaluating)
+            lz.step(samples=BATCH * args.accum * world, eval_follows=evaluating)
+            if args.lz_step == "before-engine-step":
+                engine.step()
             if evaluating and not lz.should_stop:
                 engine.eval()
                 with torch.no_grad():

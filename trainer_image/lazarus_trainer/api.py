@@ -128,6 +128,8 @@ class Lazarus:
         step that is both a save step and an evaluation step gets one checkpoint that
         carries the evaluation's metrics.
         """
+        if self.registry.engine is not None:
+            self.registry.engine.at_step()  # before anything counts this step
         p = self.run.progress
         p.step += 1
         self.run.clock.tick(p.step, time.monotonic())

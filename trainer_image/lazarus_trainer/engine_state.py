@@ -32,6 +32,10 @@ class Prepared(Protocol):
 class EngineState(Protocol):
     layout: ModelOptimizerFormat  # the manifest's extra.lazarusTrainer.modelOptimizer
 
+    def at_step(self) -> None:
+        """At `lz.step()`: PermanentError (exit 78) where the engine cannot be saved now
+        (DeepSpeed: on a gradient accumulation micro-step)."""
+
     def capture(self) -> dict[str, bytes]:
         """This rank's objects (path -> bytes), copied now: a collective on every rank."""
 

@@ -6,7 +6,9 @@ data position (so a resume with dropout is not exact). Here those files become o
 one Lazarus checkpoint: at the step boundary every rank runs `save_checkpoint` with a
 checkpoint engine that serializes each file into memory (no copy on local disk), the save
 pipeline uploads them (checksummed) with the rest, and rank 0 commits once every rank wrote.
-RNG, data position and counters are Lazarus' own.
+RNG, data position and counters are Lazarus' own. `lz.step()` where the engine holds
+gradients no optimizer step applied yet (a gradient accumulation micro-step, or before
+`engine.step()`) is refused (exit 78): a checkpoint there would drop them.
 
 Loading never runs code: DeepSpeed's own engine `torch.load`s with `weights_only=False`.
 Here every file this rank needs is downloaded (CRC32C verified) and unpickled with
@@ -73,6 +75,24 @@ UNIVERSAL_HINT = (
     "you trust offline with DeepSpeed's ds_to_universal (--inject_missing_state for ZeRO "
     "1 and 2) and start a new run from it with checkpoint.load_universal"
 )
+
+
+def accumulating(engine: Any) -> str | None:
+    """The gradients `engine` holds that no optimizer step applied yet, in words (None: none,
+    as far as its counters tell). Boundaries set by the caller (`set_gradient_accumulation_
+    boundary`, ZenFlow) leave only `DeepSpeedState.at_step`'s optimizer-step count to tell."""
+    managed = getattr(engine, "managed_gradient_accumulation", lambda: True)
+    if not managed():  # every engine.step() is a boundary; backward() accumulates
+        n = int(getattr(engine, "_unmanaged_backward_count", 0))
+        return f"{n} backward pass(es) since the last engine.step()" if n else None
+    if getattr(engine, "_is_gradient_accumulation_boundary", None) is not None or getattr(
+        engine, "zenflow", False
+    ):
+        return None
+    gas, micro = int(engine.gradient_accumulation_steps()), int(engine.micro_steps)
+    if micro % gas:
+        return f"{micro % gas} of gradient_accumulation_steps={gas} micro-batches accumulated"
+    return None
 
 
 def load_file(path: Path, what: str) -> Any:
@@ -153,6 +173,28 @@ class DeepSpeedState:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._checked = False  # the first capture proves its files load back
+        # The engine's optimizer steps at the last lz.step() (or at creation, or the resume).
+        self.global_steps = int(getattr(engine, "global_steps", 0))
+
+    def at_step(self) -> None:
+        """`lz.step()`: refuse (exit 78) a step the engine cannot be saved at. A checkpoint
+        between accumulation boundaries would drop the gradients accumulated so far, and
+        a resume would go on as if those micro-batches had been trained on."""
+        held = accumulating(self.engine)
+        if held is not None:
+            raise PermanentError(
+                f"lz.step() was called on a gradient accumulation micro-step ({held}): call "
+                "it once per optimizer step, after the engine.step() that applies it (when "
+                "engine.is_gradient_accumulation_boundary() was True before that engine.step())"
+            )
+        steps = int(self.engine.global_steps)
+        if steps == self.global_steps:
+            raise PermanentError(
+                "lz.step() was called with no optimizer step since the last lz.step() or the "
+                f"resume (engine.global_steps is still {steps}): call it once per optimizer "
+                "step, after the engine.step() that applies it"
+            )
+        self.global_steps = steps
 
     @property
     def stage(self) -> int:
@@ -254,7 +296,7 @@ class DeepSpeedState:
             fetch(path, files / name)
             objects[name] = load_file(files / name, path)
             self._check_shape(objects[name], path)
-        return _Prepared(self.engine, d, objects, manifest.name)
+        return _Prepared(self, d, objects, manifest.name)
 
     def _check_shape(self, obj: Any, path: str) -> None:
         """What DeepSpeed's `load_checkpoint` indexes, checked before it runs (it would fail
@@ -302,8 +344,9 @@ class DeepSpeedState:
 class _Prepared:
     """This rank's checked DeepSpeed files, loaded into the engine by `apply`."""
 
-    def __init__(self, engine: Any, d: Path, objects: dict[str, Any], name: str) -> None:
-        self.engine, self.dir, self.objects, self.name = engine, d, objects, name
+    def __init__(self, state: DeepSpeedState, d: Path, objects: dict[str, Any], name: str) -> None:
+        self.state, self.engine = state, state.engine
+        self.dir, self.objects, self.name = d, objects, name
 
     def apply(self) -> None:
         try:
@@ -318,6 +361,7 @@ class _Prepared:
             ) from None
         if path is None:
             raise PermanentError(f"DeepSpeed found no model states in checkpoint {self.name}")
+        self.state.global_steps = int(self.engine.global_steps)  # the checkpoint's
         log.info("DeepSpeed engine loaded from %s (%d files)", self.name, len(self.objects))
 
     def cleanup(self) -> None:
