@@ -9,6 +9,7 @@ e.g. `from_accelerator`.)
 from __future__ import annotations
 
 import logging
+from typing import Protocol, runtime_checkable
 
 from .data import ResumableSampler
 from .state import Progress, Registry
@@ -34,6 +35,23 @@ WORKERS = (
     "from a generator seeded by (seed, epoch, index)"
 )
 
+FETCH_UNHOOKED = (
+    "the DataLoader's dataset ({dataset}) takes no instance attribute (__slots__, a frozen "
+    "dataclass), so Lazarus cannot record the RNG at its fetches: randomness its "
+    "__getitem__ or the collate_fn draws (augmentation, masking) is not the uninterrupted "
+    "run's for the batch fetched ahead of a resume; for an exact resume give the dataset a "
+    "__dict__ (add '__dict__' to its __slots__), or draw that randomness from a generator "
+    "seeded by (seed, epoch, index)"
+)
+
+
+@runtime_checkable
+class Inexact(Protocol):
+    """A registered data position that knows what of its setup it cannot resume exactly."""
+
+    def fidelity_warnings(self) -> list[str]:
+        """Each inexact part, with what to do (empty: none)."""
+
 
 def dataloader_workers() -> bool:
     """Whether a DataLoader with workers has iterated in this process: its first iterator
@@ -53,6 +71,8 @@ def data_warnings(registry: Registry, progress: Progress) -> list[str]:
         found.append(NO_SAMPLES)
     if dataloader_workers():
         found.append(WORKERS)
+    if isinstance(sampler, Inexact):
+        found.extend(sampler.fidelity_warnings())
     return found
 
 

@@ -20,6 +20,7 @@ import torch
 
 from ..api import Lazarus
 from ..config import LazarusConfig
+from ..fidelity import FETCH_UNHOOKED
 from ..rng import FetchRng
 from ..state import Stateful
 from ..termination import PermanentError, exits_permanent
@@ -143,6 +144,12 @@ class LoaderPosition:
             used = min(per, total - self.batches)
             self.batches += used
         self.fetch_rng.used(used)
+
+    def fidelity_warnings(self) -> list[str]:
+        """A dataset the fetch hook cannot take (with workers, fidelity.WORKERS says it)."""
+        if self.hooked or self.loader.num_workers > 0:
+            return []
+        return [FETCH_UNHOOKED.format(dataset=type(self.loader.dataset).__name__)]
 
     def resume_batches(self, epoch: int) -> int:
         """Batches of `epoch` already used: what `skip_first_batches` skips."""
