@@ -53,20 +53,27 @@ def check_prepared_loader(loader: Any) -> None:
     )
     from torch.utils.data import IterableDataset, RandomSampler
 
-    if not isinstance(loader, DataLoaderShard) or isinstance(loader, DataLoaderDispatcher):
+    # The dataset first: Accelerate dispatches an IterableDataset's batches by default, and
+    # the user who never set dispatch_batches needs to hear about the dataset.
+    if isinstance(getattr(loader, "dataset", None), IterableDataset):
         raise PermanentError(
-            f"dataloader= takes a DataLoader returned by accelerator.prepare() without "
-            f"dispatch_batches, got {type(loader).__name__}; supported: {SUPPORTED}"
+            "a prepared DataLoader over an IterableDataset cannot be resumed without "
+            f"replaying it; supported: a map-style dataset with {SUPPORTED}"
+        )
+    if isinstance(loader, DataLoaderDispatcher):
+        raise PermanentError(
+            "a DataLoader prepared with dispatch_batches=True is not supported (rank 0 "
+            f"fetches every rank's batches, which Lazarus does not resume); supported: {SUPPORTED}"
+        )
+    if not isinstance(loader, DataLoaderShard):
+        raise PermanentError(
+            f"dataloader= takes a DataLoader returned by accelerator.prepare(), got "
+            f"{type(loader).__name__}; supported: {SUPPORTED}"
         )
     if getattr(loader, "use_stateful_dataloader", False):
         raise PermanentError(
             f"use_stateful_dataloader=True is not supported (its state is not saved by "
             f"Lazarus); supported: {SUPPORTED}"
-        )
-    if isinstance(loader.dataset, IterableDataset):
-        raise PermanentError(
-            "a prepared DataLoader over an IterableDataset cannot be resumed without "
-            f"replaying it; supported: a map-style dataset with {SUPPORTED}"
         )
     sampler = get_sampler(loader)
     if isinstance(sampler, RandomSampler) and not isinstance(sampler, SeedableRandomSampler):
