@@ -6,7 +6,10 @@ inputs from the global torch RNG.
 40 samples in batches of 4 are 10 batches an epoch; 3 batches a step, so steps 4 and 7 take
 batches of two epochs. argv: loss log, steps, SIGTERM step (0: none), final weights path.
 Env PLAIN_TEST_WORKERS: the DataLoader's num_workers (default 0); PLAIN_TEST_NO_SAMPLER=1:
-a shuffled DataLoader and no data position registered (warned).
+a shuffled DataLoader and no data position registered (warned); PLAIN_TEST_NO_SAMPLES=1:
+`lz.step()` without `samples=` (warned); PLAIN_TEST_SCALER=1: a CPU `GradScaler`, registered,
+whose scale grows every 2 steps from near fp32's limit until gradients overflow and it backs
+off (each step's scale and growth tracker are logged with its losses).
 """
 
 from __future__ import annotations
@@ -45,8 +48,19 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     registered = os.environ.get("PLAIN_TEST_NO_SAMPLER") != "1"
+    per_step = 0 if os.environ.get("PLAIN_TEST_NO_SAMPLES") == "1" else B * ACCUM
+    scaler = torch.amp.GradScaler(
+        "cpu",
+        growth_interval=2,
+        enabled=os.environ.get("PLAIN_TEST_SCALER") == "1",
+    )
     sampler = ResumableSampler(len(data), seed=0)
-    lz = Lazarus().register(model=model, optimizer=opt, sampler=sampler if registered else None)
+    lz = Lazarus().register(
+        model=model,
+        optimizer=opt,
+        sampler=sampler if registered else None,
+        scaler=scaler if scaler.is_enabled() else None,
+    )
     lz.resume()
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -69,17 +83,21 @@ def main() -> None:
             micro = []
             for _ in range(ACCUM):
                 x, y = next(stream)
-                loss = nn.functional.mse_loss(model(x), y)
-                torch.autograd.backward(loss / ACCUM)
+                with torch.autocast("cpu", torch.float16, enabled=scaler.is_enabled()):
+                    loss = nn.functional.mse_loss(model(x), y)
+                torch.autograd.backward(scaler.scale(loss / ACCUM))
                 micro.append(float(loss.item()).hex())
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad()
+            if scaler.is_enabled():
+                micro.append(f"scale={scaler.get_scale().hex()}/{scaler._get_growth_tracker()}")
             step = lz.step_count + 1
             log.write(json.dumps({"step": step, "loss": ",".join(micro)}) + "\n")
             log.flush()
             if step == sigterm_at:
                 os.kill(os.getpid(), signal.SIGTERM)
-            lz.step(samples=B * ACCUM)
+            lz.step(samples=per_step)
     code = lz.close()
     torch.save(model.state_dict(), out)
     leave(code)
