@@ -37,7 +37,14 @@ def check_trainer_state(text: Any, what: str) -> dict[str, Any]:
     if not isinstance(text, str):
         raise InvalidCheckpoint(f"{what}: hf_trainer_state holds no JSON text")
     try:
-        doc = loads_bounded(text, max_bytes=MAX_TRAINER_STATE_BYTES, max_depth=TRAINER_STATE_DEPTH)
+        # NaN/Infinity are HF's own: its log_history records an fp16 step's overflow as
+        # grad_norm Infinity (and a diverged loss as NaN), and HF reads them back.
+        doc = loads_bounded(
+            text,
+            max_bytes=MAX_TRAINER_STATE_BYTES,
+            max_depth=TRAINER_STATE_DEPTH,
+            allow_nan=True,
+        )
     except MalformedJSON as exc:
         raise InvalidCheckpoint(f"{what}: hf_trainer_state is not usable JSON ({exc})") from None
     if not isinstance(doc, dict):

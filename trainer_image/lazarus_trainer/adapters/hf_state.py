@@ -67,7 +67,9 @@ def refuse_unsupported(trainer: Any) -> None:
             "its ZeRO partitions are not the replicated files this adapter saves and HF's "
             f"resume loads. Use {DEEPSPEED_PATH}, or drop deepspeed= from TrainingArguments"
         )
-    if getattr(trainer, "is_fsdp_enabled", False):
+    # HF's own flag first: Accelerate drops FSDP on CPU (a torchrun of fsdp= runs it as DDP)
+    # but the same script shards on GPU nodes; is_fsdp_enabled also covers accelerate's config.
+    if getattr(args, "fsdp", None) or getattr(trainer, "is_fsdp_enabled", False):
         raise PermanentError(
             "HF Trainer with FSDP (TrainingArguments(fsdp=...)) is not supported: its sharded "
             "state is not the replicated files this adapter saves. Use FSDP2 in your own "
@@ -75,15 +77,17 @@ def refuse_unsupported(trainer: Any) -> None:
         )
     if type(getattr(trainer, "model", None)).__module__.startswith("peft"):
         raise PermanentError(
-            "HF Trainer with a PEFT model is not supported: HF resumes a PEFT model from "
-            "adapter files this adapter does not lay out (it would resume the adapter's initial "
-            "weights). Merge or train the adapter in your own loop with lazarus_trainer"
+            "HF Trainer with a PEFT model is not supported yet: every Lazarus checkpoint would "
+            "hold the whole frozen base model, not the adapter alone as HF's do, and resuming "
+            "PEFT's variants (a quantized base, several adapters) is not verified. Train the "
+            "adapter in your own loop with lazarus_trainer (docs/trainer.md, A plain PyTorch loop)"
         )
 
 
-def warn_inexact(trainer: Any, fetch_tapped: bool) -> None:
+def warn_inexact(trainer: Any, loader: Any, fetch_tapped: bool) -> None:
     """Setups a resume continues, but not exactly as the uninterrupted run: said once."""
     import torch
+    from accelerate.data_loader import DataLoaderDispatcher
 
     args = trainer.args
     if isinstance(getattr(trainer, "train_dataset", None), torch.utils.data.IterableDataset):
@@ -105,6 +109,13 @@ def warn_inexact(trainer: Any, fetch_tapped: bool) -> None:
             "masks tokens, a random augmentation) comes from worker processes a resume starts "
             "afresh, so it is not resumed exactly; dataloader_num_workers=0 makes it exact",
             workers,
+        )
+    if isinstance(loader, DataLoaderDispatcher) and not fetch_tapped:
+        log.warning(
+            "Accelerate dispatches the training batches (dispatch_batches, its default for an "
+            "IterableDataset): randomness drawn while loading data (a collator that masks "
+            "tokens, a random augmentation) is not resumed exactly; TrainingArguments("
+            "accelerator_config={'dispatch_batches': False}) makes it exact"
         )
 
 

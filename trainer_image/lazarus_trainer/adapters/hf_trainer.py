@@ -233,7 +233,7 @@ class LazarusCallback(TrainerCallback):
         if tapped:
             self._fetch.tap(loader)
             self.lz.registry.rank_extras[FETCH_KEY] = self._fetch
-        warn_inexact(self.trainer, tapped)
+        warn_inexact(self.trainer, loader, tapped)
         if self._fetch_saved is not None:
             if tapped:
                 self._fetch.arm(self._fetch_saved["fetch"], self._fetch_saved["rng"])
