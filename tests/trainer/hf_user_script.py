@@ -91,8 +91,14 @@ class Hooks(TrainerCallback):  # type: ignore[misc]
         self.term = int(os.environ.get("HF_USER_SIGTERM_AT", "0"))
         self.kill = int(os.environ.get("HF_USER_KILL_AT", "0"))
         self.lazarus: LazarusCallback | None = None
+        self.scaler: torch.amp.GradScaler | None = None
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.scaler is not None:  # the scale the next step uses, and its growth tracker
+            scaler = self.scaler.state_dict()
+            with Path(self.log_path).open("a") as f:
+                row = {"step": state.global_step, "scale": scaler["scale"]}
+                f.write(json.dumps({**row, "growth": scaler["_growth_tracker"]}) + "\n")
         if state.global_step == self.term:
             os.kill(os.getpid(), signal.SIGTERM)
         if state.global_step == self.kill and self.lazarus is not None:
@@ -114,16 +120,23 @@ class Hooks(TrainerCallback):  # type: ignore[misc]
         torch.save(kw["model"].state_dict(), self.out)
 
 
-def main() -> None:
-    log_path, steps, out, workdir = sys.argv[1:5]
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(0)
+class CpuAmpTrainer(Trainer):  # type: ignore[misc]
+    """fp16 as Accelerate sets it up on a GPU (autocast and a `torch.amp.GradScaler` on the
+    device, which HF's loop scales, unscales, steps and updates), on CPU: Accelerate leaves
+    both out there (fp16=True then trains in fp32), so they are put in after it."""
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        self.accelerator.native_amp = True
+        # Near fp16's range, growing every 3 steps: it overflows, skips steps and backs off.
+        self.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**17, growth_interval=3)
+
+
+def training_args(workdir: str, steps: int) -> TrainingArguments:
     env = os.environ.get
-    iterable = env("HF_USER_ITERABLE") == "1"
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=workdir,
-        max_steps=int(steps),
+        max_steps=steps,
         per_device_train_batch_size=4,
         gradient_accumulation_steps=int(env("HF_USER_ACCUM", "1")),
         learning_rate=1e-2,
@@ -137,25 +150,46 @@ def main() -> None:
         use_cpu=True,
         seed=0,
         disable_tqdm=True,
+        dataloader_num_workers=int(env("HF_USER_WORKERS", "0")),
+        accelerator_config={"dispatch_batches": False} if env("HF_USER_SHARD") == "1" else None,
+        fp16=env("HF_USER_FP16") == "1",
+        fsdp=env("HF_USER_FSDP") == "1",
         deepspeed={"train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2}}
         if env("HF_USER_DEEPSPEED") == "1"
         else None,
     )
+
+
+def model() -> nn.Module:
+    if os.environ.get("HF_USER_PEFT") != "1":
+        return MaskedLM()
+    from peft import LoraConfig, get_peft_model
+
+    # LoRA on the output projection, as PEFT's docs wrap a custom model: a PeftModel.
+    return get_peft_model(MaskedLM(), LoraConfig(r=4, target_modules=["out"]))
+
+
+def main() -> None:
+    log_path, steps, out, workdir = sys.argv[1:5]
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(0)
+    env = os.environ.get
     hooks = Hooks(log_path, out)
     callbacks: list[Any] = [hooks]
-    if env("HF_USER_PATIENCE"):
-        callbacks.append(
-            EarlyStoppingCallback(early_stopping_patience=int(env("HF_USER_PATIENCE")))
-        )
-    trainer = Trainer(
-        model=MaskedLM(),
-        args=args,
-        train_dataset=Stream(40, 1) if iterable else Rows(36, 1),
+    if patience := env("HF_USER_PATIENCE"):
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
+    trainer_class = CpuAmpTrainer if env("HF_USER_FP16") == "1" else Trainer
+    trainer = trainer_class(
+        model=model(),
+        args=training_args(workdir, int(steps)),
+        train_dataset=Stream(40, 1) if env("HF_USER_ITERABLE") == "1" else Rows(36, 1),
         eval_dataset=Rows(16, 2),
         data_collator=mask_tokens,
         compute_metrics=accuracy,
         callbacks=callbacks,
     )
+    hooks.scaler = trainer.accelerator.scaler
     lazarus = hooks.lazarus = LazarusCallback(trainer, load_best=True)
     trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())
     torch.save(trainer.model.state_dict(), out + ".best")

@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from .harness import attempt_env, same_params, store_for, termination, trainer_env
+from .harness import (
+    attempt_env,
+    same_params,
+    store_for,
+    termination,
+    torchrun,
+    trainer_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -147,3 +154,101 @@ def test_hf_trainer_with_deepspeed_is_refused_before_training(
     assert term["outcome"] == "permanent-error", term
     assert "from_deepspeed" in term["message"] and "deepspeed=" in term["message"], term
     assert not (tmp_path / "ds.jsonl").exists()  # not one step trained
+
+
+def test_iterable_dataset_resumed_within_its_first_pass_is_exact(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """10 batches a pass, masked from the global RNG at collate time, each process loading
+    its own batches (dispatch_batches=False): SIGTERMs at steps 3 and 6, which HF resumes by
+    fetching and dropping 3 and 6 batches, resume to the uninterrupted run's losses."""
+    extra = {"HF_USER_ITERABLE": "1", "HF_USER_SHARD": "1"}
+    ref = _reference(s3, bucket, tmp_path, 9, **extra)
+    assert _interrupted(s3, bucket, tmp_path, ["T3", "T6", ""], 9, **extra) == [75, 75, 0]
+    assert _rows(tmp_path / "int.jsonl", "loss") == _rows(ref, "loss")
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+
+
+def _warnings(s3: Any, bucket: str, tmp: Path, **extra: str) -> str:
+    """A short run's stderr (it completes: a warning stops nothing)."""
+    env = trainer_env(s3, f"s3://{bucket}/w", tmp, **extra)
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp / "w.jsonl"), "6", str(tmp / "w.pt"), str(tmp)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stderr
+
+
+def test_iterable_dataset_dispatched_by_accelerate_is_warned(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Accelerate's default for an IterableDataset (dispatch_batches) loads outside the
+    fetches Lazarus resumes: warned once, naming the setting that makes it exact."""
+    err = _warnings(s3, bucket, tmp_path, HF_USER_ITERABLE="1")
+    assert err.count("Accelerate dispatches the training batches") == 1, err[-3000:]
+    assert "accelerator_config={'dispatch_batches': False}" in err
+
+
+def test_dataloader_workers_are_warned(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """dataloader_num_workers=2: the collator's masks are drawn in worker processes, which a
+    resume starts afresh: warned once, saying what makes it exact."""
+    err = _warnings(s3, bucket, tmp_path, HF_USER_WORKERS="2")
+    assert err.count("dataloader_num_workers=2: randomness drawn while loading") == 1, err[-3000:]
+    assert "dataloader_num_workers=0 makes it exact" in err
+
+
+def test_fp16_grad_scaler_resumes_exactly(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """fp16 with HF's GradScaler (hf_user_script's CpuAmpTrainer): the scale grows, overflows
+    fp16 (a skipped step, grad_norm Infinity in HF's log) and backs off; SIGTERMs at steps 5
+    (growth tracker 2) and 9 (just grown) resume to the same scales, trackers and losses."""
+    extra = {"HF_USER_FP16": "1"}
+    ref = _reference(s3, bucket, tmp_path, 14, **extra)
+    scales = [s for _, s in _rows(ref, "scale")]
+    assert min(scales[1:]) < scales[0] < max(scales), scales  # premise: backed off, grew
+    assert _interrupted(s3, bucket, tmp_path, ["T5", "T9", ""], 14, **extra) == [75, 75, 0]
+    log = tmp_path / "int.jsonl"
+    assert _rows(log, "scale") == _rows(ref, "scale")
+    assert _rows(log, "growth") == _rows(ref, "growth")
+    assert _rows(log, "loss") == _rows(ref, "loss")
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+
+
+def _refused(s3: Any, bucket: str, tmp: Path, cmd: list[str], **extra: str) -> dict[str, Any]:
+    """A run refused before training: exit 78, not one step logged; its termination message."""
+    env = trainer_env(s3, f"s3://{bucket}/r", tmp, **extra)
+    args = [str(tmp / "r.jsonl"), "10", str(tmp / "r.pt"), str(tmp / "hf-out")]
+    p = subprocess.run(
+        [*cmd, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert p.returncode == 78, p.stderr[-3000:]
+    # torchrun's agent prints its own traceback after the worker ended: the worker's is before.
+    assert "Traceback" not in p.stderr.split("torch/distributed/elastic/")[0], p.stderr[-3000:]
+    assert not (tmp / "r.jsonl").exists()  # not one step trained
+    term = termination(tmp)
+    assert term["outcome"] == "permanent-error", term
+    return term
+
+
+def test_hf_trainer_with_fsdp_is_refused_before_training(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """TrainingArguments(fsdp=True) under torchrun (HF refuses fsdp outside distributed
+    training itself), behind lazarus-launch, which maps torchrun's 1 back to 78."""
+    cmd = [sys.executable, "-m", "lazarus_trainer.launch", *torchrun(1, str(SCRIPT))]
+    term = _refused(s3, bucket, tmp_path, cmd, HF_USER_FSDP="1")
+    assert "FSDP (TrainingArguments(fsdp=...)) is not supported" in term["message"], term
+    assert "FSDP2 in your own loop" in term["message"], term
+
+
+def test_hf_trainer_with_a_peft_model_is_refused_before_training(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A LoRA model (peft's get_peft_model over the script's model) under HF Trainer."""
+    term = _refused(s3, bucket, tmp_path, [sys.executable, str(SCRIPT)], HF_USER_PEFT="1")
+    assert "PEFT model is not supported yet" in term["message"], term
+    assert "own loop with lazarus_trainer" in term["message"], term
