@@ -1,13 +1,15 @@
 """An HF Trainer script written the way HF's docs teach, with Lazarus' two lines (a subprocess
 of tests/trainer/test_hf_user_e2e.py): masked-token training whose collator masks from
 torch's global RNG (as `DataCollatorForLanguageModeling` does), `compute_metrics` with
-`metric_for_best_model="accuracy"`, `EarlyStoppingCallback`, optionally an `IterableDataset`
-or `TrainingArguments(deepspeed=...)`.
+`metric_for_best_model="accuracy"`, `EarlyStoppingCallback`, optionally an `IterableDataset`,
+data workers, fp16 with a GradScaler, a PEFT LoRA model, `fsdp=` or `deepspeed=`.
 
 argv: loss log, max steps, final weights path, HF output dir. Env: HF_USER_SIGTERM_AT /
 HF_USER_KILL_AT (SIGTERM, or SIGKILL once the saves in flight committed, after that step),
 HF_USER_ACCUM, HF_USER_GREATER ("1"/"0"), HF_USER_METRIC (default "accuracy"),
-HF_USER_PATIENCE (EarlyStoppingCallback), HF_USER_ITERABLE=1, HF_USER_DEEPSPEED=1.
+HF_USER_PATIENCE (EarlyStoppingCallback), HF_USER_ITERABLE=1, HF_USER_SHARD=1
+(dispatch_batches=False), HF_USER_WORKERS=N, HF_USER_FP16=1 (the log gets each step's scale
+and growth tracker), HF_USER_PEFT=1, HF_USER_FSDP=1 (under torchrun), HF_USER_DEEPSPEED=1.
 FINAL.best gets load_best's weights, FINAL.state HF's best_metric and callback states.
 """
 

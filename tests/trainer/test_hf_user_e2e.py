@@ -1,7 +1,9 @@
 """HF Trainer scripts as HF's docs teach them (hf_user_script.py), interrupted by real signals:
 the best checkpoint under HF's metric names survives resumes, early stopping and the best
-metric resume exactly, collate-time masking resumes bitwise, and the setups that cannot
-resume exactly (an IterableDataset past its first pass, DeepSpeed) are refused with what to do.
+metric resume exactly, collate-time masking, fp16's GradScaler and an IterableDataset within
+its first pass resume bitwise; the setups that cannot resume exactly are warned (data workers,
+a dispatched loader) or refused (an IterableDataset past its first pass, DeepSpeed, FSDP,
+PEFT) with what to do.
 """
 
 from __future__ import annotations
