@@ -11,7 +11,8 @@ SIGTERM step (0: none), final weights path. Env ACCEL_TEST_SETUP, one of the set
 - `workers`: the prepared loader with num_workers=2 (warned);
 - `iterable`, `dispatch`, `stateful`: an IterableDataset, `dispatch_batches=True`,
   `use_stateful_dataloader=True` (refused at `from_accelerator`);
-- `micro_step`: `lz.step()` on every micro-batch (refused).
+- `micro_step`: `lz.step()` on every micro-batch (refused); `sampler_micro_step` the same
+  in the `sampler` pattern.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def setup_lazarus(
 ) -> tuple[Lazarus, Any]:
     """The Lazarus of this setup and what `epoch_batches` draws from (a prepared loader, or
     the ResumableSampler of the loaders built per epoch)."""
-    if SETUP == "sampler":
+    if SETUP.startswith("sampler"):
         sampler = ResumableSampler(len(data), seed=0)
         kw: dict[str, Any] = {"sampler": sampler}
         source: Any = sampler
@@ -123,7 +124,7 @@ def main() -> None:
                     optimizer.step()
                     optimizer.zero_grad()
                 micro.append(float(loss.item()).hex())
-                if SETUP == "micro_step":
+                if SETUP.endswith("micro_step"):
                     lz.step(samples=x.shape[0])
                 if not accelerator.sync_gradients:
                     continue

@@ -143,6 +143,7 @@ def test_accelerate_prepared_loader_with_workers_is_warned(
         ("dispatch", ["dispatch_batches=True is not supported", "use_seedable_sampler=True"]),
         ("stateful", ["use_stateful_dataloader=True is not supported", "skip_first_batches"]),
         ("micro_step", ["micro-step", "when accelerator.sync_gradients is True"]),
+        ("sampler_micro_step", ["micro-step", "when accelerator.sync_gradients is True"]),
     ],
 )
 def test_accelerate_unsupported_setup_is_refused(

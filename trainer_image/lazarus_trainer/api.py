@@ -130,6 +130,8 @@ class Lazarus:
         """
         if self.registry.engine is not None:
             self.registry.engine.at_step()  # before anything counts this step
+        for check in self.registry.step_checks:
+            check()
         p = self.run.progress
         p.step += 1
         self.run.clock.tick(p.step, time.monotonic())

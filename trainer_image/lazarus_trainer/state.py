@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -103,6 +104,9 @@ class Registry:
     # State that differs per rank, saved in each rank's object (read back by the adapter
     # that registers it: HF Trainer's RNG state before a batch fetched ahead).
     rank_extras: dict[str, Stateful] = field(default_factory=dict)
+    # Checks run at each lz.step() before it counts: PermanentError where this is no
+    # step boundary (Accelerate: a gradient accumulation micro-step).
+    step_checks: list[Callable[[], None]] = field(default_factory=list)
 
 
 def capture_common(

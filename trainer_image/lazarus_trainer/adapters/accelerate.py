@@ -14,6 +14,7 @@ the epoch); other shuffling patterns are refused at `from_accelerator` (docs/tra
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -118,10 +119,9 @@ class LoaderPosition:
     Accelerate's default `sync_with_dataloader` an epoch's last step takes what remains),
     and a step that began in the epoch before takes the rest from it first."""
 
-    def __init__(self, loader: Any, batches_per_step: int, gradient_state: Any) -> None:
+    def __init__(self, loader: Any, batches_per_step: int) -> None:
         self.loader = loader
         self.batches_per_step = batches_per_step
-        self.gradient_state = gradient_state
         self.batches = 0
         self._epoch = int(loader.iteration)
         base = loader.base_dataloader
@@ -137,12 +137,7 @@ class LoaderPosition:
         return int(self.loader.iteration)
 
     def advance(self, samples: int) -> None:
-        """One optimizer step (Lazarus.step calls it)."""
-        if not self.gradient_state.sync_gradients:
-            raise PermanentError(
-                "lz.step() was called on a gradient accumulation micro-step: call it once "
-                "per optimizer step, when accelerator.sync_gradients is True"
-            )
+        """One optimizer step (Lazarus.step calls it, after `at_sync_boundary`)."""
         per, total = self.batches_per_step, len(self.loader)
         if self.epoch != self._epoch:
             self._epoch, self.batches = self.epoch, max(0, self.batches + per - total)
@@ -194,6 +189,16 @@ def resume_batches(lz: Lazarus) -> int:
     return position.resume_batches(lz.epoch)
 
 
+def at_sync_boundary(gradient_state: Any) -> None:
+    """Refuse a step where Accelerate holds accumulated gradients (a save there would lose
+    them, and each micro-batch would count as a step), with a prepared loader or a sampler."""
+    if not gradient_state.sync_gradients:
+        raise PermanentError(
+            "lz.step() was called on a gradient accumulation micro-step: call it once "
+            "per optimizer step, when accelerator.sync_gradients is True"
+        )
+
+
 @exits_permanent
 def from_accelerator(
     accelerator: Any,
@@ -219,8 +224,9 @@ def from_accelerator(
             raise PermanentError("pass sampler= or dataloader=, not both")
         check_prepared_loader(dataloader)
         per_step = max(1, int(accelerator.gradient_accumulation_steps))
-        sampler = LoaderPosition(dataloader, per_step, accelerator.gradient_state)
+        sampler = LoaderPosition(dataloader, per_step)
     lz = Lazarus(config)
+    lz.registry.step_checks.append(functools.partial(at_sync_boundary, accelerator.gradient_state))
     if isinstance(sampler, LoaderPosition) and sampler.hooked:
         lz.registry.rank_extras["accelerate_fetch_rng"] = sampler.fetch_rng
     custom = {f"accelerate_custom_{i}": o for i, o in enumerate(accelerator._custom_objects)}
