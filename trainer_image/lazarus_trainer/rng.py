@@ -7,10 +7,13 @@ Captured as tensors and plain values only, so loading it needs no unpickling all
 from __future__ import annotations
 
 import random
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 def capture_numpy() -> dict[str, Any]:
@@ -77,7 +80,8 @@ class FetchRng:
     RNG is already past those draws. So each fetch records the state before it; a checkpoint
     keeps those of the batches fetched but not yet used by a step (per rank: registered in
     `Registry.rank_extras`), and a resume fetches those batches again from them, then goes
-    on from the boundary's state."""
+    on from the boundary's state. Its hooks: Accelerate's dataset and collate_fn
+    (adapters/accelerate.py), HF Trainer's loader iterators (adapters/hf_fetch.py)."""
 
     def __init__(self) -> None:
         self.fetched: list[dict[str, Any]] = []  # the state before each fetch not yet used
@@ -91,6 +95,19 @@ class FetchRng:
     def after_fetch(self) -> None:
         if len(self._restores) == 1:  # the batches fetched ahead are fetched again
             restore_rng(self._restores.pop())
+
+    def record(self, fetch: Callable[[], T]) -> T:
+        """One fetch made by a single call; one that raises StopIteration fetched nothing
+        (and a batch that is not there again leaves nothing to restore)."""
+        self.before_fetch()
+        try:
+            data = fetch()
+        except StopIteration:
+            self.fetched.pop()
+            self._restores = []
+            raise
+        self.after_fetch()
+        return data
 
     def used(self, batches: int) -> None:
         """A step used the oldest `batches` fetched batches."""

@@ -7,11 +7,12 @@ at step N's end the batch of step N+1 is already fetched, from the state *before
 forward pass. HF restores its saved RNG after fetching the first batches of a resumed run,
 so those batches draw from a fresh seed and the forward passes skip their draws.
 
-`FetchRng` taps the training loader's fetches (single-process loading): it keeps the state
-before the newest fetch, saved per rank while that batch waits, and on resume restores it
-just before the same batch is fetched again, then the step-end state right after. A resume
-at an epoch's start restores the step-end state before the epoch's iterator is created, as
-HF does.
+`FetchTap` taps the training loader's fetches (single-process loading) into the core's
+`rng.FetchRng`, which keeps the state before the batch fetched ahead, saved per rank while
+that batch waits, and on resume restores it just before the same batch is fetched again
+(after the batches a resumed loader fetches to skip), then the step-end state right after.
+A resume at an epoch's start restores the step-end state before the epoch's iterator is
+created, as HF does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..rng import capture_rng, restore_rng
+from ..rng import FetchRng, restore_rng
 
 KEY = "hf_fetch_rng"
 
@@ -38,25 +39,23 @@ def tappable(loader: Any) -> bool:
     )
 
 
-class FetchRng:
-    """A per-rank Lazarus extra: the RNG state before the batch fetched ahead, if any."""
+class FetchTap:
+    """A per-rank Lazarus extra: HF's loaders' fetches, recorded one batch ahead."""
 
     def __init__(self) -> None:
-        self.before: dict[str, Any] | None = None  # state before the newest fetch
-        self.ahead = False  # that fetch returned a batch no step has trained on yet
-        # On resume: (state before the batch fetched ahead, or None at an epoch's start;
+        self.rng = FetchRng()
+        # On resume: (the states before the batches fetched ahead, none at an epoch's start;
         # the step-end state), applied once by the next tapped iterator.
-        self._armed: tuple[dict[str, Any] | None, dict[str, Any]] | None = None
+        self._armed: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ahead": self.ahead, "rng": self.before if self.ahead else None}
+        return self.rng.state_dict()
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         pass  # applied through arm(): the restore belongs at a fetch, not at load time
 
     def arm(self, saved: dict[str, Any], step_end_rng: dict[str, Any]) -> None:
-        before = saved.get("rng") if saved.get("ahead") else None
-        self._armed = (before, step_end_rng)
+        self._armed = (list(saved.get("pending") or []), step_end_rng)
 
     def tap(self, loader: Any) -> Any:
         """Wrap `loader`'s iterators (a resumed loader is a new object: tap it too)."""
@@ -66,7 +65,7 @@ class FetchRng:
 
         def get_iterator() -> Any:
             armed, self._armed = self._armed, None
-            if armed is not None and armed[0] is None:
+            if armed is not None and not armed[0]:
                 restore_rng(armed[1])  # an epoch's start: where HF restores it
                 armed = None
             it = make()
@@ -79,30 +78,23 @@ class FetchRng:
     def _fetch(
         self,
         fetch: Callable[[], Any],
-        armed: tuple[dict[str, Any] | None, dict[str, Any]] | None,
+        armed: tuple[list[dict[str, Any]], dict[str, Any]] | None,
         skip: int,
     ) -> Callable[[], Any]:
         fetched = 0
 
         def next_data() -> Any:
             nonlocal armed, fetched
-            if armed is not None and fetched == skip and (before := armed[0]) is not None:
-                after, armed = armed[1], None
-                restore_rng(before)  # the state this batch was first fetched from
-                data = self._record(fetch)
-                restore_rng(after)  # and the rest of the run continues from the step end
-                return data
+            if armed is not None and fetched == skip:
+                self.rng.arm(*armed)  # the batch fetched ahead, fetched again from its state
+                armed = None
             fetched += 1
-            return self._record(fetch)
+            try:
+                data = self.rng.record(fetch)
+            except StopIteration:
+                self.rng.used(len(self.rng.fetched))  # the epoch ended: none is ahead
+                raise
+            self.rng.used(len(self.rng.fetched) - 1)  # one ahead: the ones before it are used
+            return data
 
         return next_data
-
-    def _record(self, fetch: Callable[[], Any]) -> Any:
-        before = capture_rng()
-        try:
-            data = fetch()
-        except StopIteration:
-            self.ahead = False
-            raise
-        self.before, self.ahead = before, True
-        return data

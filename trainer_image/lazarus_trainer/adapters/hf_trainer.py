@@ -27,7 +27,7 @@ from ..storage import CheckpointNotFound, InvalidCheckpoint
 from ..termination import PermanentError, exits_permanent
 from .hf_checks import check_hf_state
 from .hf_fetch import KEY as FETCH_KEY
-from .hf_fetch import FetchRng, tappable
+from .hf_fetch import FetchTap, tappable
 from .hf_state import (
     hf_metric_config,
     refuse_past_first_pass,
@@ -131,7 +131,7 @@ class LazarusCallback(TrainerCallback):
         # and optimizer stay there (replicated) rather than in DCP shards.
         self.lz.sharded = False
         self._holder = _TrainerStateHolder(trainer)
-        self._fetch = FetchRng()
+        self._fetch = FetchTap()
         self._fetch_saved: dict[str, Any] | None = None  # a resumed checkpoint's, to arm
         self._resumed_callbacks: dict[str, Any] | None = None
         self.exit_code: int | None = None
