@@ -150,7 +150,7 @@ class Storage:
 
     @contextmanager
     def _s3_or_permanent(self) -> Iterator[None]:
-        """"No checkpoints" from a web page is no fresh start: an endpoint that is not S3
+        """A web page's "no checkpoints" is no fresh start: an endpoint that is not S3
         ends the run (exit 78) with what it answered."""
         try:
             yield
