@@ -2,15 +2,17 @@
 of tests/trainer/test_hf_user_e2e.py): masked-token training whose collator masks from
 torch's global RNG (as `DataCollatorForLanguageModeling` does), `compute_metrics` with
 `metric_for_best_model="accuracy"`, `EarlyStoppingCallback`, optionally an `IterableDataset`,
-data workers, fp16 with a GradScaler, a PEFT LoRA model, `fsdp=` or `deepspeed=`.
+data workers, fp16 with a GradScaler, a PEFT model, `fsdp=` or `deepspeed=`.
 
 argv: loss log, max steps, final weights path, HF output dir. Env: HF_USER_SIGTERM_AT /
 HF_USER_KILL_AT (SIGTERM, or SIGKILL once the saves in flight committed, after that step),
 HF_USER_ACCUM, HF_USER_GREATER ("1"/"0"), HF_USER_METRIC (default "accuracy"),
 HF_USER_PATIENCE (EarlyStoppingCallback), HF_USER_ITERABLE=1, HF_USER_SHARD=1
 (dispatch_batches=False), HF_USER_WORKERS=N, HF_USER_FP16=1 (the log gets each step's scale
-and growth tracker), HF_USER_PEFT=1, HF_USER_FSDP=1 (under torchrun), HF_USER_DEEPSPEED=1.
-FINAL.best gets load_best's weights, FINAL.state HF's best_metric and callback states.
+and growth tracker), HF_USER_PEFT=lora|loha|lokr|ia3|adalora|two (a LoRA adapter and a second
+one)|qlora (LoRA on a 4-bit base), HF_USER_FSDP=1 (under torchrun), HF_USER_DEEPSPEED=1.
+FINAL.best gets load_best's weights, FINAL.state HF's best_metric, global step and the names
+of the parameters that train.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,13 +165,47 @@ def training_args(workdir: str, steps: int) -> TrainingArguments:
     )
 
 
-def model() -> nn.Module:
-    if os.environ.get("HF_USER_PEFT") != "1":
+def model(workdir: str) -> nn.Module:
+    """The script's model, or a PEFT model as PEFT's docs build one (HF_USER_PEFT)."""
+    kind = os.environ.get("HF_USER_PEFT", "")
+    if not kind:
         return MaskedLM()
-    from peft import LoraConfig, get_peft_model
+    import peft
 
-    # LoRA on the output projection, as PEFT's docs wrap a custom model: a PeftModel.
-    return get_peft_model(MaskedLM(), LoraConfig(r=4, target_modules=["out"]))
+    if kind == "qlora":
+        return qlora(workdir)
+    # A PeftModel over the custom model, as PEFT's docs wrap one: LoRA on the embedding and
+    # the output projection, the other types on the output projection.
+    configs: dict[str, Callable[[], Any]] = {
+        "lora": lambda: peft.LoraConfig(
+            r=8, lora_alpha=32, target_modules=["emb", "out"], lora_dropout=0.1
+        ),
+        "loha": lambda: peft.LoHaConfig(r=4, target_modules=["out"]),
+        "lokr": lambda: peft.LoKrConfig(r=4, target_modules=["out"]),
+        "ia3": lambda: peft.IA3Config(target_modules=["out"], feedforward_modules=[]),
+        "adalora": lambda: peft.AdaLoraConfig(target_modules=["out"], total_step=10),
+        "two": lambda: peft.LoraConfig(r=4, target_modules=["out"]),
+    }
+    wrapped: Any = peft.get_peft_model(MaskedLM(), configs[kind]())
+    if kind == "two":  # a second adapter beside the trained one
+        wrapped.add_adapter("second", peft.LoraConfig(r=2, target_modules=["out"]))
+    return wrapped  # type: ignore[no-any-return]
+
+
+def qlora(workdir: str) -> nn.Module:
+    """QLoRA as PEFT's docs teach it: a base loaded in 4 bits (bitsandbytes, on CPU), made
+    ready for k-bit training, a LoRA adapter on it. The base is a tiny GPT-2 saved here."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, GPT2Config, GPT2LMHeadModel
+
+    base = Path(workdir) / "base"
+    shape = {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": VOCAB, "n_positions": LEN}
+    config = GPT2Config(**shape, bos_token_id=MASK, eos_token_id=MASK)
+    GPT2LMHeadModel(config).save_pretrained(base)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    lm = AutoModelForCausalLM.from_pretrained(base, quantization_config=quant, device_map="cpu")
+    lm = prepare_model_for_kbit_training(lm)  # type: ignore[no-untyped-call]
+    return get_peft_model(lm, LoraConfig(r=4, target_modules=["c_attn"]))
 
 
 def main() -> None:
@@ -183,7 +220,7 @@ def main() -> None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
     trainer_class = CpuAmpTrainer if env("HF_USER_FP16") == "1" else Trainer
     trainer = trainer_class(
-        model=model(),
+        model=model(workdir),
         args=training_args(workdir, int(steps)),
         train_dataset=Stream(40, 1) if env("HF_USER_ITERABLE") == "1" else Rows(36, 1),
         eval_dataset=Rows(16, 2),
@@ -196,6 +233,8 @@ def main() -> None:
     trainer.train(resume_from_checkpoint=lazarus.resume_checkpoint())
     torch.save(trainer.model.state_dict(), out + ".best")
     states = {"best_metric": trainer.state.best_metric, "step": trainer.state.global_step}
+    # Which parameters train and which stay frozen (a PEFT model's split) as the run ends.
+    states["trainable"] = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     Path(out + ".state").write_text(json.dumps(states))
 
 

@@ -1,9 +1,11 @@
 """HF Trainer scripts as HF's docs teach them (hf_user_script.py), interrupted by real signals:
 the best checkpoint under HF's metric names survives resumes, early stopping and the best
 metric resume exactly, collate-time masking, fp16's GradScaler and an IterableDataset within
-its first pass resume bitwise; the setups that cannot resume exactly are warned (data workers,
-a dispatched loader) or refused (an IterableDataset past its first pass, DeepSpeed, FSDP,
-PEFT) with what to do.
+its first pass resume bitwise, and so do PEFT models (LoRA and the other verified adapter
+types, warned that checkpoints hold the frozen base too); the setups that cannot resume
+exactly are warned (data workers, a dispatched loader) or refused (an IterableDataset past its
+first pass, DeepSpeed, FSDP, several PEFT adapters, an unverified adapter type, a quantized
+base) with what to do.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("hf_user_script.py")
 
 
-def _run(env: dict[str, str], tmp: Path, log: Path, out: str, steps: int) -> int:
+def _run(
+    env: dict[str, str], tmp: Path, log: Path, out: str, steps: int, errs: list[str] | None = None
+) -> int:
     p = subprocess.run(
         [sys.executable, str(SCRIPT), str(log), str(steps), str(tmp / out), str(tmp / "hf-out")],
         env=env,
@@ -41,6 +45,8 @@ def _run(env: dict[str, str], tmp: Path, log: Path, out: str, steps: int) -> int
         timeout=300,
     )
     assert p.returncode in (0, 75, 78, -signal.SIGKILL), p.stderr[-3000:]
+    if errs is not None:
+        errs.append(p.stderr)
     return p.returncode
 
 
@@ -50,23 +56,33 @@ def _rows(log: Path, key: str) -> list[tuple[int, float]]:
 
 
 def _interrupted(
-    s3: Any, bucket: str, tmp: Path, stops: list[str], steps: int, **extra: str
+    s3: Any,
+    bucket: str,
+    tmp: Path,
+    stops: list[str],
+    steps: int,
+    errs: list[str] | None = None,
+    /,
+    **extra: str,
 ) -> list[int]:
     """Attempts 1.. of a job, each stopped as `stops` says ("T7": SIGTERM after step 7,
-    "K7": SIGKILL after 7 once the saves committed, "": none); their exit codes."""
+    "K7": SIGKILL after 7 once the saves committed, "": none); their exit codes (and
+    stderrs, into `errs`)."""
     codes = []
     for attempt, stop in enumerate(stops, start=1):
         kind = {"T": "HF_USER_SIGTERM_AT", "K": "HF_USER_KILL_AT"}.get(stop[:1])
         signals = {kind: stop[1:]} if kind else {}
         env = attempt_env(s3, f"s3://{bucket}/int", tmp, attempt, **extra, **signals)
-        codes.append(_run(env, tmp, tmp / "int.jsonl", "b.pt", steps))
+        codes.append(_run(env, tmp, tmp / "int.jsonl", "b.pt", steps, errs))
     return codes
 
 
-def _reference(s3: Any, bucket: str, tmp: Path, steps: int, **extra: str) -> Path:
+def _reference(
+    s3: Any, bucket: str, tmp: Path, steps: int, errs: list[str] | None = None, /, **extra: str
+) -> Path:
     ref = tmp / "ref.jsonl"
     env = trainer_env(s3, f"s3://{bucket}/ref", tmp, **extra)
-    assert _run(env, tmp, ref, "a.pt", steps) == 0
+    assert _run(env, tmp, ref, "a.pt", steps, errs) == 0
     return ref
 
 
@@ -247,10 +263,70 @@ def test_hf_trainer_with_fsdp_is_refused_before_training(
     assert "FSDP2 in your own loop" in term["message"], term
 
 
-def test_hf_trainer_with_a_peft_model_is_refused_before_training(
-    s3: Any, bucket: str, tmp_path: Path
+PEFT_WARNING = "each Lazarus checkpoint holds the whole model, the frozen base included"
+
+
+def test_hf_trainer_with_a_lora_model_resumes_bitwise(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """A LoRA model (peft's get_peft_model over the script's model: the embedding and the
+    output projection, dropout in the adapter) with load_best, higher eval loss taken as
+    better (so that the best is not the last evaluation): SIGTERMs mid-interval (3) and on
+    the best evaluation's step (10) resume to the uninterrupted run's losses, final and best
+    weights, best metric and trainable/frozen split. Every process says once that its
+    checkpoints hold the frozen base too."""
+    extra = {"HF_USER_PEFT": "lora", "HF_USER_METRIC": "loss", "HF_USER_GREATER": "1"}
+    errs: list[str] = []
+    ref = _reference(s3, bucket, tmp_path, 12, errs, **extra)
+    stops = ["T3", "T10", ""]
+    assert _interrupted(s3, bucket, tmp_path, stops, 12, errs, **extra) == [75, 75, 0]
+    assert [e.count(PEFT_WARNING) for e in errs] == [1] * 4, errs[0][-3000:]
+    assert "PEFT LORA adapter 'default'" in errs[0], errs[0][-3000:]
+    assert _rows(tmp_path / "int.jsonl", "loss") == _rows(ref, "loss")
+    assert _rows(tmp_path / "int.jsonl", "eval_accuracy") == _rows(ref, "eval_accuracy")
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+    assert same_params(tmp_path / "a.pt.best", tmp_path / "b.pt.best")
+    a = json.loads((tmp_path / "a.pt.state").read_text())
+    assert json.loads((tmp_path / "b.pt.state").read_text()) == a
+    evals = dict(_rows(ref, "eval_loss"))
+    assert a["best_metric"] == evals[10] == max(evals.values()), evals  # premise: best at 10
+    assert not same_params(tmp_path / "b.pt", tmp_path / "b.pt.best")
+    # premise: the base is frozen, the adapter trains
+    assert [n.removeprefix("base_model.model.") for n in a["trainable"]] == [
+        "emb.lora_embedding_A.default",
+        "emb.lora_embedding_B.default",
+        "out.lora_A.default.weight",
+        "out.lora_B.default.weight",
+    ], a
+
+
+@pytest.mark.parametrize("kind", ["loha", "lokr", "ia3"])
+def test_hf_trainer_with_peft_adapters_resumes_bitwise(
+    s3: Any, bucket: str, tmp_path: Path, kind: str
 ) -> None:
-    """A LoRA model (peft's get_peft_model over the script's model) under HF Trainer."""
-    term = _refused(s3, bucket, tmp_path, [sys.executable, str(SCRIPT)], HF_USER_PEFT="1")
-    assert "PEFT model is not supported yet" in term["message"], term
-    assert "own loop with lazarus_trainer" in term["message"], term
+    """The other adapter types Lazarus takes under HF Trainer (hf_state.PEFT_VERIFIED): a
+    SIGTERM at step 4 resumes to the same losses, weights and trainable parameters."""
+    extra = {"HF_USER_PEFT": kind}
+    ref = _reference(s3, bucket, tmp_path, 7, **extra)
+    assert _interrupted(s3, bucket, tmp_path, ["T4", ""], 7, **extra) == [75, 0]
+    assert _rows(tmp_path / "int.jsonl", "loss") == _rows(ref, "loss")
+    assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
+    a = json.loads((tmp_path / "a.pt.state").read_text())
+    assert json.loads((tmp_path / "b.pt.state").read_text()) == a
+    assert a["trainable"] and all(".default" in n for n in a["trainable"]), a
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("two", ["2 adapters (default, second)", "model.delete_adapter(name)"]),
+        ("adalora", ["PEFT's ADALORA (adapter)", "verified: LORA, LOHA, LOKR, IA3"]),
+        ("qlora", ["quantized model (quantization_config: bitsandbytes)", "without quantization"]),
+    ],
+)
+def test_hf_trainer_with_an_unverified_peft_model_is_refused_before_training(
+    s3: Any, bucket: str, tmp_path: Path, kind: str, says: list[str]
+) -> None:
+    """Several adapters (a second added with add_adapter), an adapter type no test verifies
+    (AdaLoRA, whose rank allocator is outside the state dict), QLoRA (a 4-bit bitsandbytes
+    base): refused, exit 78, before a step, saying what to do."""
+    term = _refused(s3, bucket, tmp_path, [sys.executable, str(SCRIPT)], HF_USER_PEFT=kind)
+    assert all(s in term["message"] for s in says), term

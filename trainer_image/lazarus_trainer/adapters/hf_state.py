@@ -15,6 +15,8 @@ import json
 import logging
 from typing import Any
 
+import torch
+
 from ..config import LazarusConfig
 from ..termination import PermanentError
 
@@ -75,18 +77,112 @@ def refuse_unsupported(trainer: Any) -> None:
             "state is not the replicated files this adapter saves. Use FSDP2 in your own "
             "loop with lazarus_trainer (docs/trainer.md, Sharded state)"
         )
-    if type(getattr(trainer, "model", None)).__module__.startswith("peft"):
-        raise PermanentError(
-            "HF Trainer with a PEFT model is not supported yet: every Lazarus checkpoint would "
-            "hold the whole frozen base model, not the adapter alone as HF's do, and resuming "
-            "PEFT's variants (a quantized base, several adapters) is not verified. Train the "
-            "adapter in your own loop with lazarus_trainer (docs/trainer.md, A plain PyTorch loop)"
+    check_peft(getattr(trainer, "model", None))
+
+
+# PEFT adapter types whose resume under HF Trainer a test proves bitwise equal to an
+# uninterrupted run (tests/trainer/test_hf_user_e2e.py): HF loads the whole state dict Lazarus
+# saved into the PeftModel, and these types hold all their state in it.
+PEFT_VERIFIED = ("LORA", "LOHA", "LOKR", "IA3")
+
+
+def peft_configs(model: Any) -> dict[str, Any] | None:
+    """A PeftModel's adapters by name, or None for a model that is not one."""
+    if type(model).__module__.startswith("peft"):
+        return dict(getattr(model, "peft_config", None) or {}) or None
+    return None
+
+
+def quantization(model: Any) -> str | None:
+    """How `model`'s weights are quantized, or None: HF's own flags (which a PeftModel passes
+    on from its base), or bitsandbytes' parameters put in by hand."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    config = getattr(getattr(model, "config", None), "quantization_config", None)
+    if quantizer is not None or config:
+        method = getattr(
+            getattr(quantizer, "quantization_config", None) or config, "quant_method", ""
         )
+        return f"quantization_config: {getattr(method, 'value', method) or 'set'}"
+    for flag in ("is_loaded_in_4bit", "is_loaded_in_8bit", "is_quantized"):
+        if getattr(model, flag, False) is True:
+            return flag
+    if isinstance(model, torch.nn.Module):
+        for name, param in model.named_parameters():
+            if type(param).__module__.startswith("bitsandbytes"):
+                return f"{name} is bitsandbytes' {type(param).__name__}"
+    return None
+
+
+def check_peft(model: Any) -> None:
+    """A PEFT model resumes exactly with one adapter of a verified type on a base that is
+    not quantized (said once: its checkpoints hold the whole model); anything else is
+    refused, as is a quantized model."""
+    how = quantization(model)
+    if how is not None:
+        raise PermanentError(
+            f"HF Trainer with a quantized model ({how}) is not supported: resuming its "
+            "quantized weights (and a QLoRA adapter on them) is not verified to be exact. Load "
+            "the base without quantization_config (e.g. dtype=torch.bfloat16) to train "
+            "its adapter with exact resumes"
+        )
+    if getattr(model, "_hf_peft_config_loaded", False):
+        # transformers' add_adapter needs a PEFT release newer than any a test here can use.
+        raise PermanentError(
+            "HF Trainer with adapters that transformers' own add_adapter or load_adapter put "
+            "in (no PeftModel) is not supported: their resume is not verified to be exact. "
+            "Wrap the base with peft.get_peft_model(model, config) instead"
+        )
+    configs = peft_configs(model)
+    if configs is None:
+        return
+    if len(configs) > 1:
+        raise PermanentError(
+            f"HF Trainer with a PEFT model holding {len(configs)} adapters ({', '.join(configs)}) "
+            "is not supported: resuming several adapters (which one trains, which stay frozen) "
+            "is not verified to be exact. Train one adapter a job: delete the others "
+            "(model.delete_adapter(name)) or merge them into the base (merge_and_unload()) "
+            "before Trainer(...)"
+        )
+    name, config = next(iter(configs.items()))
+    kind = str(getattr(config.peft_type, "value", config.peft_type))
+    if kind not in PEFT_VERIFIED:
+        why = "prompt learning" if getattr(config, "is_prompt_learning", False) else "adapter"
+        raise PermanentError(
+            f"HF Trainer with PEFT's {kind} ({why}) is not supported: its resume is not "
+            f"verified to be exact (verified: {', '.join(PEFT_VERIFIED)}). Use one of those "
+            "(e.g. LoraConfig)"
+        )
+    whole, adapter = state_size(model)
+    log.warning(
+        "PEFT %s adapter %r: resumes are exact, but each Lazarus checkpoint holds the whole "
+        "model, the frozen base included (%s, the trainable part %s), where HF's own "
+        "checkpoints hold the adapter alone; size the store and LAZARUS_KEEP_LATEST for that "
+        "until adapter-sized checkpoints are supported",
+        kind,
+        name,
+        whole,
+        adapter,
+    )
+
+
+def state_size(model: Any) -> tuple[str, str]:
+    """The size of the model's state dict, and of its trainable parameters."""
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return human(size), human(trainable)
+
+
+def human(size: float) -> str:
+    """`size` bytes in the largest unit (up to GiB) that keeps it at least 1."""
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def warn_inexact(trainer: Any, loader: Any, fetch_tapped: bool) -> None:
     """Setups a resume continues, but not exactly as the uninterrupted run: said once."""
-    import torch
     from accelerate.data_loader import DataLoaderDispatcher
 
     args = trainer.args
@@ -123,8 +219,6 @@ def refuse_past_first_pass(trainer: Any, trainer_state: dict[str, Any]) -> None:
     """HF resumes an IterableDataset at global_step // max_steps epochs and skips
     global_step batches of it: once the stream ended and restarted, that skips the wrong
     batches (or exhausts the stream). Refused before training instead."""
-    import torch
-
     if not isinstance(getattr(trainer, "train_dataset", None), torch.utils.data.IterableDataset):
         return
     epoch = float(trainer_state.get("epoch") or 0.0)
