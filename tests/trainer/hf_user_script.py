@@ -10,7 +10,8 @@ HF_USER_ACCUM, HF_USER_GREATER ("1"/"0"), HF_USER_METRIC (default "accuracy"),
 HF_USER_PATIENCE (EarlyStoppingCallback), HF_USER_ITERABLE=1, HF_USER_SHARD=1
 (dispatch_batches=False), HF_USER_WORKERS=N, HF_USER_FP16=1 (the log gets each step's scale
 and growth tracker), HF_USER_PEFT=lora|loha|lokr|ia3|adalora|two (a LoRA adapter and a second
-one)|qlora (LoRA on a 4-bit base), HF_USER_FSDP=1 (under torchrun), HF_USER_DEEPSPEED=1.
+one)|qlora (LoRA on a 4-bit base)|prompt|ptuning|prefix|multitask (prompt learning on a
+GPT-2), HF_USER_FSDP=1 (under torchrun), HF_USER_DEEPSPEED=1.
 FINAL.best gets load_best's weights, FINAL.state HF's best_metric, global step and the names
 of the parameters that train.
 """
@@ -86,6 +87,7 @@ def mask_tokens(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
 
 def accuracy(pred: Any) -> dict[str, float]:
     logits, labels = pred.predictions, pred.label_ids
+    logits = logits[:, -labels.shape[1] :]  # past prompt tuning's virtual tokens
     keep = labels != -100
     return {"accuracy": float((np.argmax(logits, -1)[keep] == labels[keep]).mean())}
 
@@ -172,8 +174,8 @@ def model(workdir: str) -> nn.Module:
         return MaskedLM()
     import peft
 
-    if kind == "qlora":
-        return qlora(workdir)
+    if kind in ("qlora", "prompt", "ptuning", "prefix", "multitask"):
+        return on_gpt2(workdir, kind)
     # A PeftModel over the custom model, as PEFT's docs wrap one: LoRA on the embedding and
     # the output projection, the other types on the output projection.
     configs: dict[str, Callable[[], Any]] = {
@@ -192,20 +194,30 @@ def model(workdir: str) -> nn.Module:
     return wrapped  # type: ignore[no-any-return]
 
 
-def qlora(workdir: str) -> nn.Module:
-    """QLoRA as PEFT's docs teach it: a base loaded in 4 bits (bitsandbytes, on CPU), made
-    ready for k-bit training, a LoRA adapter on it. The base is a tiny GPT-2 saved here."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def on_gpt2(workdir: str, kind: str) -> nn.Module:
+    """PEFT on a base loaded as users load one (a tiny GPT-2, saved here first): QLoRA as
+    PEFT's docs teach it (the base in 4 bits, bitsandbytes on CPU, made ready for k-bit
+    training, LoRA on it), or prompt learning (4 virtual tokens) on the base."""
+    import peft
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, GPT2Config, GPT2LMHeadModel
 
     base = Path(workdir) / "base"
-    shape = {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": VOCAB, "n_positions": LEN}
-    config = GPT2Config(**shape, bos_token_id=MASK, eos_token_id=MASK)
-    GPT2LMHeadModel(config).save_pretrained(base)
+    shape = {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": VOCAB, "n_positions": 16}
+    GPT2LMHeadModel(GPT2Config(**shape, bos_token_id=MASK, eos_token_id=MASK)).save_pretrained(base)
+    prompts = {
+        "prompt": peft.PromptTuningConfig,
+        "ptuning": peft.PromptEncoderConfig,
+        "prefix": peft.PrefixTuningConfig,
+        "multitask": peft.MultitaskPromptTuningConfig,
+    }
+    if kind in prompts:
+        lm = AutoModelForCausalLM.from_pretrained(base)
+        config = prompts[kind](task_type="CAUSAL_LM", num_virtual_tokens=4)
+        return peft.get_peft_model(lm, config)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
     lm = AutoModelForCausalLM.from_pretrained(base, quantization_config=quant, device_map="cpu")
-    lm = prepare_model_for_kbit_training(lm)  # type: ignore[no-untyped-call]
-    return get_peft_model(lm, LoraConfig(r=4, target_modules=["c_attn"]))
+    lm = peft.prepare_model_for_kbit_training(lm)  # type: ignore[no-untyped-call]
+    return peft.get_peft_model(lm, peft.LoraConfig(r=4, target_modules=["c_attn"]))
 
 
 def main() -> None:

@@ -298,16 +298,18 @@ def test_hf_trainer_with_a_lora_model_resumes_bitwise(s3: Any, bucket: str, tmp_
     ], a
 
 
-@pytest.mark.parametrize("kind", ["loha", "lokr", "ia3"])
+@pytest.mark.parametrize("kind", ["loha", "lokr", "ia3", "prompt", "ptuning", "prefix"])
 def test_hf_trainer_with_peft_adapters_resumes_bitwise(
     s3: Any, bucket: str, tmp_path: Path, kind: str
 ) -> None:
-    """The other adapter types Lazarus takes under HF Trainer (hf_state.PEFT_VERIFIED): a
-    SIGTERM at step 4 resumes to the same losses, weights and trainable parameters."""
+    """The other adapter types Lazarus takes under HF Trainer (hf_state.PEFT_VERIFIED; prompt
+    learning on a tiny GPT-2): a SIGTERM at step 4 resumes to the same losses, evaluations,
+    weights and trainable parameters."""
     extra = {"HF_USER_PEFT": kind}
     ref = _reference(s3, bucket, tmp_path, 7, **extra)
     assert _interrupted(s3, bucket, tmp_path, ["T4", ""], 7, **extra) == [75, 0]
     assert _rows(tmp_path / "int.jsonl", "loss") == _rows(ref, "loss")
+    assert _rows(tmp_path / "int.jsonl", "eval_loss") == _rows(ref, "eval_loss")
     assert same_params(tmp_path / "a.pt", tmp_path / "b.pt")
     a = json.loads((tmp_path / "a.pt.state").read_text())
     assert json.loads((tmp_path / "b.pt.state").read_text()) == a
@@ -318,15 +320,16 @@ def test_hf_trainer_with_peft_adapters_resumes_bitwise(
     ("kind", "says"),
     [
         ("two", ["2 adapters (default, second)", "model.delete_adapter(name)"]),
-        ("adalora", ["PEFT's ADALORA (adapter)", "verified: LORA, LOHA, LOKR, IA3"]),
+        ("adalora", ["PEFT's ADALORA (adapter)", "verified: LORA, LOHA, LOKR, IA3, PROMPT_TUNING"]),
         ("qlora", ["quantized model (quantization_config: bitsandbytes)", "without quantization"]),
+        ("multitask", ["PEFT's MULTITASK_PROMPT_TUNING (prompt learning)", "e.g. LoraConfig"]),
     ],
 )
 def test_hf_trainer_with_an_unverified_peft_model_is_refused_before_training(
     s3: Any, bucket: str, tmp_path: Path, kind: str, says: list[str]
 ) -> None:
-    """Several adapters (a second added with add_adapter), an adapter type no test verifies
-    (AdaLoRA, whose rank allocator is outside the state dict), QLoRA (a 4-bit bitsandbytes
-    base): refused, exit 78, before a step, saying what to do."""
+    """Several adapters (a second added with add_adapter), types no test verifies (AdaLoRA,
+    whose rank allocator is outside the state dict; multitask prompt tuning), QLoRA (a 4-bit
+    bitsandbytes base): refused, exit 78, before a step, saying what to do."""
     term = _refused(s3, bucket, tmp_path, [sys.executable, str(SCRIPT)], HF_USER_PEFT=kind)
     assert all(s in term["message"] for s in says), term

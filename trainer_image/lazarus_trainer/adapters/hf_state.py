@@ -83,7 +83,7 @@ def refuse_unsupported(trainer: Any) -> None:
 # PEFT adapter types whose resume under HF Trainer a test proves bitwise equal to an
 # uninterrupted run (tests/trainer/test_hf_user_e2e.py): HF loads the whole state dict Lazarus
 # saved into the PeftModel, and these types hold all their state in it.
-PEFT_VERIFIED = ("LORA", "LOHA", "LOKR", "IA3")
+PEFT_VERIFIED = ("LORA", "LOHA", "LOKR", "IA3", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 
 
 def peft_configs(model: Any) -> dict[str, Any] | None:
