@@ -69,8 +69,15 @@ def test_down_removes_mounts_network_and_cgroups(real_node: RealNode, tmp_path: 
     try:
         assert state.node and state.node.name != real_node.node.name
         core = client.CoreV1Api(config.new_client_from_config(config_file=state.kubeconfig))
+        # A list, not a read: until the controller manager creates it, a read is a 404.
         wait_for(
-            lambda: core.read_namespaced_service_account("default", "default"), 30, "default SA"
+            lambda: (
+                core.list_namespaced_service_account(
+                    "default", field_selector="metadata.name=default"
+                ).items
+            ),
+            30,
+            "default SA",
         )
         core.create_namespaced_pod(
             "default",
