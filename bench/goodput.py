@@ -72,8 +72,8 @@ from bench.goodput_trace import (  # noqa: E402
     make_trace,
 )
 from bench.local_loop import LocalLoop, StepClock, attempt_of  # noqa: E402
-from tests.e2e.test_local_loop import _node_ready  # noqa: E402
-from tests.e2e.test_lost_work_e2e import Node  # noqa: E402
+from lazarus_devstack.harness import LosableNode as Node  # noqa: E402
+from lazarus_devstack.harness import node_ready as _node_ready  # noqa: E402
 from tests.operator.harness import GROUP, PLURAL, VERSION, wait_for  # noqa: E402
 
 MODES = ("lazarus", "periodic", "none")

@@ -1,9 +1,10 @@
-"""The local loop the end-to-end benchmarks run on (bench/goodput.py, bench/recovery.py).
+"""The local loop the end-to-end benchmarks run on (bench.goodput, bench.recovery).
 
 A real kube-apiserver + etcd + controller-manager + scheduler and the S3 server (moto)
-from the devstack, the operator as a subprocess, process kubelets (`Node`, as the e2e
-tests run them) whose pods are real subprocesses, and a clock on each pod's loss log.
-The caller puts the checkout's folders on sys.path (and PYTHONPATH) before importing this.
+from the devstack, the operator as a subprocess, process kubelets (`LosableNode`, as the
+e2e tests run them) whose pods are real subprocesses, and a clock on each pod's loss log.
+Run with this checkout's folders on PYTHONPATH (hack/bench, hack/python): the operator
+and the trainers it starts inherit it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from pathlib import Path
 from kubernetes import client
 
 from bench.goodput_trace import AttemptSteps
+from lazarus_devstack.harness import (
+    ControlPlane,
+    LosableNode,
+    OperatorProcess,
+    S3Server,
+    create_namespace,
+    node_ready,
+    wait_for,
+)
 from lazarus_devstack.stack import Ports, Stack, apply_crds
-from tests.conftest import ControlPlane, S3Server, create_namespace
-from tests.e2e.test_local_loop import _node_ready
-from tests.e2e.test_lost_work_e2e import Node
-from tests.operator.harness import OperatorProcess, wait_for
 
 
 def attempt_of(pod_dir: str) -> int:
@@ -135,10 +141,10 @@ class LocalLoop:
         self.bucket = f"{namespace}-{uuid.uuid4().hex[:8]}"
         self.s3.client().create_bucket(Bucket=self.bucket)
         self.pods = work / "pods"
-        self.nodes = {n: Node(self.cp, n, self.pods) for n in nodes}
+        self.nodes = {n: LosableNode(self.cp, n, self.pods) for n in nodes}
         for node in self.nodes.values():
             node.start()
-            wait_for(partial(_node_ready, self.core, node.name), 60, f"node {node.name} Ready")
+            wait_for(partial(node_ready, self.core, node.name), 60, f"node {node.name} Ready")
         self.operator = OperatorProcess(
             {**self.cp.env(), **operator_env}, namespace, work / "operator.log"
         )
@@ -159,7 +165,7 @@ class LocalLoop:
             "secretRef": {"name": "s3"},
         }
 
-    def node_of(self, pod: str) -> Node:
+    def node_of(self, pod: str) -> LosableNode:
         return self.nodes[self.core.read_namespaced_pod(pod, self.ns).spec.node_name]
 
     def evict(self, pod: str) -> None:

@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lazarus_devstack.stack import REPO, Ports, S3Info, Stack, State, apply_crds
+from lazarus_devstack.harness import ControlPlane, S3Server, create_namespace
+from lazarus_devstack.stack import REPO, Ports, Stack, State, apply_crds
 
 os.environ["KUBECONFIG"] = "/nonexistent/lazarus-tests-never-use-your-kubeconfig"
 os.environ["AWS_CONFIG_FILE"] = "/nonexistent/lazarus-tests-aws-config"
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/lazarus-tests-aws-credentials"
 for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
     os.environ.pop(_var, None)
+
+# Tests import these from here or from lazarus_devstack.harness (benchmarks do).
+__all__ = ["CRD_DIR", "ControlPlane", "S3Server", "create_namespace"]
 
 LAYERS = ("unit", "cluster", "e2e")
 CRD_DIR = REPO / "crds"
@@ -51,93 +52,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(
             f"every test needs a layer marker ({', '.join(LAYERS)}); missing on: {unmarked[:10]}"
         )
-
-
-@dataclass
-class S3Server:
-    """A running S3-compatible server (moto's server mode) on 127.0.0.1."""
-
-    endpoint_url: str
-    access_key: str
-    secret_key: str
-    region: str
-
-    def client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-        )
-
-    def open_store(self, uri: str, **kw: Any) -> Any:
-        """A lazarus_store CheckpointStore for `uri` (s3://bucket/prefix) on this server."""
-        from lazarus_store import open_store
-
-        return open_store(
-            uri,
-            endpoint_url=self.endpoint_url,
-            addressing_style="path",
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region=self.region,
-            **kw,
-        )
-
-    def committed_step(self, uri: str) -> int | None:
-        """The step of the newest valid checkpoint under `uri`, read from the store itself.
-
-        Tests that disrupt a job "after its first checkpoint" wait on this, not on the
-        job's status: the operator books a checkpoint only on its next refresh (the
-        resync, 10 s), by which time a short run may have finished its training."""
-        with self.open_store(uri) as store:
-            chosen = store.latest_valid().chosen
-            return None if chosen is None else int(chosen.step)
-
-    def env(self) -> dict[str, str]:
-        """What a client subprocess (operator, trainer, boto3) needs to reach this server."""
-        info = S3Info(self.endpoint_url, "", self.access_key, self.secret_key, self.region)
-        return info.env()
-
-
-@dataclass
-class ControlPlane:
-    """A running etcd + kube-apiserver (+ controller-manager) built from source."""
-
-    run_dir: Path
-    kubeconfig: Path
-    server: str
-    version: str
-    kubectl_bin: str = "kubectl"
-
-    def user_kubeconfig(self, user: str) -> Path:
-        """Kubeconfig of another identity: "admin" (system:masters) or "nobody" (no RBAC)."""
-        return self.kubeconfig if user == "admin" else self.run_dir / f"{user}.kubeconfig"
-
-    def api_client(self, user: str = "admin") -> Any:
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(self.user_kubeconfig(user)))
-
-    def kubectl(
-        self, *args: str, user: str = "admin", check: bool = True, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.kubectl_bin, f"--kubeconfig={self.user_kubeconfig(user)}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=60,
-        )
-
-    def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig)}
 
 
 def _session_stack(
@@ -215,23 +129,6 @@ def cluster(
         )
         apply_crds(state, CRD_DIR)
         yield cp
-
-
-def create_namespace(api: Any, name: str) -> None:
-    """Create namespace `name` and wait until it is ready for pods (its default
-    ServiceAccount exists)."""
-    from kubernetes import client
-
-    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            api.read_namespaced_service_account("default", name)
-            break
-        except client.ApiException as err:
-            if err.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 @pytest.fixture

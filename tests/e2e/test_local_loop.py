@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from lazarus_devstack.harness import node_ready
 from lazarus_devstack.kubelet import LocalKubelet
 from tests.conftest import ControlPlane, S3Server
 from tests.operator.harness import OperatorProcess, wait_for
@@ -35,20 +36,10 @@ def local_node(cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iterato
     thread = threading.Thread(target=kubelet.run, daemon=True)
     thread.start()
     core = client.CoreV1Api(cluster.api_client())
-    wait_for(lambda: _node_ready(core, node), 30, f"node {node} Ready")
+    wait_for(lambda: node_ready(core, node), 30, f"node {node} Ready")
     yield node
     kubelet.shutdown()
     core.delete_node(node)
-
-
-def _node_ready(core: Any, node: str) -> bool:
-    try:
-        got = core.read_node(node)
-    except client.ApiException:
-        return False
-    return not got.spec.taints and any(
-        c.type == "Ready" and c.status == "True" for c in got.status.conditions or []
-    )
 
 
 def test_eviction_is_survived_with_no_lost_steps(

@@ -20,10 +20,8 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,7 +29,7 @@ from urllib.parse import urlparse
 import pytest
 from kubernetes import client
 
-from lazarus_devstack.kubelet import LocalKubelet
+from lazarus_devstack.harness import LosableNode
 from tests.conftest import ControlPlane, S3Server
 from tests.operator.harness import OperatorProcess, wait_for
 from tests.trainer.proxy import Proxy
@@ -40,40 +38,6 @@ pytestmark = pytest.mark.e2e
 T = 120
 STEP_LOG = "steps.jsonl"  # the reference trainer's per-step log, in the pod's directory
 SIGNAL_S = 0.25  # the trainer's progress-signal interval (its default)
-
-
-class Node:
-    """A process kubelet that can be lost (its processes die, it stops heartbeating)."""
-
-    def __init__(self, cluster: ControlPlane, name: str, work: Path) -> None:
-        self.cluster, self.name, self.work = cluster, name, work
-        self.kubelet: LocalKubelet | None = None
-
-    def start(self) -> None:
-        self.kubelet = LocalKubelet(str(self.cluster.kubeconfig), self.name, self.work)
-        threading.Thread(target=self.kubelet.run, daemon=True).start()
-
-    def lose(self) -> None:
-        assert self.kubelet is not None
-        self.kubelet.shutdown()  # SIGKILLs its pods' processes
-        self.kubelet = None
-
-    def report_unknown(self, core: client.CoreV1Api) -> None:
-        """What the node-lifecycle controller (off in this stack) writes for a node that
-        stopped heartbeating: Ready=Unknown, as of now (about when training stopped)."""
-        now = datetime.now(UTC).isoformat()
-        cond = {
-            "type": "Ready",
-            "status": "Unknown",
-            "reason": "NodeStatusUnknown",
-            "lastHeartbeatTime": now,
-            "lastTransitionTime": now,
-        }
-        core.patch_node_status(self.name, {"status": {"conditions": [cond]}})
-
-    def pid(self, pod: str) -> int:
-        assert self.kubelet is not None
-        return next(r.proc.pid for r in self.kubelet.running.values() if r.pod == pod)
 
 
 @pytest.fixture
@@ -91,7 +55,7 @@ def env(
     )
     url = urlparse(s3.endpoint_url)
     proxy = Proxy(url.hostname or "127.0.0.1", url.port or 80)
-    node = Node(cluster, f"{namespace}-local", tmp_path / "pods")
+    node = LosableNode(cluster, f"{namespace}-local", tmp_path / "pods")
     node.start()
     operator = OperatorProcess(
         {**cluster.env(), "LAZARUS_PROGRESS_SECONDS": "1"}, namespace, tmp_path / "operator.log"
@@ -322,7 +286,7 @@ def test_a_lost_node_books_an_estimate_marked_as_such(
     newest = store.list_checkpoints()[0].name
     wait_for(lambda: store.list_checkpoints()[0].name != newest, T, "a fresh checkpoint")
     time.sleep(2.5)
-    node: Node = env["node"]
+    node: LosableNode = env["node"]
     node.lose()
     node.report_unknown(env["core"])
     st = relaunched(status)
@@ -374,7 +338,7 @@ def test_an_eviction_in_start_up_books_no_lost_steps(
     slack = kill_after(env, "early-a1-0", 10)
     relaunched(status, 2)
     pod = "early-a2-0"
-    node: Node = env["node"]
+    node: LosableNode = env["node"]
 
     def started() -> bool:
         try:

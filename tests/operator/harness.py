@@ -1,293 +1,32 @@
 """Test harness for the operator against the real API server: the tests play
 kubelet (bind pods to fake Nodes, set their status, confirm graceful
-deletions) and run the operator as a subprocess, as it runs in production."""
+deletions) and run the operator as a subprocess, as it runs in production.
+
+The parts benchmarks share live in the devstack package (`lazarus_devstack.harness`,
+`lazarus_devstack.fake_kubelet`); what is here only tests use."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
 
 from kubernetes import client
 
-T = TypeVar("T")
-GROUP, VERSION, PLURAL = "lazarus.dev", "v1alpha1", "trainingjobs"
+from lazarus_devstack.fake_kubelet import FakeKubelet
+from lazarus_devstack.harness import GROUP, PLURAL, VERSION, OperatorProcess, now_iso, wait_for
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def wait_for(fn: Callable[[], T | None], timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll `fn` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-class OperatorProcess:
-    """`python -m lazarus_operator.main -n <ns>` with its log in a file."""
-
-    def __init__(self, env: dict[str, str], namespace: str, log: Path, *extra: str) -> None:
-        self.log_path = log
-        self._log = log.open("ab")
-        # Metrics off unless a test asks for a port: tests run side by side.
-        full_env = {**os.environ, "LAZARUS_METRICS_PORT": "0", **env, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lazarus_operator.main", "-n", namespace, *extra],
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def pause(self) -> None:
-        """SIGSTOP: the process holds its connections and state but reads nothing."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as a crashed or evicted operator pod."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-
-
-class FakeKubelet:
-    """Plays kubelet for pods of one namespace on fake Nodes.
-
-    A background thread binds new pods to Ready nodes (round robin), reports
-    them Running, and confirms graceful deletions of pods whose node is
-    Ready and not in `self.unresponsive` (as a trainer that saved and exited
-    on SIGTERM). Tests drive everything else explicitly.
-    """
-
-    def __init__(self, api: client.ApiClient, namespace: str, nodes: list[str]) -> None:
-        self.core = client.CoreV1Api(api)
-        self.ns = namespace
-        self.nodes = list(nodes)
-        self.unresponsive: set[str] = set()
-        self.auto_run = True
-        self.exit_code_on_sigterm = 75
-        self._stop = threading.Event()
-        self._paused = threading.Event()  # no API calls at all while set (pause())
-        self._ticking = threading.Lock()
-        self._next = 0
-        self.created_at: dict[str, float] = {}
-        for n in nodes:
-            self.create_node(n)
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def start(self) -> FakeKubelet:
-        self._thread.start()
-        return self
-
-    def pause(self) -> None:
-        """Stop calling the API (after the tick in progress): a test may then count
-        the API server's requests as the operator's alone."""
-        self._paused.set()
-        with self._ticking:  # the tick in progress is over
-            pass
-
-    def resume(self) -> None:
-        self._paused.clear()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        for n in self.nodes:
-            with contextlib.suppress(client.ApiException):
-                self.core.delete_node(n)
-
-    # --- nodes ------------------------------------------------------------------
-    def create_node(self, name: str) -> None:
-        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
-        with contextlib.suppress(client.ApiException):
-            self.core.create_node(body)
-        self.set_node_ready(name, "True")
-
-    def set_node_ready(self, name: str, status: str) -> None:
-        cond = {
-            "type": "Ready",
-            "status": status,
-            "reason": "KubeletReady" if status == "True" else "NodeStatusUnknown",
-            "message": "fake kubelet",
-            "lastHeartbeatTime": now_iso(),
-            "lastTransitionTime": now_iso(),
-        }
-        self.core.patch_node_status(name, {"status": {"conditions": [cond]}})
-
-    def taint_node(self, name: str, key: str, effect: str = "NoSchedule") -> None:
-        node = json.loads(self.core.read_node(name, _preload_content=False).data)
-        taints = list(node["spec"].get("taints") or [])
-        taints.append({"key": key, "value": "1", "effect": effect})
-        self.core.patch_node(name, {"spec": {"taints": taints}})
-
-    # --- pods ---------------------------------------------------------------------
-    def pods(self, job: str | None = None) -> list[dict[str, Any]]:
-        sel = f"lazarus.dev/job={job}" if job else "lazarus.dev/job"
-        resp = self.core.list_namespaced_pod(self.ns, label_selector=sel, _preload_content=False)
-        items: list[dict[str, Any]] = json.loads(resp.data)["items"]
-        return items
-
-    def pod(self, name: str) -> dict[str, Any] | None:
-        try:
-            resp = self.core.read_namespaced_pod(name, self.ns, _preload_content=False)
-        except client.ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        got: dict[str, Any] = json.loads(resp.data)
-        return got
-
-    def bind(self, pod: str, node: str) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": pod},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        }
-        # The answer is a Status, not a Binding: do not parse it.
-        self.core.create_namespaced_binding(self.ns, body, _preload_content=False)
-
-    def _container(self, pod: dict[str, Any]) -> str:
-        return str(pod["spec"]["containers"][0]["name"])
-
-    def set_running(self, name: str) -> None:
-        pod = self.pod(name)
-        assert pod is not None
-        status = {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now_iso()}],
-            "containerStatuses": [
-                {
-                    "name": self._container(pod),
-                    "image": pod["spec"]["containers"][0]["image"],
-                    "imageID": "",
-                    "ready": True,
-                    "restartCount": 0,
-                    "state": {"running": {"startedAt": now_iso()}},
-                }
-            ],
-        }
-        self.core.patch_namespaced_pod_status(name, self.ns, {"status": status})
-
-    def terminate(
-        self,
-        name: str,
-        exit_code: int,
-        *,
-        reason: str | None = None,
-        message: dict[str, Any] | None = None,
-        disruption: str | None = None,
-        status_reason: str | None = None,
-    ) -> None:
-        """The trainer container ended: phase, state and conditions as kubelet sets them."""
-        pod = self.pod(name)
-        assert pod is not None
-        term: dict[str, Any] = {
-            "exitCode": exit_code,
-            "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": now_iso(),
-            "finishedAt": now_iso(),
-        }
-        if message is not None:
-            term["message"] = json.dumps(message)
-        conditions: list[dict[str, Any]] = [
-            {"type": "Ready", "status": "False", "lastTransitionTime": now_iso()}
-        ]
-        if disruption:
-            conditions.append(
-                {
-                    "type": "DisruptionTarget",
-                    "status": "True",
-                    "reason": disruption,
-                    "message": f"test: {disruption}",
-                    "lastTransitionTime": now_iso(),
-                }
-            )
-        status: dict[str, Any] = {
-            "phase": "Succeeded" if exit_code == 0 else "Failed",
-            "conditions": conditions,
-            "containerStatuses": [
-                {
-                    "name": self._container(pod),
-                    "image": pod["spec"]["containers"][0]["image"],
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": {"terminated": term},
-                }
-            ],
-        }
-        if status_reason:
-            status["reason"] = status_reason
-        self.core.patch_namespaced_pod_status(name, self.ns, {"status": status})
-
-    def confirm_deletion(self, name: str) -> None:
-        with contextlib.suppress(client.ApiException):
-            self.core.delete_namespaced_pod(name, self.ns, grace_period_seconds=0)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            # The API may be busy; try again next tick.
-            with contextlib.suppress(Exception), self._ticking:
-                if not self._paused.is_set():
-                    self._tick()
-            self._stop.wait(0.1)
-
-    def _tick(self) -> None:
-        for pod in self.pods():
-            meta, spec = pod["metadata"], pod["spec"]
-            name = meta["name"]
-            self.created_at.setdefault(name, time.monotonic())
-            node = spec.get("nodeName")
-            if meta.get("deletionTimestamp"):
-                if node is None or node not in self.unresponsive:
-                    if node is not None and (pod.get("status") or {}).get("phase") == "Running":
-                        # the trainer saved on SIGTERM and exited as preempted
-                        self.terminate(name, self.exit_code_on_sigterm)
-                    self.confirm_deletion(name)
-                continue
-            if node is None and self.nodes:
-                ready = [n for n in self.nodes if n not in self.unresponsive]
-                if not ready:
-                    continue
-                target = ready[self._next % len(ready)]
-                self._next += 1
-                self.bind(name, target)
-                if self.auto_run:
-                    self.set_running(name)
+__all__ = [
+    "GROUP",
+    "PLURAL",
+    "VERSION",
+    "FakeKubelet",
+    "OperatorProcess",
+    "api_requests",
+    "metric_value",
+    "now_iso",
+    "requests_between",
+    "wait_for",
+]
 
 
 def api_requests(api: client.ApiClient) -> dict[tuple[str, str], int]:

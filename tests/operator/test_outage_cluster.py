@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from lazarus_devstack.harness import node_ready
 from lazarus_devstack.kubelet import LocalKubelet
 from lazarus_devstack.stack import Stack
 from tests.conftest import ControlPlane
-from tests.e2e.test_local_loop import _node_ready
 
 from .conftest import Jobs
 from .harness import FakeKubelet, OperatorProcess, wait_for
@@ -134,7 +134,7 @@ def test_the_process_kubelet_reports_an_exit_that_happened_during_an_outage(
     threading.Thread(target=kubelet.run, daemon=True).start()
     core = client.CoreV1Api(cluster.api_client())
     try:
-        wait_for(lambda: _node_ready(core, node), T, f"node {node} Ready")
+        wait_for(lambda: node_ready(core, node), T, f"node {node} Ready")
         core.create_namespaced_pod(
             namespace,
             {
