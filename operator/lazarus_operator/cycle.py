@@ -21,6 +21,7 @@ from .decide import decide, needs_selection
 from .kube import Kube, Rejected, api_unavailable
 from .lanes import storage_lane
 from .outbox import Outbox
+from .secretcache import SecretCache
 from .spec import JobSpec, SpecError, parse_spec
 from .vocabulary import (
     AnnotatePod,
@@ -35,7 +36,7 @@ from .vocabulary import (
     Selection,
     StorageProblem,
 )
-from .watched import LARGE, Bodies, Watched, overdue, pod_uid, slim_pod, vanished
+from .watched import Bodies, Watched, overdue, pod_uid, slim_pod, vanished
 
 log = logging.getLogger("lazarus.cycle")
 
@@ -86,6 +87,7 @@ class Reconciler:
         self.watched: Watched | None = None  # attached at startup (handlers.startup)
         self.outbox = Outbox(kube.event, retryable=api_unavailable)  # survive API outages
         self.storage_lane = storage_lane()  # storage calls: threads of their own
+        self.secrets = SecretCache(kube.get_secret)  # the Secrets jobs name, by GET
 
     async def resync_forever(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:
         """Revisit every known job regularly (progress from storage, missed events).
@@ -398,18 +400,30 @@ class Reconciler:
             cred = await self.credentials(ref.namespace, spec)
         except storage.CredentialsError as err:
             return storage.problem_of(err, spec.checkpoint.uri)
-        return await storage.select(spec.checkpoint, cred, attempt, ref, lane=self.storage_lane)
+        answer = await storage.select(spec.checkpoint, cred, attempt, ref, lane=self.storage_lane)
+        if isinstance(answer, StorageProblem) and answer.reason == s.R_ACCESS_DENIED:
+            self._forget_secret(ref.namespace, spec)  # rotated? the next retry reads it again
+        return answer
 
     async def credentials(self, ns: str, spec: JobSpec) -> storage.Credentials:
+        """The job's storage credentials: the keys it names of the Secret it names, by
+        GET through `secrets` (no Secret is watched; at rest none is read per cycle),
+        else the operator's own where the platform allows them."""
         ref = spec.checkpoint.secret_ref
         secret: dict[str, Any] | None = None
         if ref is not None:
-            data = self._watched().secret(ns, ref.name)
-            if data == LARGE:  # too big for the index to keep: read it
-                secret = await self.kube.get_secret(ns, ref.name)
-            elif data is not None:
-                secret = {"data": data}
-        return storage.credentials(spec.checkpoint, secret, ns)
+            keys = (ref.access_key_id_key, ref.secret_access_key_key, ref.region_key)
+            data = await self.secrets.data(ns, ref.name, keys)
+            secret = None if data is None else {"data": data}
+        try:
+            return storage.credentials(spec.checkpoint, secret, ns)
+        except storage.CredentialsError:
+            self._forget_secret(ns, spec)  # a key missing: the fixed Secret is read next time
+            raise
+
+    def _forget_secret(self, ns: str, spec: JobSpec) -> None:
+        if (ref := spec.checkpoint.secret_ref) is not None:
+            self.secrets.forget(ns, ref.name)
 
     async def _patch_status(
         self, job: dict[str, Any], old: dict[str, Any], new: dict[str, Any]

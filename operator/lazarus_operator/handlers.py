@@ -7,6 +7,7 @@ Shared state travels in kopf's `memo` (`runtime.Runtime`), not in module globals
 
 The facts a cycle reads come from the indexes below (`watched`): kopf keeps them
 current from its watch streams and starts no handler before their first listing.
+Secrets are not watched: a job's is read by name when needed (secretcache).
 """
 
 from __future__ import annotations
@@ -25,15 +26,7 @@ from . import status as s
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .runtime import Runtime
 from .spec import SpecError, parse_spec
-from .watched import (
-    SecretEntry,
-    Watched,
-    asks_for_cycle,
-    node_essence,
-    secret_entry,
-    slim,
-    slim_pod,
-)
+from .watched import Watched, asks_for_cycle, node_essence, slim, slim_pod
 
 log = logging.getLogger("lazarus.handlers")
 
@@ -43,9 +36,7 @@ async def startup(memo: Runtime, **kw: Any) -> None:
     rec, opts = memo.reconciler, memo.options
     # The indexes are live objects, empty until kopf's first listing (no handler
     # runs before it completes): the reconciler reads them from here on.
-    rec.watched = Watched(
-        pods=kw["pods_by_job"], nodes=kw["nodes"], secrets=kw["secrets"], services=kw["services"]
-    )
+    rec.watched = Watched(pods=kw["pods_by_job"], nodes=kw["nodes"], services=kw["services"])
     # API calls run in threads: as many as the client has connections (the default,
     # cores + 4, queued every job's calls behind a few slow ones).
     loop = asyncio.get_running_loop()
@@ -144,17 +135,6 @@ async def pods_by_job(
 async def nodes(name: str, body: Any, **_: Any) -> dict[str, dict[str, Any]]:
     """name -> the Node: readiness and taints of the nodes a job's pods run on."""
     return {name: slim(body)}
-
-
-@kopf.index("", "v1", "secrets")
-async def secrets(
-    namespace: str | None, name: str, body: Any, **_: Any
-) -> dict[tuple[str, str], SecretEntry] | None:
-    """(namespace, name) -> the Secret's data (credentials a job's spec names);
-    large Secrets (Helm releases) only by name."""
-    if namespace is None:
-        return None
-    return {(namespace, name): secret_entry(body.get("data"))}
 
 
 @kopf.index("", "v1", "services", labels={LABEL_JOB: kopf.PRESENT})

@@ -1,14 +1,15 @@
 """What the watches hold: the facts a cycle reads from memory instead of the API.
 
-kopf's indexes (handlers.py) keep the jobs' pods, the nodes, the Secrets and the
-headless Services current from watch streams; kopf runs no handler before every
-index has its initial listing, so an index that lacks an object means the object
-does not exist (as a LIST would have said). `Watched` is the reconciler's view over
-them. TrainingJob bodies come from kopf's events too (`Bodies`), written through
-with the operator's own status patches, so a resync costs no API call at all.
+kopf's indexes (handlers.py) keep the jobs' pods, the nodes and the headless
+Services current from watch streams (Secrets are read by name: secretcache); kopf
+runs no handler before every index has its initial listing, so an index that lacks
+an object means the object does not exist (as a LIST would have said). `Watched` is
+the reconciler's view over them. TrainingJob bodies come from kopf's events too
+(`Bodies`), written through with the operator's own status patches, so a resync
+costs no API call at all.
 
-Pure helpers: what an index keeps of an object (bodies without `managedFields`,
-a Secret's small `data` only) and the part of a Node a decision reads.
+Pure helpers: what an index keeps of an object (bodies without `managedFields`)
+and the part of a Node a decision reads.
 """
 
 from __future__ import annotations
@@ -20,13 +21,6 @@ from typing import Any, Final
 
 from .classify import parse_time
 
-# A Secret's data is kept only when small: credentials are a few hundred bytes,
-# while Helm release Secrets (which a cluster-wide watch also sees) run to MBs.
-SECRET_DATA_MAX: Final = 16 * 1024
-LARGE: Final = "large"  # the index's value for a Secret too big to keep: GET it
-
-SecretEntry = dict[str, str] | str
-
 
 @dataclass(frozen=True)
 class Watched:
@@ -34,7 +28,6 @@ class Watched:
 
     pods: Mapping[tuple[str, str], Collection[dict[str, Any]]]  # (ns, job) -> pods
     nodes: Mapping[str, Collection[dict[str, Any]]]  # name -> the node
-    secrets: Mapping[tuple[str, str], Collection[SecretEntry]]  # (ns, name) -> data
     services: Mapping[tuple[str, str], Collection[str]]  # (ns, job) -> Service names
 
     def job_pods(self, ns: str, job: str) -> list[dict[str, Any]]:
@@ -42,10 +35,6 @@ class Watched:
 
     def node(self, name: str) -> dict[str, Any] | None:
         return next(iter(self.nodes.get(name, ())), None)
-
-    def secret(self, ns: str, name: str) -> SecretEntry | None:
-        """The Secret's `data`, LARGE, or None when it does not exist."""
-        return next(iter(self.secrets.get((ns, name), ())), None)
 
     def has_service(self, ns: str, job: str) -> bool:
         return job in self.services.get((ns, job), ())
@@ -94,14 +83,6 @@ def overdue(pod: Mapping[str, Any], now: datetime) -> bool:
 
 def pod_uid(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("uid") or _name(pod))
-
-
-def secret_entry(data: Mapping[str, Any] | None) -> SecretEntry:
-    """What the index keeps of a Secret: its `data` if small, else LARGE."""
-    kept = {str(k): str(v) for k, v in (data or {}).items()}
-    if sum(len(k) + len(v) for k, v in kept.items()) > SECRET_DATA_MAX:
-        return LARGE
-    return kept
 
 
 def node_essence(node: Mapping[str, Any] | None) -> Any:

@@ -39,7 +39,7 @@ def test_pods_unseen_too_long_are_kept_when_the_api_has_them(
         core.create_namespaced_pod(namespace, _pod("j-a1-0"))
     )
     rec = Reconciler(Kube(cluster.api_client()))
-    rec.watched = Watched(pods={}, nodes={}, secrets={}, services={})  # the lagging watch
+    rec.watched = Watched(pods={}, nodes={}, services={})  # the lagging watch
     st = _JobState()
     long_ago = time.monotonic() - CREATED_MEMORY_S - 1
     # j-a1-0 exists; j-a1-1 was created and deleted while the watch was away.

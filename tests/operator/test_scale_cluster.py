@@ -29,8 +29,8 @@ from .harness import (
 
 pytestmark = pytest.mark.cluster
 T = 60
-# What a cycle used to read or write through the API; now watched (and written
-# only when something changes).
+# What a cycle used to read or write through the API; now watched or, the Secret,
+# cached (and written only when something changes).
 WATCHED = {"pods", "nodes", "secrets", "services", "trainingjobs", "trainingjobs/status"}
 CYCLES = "lazarus_operator_cycle_duration_seconds_count"
 
@@ -88,7 +88,7 @@ def test_a_quiet_resync_makes_no_api_request(
         if res in WATCHED and verb != "WATCH"
     }
     assert cycles >= 3 * len(names), "the resync ran every job's cycle"
-    assert calls == {}, "a resync reads pods, nodes, the Secret and the job from the watches"
+    assert calls == {}, "a resync reads pods, nodes and the job from the watches, the Secret cached"
     posts = requests_between(before, after).get(("POST", "events"), 0)
     assert posts == 0, "nothing happened: no event (the operator posts core v1 Events)"
 

@@ -9,11 +9,9 @@ import pytest
 
 from lazarus_operator.classify import classify
 from lazarus_operator.watched import (
-    LARGE,
     asks_for_cycle,
     node_essence,
     overdue,
-    secret_entry,
     slim_pod,
     vanished,
 )
@@ -48,11 +46,6 @@ def test_a_heartbeat_is_no_change_but_readiness_and_taints_are() -> None:
     assert node_essence(a) == node_essence(b)
     assert node_essence(a) != node_essence(node(ready="False"))
     assert node_essence(a) != node_essence(node(taints=[{"key": "k", "effect": "NoSchedule"}]))
-
-
-def test_only_small_secrets_are_kept() -> None:
-    assert secret_entry({"AWS_ACCESS_KEY_ID": "a2V5"}) == {"AWS_ACCESS_KEY_ID": "a2V5"}
-    assert secret_entry({"release": "x" * 100_000}) == LARGE
 
 
 @pytest.mark.parametrize(
