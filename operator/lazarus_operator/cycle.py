@@ -287,7 +287,7 @@ class Reconciler:
             metrics.METRICS.api_retries.inc()
             await self._refetch(ns, name)
             return Outcome(0.05, "job changed while deciding")
-        metrics.METRICS.observe(facts.job, old_status, new_status, now)
+        metrics.METRICS.observe(facts.job, old_status, new_status, now, spec.checkpoint)
         if facts.selection is not None and facts.selection.chosen is not None:
             ck = facts.selection.chosen
             metrics.METRICS.observe_checkpoint(facts.job, ck.name, ck.extra)

@@ -1,22 +1,23 @@
-"""Every job's metric series in one collector, a flat array of floats per job.
+"""Many objects' metric series in one collector, a flat array of floats per object.
 
 prometheus_client keeps each labelled series as objects of its own: a child metric,
-a value object and a lock per counter, per histogram bucket and per sum. A job's
-~160 series (4 causes x a 12-bucket histogram, 4 trainer histograms of 13 buckets,
-the counters and gauges) cost 45 KB that way, 45 MB for 1,000 jobs. Here a job is
-one `array('d')` (8 bytes a value) and the series are built at scrape time, with
-the same names, labels and values as the library's Counter, Gauge and Histogram
-would expose (`_total` counters, cumulative `le` buckets, `_count` and `_sum`; no
-`_created`, as the registry disables them).
+a value object and a lock per counter, per histogram bucket and per sum (45 KB for
+the ~160 series a job had before issue 28). Here an object (a job, or a namespace)
+is one `array('d')` (8 bytes a value), keyed by its label values, and the series
+are built at scrape time, with the same names, labels and values as the library's
+Counter, Gauge and Histogram would expose (`_total` counters, cumulative `le`
+buckets, `_count` and `_sum`; no `_created`, as the registry disables them). A row
+may be given an expiry time: from then on it is neither exposed nor recreated.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -31,22 +32,22 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 Kind = Literal["counter", "gauge", "histogram"]
-Key = tuple[str, str]  # (namespace, trainingjob)
+Key = tuple[str, ...]  # the row's label values: (namespace, trainingjob) or (namespace,)
 LABELS: Final = ("namespace", "trainingjob")
-UNSET: Final = math.nan  # a gauge with this value is not exposed (never set)
+UNSET: Final = math.nan  # an optional gauge with this value is not exposed
 
 
 @dataclass(frozen=True)
 class Family:
-    """One metric family: its values per job are `width` floats per label value."""
+    """One metric family: its values per row are `width` floats per label value."""
 
     name: str
     doc: str
     kind: Kind
-    label: str = ""  # the one label beyond the job's, if any
+    label: str = ""  # the one label beyond the row's, if any
     values: tuple[str, ...] = ("",)  # that label's values (("",): no label)
     buckets: tuple[float, ...] = ()  # histograms: finite upper bounds
-    optional: bool = False  # gauges: exposed only once set
+    optional: bool = False  # gauges: exposed only while set (not UNSET)
 
     def le(self) -> tuple[str, ...]:
         """The buckets' `le` labels as prometheus_client writes them ("1.0", "+Inf")."""
@@ -60,10 +61,19 @@ class Family:
 
 
 class JobSeries(Collector):
-    """The families' series of every job, registered in `registry`."""
+    """The families' series of every row (`labels`: the row's label names),
+    registered in `registry`; `clock` (unix seconds) decides expiry."""
 
-    def __init__(self, families: Sequence[Family], registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        families: Sequence[Family],
+        registry: CollectorRegistry,
+        labels: tuple[str, ...] = LABELS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.families = tuple(families)
+        self.labels = labels
+        self._clock = clock
         self._at: dict[tuple[str, str], int] = {}
         start = 0
         for fam in self.families:
@@ -77,6 +87,7 @@ class JobSeries(Collector):
                     self._init[self._at[(fam.name, v)]] = UNSET
         self._le = {fam.name: fam.le() for fam in self.families if fam.kind == "histogram"}
         self._jobs: dict[Key, array[float]] = {}
+        self._expires: dict[Key, float] = {}
         self._lock = threading.Lock()
         registry.register(self)
 
@@ -87,7 +98,7 @@ class JobSeries(Collector):
         return row
 
     def touch(self, key: Key) -> None:
-        """The job's series exist (at 0) from now on, so `increase()` sees the first change."""
+        """The row's series exist (at 0) from now on, so `increase()` sees the first change."""
         with self._lock:
             self._row(key)
 
@@ -106,9 +117,24 @@ class JobSeries(Collector):
             row[at + bisect_left(fam.buckets, x)] += 1  # le: the first bound >= x
             row[at + len(fam.buckets) + 1] += x
 
+    def expire(self, key: Key, at: float | None) -> bool:
+        """The row goes at `at` (unix seconds; None: it stays), or at the earlier time
+        set before. False once that has passed: the row is gone, and the caller must
+        not write it again."""
+        with self._lock:
+            if at is None:
+                self._expires.pop(key, None)
+                return True
+            at = self._expires[key] = min(at, self._expires.get(key, at))
+            if at > self._clock():
+                return True
+            self._jobs.pop(key, None)
+            return False
+
     def forget(self, key: Key) -> None:
         with self._lock:
             self._jobs.pop(key, None)
+            self._expires.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -116,23 +142,32 @@ class JobSeries(Collector):
     def describe(self) -> Iterator[Metric]:
         """The family names, so the registry refuses a duplicate at registration."""
         for fam in self.families:
-            yield _empty(fam)
+            yield _empty(fam, self.labels)
+
+    def _snapshot(self) -> list[tuple[Key, array[float]]]:
+        """Copies of the live rows, sorted; expired rows are dropped here."""
+        with self._lock:
+            now = self._clock()
+            for key, at in self._expires.items():
+                if at <= now:
+                    self._jobs.pop(key, None)
+            return sorted((k, array("d", r)) for k, r in self._jobs.items())
 
     def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            rows = sorted((k, array("d", r)) for k, r in self._jobs.items())
+        rows = self._snapshot()
         for fam in self.families:
-            out = _empty(fam)
+            out = _empty(fam, self.labels)
+            le = self._le.get(fam.name)
             for key, row in rows:
                 for v in fam.values:
                     labels = [*key, v] if fam.label else list(key)
                     at = self._at[(fam.name, v)]
-                    _add(out, fam, labels, row[at : at + fam.width], self._le.get(fam.name))
+                    _add(out, fam, labels, row[at : at + fam.width], le)
             yield out
 
 
-def _empty(fam: Family) -> Metric:
-    labels = [*LABELS, fam.label] if fam.label else list(LABELS)
+def _empty(fam: Family, row_labels: tuple[str, ...]) -> Metric:
+    labels = [*row_labels, fam.label] if fam.label else list(row_labels)
     if fam.kind == "counter":
         return CounterMetricFamily(fam.name, fam.doc, labels=labels)
     if fam.kind == "gauge":
@@ -143,7 +178,7 @@ def _empty(fam: Family) -> Metric:
 def _add(
     out: Metric, fam: Family, labels: list[str], values: array[float], le: tuple[str, ...] | None
 ) -> None:
-    """One series (a histogram's: its buckets, count and sum) from the job's values."""
+    """One series (a histogram's: its buckets, count and sum) from the row's values."""
     if isinstance(out, HistogramMetricFamily) and le is not None:
         cumulative, buckets = 0.0, []
         for bound, n in zip(le, values, strict=False):
@@ -152,5 +187,5 @@ def _add(
         out.add_metric(labels, buckets, values[len(le)])
     elif isinstance(out, CounterMetricFamily | GaugeMetricFamily):
         x = values[0]
-        if not (fam.optional and math.isnan(x)):
+        if not math.isnan(x):
             out.add_metric(labels, x)

@@ -2,15 +2,17 @@
 
 Labels are bounded: `namespace`, `trainingjob` (the TrainingJob's name; not `job`,
 which Prometheus sets on every target), `cause`, `state`, `phase`; never pods or
-steps. Job metrics follow status transitions through the pure `accounting`
-module; the trainer's save and resume timings come from the manifest of the
-newest checkpoint the operator selects (contract section 4a).
+steps. A job has at most 15 series; distributions and lost work by cause are kept
+per namespace (`metricfamilies`). Job metrics follow status transitions through the
+pure `accounting` module; the trainer's save and resume timings come from the
+manifest of the newest checkpoint the operator selects (contract section 4a).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
@@ -27,15 +29,16 @@ from prometheus_client import (
 from prometheus_client import start_http_server as _start_http_server
 
 from . import accounting as acc
+from . import status as s
 from .builders import JobRef
-from .jobseries import Family, JobSeries
+from .classify import parse_time
+from .jobseries import UNSET, JobSeries
+from .metricfamilies import job_families, namespace_families
+from .spec import CheckpointSpec
 from .vocabulary import trainer_timings
 
-JOB: Final = ("namespace", "trainingjob")
-CAUSE: Final = (*JOB, "cause")
-SECONDS_BUCKETS: Final = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
-SAVE_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 CYCLE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+KEEP_FINISHED_SECONDS: Final = 3600.0  # a finished job's series, then they go
 
 # `_created` series double every counter and no dashboard or alert reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -54,193 +57,163 @@ def _storage_clients_built() -> float:
     return float(clients_built())
 
 
-def _job_families() -> tuple[Family, ...]:
-    def trainer_hist(name: str, doc: str) -> Family:
-        return Family(name, doc, "histogram", buckets=SAVE_BUCKETS)
+def save_interval(ck: CheckpointSpec | None, step_rate: Any) -> float | None:
+    """The job's save interval in seconds: `everySeconds`, or `everySteps` at the
+    trainer's step rate, whichever comes sooner; None while neither is known."""
+    if ck is None:
+        return None
+    every: list[float] = []
+    if ck.save_every_seconds > 0:
+        every.append(float(ck.save_every_seconds))
+    rate = step_rate if isinstance(step_rate, int | float) else 0.0
+    if ck.save_every_steps > 0 and rate > 0:
+        every.append(ck.save_every_steps / rate)
+    return min(every, default=None)
 
+
+def finished_at(status: Mapping[str, Any], now: datetime) -> float | None:
+    """When a finished job finished (`status.finishedAt`, else `now`); None if running."""
+    if status.get("phase") not in s.FINISHED:
+        return None
+    t = parse_time(status.get("finishedAt")) or now
+    return t.timestamp()
+
+
+def _operator(r: CollectorRegistry) -> tuple[Histogram, Counter, Counter]:
+    """The operator's own families; returns those the cycle records."""
+    Info("lazarus_operator", "The operator build.", registry=r).info({"version": _version()})
+    Gauge(
+        "lazarus_operator_storage_clients",
+        "S3 clients this process has built: one per endpoint and credentials, "
+        "shared by every job's store.",
+        registry=r,
+    ).set_function(_storage_clients_built)
     return (
-        Family(
-            "lazarus_restarts",
-            "Attempts of a job ended and relaunched, by cause.",
-            "counter",
-            label="cause",
-            values=acc.CAUSES,
+        Histogram(
+            "lazarus_operator_cycle_duration_seconds",
+            "Duration of one reconcile cycle of one job.",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
         ),
-        Family(
-            "lazarus_recovery_seconds",
-            "Time from an attempt's end until all pods of the next attempt run.",
-            "histogram",
-            buckets=SECONDS_BUCKETS,
-            label="cause",
-            values=acc.CAUSES,
-        ),
-        Family(
-            "lazarus_lost_steps",
-            "Steps lost by restarts (last step - resume step).",
-            "counter",
-            label="cause",
-            values=acc.CAUSES,
-        ),
-        Family(
-            "lazarus_lost_seconds",
-            "Running time lost by restarts (after the checkpoint resumed from).",
-            "counter",
-            label="cause",
-            values=acc.CAUSES,
-        ),
-        Family(
-            "lazarus_job_seconds",
-            "Job wall-clock seconds by state; goodput = productive / all states.",
-            "counter",
-            label="state",
-            values=acc.STATES,
-        ),
-        Family(
-            "lazarus_job_phase",
-            "1 for the job's current phase.",
-            "gauge",
-            label="phase",
-            values=acc.PHASES,
-        ),
-        Family(
-            "lazarus_checkpoint_step",
-            "Step of the newest valid checkpoint.",
-            "gauge",
-            optional=True,
-        ),
-        Family(
-            "lazarus_checkpoint_timestamp_seconds",
-            "Commit time of the newest valid checkpoint (unix seconds).",
-            "gauge",
-            optional=True,
-        ),
-        Family(
-            "lazarus_failures_without_progress",
-            "Consecutive failures without a new checkpoint.",
-            "gauge",
-        ),
-        trainer_hist(
-            "lazarus_checkpoint_save_seconds", "Trainer: save from state capture to commit start."
-        ),
-        trainer_hist(
-            "lazarus_checkpoint_stall_seconds", "Trainer: training paused per save (state copy)."
-        ),
-        trainer_hist(
-            "lazarus_checkpoint_durable_seconds",
-            "Trainer: a step's state captured until committed.",
-        ),
-        trainer_hist(
-            "lazarus_resume_seconds", "Trainer: loading the resume checkpoint, per attempt."
-        ),
-        Family(
-            "lazarus_checkpoint_written_bytes",
-            "Trainer: bytes of committed checkpoints.",
-            "counter",
+        Counter("lazarus_operator_cycle_errors", "Reconcile cycles that raised.", registry=r),
+        Counter(
+            "lazarus_operator_api_retries",
+            "API writes retried: status patch conflicts, decided again on fresh facts.",
+            registry=r,
         ),
     )
 
 
 class Metrics:
-    """The operator's own metric families, every job's series (`JobSeries`: one
-    array of floats a job), and each job's accounting clock."""
+    """The operator's own metric families, every job's and every namespace's series
+    (`JobSeries`: one array of floats each), and each job's accounting clock.
+    A finished job's series go `keep_finished` seconds after it finished (`clock`)."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        r = registry
-        (
-            self.restarts,
-            self.recovery,
-            self.lost_steps,
-            self.lost_seconds,
-            self.job_seconds,
-            self.phase,
-            self.checkpoint_step,
-            self.checkpoint_time,
-            self.no_progress,
-            self.save_seconds,
-            self.stall_seconds,
-            self.durable_seconds,
-            self.resume_seconds,
-            self.written_bytes,
-        ) = families = _job_families()
-        self.jobs = JobSeries(families, r)
-        self.cycle = Histogram(
-            "lazarus_operator_cycle_duration_seconds",
-            "Duration of one reconcile cycle of one job.",
-            buckets=CYCLE_BUCKETS,
-            registry=r,
-        )
-        self.cycle_errors = Counter(
-            "lazarus_operator_cycle_errors", "Reconcile cycles that raised.", registry=r
-        )
-        self.api_retries = Counter(
-            "lazarus_operator_api_retries",
-            "API writes retried: status patch conflicts, decided again on fresh facts.",
-            registry=r,
-        )
-        Info("lazarus_operator", "The operator build.", registry=r).info({"version": _version()})
-        self.storage_clients = Gauge(
-            "lazarus_operator_storage_clients",
-            "S3 clients this process has built: one per endpoint and credentials, "
-            "shared by every job's store.",
-            registry=r,
-        )
-        self.storage_clients.set_function(_storage_clients_built)
+    def __init__(
+        self,
+        registry: CollectorRegistry = REGISTRY,
+        *,
+        keep_finished: float = KEEP_FINISHED_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keep_finished = keep_finished
+        self.job_fams, self.ns_fams = job_families(), namespace_families()
+        self.jobs = JobSeries(self.job_fams, registry, clock=clock)
+        self.namespaces = JobSeries(self.ns_fams, registry, labels=("namespace",), clock=clock)
+        self.cycle, self.cycle_errors, self.api_retries = _operator(registry)
         self._clocks: dict[tuple[str, str], acc.Clock] = {}
         self._seen_ckpt: dict[tuple[str, str], str] = {}
         self._seen_resume: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     # --- job transitions ------------------------------------------------------------
-    def observe(self, job: JobRef, old: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
-        """Record one cycle's status transition (called after the status write)."""
+    def observe(
+        self,
+        job: JobRef,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        now: datetime,
+        checkpoint: CheckpointSpec | None = None,
+    ) -> None:
+        """Record one cycle's status transition (called after the status write);
+        `checkpoint`: the job's spec.checkpoint, for its save interval."""
         key = (job.namespace, job.name)
         with self._lock:
             clock, o = acc.account(self._clocks.get(key), old, new, now)
             self._clocks[key] = clock
-        j = self.jobs
+        self._namespace((job.namespace,), old, new, o)
+        done = finished_at(new, now)
+        if self.jobs.expire(key, None if done is None else done + self.keep_finished):
+            self._job(key, new, o, save_interval(checkpoint, new.get("stepRate")))
+
+    def _job(
+        self, key: tuple[str, str], new: dict[str, Any], o: acc.Observations, every: float | None
+    ) -> None:
+        j, f = self.jobs, self.job_fams
         j.touch(key)  # every series exists from the job's first cycle, at 0: sums add up,
         # and increase() sees the first restart
         for state, secs in o.seconds.items():
-            j.inc(key, self.job_seconds, secs, state)
-        for cause in acc.CAUSES:
-            j.inc(key, self.restarts, o.restarts.get(cause, 0), cause)
-            j.inc(key, self.lost_steps, o.lost_steps.get(cause, 0), cause)
-            j.inc(key, self.lost_seconds, o.lost_seconds.get(cause, 0.0), cause)
-        for cause, secs in o.recovered:
-            j.observe(key, self.recovery, secs, cause)
+            j.inc(key, f.seconds, secs, state)
+        for cause, n in o.restarts.items():
+            j.inc(key, f.restarts, n, cause)
+        j.inc(key, f.lost_steps, sum(o.lost_steps.values()))
         for phase in acc.PHASES:
-            j.set(key, self.phase, 1 if phase == o.phase else 0, phase)
+            j.set(key, f.phase, 1 if phase == o.phase else UNSET, phase)
         if o.checkpoint_step is not None:
-            j.set(key, self.checkpoint_step, o.checkpoint_step)
+            j.set(key, f.checkpoint_step, o.checkpoint_step)
         if o.checkpoint_time is not None:
-            j.set(key, self.checkpoint_time, o.checkpoint_time)
-        j.set(key, self.no_progress, o.failures_without_progress)
+            j.set(key, f.checkpoint_time, o.checkpoint_time)
+        j.set(key, f.interval, UNSET if every is None else every)
+        j.set(key, f.no_progress, o.failures_without_progress)
+
+    def _namespace(
+        self, ns: tuple[str], old: dict[str, Any], new: dict[str, Any], o: acc.Observations
+    ) -> None:
+        """Lifecycle and lost work of the namespace: only transitions this process
+        writes count, so a restarted operator counts no job twice."""
+        n, f = self.namespaces, self.ns_fams
+        n.touch(ns)
+        old_phase, new_phase = old.get("phase"), new.get("phase")
+        if new_phase and not old_phase:
+            n.inc(ns, f.created, 1)
+        if new_phase != old_phase and old_phase not in s.FINISHED:
+            if new_phase == s.SUCCEEDED:
+                n.inc(ns, f.succeeded, 1)
+            elif new_phase == s.FAILED:
+                n.inc(ns, f.failed, 1)
+        for cause, steps in o.lost_steps.items():
+            n.inc(ns, f.lost_steps, steps, cause)
+        for cause, secs in o.lost_seconds.items():
+            n.inc(ns, f.lost_seconds, secs, cause)
+        for cause, secs in o.recovered:
+            n.observe(ns, f.recovery, secs, cause)
 
     def observe_checkpoint(self, job: JobRef, name: str, extra: Mapping[str, Any]) -> None:
-        """The trainer's timings from a checkpoint manifest, once per checkpoint."""
-        key = (job.namespace, job.name)
+        """The trainer's timings from a checkpoint manifest, once per checkpoint, into
+        the namespace's distributions."""
+        key, ns, f = (job.namespace, job.name), (job.namespace,), self.ns_fams
         t = trainer_timings(extra)
         if self._seen_ckpt.get(key) == name:
             return
         self._seen_ckpt[key] = name
         for field, fam in (
-            ("saveSeconds", self.save_seconds),
-            ("stallSeconds", self.stall_seconds),
-            ("durableSeconds", self.durable_seconds),
+            ("saveSeconds", f.save_seconds),
+            ("stallSeconds", f.stall_seconds),
+            ("durableSeconds", f.durable_seconds),
         ):
             if isinstance(t.get(field), int | float):
-                self.jobs.observe(key, fam, float(t[field]))
+                self.namespaces.observe(ns, fam, float(t[field]))
         if isinstance(t.get("bytes"), int):
-            self.jobs.inc(key, self.written_bytes, t["bytes"])
+            self.namespaces.inc(ns, f.written_bytes, t["bytes"])
         attempt = t.get("attempt")
         resume = t.get("resumeSeconds")
         fresh = isinstance(attempt, int) and self._seen_resume.get(key) != attempt
         if fresh and isinstance(attempt, int) and isinstance(resume, int | float):
             self._seen_resume[key] = attempt
-            self.jobs.observe(key, self.resume_seconds, float(resume))
+            self.namespaces.observe(ns, f.resume_seconds, float(resume))
 
     def forget(self, namespace: str, name: str) -> None:
-        """A deleted job: drop its series and its clock."""
+        """A deleted job: drop its series and its clock (its namespace's stay)."""
         key = (namespace, name)
         with self._lock:
             self._clocks.pop(key, None)
