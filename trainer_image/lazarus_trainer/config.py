@@ -20,6 +20,13 @@ from lazarus_contract import (
     ENV_SAVE_EVERY_SECONDS,
     ENV_SAVE_EVERY_STEPS,
 )
+from lazarus_contract.interval import (
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MIN_SECONDS,
+    ENV_SAVE_AUTO,
+    ENV_SAVE_AUTO_MAX_SECONDS,
+    ENV_SAVE_AUTO_MIN_SECONDS,
+)
 
 from .termination import PermanentError
 
@@ -68,6 +75,9 @@ class LazarusConfig:
     grace_seconds: float = 30.0
     save_every_steps: int = 0
     save_every_seconds: float = 0.0
+    save_auto: bool = False  # the automatic interval (autointerval.py) replaces the schedule
+    save_auto_min_seconds: float = DEFAULT_MIN_SECONDS  # ... within these bounds
+    save_auto_max_seconds: float = DEFAULT_MAX_SECONDS
     eval_metric: str = ""
     eval_mode: str = "min"
     keep_latest: int = 0  # 0: no pruning by the trainer
@@ -96,6 +106,9 @@ class LazarusConfig:
             grace_seconds=_env_float(ENV_GRACE_SECONDS, 30.0),
             save_every_steps=_env_int(ENV_SAVE_EVERY_STEPS, 0),
             save_every_seconds=_env_float(ENV_SAVE_EVERY_SECONDS, 0.0),
+            save_auto=_env_bool(ENV_SAVE_AUTO, False),
+            save_auto_min_seconds=_env_float(ENV_SAVE_AUTO_MIN_SECONDS, DEFAULT_MIN_SECONDS),
+            save_auto_max_seconds=_env_float(ENV_SAVE_AUTO_MAX_SECONDS, DEFAULT_MAX_SECONDS),
             eval_metric=os.environ.get(ENV_EVAL_METRIC, ""),
             eval_mode=os.environ.get(ENV_EVAL_MODE, "") or "min",
             keep_latest=_env_int(ENV_KEEP_LATEST, 0),

@@ -39,6 +39,7 @@ class SaveMeta:
     captured_at: float  # time.monotonic() when the capture began
     stall_seconds: float  # how long training waited for the capture
     steps_per_second: float | None = None  # the attempt's pace so far (run_state.StepClock)
+    schedule: dict[str, float] = field(default_factory=dict)  # the automatic interval's facts
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class SaveTimings:
     attempt: int
     resume_seconds: float | None = None  # the load of this attempt's resume, if it resumed
     steps_per_second: float | None = None
+    schedule: dict[str, float] = field(default_factory=dict)  # autointerval.AutoSchedule.facts
 
     @classmethod
     def measure(
@@ -74,6 +76,7 @@ class SaveTimings:
             attempt=attempt,
             resume_seconds=resume_seconds,
             steps_per_second=meta.steps_per_second,
+            schedule=meta.schedule,
         )
 
     def to_json(self) -> dict[str, float | int]:
@@ -88,6 +91,7 @@ class SaveTimings:
             out["resumeSeconds"] = self.resume_seconds
         if self.steps_per_second is not None:
             out[TIMINGS_STEPS_PER_SECOND] = round(self.steps_per_second, 6)
+        out.update(self.schedule)
         return out
 
 

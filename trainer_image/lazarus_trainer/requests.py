@@ -1,4 +1,5 @@
-"""Checkpoint-now requests: a pod annotation read from a downward-API file (contract s.5)."""
+"""The pod annotations the trainer serves, read from a downward-API file: checkpoint-now
+requests (contract s.5) and the failure rate of the automatic interval (s.5a)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lazarus_contract import (
     DEFAULT_ANNOTATIONS_FILE,
     ENV_ANNOTATIONS_FILE,
 )
+from lazarus_contract.interval import ANNOTATION_FAILURE_RATE, parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,15 @@ def parse_annotations(text: str) -> dict[str, str]:
 
 
 class CheckpointRequestWatcher:
-    """Reports a new checkpoint-now value at most once per `min_interval` seconds."""
+    """Reports a new checkpoint-now value at most once per `min_interval` seconds, and
+    keeps the newest valid failure rate (per second; None before one was seen)."""
 
     def __init__(self, path: Path | None = None, min_interval: float = 1.0) -> None:
         self.path = path or Path(os.environ.get(ENV_ANNOTATIONS_FILE) or DEFAULT_ANNOTATIONS_FILE)
         self.min_interval = min_interval
         self._last_read = float("-inf")
+        self.failure_rate: float | None = None
+        self._bad_rate: str | None = None
         # The value present at start-up was served by an earlier attempt (or is stale): ignore it.
         self.served: str | None = self._read()
 
@@ -48,7 +53,17 @@ class CheckpointRequestWatcher:
             text = self.path.read_text()
         except OSError:
             return None
-        return parse_annotations(text).get(ANNOTATION_CHECKPOINT_NOW) or None
+        annotations = parse_annotations(text)
+        raw = annotations.get(ANNOTATION_FAILURE_RATE)
+        rate = parse_rate(raw)
+        if rate is not None:
+            self.failure_rate = rate
+        elif raw is not None and raw != self._bad_rate:
+            self._bad_rate = raw  # said once per value; the last good rate stays
+            log.warning(
+                "%s=%r is not failures per hour >= 0: ignored", ANNOTATION_FAILURE_RATE, raw
+            )
+        return annotations.get(ANNOTATION_CHECKPOINT_NOW) or None
 
     def poll(self) -> bool:
         """True once per new annotation value."""

@@ -111,7 +111,7 @@ class SavePipeline:
         synchronize()
         self._reuse = None
         stall = time.monotonic() - t0
-        self.policy.started(time.monotonic())
+        self.policy.started(time.monotonic(), stall)
         meta = SaveMeta(
             step=p.step,
             epoch=p.epoch,
@@ -123,6 +123,7 @@ class SavePipeline:
             captured_at=t0,
             stall_seconds=stall,
             steps_per_second=self.run.clock.rate(p.step, t0),
+            schedule=self.policy.auto.facts() if self.policy.auto is not None else {},
         )
         log.info("save %s at step %d: state copied in %.3fs", reason, p.step, stall)
         return Snapshot(tree), meta

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
+from .autointerval import schedule_for
 from .config import LazarusConfig
 
 
@@ -133,18 +134,28 @@ class SavePolicy:
     """The save schedule of one rank; the flags it decides on are agreed by all ranks.
 
     Reads the schedule from `config` when it decides, as the config is the user's to change.
+    With `auto` (the automatic interval), the time schedule is its interval and the
+    every-N-steps schedule is off.
     """
 
     def __init__(self, config: LazarusConfig, now: float) -> None:
         self.config = config
+        self.auto = schedule_for(config)
         self.last_save_at = now
         self.retry: str | None = None  # reason of a save that failed (not a preemption)
         self.retry_at = 0.0
         self.pending: str | None = None  # decided while another save was in flight
         self.deferred: str | None = None  # decided at a step an evaluation will follow
 
-    def time_due(self, now: float) -> bool:
-        every = self.config.save_every_seconds
+    def time_due(self, now: float, *, busy: bool = False, rate: float | None = None) -> bool:
+        """Whether the time schedule is due at this boundary (rank 0's clock). With `auto`,
+        also feeds it the boundary (`busy`: a save in flight) and the operator's `rate`."""
+        if self.auto is None:
+            every = self.config.save_every_seconds
+        else:
+            self.auto.cost.step(now, busy)
+            self.auto.rate = rate if rate is not None else self.auto.rate
+            every = self.auto.every()
         return every > 0 and now - self.last_save_at >= every
 
     def retry_due(self, now: float) -> bool:
@@ -162,7 +173,9 @@ class SavePolicy:
         reason: str | None = None
         if agreed.requested:
             reason = Reason.REQUESTED
-        elif periodic_due(step, self.config.save_every_steps) or agreed.time_due:
+        elif agreed.time_due or (
+            self.auto is None and periodic_due(step, self.config.save_every_steps)
+        ):
             reason = Reason.PERIODIC
         elif agreed.retry_due:
             reason = self.retry or Reason.PERIODIC  # another rank's failure: same schedule
@@ -183,8 +196,11 @@ class SavePolicy:
         deferred, self.deferred = self.deferred, None
         return Reason.EVAL_BEST if improved else deferred
 
-    def started(self, now: float) -> None:
-        """A save captured the state: queued and retried saves are served by it."""
+    def started(self, now: float, stall: float = 0.0) -> None:
+        """A save captured the state (training waited `stall` seconds): queued and retried
+        saves are served by it."""
+        if self.auto is not None:
+            self.auto.cost.started(stall)
         self.pending = None
         self.retry = None
         self.last_save_at = now
