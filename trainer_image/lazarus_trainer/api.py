@@ -158,7 +158,12 @@ class Lazarus:
         local = {
             "stop": self.signal.received,
             "requested": asked,
-            "time_due": self.dist.is_main and self.policy.time_due(time.monotonic()),
+            "time_due": self.dist.is_main
+            and self.policy.time_due(
+                time.monotonic(),
+                busy=self.pipeline.busy,
+                rate=self.requests.failure_rate if self.requests is not None else None,
+            ),
             "busy": self.pipeline.busy,
             "retry_due": self.policy.retry_due(time.monotonic()),
             "fenced": self.run.termination is not None,
