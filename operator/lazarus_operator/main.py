@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import random
 from collections.abc import Iterable
@@ -87,6 +88,17 @@ def _configure(settings: kopf.OperatorSettings, peering: bool, lifetime: int) ->
     settings.peering.clusterwide = False
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (argparse's type: its error is one line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lazarus-operator", description=__doc__)
     p.add_argument(
@@ -123,6 +135,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("LAZARUS_METRICS_PORT", "8080")),
         help="serve Prometheus metrics on this port at /metrics (0: off)",
+    )
+    p.add_argument(
+        "--metrics-keep-finished",
+        type=_seconds,  # also applied to the default: a bad env value is a one-line error
+        default=os.environ.get(
+            "LAZARUS_METRICS_KEEP_FINISHED_SECONDS", str(metrics.KEEP_FINISHED_SECONDS)
+        ),
+        help="seconds a finished job's metric series are kept after it finished",
     )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -167,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     assert handlers.startup  # importing `handlers` registers every kopf handler
+    metrics.METRICS.keep_finished = args.metrics_keep_finished
     metrics.serve(args.metrics_port)
     asyncio.run(
         kopf.operator(
