@@ -1,7 +1,7 @@
 """Save and load a checkpoint of several files to MinIO on loopback: lazarus_store vs
 boto3's own managed transfer (upload_file/download_file) of the same bytes, same run.
 
-    ~/.cache/lazarus/venv/bin/python bench/store_throughput.py [--gib 1 --files 8 --reps 3]
+    hack/python -m bench.store_throughput [--gib 1 --files 8 --reps 3]
 
 MinIO is built from its Go module by hack/minio/build.sh (cached). Both sides send
 CRC32C checksums (ours streamed per part plus the full-object value; boto3 with
@@ -16,15 +16,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,55 +29,15 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from bench.minio import PASSWORD, USER, given, minio, minio_binary
+from lazarus_devstack.bench_harness import interleaved, ratios, timed
 from lazarus_store import open_store
 
-REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
-USER, PASSWORD = "lazarusbench", "lazarusbench-secret"
+BUCKET = "bench"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def minio(binary: str, data_dir: Path, cpus: str | None = None) -> Iterator[str]:
-    """MinIO on loopback; `cpus` (a taskset list, "1") pins every thread it starts."""
-    port, console = free_port(), free_port()
-    env = {**os.environ, "MINIO_ROOT_USER": USER, "MINIO_ROOT_PASSWORD": PASSWORD}
-    log = (data_dir.parent / "minio.log").open("wb")
-    proc = subprocess.Popen(
-        [*(["taskset", "-c", cpus] if cpus else []),
-         binary, "server", str(data_dir), "--quiet", "--address", f"127.0.0.1:{port}",
-         "--console-address", f"127.0.0.1:{console}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/minio/health/live", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"MinIO did not start; see {log.name}") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gib", type=float, default=1.0, help="checkpoint size in GiB")
     p.add_argument("--files", type=int, default=8)
@@ -91,35 +48,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minio", help="MinIO binary (default: hack/minio/build.sh)")
     p.add_argument("--endpoint", help="use this running S3 endpoint instead of starting MinIO")
     p.add_argument("--json", help="also write the results here")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    binary = args.minio
-    if not binary and not args.endpoint:
-        binary = subprocess.run(
-            [str(REPO / "hack/minio/build.sh")], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    part = args.part_mib * MiB
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    binary = None if args.endpoint else minio_binary(args.minio)
     total = int(args.gib * (1 << 30))
     sizes = [total // args.files] * args.files
     sizes[-1] += total - sum(sizes)
-
     work = Path(tempfile.mkdtemp(prefix="lazarus-bench-"))
     try:
         src, dst = work / "src", work / "dst"
-        src.mkdir()
         dst.mkdir()
-        for i, n in enumerate(sizes):
-            with (src / f"shard-{i:02d}.bin").open("wb") as f:
-                for off in range(0, n, 64 * MiB):
-                    f.write(os.urandom(min(64 * MiB, n - off)))
-        files = sorted(src.iterdir())
+        files = write_files(src, sizes)
         (work / "minio").mkdir()
-        ctx = minio(binary, work / "minio") if not args.endpoint else _given(args.endpoint)
+        ctx = given(args.endpoint) if args.endpoint else minio(str(binary), work / "minio")
         with ctx as url:
-            results = run(url, files, dst, part, args)
+            results = run(url, files, dst, args.part_mib * MiB, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    summary = report(results, total, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
 
+
+def write_files(src: Path, sizes: list[int]) -> list[Path]:
+    """Incompressible shards of the given sizes, as trained weights are."""
+    src.mkdir()
+    for i, n in enumerate(sizes):
+        with (src / f"shard-{i:02d}.bin").open("wb") as f:
+            for off in range(0, n, 64 * MiB):
+                f.write(os.urandom(min(64 * MiB, n - off)))
+    return sorted(src.iterdir())
+
+
+def report(results: dict[str, list[float]], total: int, args: Any) -> dict[str, Any]:
+    """Print the table; return the JSON summary."""
     mb = total / 1e6
     where = f"endpoint {args.endpoint}" if args.endpoint else "MinIO on loopback"
     summary: dict[str, Any] = {"bytes": total, "files": args.files, "part_mib": args.part_mib,
@@ -132,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         ours, base = statistics.median(ours_t), statistics.median(base_t)
         # Speed ratio per rep (the two ran back to back, in alternating order): the spread
         # says whether one side is faster or the reps just disagree.
-        per_rep = [b / o for o, b in zip(ours_t, base_t, strict=True)]
+        per_rep = ratios(base_t, ours_t)
         ratio = statistics.median(per_rep)
         summary[op] = {
             "ours_MBps": round(mb / ours, 1), "boto3_MBps": round(mb / base, 1),
@@ -144,17 +110,57 @@ def main(argv: list[str] | None = None) -> int:
               f"{mb / min(ours_t):.1f})   boto3 managed {mb / base:7.1f} MB/s "
               f"({mb / max(base_t):.1f}-{mb / min(base_t):.1f})   ours/boto3 per rep: median "
               f"{ratio:.2f}, min {min(per_rep):.2f}, max {max(per_rep):.2f}")  # fmt: skip
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-    return 0
+    return summary
 
 
-@contextmanager
-def _given(url: str) -> Iterator[str]:
-    yield url
+@dataclass
+class Sides:
+    """The two ways of moving the same files, each a (save, load) pair per rep."""
+
+    files: list[Path]
+    dst: Path
+    store: Any
+    client: Any
+    tc: TransferConfig
+    pause: float
+
+    def ours(self, rep: int) -> tuple[float, float]:
+        w = self.store.begin(step=rep, attempt=1)
+
+        def save() -> None:
+            for f in self.files:
+                w.put_file(f.name, f)
+            w.commit(reason="periodic")
+
+        t = timed(save)
+        time.sleep(self.pause)
+        m = self.store.read_manifest(w.name)
+
+        def load() -> None:
+            for f in self.files:
+                self.store.download_file(w.name, f.name, self.dst / f.name, manifest=m)
+
+        return t, timed(load)
+
+    def boto3(self, rep: int) -> tuple[float, float]:
+        def save() -> None:
+            for f in self.files:
+                self.client.upload_file(
+                    str(f), BUCKET, f"boto3/{rep}/{f.name}", Config=self.tc,
+                    ExtraArgs={"ChecksumAlgorithm": "CRC32C"},
+                )  # fmt: skip
+
+        def load() -> None:
+            for f in self.files:
+                self.client.download_file(BUCKET, f"boto3/{rep}/{f.name}",
+                                          str(self.dst / f.name), Config=self.tc)  # fmt: skip
+
+        t = timed(save)
+        time.sleep(self.pause)
+        return t, timed(load)
 
 
-def run(url: str, files: list[Path], dst: Path, part: int, args: Any) -> dict[str, list[float]]:
+def sides(url: str, files: list[Path], dst: Path, part: int, args: Any) -> Sides:
     user = os.environ.get("AWS_ACCESS_KEY_ID", USER) if args.endpoint else USER
     secret = os.environ.get("AWS_SECRET_ACCESS_KEY", PASSWORD) if args.endpoint else PASSWORD
     client = boto3.client(
@@ -162,66 +168,36 @@ def run(url: str, files: list[Path], dst: Path, part: int, args: Any) -> dict[st
         region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}, max_pool_connections=args.threads + 2),
     )  # fmt: skip
-    bucket = "bench"
-    client.create_bucket(Bucket=bucket)
+    client.create_bucket(Bucket=BUCKET)
     tc = TransferConfig(
         multipart_threshold=part, multipart_chunksize=part, max_concurrency=args.threads,
         use_threads=True,
     )  # fmt: skip
     store = open_store(
-        f"s3://{bucket}/ours", endpoint_url=url, addressing_style="path",
+        f"s3://{BUCKET}/ours", endpoint_url=url, addressing_style="path",
         aws_access_key_id=user, aws_secret_access_key=secret, region="us-east-1",
         part_size=part, concurrency=args.threads,
     )  # fmt: skip
-    keys = ("ours_save", "boto3_save", "ours_load", "boto3_load")
-    results: dict[str, list[float]] = {k: [] for k in keys}
+    return Sides(files, dst, store, client, tc, args.pause)
 
-    for rep in range(args.reps):
-        # Alternate who goes first, so neither always gets the warmer machine.
-        order = ["ours", "boto3"] if rep % 2 == 0 else ["boto3", "ours"]
-        for who in order:
-            if who == "ours":
-                w = store.begin(step=rep, attempt=1)
 
-                def save(w: Any = w) -> None:
-                    for f in files:
-                        w.put_file(f.name, f)
-                    w.commit(reason="periodic")
-
-                t = timed(save)
-                name = w.name
-                time.sleep(args.pause)
-                m = store.read_manifest(name)
-
-                def load(name: str = name, m: Any = m) -> None:
-                    for f in files:
-                        store.download_file(name, f.name, dst / f.name, manifest=m)
-
-                tl = timed(load)
-            else:
-
-                def bsave(rep: int = rep) -> None:
-                    for f in files:
-                        client.upload_file(
-                            str(f), bucket, f"boto3/{rep}/{f.name}", Config=tc,
-                            ExtraArgs={"ChecksumAlgorithm": "CRC32C"},
-                        )  # fmt: skip
-
-                def bload(rep: int = rep) -> None:
-                    for f in files:
-                        client.download_file(bucket, f"boto3/{rep}/{f.name}", str(dst / f.name),
-                                             Config=tc)  # fmt: skip
-
-                t = timed(bsave)
-                time.sleep(args.pause)
-                tl = timed(bload)
-            for f in files:  # both sides really moved the same bytes
-                if (dst / f.name).stat().st_size != f.stat().st_size:
-                    raise SystemExit(f"{who}: {f.name} came back with the wrong size")
-            results[f"{who}_save"].append(t)
-            results[f"{who}_load"].append(tl)
-            print(f"rep {rep} {who:6s} save {t:6.2f}s load {tl:6.2f}s", file=sys.stderr)
-            time.sleep(args.pause)
+def run(url: str, files: list[Path], dst: Path, part: int, args: Any) -> dict[str, list[float]]:
+    both = sides(url, files, dst, part, args)
+    side: dict[str, Callable[[int], tuple[float, float]]] = {
+        "ours": both.ours,
+        "boto3": both.boto3,
+    }
+    results: dict[str, list[float]] = {f"{w}_{op}": [] for op in ("save", "load") for w in side}
+    # Alternate who goes first, so neither always gets the warmer machine.
+    for slot in interleaved(list(side), args.reps):
+        t, tl = side[slot.name](slot.r)
+        for f in files:  # both sides really moved the same bytes
+            if (dst / f.name).stat().st_size != f.stat().st_size:
+                raise SystemExit(f"{slot.name}: {f.name} came back with the wrong size")
+        results[f"{slot.name}_save"].append(t)
+        results[f"{slot.name}_load"].append(tl)
+        print(f"rep {slot.r} {slot.name:6s} save {t:6.2f}s load {tl:6.2f}s", file=sys.stderr)
+        time.sleep(args.pause)
     return results
 
 
