@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import lazarus_contract as c
+from lazarus_contract.interval import (
+    ENV_SAVE_AUTO,
+    ENV_SAVE_AUTO_MAX_SECONDS,
+    ENV_SAVE_AUTO_MIN_SECONDS,
+)
 
 from .spec import JobSpec
 
@@ -126,6 +131,12 @@ def build_env(
         ("WORLD_SIZE", str(world)),
         ("RANK", str(index * spec.processes_per_pod)),
     ]
+    if ck.save_auto.enabled:  # the automatic interval (contract section 5a)
+        plain += [
+            (ENV_SAVE_AUTO, "1"),
+            (ENV_SAVE_AUTO_MIN_SECONDS, str(ck.save_auto.min_seconds)),
+            (ENV_SAVE_AUTO_MAX_SECONDS, str(ck.save_auto.max_seconds)),
+        ]
     if ck.region:
         plain.append(("AWS_REGION", ck.region))
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain]

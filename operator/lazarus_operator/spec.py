@@ -43,6 +43,16 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class AutoSave:
+    """spec.checkpoint.save.auto: the automatic interval's bounds and prior (docs/trainer.md)."""
+
+    enabled: bool = False
+    min_seconds: int = 60
+    max_seconds: int = 21600
+    prior_mtbf_seconds: int = 86400
+
+
+@dataclass(frozen=True)
 class CheckpointSpec:
     uri: str
     endpoint: str | None = None
@@ -57,6 +67,7 @@ class CheckpointSpec:
     metric_mode: str = "min"
     save_every_steps: int = 0
     save_every_seconds: int = 0
+    save_auto: AutoSave = field(default_factory=AutoSave)
     delete_on_job_delete: bool = False
 
 
@@ -185,8 +196,24 @@ def _checkpoint(raw: dict[str, Any]) -> CheckpointSpec:
         metric_mode=mode,
         save_every_steps=_int(save, "everySteps", d.save_every_steps, "spec.checkpoint.save"),
         save_every_seconds=_int(save, "everySeconds", d.save_every_seconds, "spec.checkpoint.save"),
+        save_auto=_auto_save(save),
         delete_on_job_delete=bool(ck.get("deleteOnJobDelete", d.delete_on_job_delete)),
     )
+
+
+def _auto_save(save: dict[str, Any]) -> AutoSave:
+    path = "spec.checkpoint.save.auto"
+    auto = _dict(save, "auto", "spec.checkpoint.save")
+    a = AutoSave
+    out = AutoSave(
+        enabled=bool(auto.get("enabled", a.enabled)),
+        min_seconds=_int(auto, "minSeconds", a.min_seconds, path, 1),
+        max_seconds=_int(auto, "maxSeconds", a.max_seconds, path, 1),
+        prior_mtbf_seconds=_int(auto, "priorMTBFSeconds", a.prior_mtbf_seconds, path, 1),
+    )
+    if out.min_seconds > out.max_seconds:
+        raise SpecError(f"{path}.minSeconds must not exceed maxSeconds")
+    return out
 
 
 def _failure_policy(raw: dict[str, Any]) -> FailurePolicy:
