@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lazarus_contract as c
+from lazarus_contract.identity import JobIdentity
 from lazarus_contract.interval import (
     ENV_SAVE_AUTO,
     ENV_SAVE_AUTO_MAX_SECONDS,
@@ -104,9 +105,7 @@ def build_env(
     master = f"{pod_name(job.name, attempt, 0)}.{job.name}.{job.namespace}.svc"
     world = spec.replicas * spec.processes_per_pod
     plain: list[tuple[str, str]] = [
-        (c.ENV_JOB_NAME, job.name),
-        (c.ENV_JOB_NAMESPACE, job.namespace),
-        (c.ENV_JOB_UID, job.uid),
+        *JobIdentity(job.name, job.namespace, job.uid).env(),
         (c.ENV_ATTEMPT, str(attempt)),
         (c.ENV_CHECKPOINT_URI, ck.uri),
         (c.ENV_S3_ENDPOINT, ck.endpoint or ""),

@@ -19,7 +19,8 @@ from lazarus_contract import (
     OUTCOME_PREEMPTED,
 )
 from lazarus_contract import parse_time as contract_parse_time
-from lazarus_contract.bounded_json import loads_bounded
+from lazarus_contract.termination import TerminationMessage
+from lazarus_contract.termination import decode as decode_message
 
 # DisruptionTarget reasons Kubernetes sets before it kills a pod on purpose.
 DISRUPTION_REASONS = frozenset(
@@ -93,21 +94,9 @@ def _terminated(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def parse_termination_message(text: str | None) -> dict[str, Any]:
-    """The trainer's JSON termination message (contract section 4); {} if absent or not ours."""
-    if not text:
-        return {}
-    try:  # the pod writes it: 4,000 `[` must not be a RecursionError in the operator
-        msg = loads_bounded(text, max_bytes=len(text.encode()), max_depth=8)
-    except ValueError:
-        return {}
-    return msg if isinstance(msg, dict) else {}
-
-
-def _step_in(msg: dict[str, Any]) -> int:
+def _step_in(msg: TerminationMessage) -> int:
     """The step of a termination message; -1 when it names none (or a nonsense one)."""
-    step = msg.get("step")
-    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else -1
+    return msg.step if msg.step is not None else -1
 
 
 def reported_step(pod: Mapping[str, Any]) -> int | None:
@@ -116,7 +105,7 @@ def reported_step(pod: Mapping[str, Any]) -> int | None:
     (the trainer took no step: it writes the signal from its first step on), None
     while it runs or when no kubelet reported its end."""
     term = _terminated(pod)
-    return _step_in(parse_termination_message(term.get("message"))) if term else None
+    return _step_in(decode_message(term.get("message"))) if term else None
 
 
 def node_lost_since(node: dict[str, Any] | None, now: datetime) -> datetime | None:
@@ -175,9 +164,9 @@ def classify(
     node_name = (pod.get("spec") or {}).get("nodeName")
     phase = status.get("phase")
     term = _terminated(pod)
-    msg = parse_termination_message(term.get("message") if term else None)
+    msg = decode_message(term.get("message") if term else None)
     exit_code: int | None = term.get("exitCode") if term else None
-    text = str(msg.get("message") or (term or {}).get("reason") or status.get("message") or "")
+    text = str(msg.message or (term or {}).get("reason") or status.get("message") or "")
     step = _step_in(msg) if term is not None else None
     when = parse_time((term or {}).get("finishedAt")) or now
 
@@ -229,7 +218,7 @@ def _answered_termination(cause: Cause, reason: str, exit_code: int | None) -> b
 
 def _own_end(
     term: dict[str, Any] | None,
-    msg: dict[str, Any],
+    msg: TerminationMessage,
     status: dict[str, Any],
     permanent_exit_codes: frozenset[int],
 ) -> tuple[Cause, str]:
@@ -237,7 +226,7 @@ def _own_end(
     exit_code: int | None = term.get("exitCode") if term else None
     if term is not None and term.get("reason") == "OOMKilled":
         return Cause.OOM_KILLED, "OOMKilled"
-    outcome = msg.get("outcome")
+    outcome = msg.outcome
     if outcome == OUTCOME_PERMANENT or (
         exit_code is not None and exit_code in permanent_exit_codes
     ):

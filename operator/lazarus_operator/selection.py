@@ -4,17 +4,16 @@ running attempt)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from lazarus_contract import TIMINGS_STEPS_PER_SECOND
+from lazarus_contract.timings import decode as decode_timings
 
 from . import status as s
 from .classify import parse_time
 from .lostwork import step_rate
 from .records import LatestCheckpoint
-from .vocabulary import Decision, Facts, trainer_timings
+from .vocabulary import Decision, Facts
 
 
 def apply_selection(f: Facts, d: Decision) -> None:
@@ -56,7 +55,4 @@ def apply_selection(f: Facts, d: Decision) -> None:
 def trainer_pace(extra: Mapping[str, Any]) -> float | None:
     """Steps per second the trainer recorded with the checkpoint, if it did (a positive,
     finite number; older trainers record none)."""
-    pace = trainer_timings(extra).get(TIMINGS_STEPS_PER_SECOND)
-    if isinstance(pace, bool) or not isinstance(pace, int | float):
-        return None
-    return float(pace) if 0 < pace < math.inf else None
+    return decode_timings(extra).steps_per_second

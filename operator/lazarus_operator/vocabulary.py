@@ -10,6 +10,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from lazarus_contract.timings import timings_object
+
 from .builders import JobRef
 from .jobstatus import JobStatus
 from .spec import JobSpec
@@ -154,7 +156,6 @@ class Decision:
 
 def trainer_timings(extra: Mapping[str, Any]) -> Mapping[str, Any]:
     """A manifest's `extra.lazarusTrainer.timings` (contract section 4a), or {} when the
-    checkpoint has none or they are not a mapping (another writer, an older trainer)."""
-    trainer = extra.get("lazarusTrainer")
-    timings = trainer.get("timings") if isinstance(trainer, Mapping) else None
-    return timings if isinstance(timings, Mapping) else {}
+    checkpoint has none or they are not a mapping (another writer, an older trainer).
+    Typed fields: lazarus_contract.timings.decode."""
+    return timings_object(extra)

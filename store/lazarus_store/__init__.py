@@ -24,6 +24,8 @@ package; tests/store/test_manifest.py checks the import graph), nor the operator
 or the trainer's packages.
 """
 
+from lazarus_contract.identity import JobIdentity
+
 from .catalog import CheckpointInfo, Validation
 from .errors import (
     AccessDenied,
@@ -40,7 +42,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .lineage import AttemptRecord
-from .manifest import SCHEMA_VERSION, JobIdentity, Manifest, ObjectEntry
+from .manifest import SCHEMA_VERSION, Manifest, ObjectEntry
 from .ownership import Owner
 from .retention import Candidate, RetentionPlan, RetentionPolicy, plan_retention
 from .selection import Selection, Skipped

@@ -19,6 +19,8 @@ import jsonschema
 
 from lazarus_contract import MANIFEST_NAME, checkpoint_name, format_time, parse_time
 from lazarus_contract.bounded_json import MalformedJSON, loads_bounded, one_line
+from lazarus_contract.identity import JobIdentity
+from lazarus_contract.identity import decode as decode_identity
 
 from .errors import InvalidCheckpoint
 
@@ -64,13 +66,6 @@ class ObjectEntry:
 
 
 @dataclass(frozen=True)
-class JobIdentity:
-    name: str = ""
-    namespace: str = ""
-    uid: str = ""
-
-
-@dataclass(frozen=True)
 class Manifest:
     """A parsed, checked manifest.json."""
 
@@ -111,11 +106,7 @@ class Manifest:
         return {
             "schemaVersion": self.schema_version,
             "name": self.name,
-            "job": {
-                "name": self.job.name,
-                "namespace": self.job.namespace,
-                "uid": self.job.uid,
-            },
+            "job": self.job.encode(),
             "attempt": self.attempt,
             "step": self.step,
             "epoch": self.epoch,
@@ -214,7 +205,7 @@ def parse_manifest(raw: bytes, *, where: str) -> Manifest:
     return Manifest(
         schema_version=doc["schemaVersion"],
         name=doc["name"],
-        job=JobIdentity(job["name"], job["namespace"], job["uid"]),
+        job=decode_identity(job) or JobIdentity(),  # the schema checked it
         attempt=doc["attempt"],
         step=doc["step"],
         epoch=doc.get("epoch"),

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lazarus_contract.identity import JobIdentity
+
 from .lineage import AttemptIndex, AttemptRecord, index_attempts
-from .manifest import JobIdentity
 
 
 @dataclass(frozen=True)

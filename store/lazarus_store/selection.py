@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lazarus_contract.identity import JobIdentity
+
 from .catalog import CheckpointInfo, validate
 from .lineage import AttemptIndex, AttemptRecord, index_attempts, lineage_attempt
 from .lineage import why_not_in_lineage as _why_not_in_lineage
-from .manifest import JobIdentity
 from .ownership import Owner, own_records, owns_attempt, why_not_owned
 from .root import Root
 

@@ -17,13 +17,13 @@ from importlib import metadata
 from typing import Any
 
 from lazarus_contract import MANIFEST_NAME, REASONS, checkpoint_name
+from lazarus_contract.identity import JobIdentity
 
 from . import checksum, fencelog
 from .buffers import part_buffer
 from .errors import CommitConflict, FencedOut, StoreError
 from .lineage import newest_attempt
 from .manifest import (
-    JobIdentity,
     Manifest,
     ObjectEntry,
     check_object_path,

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lazarus_contract.bounded_json import MalformedJSON, loads_bounded
-from lazarus_operator.classify import parse_termination_message
+from lazarus_contract.termination import TerminationMessage
+from lazarus_contract.termination import decode as decode_message
 from lazarus_store import InvalidCheckpoint, JobIdentity, Manifest, ObjectEntry, open_store
 from lazarus_store.lineage import AttemptRecord, dump_attempts, parse_attempts
 from lazarus_store.manifest import MAX_MANIFEST_BYTES, parse_manifest
@@ -95,8 +96,8 @@ def test_a_quarantine_marker_gives_a_one_line_reason(tmp_path: Path, raw: bytes)
 @SETTINGS
 @given(mutated(MESSAGE))
 def test_the_pods_termination_message_is_read_or_ignored(raw: bytes) -> None:
-    msg = parse_termination_message(raw.decode("utf-8", "replace"))
-    assert isinstance(msg, dict)
+    msg = decode_message(raw.decode("utf-8", "replace"))
+    assert isinstance(msg, TerminationMessage)
 
 
 soup = st.text(alphabet='[]{}",:\\ 1a', max_size=400)

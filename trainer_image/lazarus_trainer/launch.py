@@ -12,7 +12,6 @@ anything else (or no message) -> the child's own code.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from lazarus_contract import OUTCOME_COMPLETED, OUTCOME_PERMANENT, OUTCOME_PREEMPTED
+from lazarus_contract.termination import decode
 
 from .termination import EXIT_CODE_BY_OUTCOME, termination_log_path
 
@@ -33,8 +33,8 @@ def exit_code(child_code: int, message: Path) -> int:
     """The container's exit code: the outcome the workers wrote, else the child's code."""
     code = 128 - child_code if child_code < 0 else child_code  # killed by a signal
     try:
-        outcome = json.loads(message.read_text()).get("outcome")
-    except (OSError, ValueError, AttributeError):
+        outcome = decode(message.read_bytes()).outcome
+    except OSError:
         return code
     return EXIT_CODE_BY_OUTCOME[outcome] if outcome in MAPPED else code
 

@@ -16,7 +16,6 @@ Leaving (`termination.leave`) or exiting writes the newest step at once.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import threading
@@ -25,12 +24,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lazarus_contract import (
-    ENV_TERMINATION_LOG,
-    OUTCOME_RUNNING,
-    TERMINATION_MESSAGE_VERSION,
-    format_time,
-)
+from lazarus_contract import ENV_TERMINATION_LOG, OUTCOME_RUNNING, format_time
+from lazarus_contract.termination import LastCheckpoint, TerminationMessage
 
 from . import termination
 
@@ -105,14 +100,16 @@ class ProgressReport:
 
     def _write(self, now: Reading) -> None:
         step, last = now
-        body = {
-            "v": TERMINATION_MESSAGE_VERSION,
-            "outcome": OUTCOME_RUNNING,
-            "step": step,
-            "at": format_time(datetime.now(UTC)),
-            "lastCheckpoint": {"name": last[0], "step": last[1]} if last else None,
-        }
-        data = json.dumps(body).encode()
+        data = (
+            TerminationMessage(
+                outcome=OUTCOME_RUNNING,
+                step=step,
+                at=format_time(datetime.now(UTC)),
+                last_checkpoint=LastCheckpoint(*last) if last else None,
+            )
+            .encode()
+            .encode()
+        )
         # In place with one write of at least the previous length (kubelet bind-mounts
         # this one file, so no rename): a kill never leaves a truncated file behind, and
         # a shorter record is padded with spaces, which JSON readers skip.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import sys
@@ -12,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import NoReturn, ParamSpec, TypeVar
 
 from lazarus_contract import (
     DEFAULT_TERMINATION_LOG,
@@ -24,9 +23,8 @@ from lazarus_contract import (
     OUTCOME_ERROR,
     OUTCOME_PERMANENT,
     OUTCOME_PREEMPTED,
-    TERMINATION_MESSAGE_MAX_BYTES,
-    TERMINATION_MESSAGE_VERSION,
 )
+from lazarus_contract.termination import LastCheckpoint, TerminationMessage
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +70,17 @@ class Termination:
         return EXIT_CODE_BY_OUTCOME[self.outcome]
 
     def to_json(self) -> str:
-        body: dict[str, Any] = {
-            "v": TERMINATION_MESSAGE_VERSION,
-            "outcome": self.outcome,
-            "exitCode": self.exit_code,
-            "step": self.step,
-            "lastCheckpoint": (
-                {"name": self.last_checkpoint[0], "step": self.last_checkpoint[1]}
-                if self.last_checkpoint
-                else None
-            ),
-            "savedOnSignal": self.saved_on_signal,
-            "graceShortfall": self.grace_shortfall,
-            "message": self.message,
-        }
-        text = json.dumps(body)
-        # Kubernetes keeps only 4096 bytes: shorten the free-text message, never the facts.
-        while len(text.encode()) > TERMINATION_MESSAGE_MAX_BYTES and body["message"]:
-            body["message"] = body["message"][: len(body["message"]) // 2] + "..."
-            text = json.dumps(body)
-        return text
+        """The contract's encoding (lazarus_contract.termination), within 4096 bytes."""
+        last = self.last_checkpoint
+        return TerminationMessage(
+            outcome=self.outcome,
+            step=self.step,
+            last_checkpoint=LastCheckpoint(*last) if last else None,
+            exit_code=self.exit_code,
+            saved_on_signal=self.saved_on_signal,
+            grace_shortfall=self.grace_shortfall,
+            message=self.message,
+        ).encode()
 
 
 def termination_log_path() -> Path:
