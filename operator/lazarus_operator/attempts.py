@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lazarus_contract import rules
+
 from .builders import LABEL_ATTEMPT
 
 
@@ -24,8 +26,9 @@ def attempt_of(pod: str) -> int:
 
 def next_attempt(current: int, root_next: int) -> int:
     """The number the next launch takes: after this job's latest attempt, and above
-    every number the checkpoint root's fence log has taken (unique per root)."""
-    return max(current + 1, root_next)
+    every number the checkpoint root's fence log has taken (unique per root; the
+    contract's rule, which a trainer numbering its own attempt applies too)."""
+    return rules.next_attempt(current + 1, root_next)
 
 
 def lineage_attempt(current: int, *, launching: bool) -> int | None:

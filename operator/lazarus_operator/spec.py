@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lazarus_contract import EXIT_PERMANENT
+from lazarus_contract.rules import DEFAULT_KEEP_BEST, DEFAULT_KEEP_LATEST
 
 ResumeMode = Literal["auto", "none", "explicit"]
 
@@ -61,8 +62,8 @@ class CheckpointSpec:
     secret_ref: SecretRef | None = None
     resume: ResumeMode = "auto"
     resume_from: str | None = None  # for resume == "explicit"
-    keep_latest: int = 3
-    keep_best: int = 0
+    keep_latest: int = DEFAULT_KEEP_LATEST
+    keep_best: int = DEFAULT_KEEP_BEST
     metric: str | None = None
     metric_mode: str = "min"
     save_every_steps: int = 0

@@ -17,6 +17,7 @@ from typing import Any
 
 import lazarus_store
 from lazarus_contract import format_time
+from lazarus_contract.rules import operator_records_attempts
 from lazarus_store.cleanup import Deleted, delete_job_checkpoints
 from lazarus_store.errors import (
     AccessDenied,
@@ -165,7 +166,7 @@ def delegated(ck: CheckpointSpec) -> bool:
     """A filesystem root lives on the pods' volume, which the operator cannot see:
     the trainer selects and fences (contract section 8). The operator never opens a
     path a tenant chose on its own filesystem."""
-    return not ck.uri.startswith("s3://")
+    return not operator_records_attempts(ck.uri)
 
 
 def _select(ck: CheckpointSpec, cred: Credentials, attempt: int | None, job: JobRef) -> Selection:

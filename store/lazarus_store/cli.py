@@ -18,6 +18,7 @@ from lazarus_contract import (
     ENV_S3_ADDRESSING_STYLE,
     ENV_S3_ENDPOINT,
 )
+from lazarus_contract.rules import DEFAULT_KEEP_BEST, DEFAULT_KEEP_LATEST
 
 from .errors import StoreError
 from .ownership import Owner
@@ -80,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q.add_argument("--reason", required=True)
     pr = sub.add_parser("prune", help="apply retention (dry run unless --apply)")
-    pr.add_argument("--keep-latest", type=int, default=3)
-    pr.add_argument("--keep-best", type=int, default=0)
+    pr.add_argument("--keep-latest", type=int, default=DEFAULT_KEEP_LATEST)
+    pr.add_argument("--keep-best", type=int, default=DEFAULT_KEEP_BEST)
     pr.add_argument("--metric")
     pr.add_argument("--mode", choices=("min", "max"), default="min")
     pr.add_argument("--gc-age", type=float, default=DEFAULT_GC_AGE_S, help="seconds")

@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 
 from lazarus_contract import ATTEMPTS_LOG
+from lazarus_contract.identity import JobIdentity
 
 from .errors import AttemptTaken, InvalidCheckpoint, StoreError
 from .lineage import AttemptRecord, dump_attempts, parse_attempts
-from .manifest import JobIdentity, now_rfc3339
+from .manifest import now_rfc3339
 from .ownership import Owner, same_job
 from .root import Root
 
@@ -72,9 +73,10 @@ def record_attempt(
     resume_step: int,
     *,
     job: JobIdentity | None = None,
+    job_attempt: int | None = None,
 ) -> None:
     """Append attempt N of `job` (idempotent per attempt); AttemptTaken if another
-    job recorded attempt N."""
+    job recorded attempt N. `job_attempt`: the number the job asked for (lineage.py)."""
 
     def change(records: list[AttemptRecord]) -> list[AttemptRecord]:
         for r in records:
@@ -84,7 +86,9 @@ def record_attempt(
                     f"for job {r.job.namespace}/{r.job.name} (uid {r.job.uid})"
                 )
         rest = [r for r in records if r.attempt != attempt]
-        rest.append(AttemptRecord(attempt, resume_from, resume_step, now_rfc3339(), job))
+        rest.append(
+            AttemptRecord(attempt, resume_from, resume_step, now_rfc3339(), job, job_attempt)
+        )
         return sorted(rest, key=lambda r: r.attempt)
 
     _update(root, change)

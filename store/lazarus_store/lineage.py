@@ -8,21 +8,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from lazarus_contract.bounded_json import loads_bounded, one_line
+from lazarus_contract.identity import JobIdentity
+from lazarus_contract.identity import decode as decode_identity
+from lazarus_contract.rules import Recorded, first_free_attempt
 
 from .errors import InvalidCheckpoint
-from .manifest import JobIdentity
 
 
 @dataclass(frozen=True)
 class AttemptRecord:
     """One line of `_lazarus/attempts.json`: attempt N of a job started, resuming from a
-    checkpoint. `job` is None in records written before records named their job."""
+    checkpoint. `job` is None in records written before records named their job;
+    `job_attempt` is the number the job asked for (a trainer that numbers its own
+    attempt on a filesystem root says it, so it finds its record again)."""
 
     attempt: int
     resume_from: str | None
     resume_step: int  # -1: started fresh
     started_at: str = ""
     job: JobIdentity | None = None
+    job_attempt: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -32,19 +37,24 @@ class AttemptRecord:
             "startedAt": self.started_at,
         }
         if self.job is not None:
-            j = self.job
-            out["job"] = {"namespace": j.namespace, "name": j.name, "uid": j.uid}
+            out["job"] = self.job.encode()
+        if self.job_attempt is not None:
+            out["jobAttempt"] = self.job_attempt
         return out
+
+    @property
+    def recorded(self) -> Recorded:
+        """What the attempt-numbering rule (lazarus_contract.rules) reads of it."""
+        return Recorded(self.attempt, self.job.uid if self.job else None, self.job_attempt)
 
 
 def _job(raw: Any) -> JobIdentity | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict) or not all(
-        isinstance(raw.get(k), str) for k in ("name", "namespace", "uid")
-    ):
+    job = decode_identity(raw)
+    if job is None:
         raise ValueError("a job is not {name, namespace, uid} strings")
-    return JobIdentity(raw["name"], raw["namespace"], raw["uid"])
+    return job
 
 
 def _int(raw: Any, what: str, low: int) -> int:
@@ -60,12 +70,14 @@ def _record(r: Any) -> AttemptRecord:
     resume_from = r.get("resumeFrom")
     if resume_from is not None and not isinstance(resume_from, str):
         raise ValueError("resumeFrom is not a string")
+    ja = r.get("jobAttempt")
     return AttemptRecord(
         attempt=_int(r.get("attempt"), "attempt", 0),
         resume_from=resume_from,
         resume_step=_int(r.get("resumeStep", -1), "resumeStep", -1),
         started_at=one_line(str(r.get("startedAt", "")), 64),
         job=_job(r.get("job")),
+        job_attempt=None if ja is None else _int(ja, "jobAttempt", 1),
     )
 
 
@@ -111,8 +123,7 @@ def lineage_attempt(records: Sequence[AttemptRecord], attempt: int | None) -> in
     """The attempt whose lineage counts: the given one, else the one about to start."""
     if attempt is not None:
         return attempt
-    newest = newest_attempt(records)
-    return None if newest is None else newest + 1
+    return first_free_attempt(r.recorded for r in records) if records else None
 
 
 def why_not_in_lineage(

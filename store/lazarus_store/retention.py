@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lazarus_contract.rules import DEFAULT_KEEP_BEST, DEFAULT_KEEP_LATEST
+
 DEFAULT_GC_AGE_S = 3600.0
 
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    keep_latest: int = 3
-    keep_best: int = 0
+    keep_latest: int = DEFAULT_KEEP_LATEST
+    keep_best: int = DEFAULT_KEEP_BEST
     metric: str | None = None
     mode: Literal["min", "max"] = "min"
     gc_age_s: float = DEFAULT_GC_AGE_S

@@ -14,11 +14,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from lazarus_contract.identity import JobIdentity
+from lazarus_contract.rules import first_free_attempt
+
 from . import catalog, fencelog, prune, quarantine, selection, verified, writer
 from .backends.base import Backend
 from .catalog import CheckpointInfo, Validation
 from .lineage import AttemptRecord
-from .manifest import JobIdentity, Manifest
+from .manifest import Manifest
 from .ownership import Owner
 from .retention import Candidate, RetentionPlan, RetentionPolicy, plan_retention
 from .root import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, Root
@@ -202,8 +205,9 @@ class CheckpointStore:
 
     def next_attempt(self) -> int:
         """The next free attempt number of this root: numbers are unique per root, so
-        two jobs sharing a root by mistake never write the same checkpoint names."""
-        return max((r.attempt for r in self.attempts()), default=0) + 1
+        two jobs sharing a root by mistake never write the same checkpoint names
+        (lazarus_contract.rules.first_free_attempt)."""
+        return first_free_attempt(r.recorded for r in self.attempts())
 
     def record_attempt(
         self,
@@ -212,10 +216,14 @@ class CheckpointStore:
         resume_step: int,
         *,
         job: JobIdentity | None = None,
+        job_attempt: int | None = None,
     ) -> None:
         """Append attempt N of `job` to the fence log (compare-and-swap, retried on a
-        race); idempotent per attempt. AttemptTaken if another job recorded attempt N."""
-        fencelog.record_attempt(self.root, attempt, resume_from, resume_step, job=job)
+        race); idempotent per attempt. AttemptTaken if another job recorded attempt N.
+        `job_attempt`: the number the job asked for, when it numbered N itself."""
+        fencelog.record_attempt(
+            self.root, attempt, resume_from, resume_step, job=job, job_attempt=job_attempt
+        )
 
     # --- retention ---------------------------------------------------------------
     def candidates(

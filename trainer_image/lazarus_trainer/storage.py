@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from lazarus_contract import parse_checkpoint_name
+from lazarus_contract.rules import attempt_number, operator_records_attempts
 from lazarus_store import (
     AttemptTaken,
     CheckpointInfo,
@@ -104,29 +105,32 @@ class Storage:
         self.owner = owner
         # A filesystem root under the operator: the operator cannot see the volume,
         # so this trainer numbers, records and fences its attempt (contract section 8).
-        self.fences = owner is not None and not self.root_uri.startswith("s3://")
+        self.fences = owner is not None and not operator_records_attempts(self.root_uri)
+        self.asked = attempt  # the operator's number for this attempt of the job object
         if self.fences and attempt is not None:
             self.attempt = self._root_attempt(attempt)
 
-    def _root_attempt(self, attempt: int) -> int:
+    def _root_attempt(self, asked: int) -> int:
         """The operator counts attempts per job object; names must be unique per root.
-        Offset by the highest attempt other jobs (or an earlier incarnation of this
-        one) recorded, so a re-created job continues above them. Every rank reads the
-        same log before rank 0 writes, and this job's own lines are left out."""
+        The contract's numbering (lazarus_contract.rules.attempt_number): above every
+        attempt the root recorded (other jobs', an earlier incarnation's, this job's
+        own), and once rank 0 has recorded it, the number it recorded, so every rank
+        and every later read within the attempt agrees."""
         assert self.owner is not None
-        uid = self.owner.uid
-        others = [r.attempt for r in self.store.attempts() if r.job is None or r.job.uid != uid]
-        base = max(others, default=0)
-        if base:
-            log.info("attempt %d is attempt %d of root %s", attempt, attempt + base, self.root_uri)
-        return attempt + base
+        history = [r.recorded for r in self.store.attempts()]
+        attempt = attempt_number(asked, history, self.owner.uid)
+        if attempt != asked:
+            log.info("attempt %d is attempt %d of root %s", asked, attempt, self.root_uri)
+        return attempt
 
     def record_start(self, resumed: str | None, step: int) -> None:
         """Fence record for this attempt (filesystem roots under the operator only)."""
         if not self.fences or self.attempt is None or self.owner is None:
             return
         try:
-            self.store.record_attempt(self.attempt, resumed, step, job=self.owner.identity)
+            self.store.record_attempt(
+                self.attempt, resumed, step, job=self.owner.identity, job_attempt=self.asked
+            )
         except AttemptTaken as exc:
             raise PermanentError(
                 f"{exc}: two jobs write to {self.root_uri}; give each job its own "
