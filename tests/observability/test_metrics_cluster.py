@@ -72,7 +72,7 @@ def msg(outcome: str, code: int, step: int) -> dict[str, Any]:
 def drive(jobs: Jobs, kubelet: FakeKubelet, name: str) -> dict[str, float]:
     """Preemption, OOM kill and a crash, then success; the wall times that matter."""
     t: dict[str, float] = {"create": time.time()}
-    jobs.create(name)
+    jobs.create(name, checkpoint={"save": {"everySeconds": 600}})
     t["run1"] = running(jobs, name, 1)
     t["c1"] = seed(jobs, name, 100, 1)
     time.sleep(3)
@@ -141,8 +141,18 @@ def test_dashboard_queries_show_the_restarts_the_test_caused(
     assert values(results["Lost work"][0])[""] == pytest.approx(20 + 30 + 60, rel=0.05)
     assert values(results["Jobs by phase"][0], "phase")["Succeeded"] == 1
     sel = f'{{namespace="{jobs.ns}", trainingjob="{name}"}}'
-    exact = values(prom.query(f"lazarus_lost_steps_total{sel}", at=end), "cause")
+    ns = f'{{namespace="{jobs.ns}"}}'  # by cause per namespace: this job's alone
+    exact = values(prom.query(f"lazarus_lost_steps_total{ns}", at=end), "cause")
     assert exact == {"disrupted": 20, "oomKilled": 30, "failed": 60, "nodeLost": 0}
+    assert values(prom.query(f"lazarus_job_lost_steps_total{sel}", at=end))[""] == 110
+    assert values(prom.query(f"lazarus_checkpoint_interval_seconds{sel}", at=end))[""] == 600
+    for event in ("created", "succeeded"):
+        assert values(prom.query(f"lazarus_jobs_{event}_total{ns}", at=end))[""] == 1
+    assert values(prom.query(f"lazarus_jobs_failed_total{ns}", at=end))[""] == 0
+    # one series a job for its phase, at most 15 in all
+    assert values(prom.query(f"lazarus_job_phase{sel}", at=end), "phase") == {"Succeeded": 1}
+    every = prom.query(f"count({{__name__=~'lazarus_.+', trainingjob='{name}'}})", at=end)
+    assert values(every)[""] <= 15
     assert values(prom.query(f"lazarus_restarts_total{sel}", at=end), "cause") == {
         "disrupted": 1,
         "oomKilled": 1,
@@ -156,7 +166,7 @@ def test_dashboard_queries_show_the_restarts_the_test_caused(
     expected = productive / (t["done"] - t["create"])
     goodput = values(results["Goodput"][0])[""]
     assert goodput == pytest.approx(expected, abs=0.08)
-    lost = values(prom.query(f"lazarus_lost_seconds_total{sel}", at=end), "cause")
+    lost = values(prom.query(f"lazarus_lost_seconds_total{ns}", at=end), "cause")
     assert lost["disrupted"] == pytest.approx(t["end1"] - t["c1"], abs=1.5)
     assert lost["oomKilled"] == pytest.approx(t["end2"] - t["c2"], abs=1.5)
     assert lost["failed"] == pytest.approx(t["end3"] - t["run3"], abs=1.5)
