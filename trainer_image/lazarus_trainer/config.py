@@ -11,15 +11,13 @@ from lazarus_contract import (
     ENV_EVAL_METRIC,
     ENV_EVAL_MODE,
     ENV_GRACE_SECONDS,
-    ENV_JOB_NAME,
-    ENV_JOB_NAMESPACE,
-    ENV_JOB_UID,
     ENV_KEEP_BEST,
     ENV_KEEP_LATEST,
     ENV_RESUME_FROM,
     ENV_SAVE_EVERY_SECONDS,
     ENV_SAVE_EVERY_STEPS,
 )
+from lazarus_contract.identity import JobIdentity
 from lazarus_contract.interval import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_MIN_SECONDS,
@@ -96,13 +94,14 @@ class LazarusConfig:
 
     @classmethod
     def from_env(cls, **overrides: object) -> LazarusConfig:
+        job = JobIdentity.from_env(os.environ)  # the operator's (contract section 2)
         cfg = cls(
             checkpoint_uri=os.environ.get(ENV_CHECKPOINT_URI, ""),
             resume_from=os.environ.get(ENV_RESUME_FROM, "").strip(),
             attempt=_env_int(ENV_ATTEMPT, 1),
-            job_name=os.environ.get(ENV_JOB_NAME, ""),
-            job_namespace=os.environ.get(ENV_JOB_NAMESPACE, ""),
-            job_uid=os.environ.get(ENV_JOB_UID, ""),
+            job_name=job.name,
+            job_namespace=job.namespace,
+            job_uid=job.uid,
             grace_seconds=_env_float(ENV_GRACE_SECONDS, 30.0),
             save_every_steps=_env_int(ENV_SAVE_EVERY_STEPS, 0),
             save_every_seconds=_env_float(ENV_SAVE_EVERY_SECONDS, 0.0),

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lazarus_contract import TIMINGS_STEPS_PER_SECOND
 from lazarus_contract.bounded_json import one_line
+from lazarus_contract.timings import EXTRA_TIMINGS, EXTRA_TRAINER, Timings
 
 from .storage import InvalidCheckpoint, Manifest
 from .termination import PermanentError
@@ -22,7 +22,7 @@ FORMAT_REPLICATED: ModelOptimizerFormat = "replicated"  # rank 0's trainer/commo
 FORMAT_DEEPSPEED: ModelOptimizerFormat = "deepspeed"  # an engine's own files (engine_state.py)
 LAYOUTS: tuple[ModelOptimizerFormat, ...] = (FORMAT_DCP, FORMAT_REPLICATED, FORMAT_DEEPSPEED)
 
-EXTRA_KEY = "lazarusTrainer"
+EXTRA_KEY = EXTRA_TRAINER
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,16 @@ class SaveTimings:
         )
 
     def to_json(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = {
-            "stallSeconds": self.stall_seconds,
-            "saveSeconds": self.save_seconds,
-            "durableSeconds": self.durable_seconds,
-            "bytes": self.bytes,
-            "attempt": self.attempt,
-        }
-        if self.resume_seconds is not None:
-            out["resumeSeconds"] = self.resume_seconds
-        if self.steps_per_second is not None:
-            out[TIMINGS_STEPS_PER_SECOND] = round(self.steps_per_second, 6)
+        """The contract's encoding (lazarus_contract.timings), with the schedule's facts."""
+        out = Timings(
+            stall_seconds=self.stall_seconds,
+            save_seconds=self.save_seconds,
+            durable_seconds=self.durable_seconds,
+            bytes=self.bytes,
+            attempt=self.attempt,
+            resume_seconds=self.resume_seconds,
+            steps_per_second=self.steps_per_second,
+        ).encode()
         out.update(self.schedule)
         return out
 
@@ -110,7 +109,7 @@ class TrainerExtra:
                 "format": self.format,
                 "worldSize": self.world_size,
                 "modelOptimizer": self.model_optimizer,
-                "timings": self.timings,
+                EXTRA_TIMINGS: self.timings,
             }
         }
 
@@ -138,7 +137,7 @@ class TrainerExtra:
         world = raw.get("worldSize")
         if type(world) is not int or world < 1:
             world = manifest.world_size
-        timings = raw.get("timings")
+        timings = raw.get(EXTRA_TIMINGS)
         return cls(
             format=fmt,
             world_size=world,
