@@ -11,8 +11,11 @@ Pure: tables in tests/trainer/test_autointerval.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from .timings import timings_object
 
 # The rate channel: failures per hour, a plain decimal ("0.25"), set by the operator on
 # every pod of an attempt; the trainer reads it through the downward-API annotations file.
@@ -86,3 +89,15 @@ def parse_rate(text: str | None) -> float | None:
     if not math.isfinite(per_hour) or per_hour < 0:
         return None
     return per_hour / 3600
+
+
+def decode_schedule(extra: Mapping[str, Any]) -> dict[str, float]:
+    """The schedule facts a manifest's `extra` records (section 4a): only finite numbers
+    >= 0 under the three keys; anything else (another writer's manifest) is left out."""
+    t = timings_object(extra)
+    out: dict[str, float] = {}
+    for key in (TIMINGS_INTERVAL, TIMINGS_SAVE_COST, TIMINGS_FAILURES_PER_HOUR):
+        v = t.get(key)
+        if not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v < math.inf:
+            out[key] = float(v)
+    return out
