@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import torch
 
@@ -19,6 +18,7 @@ from lazarus_contract import parse_checkpoint_name
 from . import storage as st
 from .config import LazarusConfig
 from .distributed import Collectives
+from .facade_state import RunStateAccess
 from .fidelity import warn_data_setup
 from .progress import ProgressReport
 from .requests import CheckpointRequestWatcher
@@ -27,16 +27,15 @@ from .rng import capture_rng
 from .run_state import Context, RunState
 from .save_pipeline import SavePipeline
 from .save_policy import Act, Agreed, SavePolicy, eval_improved, metric_key, stop_deadline
-from .saver import BackgroundSaver
-from .signals import SaveTimer, StopSignal
-from .state import Progress, Registry, Stateful
+from .signals import StopSignal
+from .state import Registry, Stateful
 from .stopping import Stopper
-from .termination import Termination, exits_permanent
+from .termination import exits_permanent
 
 log = logging.getLogger("lazarus")
 
 
-class Lazarus:
+class Lazarus(RunStateAccess):
     """Checkpoint manager for one training process (one per rank)."""
 
     @exits_permanent
@@ -301,78 +300,3 @@ class Lazarus:
 
     def _deadline(self) -> float | None:
         return stop_deadline(self.signal.received_at, self.config.grace_seconds)
-
-    # --- the run's state, read (and by adapters set) through the facade ------------------
-    @property
-    def progress(self) -> Progress:
-        return self.run.progress
-
-    @progress.setter
-    def progress(self, value: Progress) -> None:
-        self.run.progress = value
-
-    @property
-    def user_state(self) -> dict[str, Any]:
-        """Plain values saved with every checkpoint and restored on resume."""
-        return self.run.user_state
-
-    @user_state.setter
-    def user_state(self, value: dict[str, Any]) -> None:
-        self.run.user_state = value
-
-    @property
-    def last_committed(self) -> tuple[str, int] | None:
-        """(name, step) of the newest checkpoint this run committed or resumed from."""
-        return self.run.last_committed
-
-    @last_committed.setter
-    def last_committed(self, value: tuple[str, int] | None) -> None:
-        self.run.last_committed = value
-
-    @property
-    def resumed_from(self) -> str | None:
-        return self.run.resumed_from
-
-    @resumed_from.setter
-    def resumed_from(self, value: str | None) -> None:
-        self.run.resumed_from = value
-
-    @property
-    def should_stop(self) -> bool:
-        """True once every rank agreed to stop (a signal, or fenced out): leave the loop."""
-        return self.run.should_stop
-
-    @should_stop.setter
-    def should_stop(self, value: bool) -> None:
-        self.run.should_stop = value
-
-    @property
-    def termination(self) -> Termination | None:
-        """How the run ends, once that is known."""
-        return self.run.termination
-
-    @termination.setter
-    def termination(self, value: Termination | None) -> None:
-        self.run.termination = value
-
-    @property
-    def failed_saves(self) -> list[str]:
-        return self.run.failed_saves
-
-    @property
-    def sharded(self) -> bool:
-        """Model and optimizer saved through torch.distributed.checkpoint (more than one
-        process); an adapter that needs them replicated sets it False."""
-        return self.pipeline.sharded
-
-    @sharded.setter
-    def sharded(self, value: bool) -> None:
-        self.pipeline.sharded = value
-
-    @property
-    def saver(self) -> BackgroundSaver:
-        return self.pipeline.saver
-
-    @property
-    def timer(self) -> SaveTimer:
-        return self.pipeline.timer

@@ -8,15 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from lazarus_contract import ENV_RESUME_FROM, RESUME_AUTO, parse_checkpoint_name
 
 from . import sharded
 from . import storage as st
-from .engine_state import Prepared
-from .meta import FORMAT_DCP, FORMAT_DEEPSPEED, FORMAT_REPLICATED, TrainerExtra
+from .candidate import Checked, Read, load_sharded, prepare_engine
+from .meta import FORMAT_DCP, FORMAT_REPLICATED, TrainerExtra
 from .resume_timing import ResumeTiming
 from .rng import seed_all
 from .run_state import Context
@@ -35,27 +34,6 @@ from .state import (
 from .termination import PermanentError
 
 log = logging.getLogger("lazarus")
-
-
-@dataclass(frozen=True)
-class Checked:
-    """A checkpoint whose manifest passed the trainer's checks."""
-
-    name: str
-    manifest: st.Manifest
-    extra: TrainerExtra
-
-
-@dataclass
-class _Read:
-    """What this rank read of one candidate: its objects, or the error that rules it out."""
-
-    checked: Checked | None = None
-    common: dict[str, Any] | None = None
-    rank_state: dict[str, Any] | None = None  # None: the world size changed
-    reader: sharded.StoreReader | None = None  # DCP shards, fetched as the load plan needs
-    engine: Prepared | None = None  # an engine's own files, fetched and checked
-    error: str | None = None
 
 
 class Resumer:
@@ -213,7 +191,7 @@ class Resumer:
                 return False
             if read.reader is not None:
                 with self.timing.part("fetch"):
-                    loaded, error = self._load_sharded(read.reader)
+                    loaded, error = load_sharded(self.registry, self.dist, read.reader)
                 if not self.agree(name, error):
                     return False
             assert read.checked is not None and read.common is not None  # every rank read it
@@ -229,9 +207,9 @@ class Resumer:
             self._apply(read.checked, read.common, read.rank_state, loaded)
         return True
 
-    def _read(self, name: str) -> _Read:
+    def _read(self, name: str) -> Read:
         """Fetch and check what this rank needs; a bad checkpoint is an error, not a raise."""
-        read, timing = _Read(), self.timing
+        read, timing = Read(), self.timing
         try:
             with timing.part("lookup"):
                 checked = read.checked = self.check_manifest(name, explicit=False)
@@ -259,7 +237,7 @@ class Resumer:
                     raise st.InvalidCheckpoint(f"{ours}: no sharded-state names")
                 sharded.check_compatible(self.registry, names, meta)
             with timing.part("fetch"):
-                read.engine = self._prepare_engine(checked)
+                read.engine = prepare_engine(self.registry, self.storage, checked)
         except (st.InvalidCheckpoint, st.CheckpointNotFound) as exc:
             read.error = str(exc)
         except BaseException:
@@ -267,39 +245,6 @@ class Resumer:
                 read.reader.cleanup()  # a permanent error ends the run: leave no temp files
             raise
         return read
-
-    def _prepare_engine(self, checked: Checked) -> Prepared | None:
-        """A registered engine's files for this rank, fetched and checked (engine_state.py)."""
-        engine, layout = self.registry.engine, checked.extra.model_optimizer
-        if engine is None and layout != FORMAT_DEEPSPEED:
-            return None
-        if engine is None or engine.layout != layout:
-            what = f"registers a {engine.layout!r} engine" if engine else "registers no engine"
-            raise PermanentError(
-                f"checkpoint {checked.name} holds model and optimizer as {layout!r}, this run "
-                f"{what}: resume it with the same kind of training setup"
-            )
-        name = checked.name
-        return engine.prepare(
-            checked.manifest, lambda path, local: self.storage.download(name, path, local)
-        )
-
-    def _load_sharded(self, reader: sharded.StoreReader) -> tuple[dict[str, Any], str | None]:
-        """Model and optimizer state loaded into copies, so a shard failing verification
-        leaves the model as it was; with the error that rules the checkpoint out, if any."""
-        loaded: dict[str, Any] = snapshot(sharded.capture(self.registry))
-        try:
-            sharded.load(loaded, reader, self.dist.ckpt_group)
-        except Exception as exc:
-            bad = [
-                e
-                for e in sharded.failures(exc)
-                if isinstance(e, st.InvalidCheckpoint | st.CheckpointNotFound)
-            ]
-            if not bad:
-                raise
-            return loaded, str(bad[0])
-        return loaded, None
 
     def _apply(
         self,

@@ -11,13 +11,13 @@
   and the payload is not SHA-256 signed (S3's default over HTTPS): the CRC32C the server
   verifies already covers every byte, and a second hash pass costs as much CPU as the copy.
 
-Clients are shared (s3_client.py); botocore's errors become the store's in s3_errors.py.
+Clients are shared (s3_client.py); botocore's errors become the store's in s3_errors.py;
+bodies are s3_body.py's views, multipart uploads s3_parts.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 from typing import Any, BinaryIO, cast
 
@@ -27,51 +27,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..checksum import to_b64
 from ..errors import BucketMissing, InvalidURI, StoreError
 from .base import Data, ObjectInfo, ObjectMissing
+from .s3_body import ViewBody, body_of
 from .s3_client import shared_client
-from .s3_errors import MISSING_KEY, PRECONDITION, UNSUPPORTED, code_of, translate
+from .s3_errors import MISSING_KEY, PRECONDITION, code_of, translate
+from .s3_parts import S3PartUpload
 
-
-class ViewBody(io.RawIOBase):
-    """A request body over a memoryview: reads hand out slices of it (the HTTP layer sends
-    each with `sendall`), seekable so botocore can size it and rewind it for a retry."""
-
-    def __init__(self, data: Data) -> None:
-        self._view = memoryview(data).cast("B")
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return len(self._view) - self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, min(len(self._view), base + offset))
-        return self._pos
-
-    def read(self, size: int | None = -1) -> memoryview:
-        end = len(self._view)
-        if size is not None and size >= 0:
-            end = min(end, self._pos + size)
-        out = self._view[self._pos : end]
-        self._pos = end
-        return out
-
-    def readinto(self, b: Any) -> int:
-        out = self.read(len(memoryview(b)))
-        memoryview(b).cast("B")[: len(out)] = out
-        return len(out)
-
-
-def _body(data: Data) -> bytes | ViewBody:
-    return data if isinstance(data, bytes) else ViewBody(data)
+__all__ = ["S3Backend", "S3PartUpload", "ViewBody"]
 
 
 class S3Backend:
@@ -230,7 +191,10 @@ class S3Backend:
     def put(self, key: str, data: Data, crc: int) -> None:
         with self._errors(f"writing {key}"):
             self.client.put_object(
-                Bucket=self.bucket, Key=self.key(key), Body=_body(data), ChecksumCRC32C=to_b64(crc)
+                Bucket=self.bucket,
+                Key=self.key(key),
+                Body=body_of(data),
+                ChecksumCRC32C=to_b64(crc),
             )
 
     def put_if_absent(self, key: str, data: bytes, crc: int) -> bool:
@@ -311,76 +275,3 @@ class S3Backend:
                         )
                         n += 1
         return n
-
-
-class S3PartUpload:
-    """A multipart upload with a CRC32C per part and (where supported) a full-object one."""
-
-    def __init__(self, backend: S3Backend, key: str) -> None:
-        self._b = backend
-        self._key = backend.key(key)
-        self._rel = key
-        self._parts: dict[int, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        b = backend
-        with b._errors(f"starting upload of {key}"):
-            resp = None
-            if b._full_object_checksums is not False:
-                try:
-                    resp = b.client.create_multipart_upload(
-                        Bucket=b.bucket,
-                        Key=self._key,
-                        ChecksumAlgorithm="CRC32C",
-                        ChecksumType="FULL_OBJECT",
-                    )
-                    b._full_object_checksums = True
-                except ClientError as e:
-                    if code_of(e) not in UNSUPPORTED:
-                        raise
-                    b._full_object_checksums = False  # fall back to per-part checksums
-            if resp is None:
-                resp = b.client.create_multipart_upload(
-                    Bucket=b.bucket, Key=self._key, ChecksumAlgorithm="CRC32C"
-                )
-        self._full = bool(b._full_object_checksums)
-        self._upload_id = str(resp["UploadId"])
-
-    def upload_part(self, number: int, offset: int, data: Data, crc: int) -> None:
-        b = self._b
-        with b._errors(f"uploading part {number} of {self._rel}"):
-            resp = b.client.upload_part(
-                Bucket=b.bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=_body(data),
-                ChecksumCRC32C=to_b64(crc),
-            )
-        with self._lock:
-            self._parts[number] = {
-                "PartNumber": number,
-                "ETag": resp["ETag"],
-                "ChecksumCRC32C": resp.get("ChecksumCRC32C") or to_b64(crc),
-            }
-
-    def complete(self, size: int, crc: int) -> None:
-        b = self._b
-        parts = [self._parts[n] for n in sorted(self._parts)]
-        extra: dict[str, Any] = {}
-        if self._full:
-            extra = {"ChecksumCRC32C": to_b64(crc), "ChecksumType": "FULL_OBJECT"}
-        with b._errors(f"completing upload of {self._rel}"):
-            b.client.complete_multipart_upload(
-                Bucket=b.bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": parts},
-                **extra,
-            )
-
-    def abort(self) -> None:
-        b = self._b
-        with contextlib.suppress(StoreError, ObjectMissing), b._errors("aborting upload"):
-            b.client.abort_multipart_upload(
-                Bucket=b.bucket, Key=self._key, UploadId=self._upload_id
-            )

@@ -20,12 +20,12 @@ rank read and checked its files does `engine.load_checkpoint` run, fed those obj
 Same world size only: ZeRO partitions are laid out for the data-parallel world that wrote
 them. Another world size needs DeepSpeed's universal checkpoint (`ds_to_universal`), whose
 converter and loader unpickle with `weights_only=False`; Lazarus refuses that (exit 78)
-with a message naming the supported path (docs/trainer.md).
+with a message naming the supported path (docs/trainer.md). The checkpoint engines and
+the file loader are in deepspeed_files.py.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -36,10 +36,6 @@ from typing import Any
 
 import deepspeed
 import torch
-from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointEngine
-from deepspeed.runtime.fp16 import loss_scaler
-from deepspeed.runtime.zero.config import ZeroStageEnum
-from deepspeed.utils.tensor_fragment import fragment_address
 
 from lazarus_contract.bounded_json import loads_bounded, one_line
 
@@ -51,20 +47,32 @@ from ..safe_load import load_plain
 from ..state import Stateful
 from ..storage import InvalidCheckpoint, Manifest
 from ..termination import PermanentError
+from .deepspeed_files import (
+    DS_GLOBALS,
+    PREFIX,
+    CaptureEngine,
+    LoadEngine,
+    Swapped,
+    load_file,
+)
 
 log = logging.getLogger("lazarus")
 
-PREFIX = "deepspeed/"
+__all__ = [
+    "DS_GLOBALS",
+    "INFO_OBJECT",
+    "PREFIX",
+    "TAG",
+    "UNIVERSAL_HINT",
+    "DeepSpeedState",
+    "accumulating",
+    "from_deepspeed",
+    "load_file",
+]
+
 INFO_OBJECT = PREFIX + "lazarus-deepspeed.json"  # rank 0: stage, world size, versions
 TAG = "lazarus"  # DeepSpeed's checkpoint tag: the Lazarus checkpoint name says the rest
 
-# What DeepSpeed's ZeRO files pickle besides tensors and plain values (DeepSpeed 0.19).
-DS_GLOBALS: list[Any] = [
-    loss_scaler.LossScaler,
-    loss_scaler.DynamicLossScaler,
-    ZeroStageEnum,
-    fragment_address,
-]
 # A file of one data-parallel rank: `zero_pp_rank_3_mp_rank_00_optim_states.pt` and
 # (ZeRO-3) `zero_pp_rank_3_mp_rank_00_model_states.pt`.
 _RANK_FILE = re.compile(r"(?:^|_)pp_rank_(\d+)_")
@@ -93,76 +101,6 @@ def accumulating(engine: Any) -> str | None:
     if micro % gas:
         return f"{micro % gas} of gradient_accumulation_steps={gas} micro-batches accumulated"
     return None
-
-
-def load_file(path: Path, what: str) -> Any:
-    """A DeepSpeed checkpoint file, never running code (InvalidCheckpoint if refused)."""
-    with torch.serialization.safe_globals(DS_GLOBALS):
-        return load_plain(path.read_bytes(), what)
-
-
-class _CaptureEngine(CheckpointEngine):  # type: ignore[misc]
-    """A DeepSpeed checkpoint engine that serializes each file into memory."""
-
-    def __init__(self) -> None:
-        super().__init__(None)
-        self.name = "LazarusCapture"
-        self.files: dict[str, bytes] = {}
-
-    def create(self, info: Any) -> None:
-        pass
-
-    def save(self, state_dict: Any, path: str) -> None:
-        buf = io.BytesIO()
-        torch.save(state_dict, buf)  # copies every tensor's bytes: safe to upload later
-        self.files[Path(path).name] = buf.getvalue()
-
-    def load(self, path: str, map_location: Any = None) -> Any:
-        raise RuntimeError("the capture engine does not load")
-
-    def commit(self, info: Any) -> bool:
-        return True
-
-
-class _LoadEngine(CheckpointEngine):  # type: ignore[misc]
-    """A DeepSpeed checkpoint engine that hands out files already fetched and checked."""
-
-    def __init__(self, objects: dict[str, Any]) -> None:
-        super().__init__(None)
-        self.name = "LazarusLoad"
-        self.objects = objects
-
-    def create(self, info: Any) -> None:
-        pass
-
-    def save(self, state_dict: Any, path: str) -> None:
-        raise RuntimeError("the load engine does not save")
-
-    def load(self, path: str, map_location: Any = None) -> Any:
-        name = Path(path).name
-        if name not in self.objects:
-            raise PermanentError(
-                f"DeepSpeed asked for {PREFIX}{name}, which this rank did not prepare "
-                "(a DeepSpeed setting that reads other ranks' files is not supported)"
-            )
-        return self.objects[name]
-
-    def commit(self, info: Any) -> bool:
-        return True
-
-
-class _Swapped:
-    """`engine.checkpoint_engine` replaced for one save or load, restored after."""
-
-    def __init__(self, engine: Any, replacement: CheckpointEngine) -> None:
-        self.engine, self.replacement = engine, replacement
-
-    def __enter__(self) -> None:
-        self.saved = self.engine.checkpoint_engine
-        self.engine.checkpoint_engine = self.replacement
-
-    def __exit__(self, *exc: object) -> None:
-        self.engine.checkpoint_engine = self.saved
 
 
 class DeepSpeedState:
@@ -216,10 +154,10 @@ class DeepSpeedState:
     # --- saving --------------------------------------------------------------------------
     def capture(self) -> dict[str, bytes]:
         """Every rank: DeepSpeed's `save_checkpoint` (a collective), its files in memory."""
-        cap = _CaptureEngine()
+        cap = CaptureEngine()
         scratch = Path(tempfile.mkdtemp(prefix="lazarus-ds-"))  # DeepSpeed copies scripts here
         try:
-            with _Swapped(self.engine, cap):
+            with Swapped(self.engine, cap):
                 self.engine.save_checkpoint(str(scratch), tag=TAG, save_latest=False)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -350,7 +288,7 @@ class _Prepared:
 
     def apply(self) -> None:
         try:
-            with _Swapped(self.engine, _LoadEngine(self.objects)):
+            with Swapped(self.engine, LoadEngine(self.objects)):
                 path, _ = self.engine.load_checkpoint(str(self.dir), tag=TAG)
         except PermanentError:
             raise
