@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import io
 import json
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -70,17 +72,31 @@ def load_before(rev: str, into: Path) -> ModuleType:
         prometheus_client.REGISTRY = default
 
 
+def observer(
+    m: Any, spec: bool
+) -> Callable[[JobRef, dict[str, Any], dict[str, Any], datetime], None]:
+    """`m.observe` as (job, old status, new status, now): the earlier code takes those
+    (and no spec.checkpoint); this checkout's may take one Transition instead."""
+    if next(iter(inspect.signature(m.observe).parameters)) == "t":
+        between = importlib.import_module("lazarus_operator.transition").between
+        return lambda job, old, new, now: m.observe(between(job, old, new, now), SPEC)
+    if spec:
+        return lambda job, old, new, now: m.observe(job, old, new, now, SPEC)
+    observe: Callable[[JobRef, dict[str, Any], dict[str, Any], datetime], None] = m.observe
+    return observe
+
+
 def job_life(m: Any, job: JobRef, i: int, spec: bool) -> None:
     """One job to rest: running, a checkpoint, every fourth restarted once."""
     ck = {"latestCheckpoint": {"step": 100, "time": "2026-01-01T00:00:30Z"}, "stepRate": 2.0}
+    observe = observer(m, spec)
     old: dict[str, Any] = {}
     t = 0.0
 
     def cycle(new: dict[str, Any]) -> None:
         nonlocal old, t
         t += 10
-        extra = (SPEC,) if spec else ()  # the earlier API takes no spec.checkpoint
-        m.observe(job, old, new, T0 + timedelta(seconds=t), *extra)
+        observe(job, old, new, T0 + timedelta(seconds=t))
         old = new
 
     cycle({"phase": "Running", "attempt": 1, **ck})
