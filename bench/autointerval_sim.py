@@ -1,7 +1,7 @@
 """The automatic checkpoint interval against every fixed one, simulated over seeded failure
 traces (issue 29). Pure: tests/bench/test_autointerval_sim.py holds it to tables.
 
-    ~/.cache/lazarus/venv/bin/python bench/autointerval_sim.py
+    hack/python -m bench.autointerval_sim
 
 A job needs `work` seconds of compute. Failures arrive as a Poisson process in the time
 the job is up (seeded gaps); each one loses the compute since the last durable
@@ -22,16 +22,11 @@ from __future__ import annotations
 import math
 import random
 import statistics
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / d) for d in ("contract", "operator") if str(REPO / d) not in sys.path]
-
-from lazarus_contract.interval import Bounds, auto_interval  # noqa: E402
-from lazarus_operator.failure_rate import Exposure, estimate  # noqa: E402
+from lazarus_contract.interval import Bounds, auto_interval
+from lazarus_operator.failure_rate import Exposure, estimate
 
 # (up seconds so far, failures so far, measured save cost or None) -> interval seconds
 Policy = Callable[[float, int, float | None], float]
