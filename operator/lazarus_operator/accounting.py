@@ -1,7 +1,7 @@
 """What one status transition of a job means for its metrics. Pure and table-tested:
-`account` takes the job's clock (what this operator process remembers of it), the
-status before and after a cycle, and the time, and returns the new clock and the
-observations the metrics module records.
+`account` takes the job's clock (what this operator process remembers of it) and a
+cycle's transition (the typed status before and after it, and its time), and returns
+the new clock and the observations the metrics module records.
 
 Goodput: every second of a job's wall clock lands in one state. Time while the pods
 run is *unresolved* until the store says whether its progress survived: a newer
@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from . import status as s
-from .classify import Cause, parse_time
+from .classify import parse_time
+from .jobstatus import JobStatus
+from .records import RESTART_KEYS, PendingRestart, restart_key
+from .transition import Transition
 
 PRODUCTIVE: Final = "productive"
 LOST: Final = "lost_progress"
@@ -30,13 +33,7 @@ STATES: Final = (PRODUCTIVE, LOST, PENDING, RESTARTING, SUSPENDED)
 PHASES: Final = (s.PENDING, s.RUNNING, s.RESTARTING, s.SUSPENDED, s.SUCCEEDED, s.FAILED)
 
 # The `cause` label: the keys of status.restarts.
-CAUSE_KEYS: Final = {
-    str(Cause.FAILED): "failed",
-    str(Cause.OOM_KILLED): "oomKilled",
-    str(Cause.DISRUPTED): "disrupted",
-    str(Cause.NODE_LOST): "nodeLost",
-}
-CAUSES: Final = tuple(CAUSE_KEYS.values())
+CAUSES: Final = tuple(RESTART_KEYS.values())
 
 
 @dataclass(frozen=True)
@@ -67,11 +64,7 @@ class Observations:
             self.seconds[state] = self.seconds.get(state, 0.0) + seconds
 
 
-def _cause(pending: dict[str, Any] | None, default: str = "failed") -> str:
-    return CAUSE_KEYS.get(str((pending or {}).get("cause")), default)
-
-
-def _idle_state(phase: str | None, ended: datetime | None) -> str | None:
+def _idle_state(phase: s.Phase | None, ended: datetime | None) -> str | None:
     """The state of time spent in `phase` while the pods do not run."""
     if phase == s.SUSPENDED:
         return SUSPENDED
@@ -105,56 +98,61 @@ class _Run:
         return lost
 
 
-def account(
-    clock: Clock | None, old: dict[str, Any], new: dict[str, Any], now: datetime
-) -> tuple[Clock, Observations]:
-    """The clock after the cycle that turned status `old` into `new` at `now`."""
-    old_phase, new_phase = old.get("phase"), new.get("phase")
-    c = clock or Clock(t=now, run_from=now if old_phase == s.RUNNING else None)
+def account(clock: Clock | None, t: Transition) -> tuple[Clock, Observations]:
+    """The clock after the cycle that made transition `t`."""
+    old, new, now = t.old, t.new, t.now
+    c = clock or Clock(t=now, run_from=now if old.phase == s.RUNNING else None)
     r = _Run(c.run_from, c.run_to, c.ended, c.ended_cause)
-    o = Observations(phase=str(new_phase or s.PENDING))
+    o = Observations(phase=str(new.phase or s.PENDING))
     # The interval since the last cycle was spent in the old phase; running time
     # stays unresolved until a checkpoint or a relaunch settles it.
-    if old_phase != s.RUNNING:
-        state = _idle_state(old_phase, r.ended)
+    if old.phase != s.RUNNING:
+        state = _idle_state(old.phase, r.ended)
         if state is not None:
             o.add(state, (now - c.t).total_seconds())
-    commit = parse_time((new.get("latestCheckpoint") or {}).get("time"))
+    commit = parse_time(new.latest_checkpoint.time if new.latest_checkpoint else None)
     if r.run_from is not None and commit is not None and commit > r.run_from:
         cut = min(commit, r.run_to or now)
         o.add(PRODUCTIVE, (cut - r.run_from).total_seconds())
         r.run_from = max(cut, r.run_from)
-    old_r, new_r = old.get("restarts") or {}, new.get("restarts") or {}
-    for cause in CAUSES:
-        n = int(new_r.get(cause, 0)) - int(old_r.get(cause, 0))
-        if n > 0:
-            o.restarts[cause] = n
-    pending = new.get("pendingRestart") or {}
-    if pending and pending != (old.get("pendingRestart") or {}):
-        r.ended, r.ended_cause = now, _cause(pending)
-    if old_phase == s.RUNNING and new_phase != s.RUNNING and r.run_to is None:
+    _count_ends(o, old, new)
+    if new.pending_restart and new.pending_restart != old.pending_restart:
+        r.ended, r.ended_cause = now, restart_key(new.pending_restart.cause)
+    if old.phase == s.RUNNING and new.phase != s.RUNNING and r.run_to is None:
         r.run_to = now
-    if new_phase in s.FINISHED and old_phase not in s.FINISHED:
-        r.resolve(o, now, now if new_phase == s.SUCCEEDED else commit)
+    if new.finished and not old.finished:
+        r.resolve(o, now, now if new.phase == s.SUCCEEDED else commit)
         r.ended = None
-    old_attempt = int(old.get("attempt") or 0)
-    if int(new.get("attempt") or 0) > old_attempt > 0:
+    if new.attempt > old.attempt > 0:
         # A relaunch: the checkpoint it resumes from settles the ended attempt.
-        lost = r.resolve(o, now, commit)
-        if old.get("pendingRestart"):  # a restart, not a resume after suspend
-            cause = _cause(old["pendingRestart"])
-            lost_steps = int(new.get("lostSteps") or 0) - int(old.get("lostSteps") or 0)
-            o.lost_steps[cause] = max(lost_steps, 0)
-            o.lost_seconds[cause] = lost
-    if new_phase == s.RUNNING and old_phase != s.RUNNING:
+        _relaunched(o, r.resolve(o, now, commit), old.pending_restart, old, new)
+    if new.phase == s.RUNNING and old.phase != s.RUNNING:
         r.resolve(o, now, commit)  # nothing, unless a relaunch went unseen
         r.run_from = now
         if r.ended is not None:
             o.recovered.append((r.ended_cause or "failed", (now - r.ended).total_seconds()))
             r.ended = None
-    ck = new.get("latestCheckpoint") or {}
-    if "step" in ck:
-        o.checkpoint_step = int(ck["step"])
+    ck = new.latest_checkpoint
+    if ck is not None and ck.step is not None:
+        o.checkpoint_step = ck.step
         o.checkpoint_time = commit.timestamp() if commit is not None else None
-    o.failures_without_progress = int(new.get("failuresWithoutProgress") or 0)
+    o.failures_without_progress = new.failures_without_progress
     return Clock(now, r.run_from, r.run_to, r.ended, r.ended_cause), o
+
+
+def _count_ends(o: Observations, old: JobStatus, new: JobStatus) -> None:
+    """The attempt ends counted since `old`, by cause."""
+    for cause, key in RESTART_KEYS.items():
+        n = new.restarts.count(cause) - old.restarts.count(cause)
+        if n > 0:
+            o.restarts[key] = n
+
+
+def _relaunched(
+    o: Observations, lost: float, pending: PendingRestart | None, old: JobStatus, new: JobStatus
+) -> None:
+    """What a relaunch after a restart (not a resume after suspend) booked as lost."""
+    if pending:
+        cause = restart_key(pending.cause)
+        o.lost_steps[cause] = max(new.lost_steps - old.lost_steps, 0)
+        o.lost_seconds[cause] = lost

@@ -17,15 +17,7 @@ from .records import LastFailure, PendingRestart
 from .teardown import teardown
 from .vocabulary import Decision, Facts
 
-# restarts are counted by cause under these status keys
-RESTART_KEYS = {
-    Cause.FAILED: "failed",
-    Cause.OOM_KILLED: "oomKilled",
-    Cause.DISRUPTED: "disrupted",
-    Cause.NODE_LOST: "nodeLost",
-}
-FAILURE_KEYS = ("failed", "oomKilled")
-DISRUPTION_KEYS = ("disrupted", "nodeLost")
+FAILURE_CAUSES = (Cause.FAILED, Cause.OOM_KILLED)  # charged to maxFailures
 
 # A permanent error anywhere wins; then a disruption (the others' crashes usually
 # follow it); then the earliest failure.
@@ -50,7 +42,7 @@ def is_failure(end: PodEnd) -> bool:
 
 def _record_end(f: Facts, st: JobStatus, end: PodEnd) -> str:
     """lastFailure and the history entry; the end described for messages."""
-    attempt = f.state.current_attempt
+    attempt = f.state.attempt
     st.last_failure = LastFailure(
         attempt,
         str(end.cause),
@@ -74,20 +66,16 @@ def _record_end(f: Facts, st: JobStatus, end: PodEnd) -> str:
 def _charge(f: Facts, st: JobStatus, end: PodEnd, desc: str) -> tuple[str, str] | None:
     """Count the end against its budget: the reason and message if that ends the job."""
     policy = f.spec.failure_policy
-    st.count_restart(RESTART_KEYS[end.cause])
+    st.restarts.count_end(end.cause)
     if not is_failure(end):
-        used = st.restart_count(*DISRUPTION_KEYS)
+        used = st.restarts.count(*DISRUPTION_CAUSES)
         if policy.max_preemptions is not None and used > policy.max_preemptions:
             msg = f"{desc}; {used} disruptions exceed maxPreemptions={policy.max_preemptions}"
             return s.R_PREEMPTION_LIMIT, msg
         return None
     newest = f.selection.chosen.step if f.selection and f.selection.chosen else -1
-    if f.storage_problem is None and newest > st.resume_point_step():
-        st.failures_without_progress, st.consecutive_failures = 0, 1
-    else:
-        st.failures_without_progress = (st.failures_without_progress or 0) + 1
-        st.consecutive_failures = (st.consecutive_failures or 0) + 1
-    used = st.restart_count(*FAILURE_KEYS)
+    st.count_failure(progress=f.storage_problem is None and newest > st.resume_point_step())
+    used = st.restarts.count(*FAILURE_CAUSES)
     if used > policy.max_failures:
         return (
             s.R_BACKOFF_LIMIT,
@@ -105,11 +93,11 @@ def _schedule_restart(
     f: Facts, d: Decision, end: PodEnd, bad: list[PodEnd], desc: str, *, delay: float
 ) -> None:
     st, now = d.state, f.now
-    st.count_restart("total")
+    st.restarts.count_relaunch()
     reported = [e.step for e in bad if e.step is not None]
-    reported += reported_steps(f, f.state.current_attempt, [])
+    reported += reported_steps(f, f.state.attempt, [])
     st.pending_restart = PendingRestart(
-        attempt=f.state.current_attempt,
+        attempt=f.state.attempt,
         cause=str(end.cause),
         # Milliseconds: lost seconds are the gap to the resume checkpoint's commit.
         ended_at=format_time(min(end.time, now)),
@@ -138,8 +126,7 @@ def end_attempt(f: Facts, d: Decision, bad: list[PodEnd], current: list[dict[str
     if over is not None:
         fail(f, d, *over, current)
         return
-    failures = st.consecutive_failures or 0
-    delay = f.spec.failure_policy.backoff.delay(failures) if is_failure(end) else 0.0
+    delay = f.spec.failure_policy.backoff.delay(st.consecutive_failures) if is_failure(end) else 0.0
     _schedule_restart(f, d, end, bad, desc, delay=delay)
     teardown(f, d, current)
     if delay > 0:

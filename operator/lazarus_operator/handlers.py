@@ -77,7 +77,7 @@ async def job_event(
         await rec.kick(namespace, name)
         return
     rec.bodies.put(body)
-    if asks_for_cycle(body, known=(namespace, name) in rec.jobs):
+    if asks_for_cycle(body, known=(namespace, name) in rec.queue):
         await rec.kick(namespace, name)
 
 
@@ -97,7 +97,7 @@ async def checkpoints_deleted(
         log.warning("%s/%s: cannot delete a filesystem root's checkpoints", namespace, name)
         return
     try:
-        cred = await memo.reconciler.credentials(namespace, parsed)
+        cred = await memo.reconciler.store.credentials(namespace, parsed)
     except storage.CredentialsError as err:
         if err.reason != s.R_CREDENTIALS_REQUIRED:
             raise kopf.TemporaryError(f"deleting checkpoints: {err}", delay=10) from err

@@ -2,8 +2,10 @@
 
 `from_api` reads the API's JSON, `to_api` writes it back with the same field names
 and values (the CRD, alerts and tests read them). A field that is None is absent
-from the JSON; the records the operator writes whole (`lastFailure`, `resumedFrom`)
-keep their None fields, which `status.prune_none` drops before the write.
+from the JSON, and so is a count, flag or list at its default that the status was
+not read with and no writer set (`shown`); the records the operator writes whole
+(`lastFailure`, `resumedFrom`) keep their None fields, which `status.prune_none`
+drops before the write.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .records import (
     LastFailure,
     LatestCheckpoint,
     PendingRestart,
+    Restarts,
     ResumedFrom,
     as_float,
     as_int,
@@ -27,48 +30,40 @@ from .records import (
 )
 from .status import FINISHED, HISTORY_LIMIT, SUSPENDED, Condition, Phase, set_in
 
-# Ends by cause under `status.restarts` (the budgets count these); `total` counts
-# relaunches only.
-RESTART_KEYS = ("failed", "oomKilled", "disrupted", "nodeLost", "total")
-
 
 @dataclass
 class JobStatus:
     phase: Phase | None = None
     observed_generation: int | None = None
-    attempt: int | None = None
+    attempt: int = 0  # N of the latest attempt launched; 0 before the first launch
     attempt_started_at: str | None = None
-    launched: bool | None = None
+    launched: bool = False
     finished_at: str | None = None
-    restarts: dict[str, int] | None = None  # RESTART_KEYS that were ever counted
-    failures_without_progress: int | None = None
-    consecutive_failures: int | None = None
-    lost_steps: int | None = None
-    lost_seconds: float | None = None
+    restarts: Restarts = field(default_factory=Restarts)
+    failures_without_progress: int = 0
+    consecutive_failures: int = 0
+    lost_steps: int = 0
+    lost_seconds: float = 0.0
     step_rate: float | None = None
     pending_restart: PendingRestart | None = None
     last_failure: LastFailure | None = None
     latest_checkpoint: LatestCheckpoint | None = None
     resumed_from: ResumedFrom | None = None
-    history: list[HistoryEntry] | None = None
-    conditions: list[Condition] | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
+    # API keys written even at their default value (0, False, []): those the status
+    # was read with, and those a writer below set. Other defaults stay absent, so a
+    # status reads back exactly as it was.
+    shown: set[str] = field(default_factory=set, compare=False, repr=False)
 
     # --- reading -------------------------------------------------------------------
-    @property
-    def current_attempt(self) -> int:
-        """N of the latest attempt launched; 0 before the first launch."""
-        return self.attempt or 0
-
     @property
     def finished(self) -> bool:
         return self.phase in FINISHED
 
-    def restart_count(self, *keys: str) -> int:
-        return sum(int((self.restarts or {}).get(k, 0)) for k in keys)
-
     def condition(self, ctype: str) -> Condition | None:
-        return next((c for c in self.conditions or [] if c.type == ctype), None)
+        return next((c for c in self.conditions if c.type == ctype), None)
 
     def resume_point_step(self) -> int:
         return self.resumed_from.step if self.resumed_from else -1
@@ -77,19 +72,30 @@ class JobStatus:
     def set_condition(
         self, ctype: str, value: bool, reason: str, message: str, *, now: datetime
     ) -> None:
-        self.conditions = list(self.conditions or [])
         set_in(self.conditions, ctype, value, reason, message, now=now)
 
-    def count_restart(self, key: str) -> None:
-        restarts = dict(self.restarts or {})
-        restarts[key] = int(restarts.get(key, 0)) + 1
-        self.restarts = restarts
+    def start_attempt(self, attempt: int, started_at: str, lost: tuple[int, float]) -> None:
+        """Attempt `attempt` launches now; `lost`: the steps and seconds its
+        predecessor lost, added to the job's totals."""
+        self.lost_steps += lost[0]
+        self.lost_seconds = round(self.lost_seconds + lost[1], 3)
+        self.attempt, self.attempt_started_at, self.launched = attempt, started_at, False
+        self.shown |= {"launched", "lostSteps", "lostSeconds"}
+
+    def count_failure(self, *, progress: bool) -> None:
+        """A failure charged to the budget; `progress`: a new checkpoint since the last."""
+        if progress:
+            self.failures_without_progress, self.consecutive_failures = 0, 1
+        else:
+            self.failures_without_progress += 1
+            self.consecutive_failures += 1
+        self.shown |= {"failuresWithoutProgress", "consecutiveFailures"}
 
     def add_history(self, entry: HistoryEntry) -> None:
-        self.history = [*(self.history or []), entry][-HISTORY_LIMIT:]
+        self.history = [*self.history, entry][-HISTORY_LIMIT:]
 
     def history_of(self, attempt: int) -> list[HistoryEntry]:
-        return [h for h in self.history or [] if h.attempt == attempt]
+        return [h for h in self.history if h.attempt == attempt]
 
     # --- the API representation ----------------------------------------------------
     @classmethod
@@ -101,70 +107,78 @@ class JobStatus:
         pending, failure, latest, resumed = (
             rec(k) for k in ("pendingRestart", "lastFailure", "latestCheckpoint", "resumedFrom")
         )
-        launched = d.get("launched")
         return cls(
             phase=Phase(d["phase"]) if d.get("phase") else None,
             observed_generation=as_int(d.get("observedGeneration")),
-            attempt=as_int(d.get("attempt")),
+            attempt=int(d.get("attempt") or 0),
             attempt_started_at=as_str(d.get("attemptStartedAt")),
-            launched=None if launched is None else bool(launched),
+            launched=bool(d.get("launched")),
             finished_at=as_str(d.get("finishedAt")),
-            restarts=(
-                {str(k): int(v) for k, v in d["restarts"].items()}
-                if d.get("restarts") is not None
-                else None
-            ),
-            failures_without_progress=as_int(d.get("failuresWithoutProgress")),
-            consecutive_failures=as_int(d.get("consecutiveFailures")),
-            lost_steps=as_int(d.get("lostSteps")),
-            lost_seconds=as_float(d.get("lostSeconds")),
+            restarts=Restarts.from_api(d.get("restarts") or {}),
+            failures_without_progress=int(d.get("failuresWithoutProgress") or 0),
+            consecutive_failures=int(d.get("consecutiveFailures") or 0),
+            lost_steps=int(d.get("lostSteps") or 0),
+            lost_seconds=float(d.get("lostSeconds") or 0),
             step_rate=as_float(d.get("stepRate")),
             pending_restart=PendingRestart.from_api(pending) if pending else None,
             last_failure=LastFailure.from_api(failure) if failure else None,
             latest_checkpoint=LatestCheckpoint.from_api(latest) if latest else None,
             resumed_from=ResumedFrom.from_api(resumed) if resumed else None,
-            history=(
-                [HistoryEntry.from_api(h) for h in d["history"]]
-                if d.get("history") is not None
-                else None
-            ),
-            conditions=(
-                [Condition.from_api(c) for c in d["conditions"]]
-                if d.get("conditions") is not None
-                else None
-            ),
+            history=[HistoryEntry.from_api(h) for h in d.get("history") or []],
+            conditions=[Condition.from_api(c) for c in d.get("conditions") or []],
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _API_KEYS},
+            shown={k for k in _DEFAULTED if d.get(k) is not None},
         )
 
     def to_api(self) -> dict[str, Any]:
         def api(v: Any) -> Any:
             return v.to_api() if hasattr(v, "to_api") else v
 
+        def dflt(key: str, v: Any) -> Any:
+            """A defaulted field: absent at its default unless `shown`."""
+            return v if v or key in self.shown else None
+
         out = some(
             {
                 "phase": None if self.phase is None else str(self.phase),
                 "observedGeneration": self.observed_generation,
-                "attempt": self.attempt,
+                "attempt": dflt("attempt", self.attempt),
                 "attemptStartedAt": self.attempt_started_at,
-                "launched": self.launched,
+                "launched": dflt("launched", self.launched),
                 "finishedAt": self.finished_at,
-                "restarts": None if self.restarts is None else dict(self.restarts),
-                "failuresWithoutProgress": self.failures_without_progress,
-                "consecutiveFailures": self.consecutive_failures,
-                "lostSteps": self.lost_steps,
-                "lostSeconds": self.lost_seconds,
+                "restarts": dflt("restarts", self.restarts.to_api()),
+                "failuresWithoutProgress": dflt(
+                    "failuresWithoutProgress", self.failures_without_progress
+                ),
+                "consecutiveFailures": dflt("consecutiveFailures", self.consecutive_failures),
+                "lostSteps": dflt("lostSteps", self.lost_steps),
+                "lostSeconds": dflt("lostSeconds", self.lost_seconds),
                 "stepRate": self.step_rate,
                 "pendingRestart": api(self.pending_restart),
                 "lastFailure": api(self.last_failure),
                 "latestCheckpoint": api(self.latest_checkpoint),
                 "resumedFrom": api(self.resumed_from),
-                "history": None if self.history is None else [h.to_api() for h in self.history],
-                "conditions": (
-                    None if self.conditions is None else [c.to_api() for c in self.conditions]
-                ),
+                "history": dflt("history", [h.to_api() for h in self.history]),
+                "conditions": dflt("conditions", [c.to_api() for c in self.conditions]),
             }
         )
         return {**self.extra, **out}
+
+
+# Fields whose default (0, False, empty) a status may or may not hold.
+_DEFAULTED = frozenset(
+    {
+        "attempt",
+        "launched",
+        "restarts",
+        "failuresWithoutProgress",
+        "consecutiveFailures",
+        "lostSteps",
+        "lostSeconds",
+        "history",
+        "conditions",
+    }
+)
 
 
 _API_KEYS = frozenset(
@@ -206,7 +220,7 @@ def stage_of(status: JobStatus, suspend: bool) -> Stage:
         return Stage.FINISHED
     if suspend:
         return Stage.SUSPENDING
-    if status.current_attempt == 0 or status.phase == SUSPENDED:
+    if status.attempt == 0 or status.phase == SUSPENDED:
         return Stage.LAUNCHING
     if status.pending_restart is not None:
         return Stage.RESTARTING

@@ -52,9 +52,7 @@ def _resume_point(f: Facts, sel: Selection, first: bool) -> tuple[ResumePoint, b
 
 def _record(f: Facts, d: Decision, attempt: int, resume: ResumePoint, lost: LostWork) -> None:
     st, now = d.state, f.now
-    st.lost_steps = (st.lost_steps or 0) + lost.steps
-    st.lost_seconds = round(float(st.lost_seconds or 0) + lost.seconds, 3)
-    st.attempt, st.attempt_started_at, st.launched = attempt, s.iso(now), False
+    st.start_attempt(attempt, s.iso(now), (lost.steps, lost.seconds))
     st.phase = s.PENDING
     st.resumed_from = ResumedFrom(resume.value, resume.name, resume.step)
     st.add_history(
@@ -92,7 +90,7 @@ def launch(f: Facts, d: Decision, why: str) -> None:
     assert sel is not None
     st = d.state
     first = not st.attempt
-    attempt = next_attempt(st.current_attempt, sel.next_attempt)
+    attempt = next_attempt(st.attempt, sel.next_attempt)
     resume, report_skipped = _resume_point(f, sel, first)
     pending, st.pending_restart = st.pending_restart, None
     lost = LostWork(0, 0.0, False) if first else book_lost(f, st, pending, resume, sel.chosen)
@@ -116,7 +114,7 @@ def launch(f: Facts, d: Decision, why: str) -> None:
 # --- the LAUNCHING stage: no attempt yet, or resumed after a suspend ------------------------
 def _in_the_way(f: Facts) -> list[dict[str, Any]]:
     """Pods that must be gone first (none of a later attempt: another job's on the root)."""
-    older, current = older_and_current(f.pods, f.state.current_attempt)
+    older, current = older_and_current(f.pods, f.state.attempt)
     return older + current
 
 
@@ -126,4 +124,4 @@ def needs_selection(f: Facts) -> bool:
 
 def decide(f: Facts, d: Decision) -> None:
     if teardown(f, d, _in_the_way(f)):
-        launch(f, d, "start" if f.state.current_attempt == 0 else "resumed after suspend")
+        launch(f, d, "start" if f.state.attempt == 0 else "resumed after suspend")

@@ -35,6 +35,7 @@ from .classify import parse_time
 from .jobseries import UNSET, JobSeries
 from .metricfamilies import job_families, namespace_families
 from .spec import CheckpointSpec
+from .transition import Transition
 from .vocabulary import trainer_timings
 
 CYCLE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -127,19 +128,13 @@ class Metrics:
         self._lock = threading.Lock()
 
     # --- job transitions ------------------------------------------------------------
-    def observe(
-        self,
-        job: JobRef,
-        old: dict[str, Any],
-        new: dict[str, Any],
-        now: datetime,
-        checkpoint: CheckpointSpec | None = None,
-    ) -> None:
+    def observe(self, t: Transition, checkpoint: CheckpointSpec | None = None) -> None:
         """Record one cycle's status transition (called after the status write);
         `checkpoint`: the job's spec.checkpoint, for its save interval."""
+        job, old, new, now = t.job, t.old.to_api(), t.written, t.now
         key = (job.namespace, job.name)
         with self._lock:
-            clock, o = acc.account(self._clocks.get(key), old, new, now)
+            clock, o = acc.account(self._clocks.get(key), t)
             self._clocks[key] = clock
         self._namespace((job.namespace,), old, new, o)
         done = finished_at(new, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .classify import PodEnd, classify
+from .classify import PodEnd
 from .vocabulary import Facts
 
 
@@ -29,13 +29,5 @@ def node_of(f: Facts, pod: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]
 
 
 def end_of(f: Facts, pod: dict[str, Any]) -> PodEnd | None:
-    """How the pod ended, or None while it runs."""
-    node, known = node_of(f, pod)
-    return classify(
-        pod,
-        node,
-        now=f.now,
-        node_loss_timeout_s=f.spec.node_loss_timeout_seconds,
-        permanent_exit_codes=f.spec.failure_policy.permanent_exit_codes,
-        node_known=known,
-    )
+    """How the pod ended, or None while it runs: the cycle's one classification."""
+    return f.ends.get(name(pod))

@@ -3,8 +3,22 @@ checkpoint, resume point, history), each with its API form (`from_api`/`to_api`)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .classify import Cause
+
+# `status.restarts` counts attempt ends under these keys (the metrics' `cause` label
+# too); the end of a permanent error or a success is never counted.
+RESTART_KEYS: Final[Mapping[Cause, str]] = {
+    Cause.FAILED: "failed",
+    Cause.OOM_KILLED: "oomKilled",
+    Cause.DISRUPTED: "disrupted",
+    Cause.NODE_LOST: "nodeLost",
+}
+TOTAL: Final = "total"  # relaunches
+_CAUSE_OF_KEY: Final = {key: cause for cause, key in RESTART_KEYS.items()}
 
 
 def as_int(v: Any) -> int | None:
@@ -21,6 +35,39 @@ def as_str(v: Any) -> str | None:
 
 def some(pairs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in pairs.items() if v is not None}
+
+
+def restart_key(cause: str | None) -> str:
+    """The restart key of a recorded cause (`pendingRestart.cause`); "failed" for one
+    this version does not count."""
+    return next((k for c, k in RESTART_KEYS.items() if c == cause), RESTART_KEYS[Cause.FAILED])
+
+
+@dataclass
+class Restarts:
+    """`status.restarts`: attempt ends by cause (the budgets count these) and
+    relaunches (`total`). A count never made is absent, as in the API."""
+
+    ends: dict[Cause, int] = field(default_factory=dict)
+    total: int | None = None
+
+    def count(self, *causes: Cause) -> int:
+        return sum(self.ends.get(c, 0) for c in causes)
+
+    def count_end(self, cause: Cause) -> None:
+        self.ends[cause] = self.ends.get(cause, 0) + 1
+
+    def count_relaunch(self) -> None:
+        self.total = (self.total or 0) + 1
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> Restarts:
+        ends = {_CAUSE_OF_KEY[k]: int(v) for k, v in d.items() if k in _CAUSE_OF_KEY}
+        return cls(ends, as_int(d.get(TOTAL)))
+
+    def to_api(self) -> dict[str, int]:
+        out = {RESTART_KEYS[c]: n for c, n in self.ends.items()}
+        return out if self.total is None else {**out, TOTAL: self.total}
 
 
 @dataclass

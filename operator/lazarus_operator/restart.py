@@ -16,7 +16,7 @@ def _ready(f: Facts) -> bool:
     """Old pods gone and the backoff over: the relaunch is due."""
     pending = f.state.pending_restart
     assert pending is not None
-    older, current = older_and_current(f.pods, f.state.current_attempt)
+    older, current = older_and_current(f.pods, f.state.attempt)
     not_before = parse_time(pending.not_before) or f.now
     return not older + current and f.now >= not_before
 
@@ -29,7 +29,7 @@ def decide(f: Facts, d: Decision) -> None:
     st, now = d.state, f.now
     pending = st.pending_restart
     assert pending is not None
-    older, current = older_and_current(f.pods, st.current_attempt)
+    older, current = older_and_current(f.pods, st.attempt)
     note_reported_steps(f, pending, older + current)
     if not teardown(f, d, older + current):
         msg = "waiting for pods to stop"

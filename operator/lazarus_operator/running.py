@@ -28,7 +28,7 @@ def attempt_ends(f: Facts, current: list[dict[str, Any]]) -> list[PodEnd]:
     """The ends of the attempt's pods; a pod that vanished is a disruption."""
     ends = [e for e in (end_of(f, p) for p in current) if e is not None]
     present = {name(p) for p in current}
-    attempt = f.state.current_attempt
+    attempt = f.state.attempt
     for i in range(f.spec.replicas):
         pod = pod_name(f.job.name, attempt, i)
         if pod not in present:
@@ -44,7 +44,7 @@ def _bad(ends: list[PodEnd]) -> list[PodEnd]:
 
 def needs_selection(f: Facts) -> bool:
     """An attempt that failed: did it commit anything? Only the store can say."""
-    _, current = older_and_current(f.pods, f.state.current_attempt)
+    _, current = older_and_current(f.pods, f.state.attempt)
     if not _launched(f, current):
         return False
     bad = _bad(attempt_ends(f, current))
@@ -52,7 +52,7 @@ def needs_selection(f: Facts) -> bool:
 
 
 def decide(f: Facts, d: Decision) -> None:
-    st, attempt = d.state, f.state.current_attempt
+    st, attempt = d.state, f.state.attempt
     older, current = older_and_current(f.pods, attempt)
     if older:
         teardown(f, d, older)

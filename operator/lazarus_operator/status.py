@@ -1,5 +1,6 @@
-"""Status vocabulary: phases, condition types and their constant reasons, and the
-dict-level helpers for `.status` as the API holds it (the typed form: `jobstatus`).
+"""Status vocabulary: phases, condition types and their constant reasons, the typed
+`Condition`, and the two dict-level helpers the status write needs (`.status` as
+the API holds it; the typed form: `jobstatus`).
 
 Status is computed in memory by `decide` and written once per cycle, only
 when it changed (`status_patch`).
@@ -84,13 +85,6 @@ def iso(t: datetime) -> str:
     return format_time(t, "seconds")
 
 
-def get_condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    for c in status.get("conditions") or []:
-        if c.get("type") == ctype:
-            return dict(c)
-    return None
-
-
 def _str(v: Any) -> str | None:
     return None if v is None else str(v)
 
@@ -136,15 +130,6 @@ def set_in(
             c.status, c.reason, c.message = want, reason, message[:1024]
             return
     conds.append(Condition(ctype, want, reason, message[:1024], iso(now)))
-
-
-def set_condition(
-    status: dict[str, Any], ctype: str, value: bool, reason: str, message: str, *, now: datetime
-) -> None:
-    """`set_in` on a status dict as the API holds it."""
-    conds = [Condition.from_api(c) for c in status.get("conditions") or []]
-    set_in(conds, ctype, value, reason, message, now=now)
-    status["conditions"] = [c.to_api() for c in conds]
 
 
 def prune_none(value: Any) -> Any:

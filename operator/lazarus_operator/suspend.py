@@ -15,7 +15,7 @@ def _settled(f: Facts) -> bool:
 def needs_selection(f: Facts) -> bool:
     """Pods gone, not yet said Suspended: status should name the checkpoint they
     saved on SIGTERM, not an older one."""
-    return not f.pods and not _settled(f) and f.state.current_attempt > 0
+    return not f.pods and not _settled(f) and f.state.attempt > 0
 
 
 def decide(f: Facts, d: Decision) -> None:

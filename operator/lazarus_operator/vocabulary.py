@@ -13,6 +13,7 @@ from typing import Any
 from lazarus_contract.timings import timings_object
 
 from .builders import JobRef
+from .classify import PodEnd, classify
 from .jobstatus import JobStatus
 from .spec import JobSpec
 
@@ -67,6 +68,29 @@ class Facts:
     # pod name -> the last step its trainer reported, from every pod event seen (a
     # deleted pod's final message may never show in a listing: it is removed at once).
     seen_steps: Mapping[str, int] = field(default_factory=dict)
+    # pod name -> its end (None: it runs), when the caller classified the pods already
+    # (gather does, once a cycle); else `ends` classifies them on first use.
+    pod_ends: Mapping[str, PodEnd | None] | None = field(default=None, repr=False)
+
+    @cached_property
+    def ends(self) -> Mapping[str, PodEnd | None]:
+        """Each pod's end by name, classified once: every policy reads these."""
+        if self.pod_ends is not None:
+            return self.pod_ends
+        timeout = self.spec.node_loss_timeout_seconds
+        permanent = self.spec.failure_policy.permanent_exit_codes
+        out: dict[str, PodEnd | None] = {}
+        for pod in self.pods:
+            node = (pod.get("spec") or {}).get("nodeName")
+            out[str((pod.get("metadata") or {}).get("name", ""))] = classify(
+                pod,
+                self.nodes.get(node) if node else None,
+                now=self.now,
+                node_loss_timeout_s=timeout,
+                permanent_exit_codes=permanent,
+                node_known=bool(node),
+            )
+        return out
 
     @cached_property
     def state(self) -> JobStatus:

@@ -9,9 +9,12 @@ import pytest
 
 from lazarus_operator import accounting as acc
 from lazarus_operator import status as s
+from lazarus_operator.builders import JobRef
+from lazarus_operator.transition import between
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+JOB = JobRef("j", "ns", "uid-1")
 
 
 def at(sec: float) -> datetime:
@@ -28,7 +31,7 @@ def replay(steps: list[tuple[float, dict[str, Any]]]) -> tuple[acc.Observations,
     clock: acc.Clock | None = None
     old: dict[str, Any] = {}
     for sec, new in steps:
-        clock, o = acc.account(clock, old, new, at(sec))
+        clock, o = acc.account(clock, between(JOB, old, new, at(sec)))
         for k, v in o.seconds.items():
             total.add(k, v)
         for name in ("restarts", "lost_steps", "lost_seconds"):
@@ -158,7 +161,7 @@ def test_crash_loop_counts_every_failure_and_recovery() -> None:
 
 def test_first_sight_of_a_running_job_starts_its_clock_now() -> None:
     """An operator restart: no back-filling of time it did not watch."""
-    clock, o = acc.account(None, RUN1, RUN1, at(100))
+    clock, o = acc.account(None, between(JOB, RUN1, RUN1, at(100)))
     assert o.seconds == {} and clock.run_from == at(100)
-    clock, o = acc.account(clock, RUN1, {**RUN1, **ckpt(7, 130)}, at(140))
+    clock, o = acc.account(clock, between(JOB, RUN1, {**RUN1, **ckpt(7, 130)}, at(140)))
     assert o.seconds == {acc.PRODUCTIVE: 30}

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from lazarus_operator.builders import JobRef
 from lazarus_operator.metrics import Metrics, save_interval
 from lazarus_operator.spec import CheckpointSpec
+from lazarus_operator.transition import between
 
 pytestmark = pytest.mark.unit
 JOB = JobRef("llm", "ml", "uid-1")
@@ -48,7 +49,7 @@ def life(m: Metrics, job: JobRef = JOB, end: dict[str, Any] | None = None) -> di
     def cycle(new: dict[str, Any]) -> None:
         nonlocal old, t
         t += 5
-        m.observe(job, old, new, at(t), CK)
+        m.observe(between(job, old, new, at(t)), CK)
         old = new
 
     ck = {"latestCheckpoint": {"step": 40, "time": "2026-01-01T00:00:05Z"}, "stepRate": 4.0}
@@ -126,7 +127,7 @@ def test_a_finished_jobs_series_go_after_the_window_and_stay_gone() -> None:
     assert series(reg, 'phase="Succeeded"')
     clock.t += 2
     assert series(reg, 'trainingjob="llm"') == []
-    m.observe(JOB, done, done, datetime.fromtimestamp(clock.t, UTC), CK)  # a later resync
+    m.observe(between(JOB, done, done, datetime.fromtimestamp(clock.t, UTC)), CK)  # a later resync
     assert series(reg, 'trainingjob="llm"') == []
     get = reg.get_sample_value
     assert get("lazarus_jobs_succeeded_total", NS) == 1
@@ -136,7 +137,7 @@ def test_a_finished_jobs_series_go_after_the_window_and_stay_gone() -> None:
     # not bring the long-finished job's series back.
     reg2 = CollectorRegistry()
     m2 = Metrics(reg2, keep_finished=3600, clock=clock)
-    m2.observe(JOB, done, done, datetime.fromtimestamp(clock.t, UTC), CK)
+    m2.observe(between(JOB, done, done, datetime.fromtimestamp(clock.t, UTC)), CK)
     assert series(reg2, 'trainingjob="llm"') == []
     assert reg2.get_sample_value("lazarus_jobs_succeeded_total", NS) == 0
     assert reg2.get_sample_value("lazarus_jobs_created_total", NS) == 0
@@ -147,7 +148,7 @@ def test_a_failed_job_is_counted_once_and_kept_for_the_window() -> None:
     clock = Clock(T0)
     m = Metrics(reg, keep_finished=600, clock=clock)
     failed = life(m, end={"phase": "Failed"})  # no finishedAt: the first cycle that saw it
-    m.observe(JOB, failed, failed, at(200), CK)  # a later resync does not move the window
+    m.observe(between(JOB, failed, failed, at(200)), CK)  # a later resync does not move the window
     clock.t = at(70 + 599).timestamp()
     assert series(reg, 'phase="Failed"')
     assert reg.get_sample_value("lazarus_jobs_failed_total", NS) == 1
@@ -177,6 +178,6 @@ def test_the_save_interval(seconds: int, steps: int, rate: Any, expected: float 
 def test_labels_never_name_pods_or_steps() -> None:
     reg = CollectorRegistry()
     m = Metrics(reg)
-    m.observe(JOB, {}, {"phase": "Running", "attempt": 3}, T0)
+    m.observe(between(JOB, {}, {"phase": "Running", "attempt": 3}, T0))
     labels = {k for fam in reg.collect() for s in fam.samples for k in s.labels}
     assert labels <= {"namespace", "trainingjob", "cause", "state", "phase", "le", "version"}

@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client
 
 from lazarus_operator.builders import LABEL_JOB
-from lazarus_operator.cycle import CREATED_MEMORY_S, Reconciler, _JobState
 from lazarus_operator.kube import Kube
+from lazarus_operator.podview import CREATED_MEMORY_S, PodView
 from lazarus_operator.watched import Watched, slim_pod
 from tests.conftest import ControlPlane
 
@@ -38,16 +38,16 @@ def test_pods_unseen_too_long_are_kept_when_the_api_has_them(
     made = core.api_client.sanitize_for_serialization(
         core.create_namespaced_pod(namespace, _pod("j-a1-0"))
     )
-    rec = Reconciler(Kube(cluster.api_client()))
-    rec.watched = Watched(pods={}, nodes={}, services={})  # the lagging watch
-    st = _JobState()
+    view = PodView(Kube(cluster.api_client()))
+    view.watched = Watched(pods={}, nodes={}, services={})  # the lagging watch
+    st = view.job((namespace, "j"))
     long_ago = time.monotonic() - CREATED_MEMORY_S - 1
     # j-a1-0 exists; j-a1-1 was created and deleted while the watch was away.
     st.created = {
         n: (long_ago, slim_pod(made if n == "j-a1-0" else _pod(n))) for n in ("j-a1-0", "j-a1-1")
     }
 
-    pods = asyncio.run(rec._pods(namespace, "j", st, datetime.now(UTC)))
+    pods = asyncio.run(view.pods((namespace, "j"), datetime.now(UTC)))
 
     assert [p["metadata"]["name"] for p in pods] == ["j-a1-0"]
     assert pods[0]["metadata"]["uid"] == made["metadata"]["uid"]

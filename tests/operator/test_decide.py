@@ -168,10 +168,10 @@ def check(row: Row) -> Decision:
     for key in row.absent:
         assert key not in st, key
     for ctype, reason, *status in row.conditions:
-        cond = s.get_condition(st, ctype)
-        assert cond is not None and cond["reason"] == reason, (ctype, cond)
+        cond = d.state.condition(ctype)
+        assert cond is not None and cond.reason == reason, (ctype, cond)
         if status:
-            assert cond["status"] == status[0], (ctype, cond)
+            assert cond.status == status[0], (ctype, cond)
     if row.records is not None:
         assert of(d, RecordAttempt) == row.records
     if row.created is not None:
@@ -549,14 +549,12 @@ def test_suspend_stops_pods_then_resume_launches_next_attempt() -> None:
     spec = job_spec(suspend=True)
     d = run(launched(), running(), spec=spec)
     assert {a.name for a in of(d, DeletePod)} == {"job-a1-0", "job-a1-1"}
-    cond = s.get_condition(d.status, s.COND_SUSPENDED)
-    assert (
-        d.status["phase"] == s.SUSPENDED and cond is not None and cond["reason"] == s.R_SUSPENDING
-    )
+    cond = d.state.condition(s.COND_SUSPENDED)
+    assert d.status["phase"] == s.SUSPENDED and cond is not None and cond.reason == s.R_SUSPENDING
     # Pods gone: the store is asked once, so status names the suspend-time save.
     d2 = run(d.status, [], spec=spec, selection=Selection(ck(400)))
-    cond = s.get_condition(d2.status, s.COND_SUSPENDED)
-    assert cond is not None and cond["reason"] == s.R_SUSPENDED and not of(d2, CreatePod)
+    cond = d2.state.condition(s.COND_SUSPENDED)
+    assert cond is not None and cond.reason == s.R_SUSPENDED and not of(d2, CreatePod)
     assert d2.status["latestCheckpoint"]["step"] == 400
     assert not needs_selection(Facts(JOB, parse_spec(spec), d2.status, [], NODES, NOW))
     d3 = run(d2.status, [], selection=Selection(ck(400)))

@@ -7,7 +7,7 @@ import pytest
 import urllib3
 from kubernetes import client
 
-from lazarus_operator.cycle import error_backoff
+from lazarus_operator.jobqueue import error_backoff
 from lazarus_operator.kube import api_unavailable
 
 pytestmark = pytest.mark.unit
