@@ -30,7 +30,10 @@ CRD_SCHEMA = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
     "defaults": ({}, []),
     "namespaced": ({"watchNamespaces": ["team-a", "team-b"]}, []),
-    "peering-cluster-wide": ({"replicaCount": 2, "peering": {"enabled": True}}, []),
+    "peering-cluster-wide": (
+        {"replicaCount": 2, "peering": {"enabled": True}, "podDisruptionBudget": {"enabled": True}},
+        [],
+    ),
     "peering-namespaced": (
         {"replicaCount": 3, "peering": {"enabled": True}, "watchNamespaces": ["team-a"]},
         [],

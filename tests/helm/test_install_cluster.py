@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import json
 import os
 import re
 import signal
@@ -34,18 +36,32 @@ from tests.conftest import ControlPlane, S3Server
 from tests.operator.conftest import SECRET, Jobs
 from tests.operator.harness import FakeKubelet, wait_for
 
-from .tools import CHART, bin_dir, run
+from .tools import CHART, REPO, bin_dir, run
 
 pytestmark = pytest.mark.cluster
 T = 60  # generous: the machine is shared
 RELEASE_NS = "lazarus-system"
+AUDIT_LOG = "audit.log"  # in the control plane's run directory
 # What the API server or kopf says when RBAC refuses a call.
 REFUSED = re.compile(r"[Ff]orbidden|Not enough permissions|\(403\)")
 
 
+# Every request on Secrets, with who made it and which Secret it named.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources: [{group: "", resources: [secrets]}]
+  - level: None
+"""
+
+
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver (owner references enforced) + controller-manager, no CRD."""
+    """etcd + kube-apiserver (owner references enforced, Secret requests audited) +
+    controller-manager (controllers under their own ServiceAccounts), no CRD."""
     stack = Stack(tmp_path_factory.mktemp("helm-kube"), tied=True)
     state = stack.up(Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0), s3=False)
     try:
@@ -56,9 +72,17 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         # its API server: restart it as well.
         for name in ("kube-controller-manager", "kube-apiserver"):
             stack.stop_component(name)
-        state.argv["kube-apiserver"].append(
-            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement"
-        )
+        policy = Path(state.run_dir) / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        # Each controller under its own ServiceAccount, as kubeadm runs them: the
+        # clusterrole-aggregation controller may then update the default roles (the
+        # controller manager's own user may not), which the tenant roles' test needs.
+        state.argv["kube-controller-manager"].append("--use-service-account-credentials")
+        state.argv["kube-apiserver"] += [
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={Path(state.run_dir) / AUDIT_LOG}",
+        ]
         state.save()
         for name in ("kube-apiserver", "kube-controller-manager"):
             stack.start_component(name)
@@ -243,6 +267,38 @@ def restart_cycle(cp: ControlPlane, ns: str, s3: S3Server, bucket: str) -> None:
         kubelet.stop()
 
 
+def plant_decoys(cp: ControlPlane, ns: str) -> list[tuple[str, str]]:
+    """Secrets no job names, beside the job's and in another namespace."""
+    core = client.CoreV1Api(cp.api_client())
+    other = _namespace(cp)
+    decoys = [(ns, "not-named"), (other, SECRET)]
+    for where, name in decoys:
+        data = {"AWS_ACCESS_KEY_ID": base64.b64encode(b"decoy").decode()}
+        core.create_namespaced_secret(where, {"metadata": {"name": name}, "data": data})
+    return decoys
+
+
+def secret_requests(cp: ControlPlane, sa: str) -> list[tuple[str, str, str]]:
+    """(verb, namespace, name) of each request on Secrets the chart's ServiceAccount
+    made, from the API server's audit log (list and watch have no name)."""
+    user = f"system:serviceaccount:{RELEASE_NS}:{sa}"
+    out = []
+    for line in (cp.run_dir / AUDIT_LOG).read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if event["user"]["username"] == user and ref.get("resource") == "secrets":
+            out.append((event["verb"], ref.get("namespace", ""), ref.get("name", "")))
+    return out
+
+
+def check_secret_reads(cp: ControlPlane, sa: str, ns: str, decoys: list[tuple[str, str]]) -> None:
+    """The operator read the Secret its job names, by name, and no other."""
+    seen = secret_requests(cp, sa)
+    assert ("get", ns, SECRET) in seen, f"the job's Secret was never read: {seen}"
+    assert set(seen) == {("get", ns, SECRET)}, f"Secret requests beyond the job's: {seen}"
+    assert not [s for s in seen if s[1:] in decoys]  # said twice: what the test is for
+
+
 def check_refusals(op: ChartOperator) -> None:
     assert op.proc.poll() is None, f"the operator exited:\n{op.log()[-4000:]}"
     refused = [line for line in op.log().splitlines() if REFUSED.search(line)]
@@ -294,6 +350,7 @@ def test_namespaced_install_runs_the_operator_with_only_the_charts_rbac(
     assert can.stdout.strip() == "no", can.stdout + can.stderr
 
     [deployment] = _of(objs, "Deployment")
+    decoys = plant_decoys(bare, ns)
     op = ChartOperator(deployment, kc, tmp_path / "operator.log")
     try:
         assert f"--namespace={ns}" in op.args
@@ -301,6 +358,7 @@ def test_namespaced_install_runs_the_operator_with_only_the_charts_rbac(
         restart_cycle(bare, ns, s3, bucket)
         assert "lazarus_operator_info" in op.get(op.metrics, "/metrics")  # the metrics port
         check_refusals(op)
+        check_secret_reads(bare, "lz-lazarus", ns, decoys)
         rss = op.rss_mib()
         print(f"operator RSS after the cycle: {rss:.0f} MiB")
         limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -327,6 +385,7 @@ def test_cluster_wide_install_with_peering_runs_with_only_the_charts_rbac(
     ns = _namespace(bare)  # created after the install: cluster-wide means any namespace
     kc = sa_kubeconfig(bare, "cw-lazarus", tmp_path / "sa.kubeconfig")
     [deployment] = _of(objs, "Deployment")
+    decoys = plant_decoys(bare, ns)
     op = ChartOperator(deployment, kc, tmp_path / "operator.log")
     try:
         assert "--peering" in op.args and not [a for a in op.args if a.startswith("--namespace")]
@@ -342,9 +401,80 @@ def test_cluster_wide_install_with_peering_runs_with_only_the_charts_rbac(
         )
         restart_cycle(bare, ns, s3, bucket)
         check_refusals(op)
+        check_secret_reads(bare, "cw-lazarus", ns, decoys)
     finally:
         op.stop()
         print(f"--- operator log (tail) ---\n{op.log()[-4000:]}")
+
+
+def as_user(cp: ControlPlane, user: str) -> client.CustomObjectsApi:
+    """The API as `user` (impersonated by the admin): what RBAC lets that user do."""
+    api = cp.api_client()
+    api.set_default_header("Impersonate-User", user)
+    return client.CustomObjectsApi(api)
+
+
+def _refused(call: Any) -> bool:
+    try:
+        call()
+    except client.ApiException as err:
+        return bool(err.status == 403)
+    return False
+
+
+def test_namespace_editors_run_jobs_and_viewers_only_read_them(
+    bare: ControlPlane, tmp_path: Path
+) -> None:
+    """The chart's tenant roles join the cluster's own `edit` and `view` (bootstrap
+    roles of the API server, aggregated by the controller-manager): a user bound to
+    `edit` in a namespace creates a TrainingJob, one bound to `view` reads it only."""
+    ns = _namespace(bare)
+    helm_install(bare, "tenant", {"watchNamespaces": [ns]}, tmp_path)
+    rbac = client.RbacAuthorizationV1Api(bare.api_client())
+
+    def aggregated(role: str) -> bool:
+        rules = rbac.read_cluster_role(role).rules or []
+        return any("lazarus.dev" in (rule.api_groups or []) for rule in rules)
+
+    for role in ("edit", "view", "admin"):
+        wait_for(functools.partial(aggregated, role), T, f"TrainingJobs aggregated into {role}")
+    for user, role in (("alice", "edit"), ("bob", "view")):
+        rbac.create_namespaced_role_binding(
+            ns,
+            {
+                "metadata": {"name": f"{user}-{role}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+                ],
+            },
+        )
+    job = yaml.safe_load((REPO / "examples/trainingjob.yaml").read_text())
+    job["metadata"] = {"name": "by-alice"}
+    tj = ("lazarus.dev", "v1alpha1", ns, "trainingjobs")
+    alice, bob, eve = (as_user(bare, u) for u in ("alice", "bob", "eve"))
+    # The bindings reach the authorizer's cache within a moment.
+    wait_for(
+        lambda: _ok(lambda: alice.create_namespaced_custom_object(*tj, job)), T, "alice creates"
+    )
+    assert alice.get_namespaced_custom_object(*tj, "by-alice")["metadata"]["name"] == "by-alice"
+    listed = bob.list_namespaced_custom_object(*tj)["items"]
+    assert [j["metadata"]["name"] for j in listed] == ["by-alice"]
+    assert bob.get_namespaced_custom_object_status(*tj, "by-alice")["metadata"]["name"]
+    other = {**job, "metadata": {"name": "by-bob"}}
+    assert _refused(lambda: bob.create_namespaced_custom_object(*tj, other)), "view created a job"
+    assert _refused(lambda: bob.patch_namespaced_custom_object(*tj, "by-alice", {"spec": {}}))
+    assert _refused(lambda: bob.delete_namespaced_custom_object(*tj, "by-alice"))
+    # The status is the operator's: an editor may read it, not write it.
+    patch = {"status": {"phase": "Succeeded"}}
+    assert _refused(lambda: alice.patch_namespaced_custom_object_status(*tj, "by-alice", patch))
+    # A control: RBAC is on, and a user bound to nothing reads nothing.
+    assert _refused(lambda: eve.list_namespaced_custom_object(*tj))
+    alice.delete_namespaced_custom_object(*tj, "by-alice")
 
 
 def _ok(fn: Any) -> Any:

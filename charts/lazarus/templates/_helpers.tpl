@@ -77,9 +77,9 @@ and progress annotations by patch).
   verbs: [list, watch, create]
 - apiGroups: [""]
   resources: [secrets]
-  # list, watch: the credentials jobs name in spec.checkpoint.secretRef, kept
-  # current from a watch (only small Secrets' data stays in memory); get: a large one
-  verbs: [get, list, watch]
+  # get: the Secret a job names in spec.checkpoint.secretRef, by name; no list or
+  # watch, so no other Secret reaches the operator
+  verbs: [get]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
