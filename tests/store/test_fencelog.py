@@ -71,3 +71,21 @@ def test_the_attempt_index_answers_as_the_log_does() -> None:
             )
             assert owns_attempt(owner, attempt, index) == owns_attempt(owner, attempt, records)
     assert index[2].job == b
+
+
+def test_a_record_keeps_the_number_its_job_asked_for(store: CheckpointStore, raw: Raw) -> None:
+    """`jobAttempt` (a trainer numbering a filesystem root's attempt) is written, read
+    back, and left out when not given; a record where it is not a count >= 1 makes the
+    log unreadable (one line), like any other malformed field."""
+    store.record_attempt(5, None, -1, job=A, job_attempt=2)
+    store.record_attempt(6, None, -1, job=A)
+    assert [(r.attempt, r.job_attempt) for r in store.attempts()] == [(5, 2), (6, None)]
+    assert "jobAttempt" not in json.loads(raw.get(ATTEMPTS_LOG))["attempts"][1]
+    for bad in ("2", 0, True, 1.5):
+        doc = {
+            "attempts": [{"attempt": 1, "resumeFrom": None, "resumeStep": -1, "jobAttempt": bad}]
+        }
+        raw.put(ATTEMPTS_LOG, json.dumps(doc).encode())
+        with pytest.raises(StoreError, match=r"fence log is unreadable \(jobAttempt ") as err:
+            store.attempts()
+        assert "\n" not in str(err.value)
