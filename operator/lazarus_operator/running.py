@@ -1,6 +1,6 @@
 """The ACTIVE stage: attempt N runs. Create its missing pods, ask for checkpoint-now
-on doomed nodes, and read its pods' ends: all succeeded completes the job; any other
-end ends the attempt (`failure_policy`)."""
+on doomed nodes, hand the automatic interval its failure rate, and read its pods' ends:
+all succeeded completes the job; any other end ends the attempt (`failure_policy`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from . import failure_policy
 from . import status as s
 from .attempts import older_and_current
+from .autosave import advertise
 from .builders import ResumePoint, pod_name
 from .classify import Cause, PodEnd
 from .disruption import checkpoint_now, wake_at_node_loss
@@ -64,6 +65,7 @@ def decide(f: Facts, d: Decision) -> None:
             return
         st.launched = True
     checkpoint_now(f, d, current)
+    advertise(f, d, current)  # the automatic interval's failure rate (contract 5a)
     wake_at_node_loss(f, d, current)
     ends = attempt_ends(f, current)
     bad = _bad(ends)
