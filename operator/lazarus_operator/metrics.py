@@ -58,11 +58,17 @@ def _storage_clients_built() -> float:
     return float(clients_built())
 
 
-def save_interval(ck: CheckpointSpec | None, step_rate: Any) -> float | None:
+def save_interval(ck: CheckpointSpec | None, step_rate: Any, auto: Any = None) -> float | None:
     """The job's save interval in seconds: `everySeconds`, or `everySteps` at the
-    trainer's step rate, whichever comes sooner; None while neither is known."""
+    trainer's step rate, whichever comes sooner; None while neither is known. With
+    `save.auto`, the interval the trainer chose (`auto`: status.saveInterval)."""
     if ck is None:
         return None
+    if ck.save_auto.enabled:
+        chosen = auto.get("intervalSeconds") if isinstance(auto, Mapping) else None
+        if isinstance(chosen, bool) or not isinstance(chosen, int | float):
+            return None
+        return float(chosen)
     every: list[float] = []
     if ck.save_every_seconds > 0:
         every.append(float(ck.save_every_seconds))
@@ -139,7 +145,8 @@ class Metrics:
         self._namespace((job.namespace,), old, new, o)
         done = finished_at(new, now)
         if self.jobs.expire(key, None if done is None else done + self.keep_finished):
-            self._job(key, new, o, save_interval(checkpoint, new.get("stepRate")))
+            every = save_interval(checkpoint, new.get("stepRate"), new.get("saveInterval"))
+            self._job(key, new, o, every)
 
     def _job(
         self, key: tuple[str, str], new: dict[str, Any], o: acc.Observations, every: float | None

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from lazarus_operator.builders import JobRef
 from lazarus_operator.metrics import Metrics, save_interval
-from lazarus_operator.spec import CheckpointSpec
+from lazarus_operator.spec import AutoSave, CheckpointSpec
 from lazarus_operator.transition import between
 
 pytestmark = pytest.mark.unit
@@ -173,6 +173,20 @@ def test_a_failed_job_is_counted_once_and_kept_for_the_window() -> None:
 def test_the_save_interval(seconds: int, steps: int, rate: Any, expected: float | None) -> None:
     ck = CheckpointSpec(uri="s3://b/r", save_every_seconds=seconds, save_every_steps=steps)
     assert save_interval(ck, rate) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"intervalSeconds": 612.5, "failuresPerHour": 0.5}, 612.5),  # the trainer's choice
+        ({"failuresPerHour": 0.5}, None),  # no checkpoint has said yet
+        (None, None),
+        ({"intervalSeconds": True}, None),
+    ],
+)
+def test_the_automatic_save_interval_is_the_trainers(status: Any, expected: float | None) -> None:
+    ck = CheckpointSpec(uri="s3://b/r", save_every_seconds=60, save_auto=AutoSave(enabled=True))
+    assert save_interval(ck, 2.0, status) == expected
 
 
 def test_labels_never_name_pods_or_steps() -> None:
