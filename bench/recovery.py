@@ -1,8 +1,8 @@
 """Recovery end to end: from a pod's end (the disruption) to the next attempt's first step.
 
-    ~/.cache/lazarus/venv/bin/python bench/recovery.py --recoveries 10 --out recovery.json
+    hack/python -m bench.recovery --recoveries 10 --out recovery.json
 
-On the local loop bench/goodput.py runs (bench/local_loop.py: the devstack's control plane
+On the local loop bench.goodput runs (bench/local_loop.py: the devstack's control plane
 with its scheduler, moto S3, the operator as a subprocess, process kubelets whose pods are
 the reference trainer in real subprocesses), one TrainingJob trains a TinyGPT d768 x3
 (+ AdamW: a 256 MB checkpoint, as bench/save_datapath.py) without a save schedule. Each
@@ -19,40 +19,27 @@ creationTimestamp and an Event's firstTimestamp keep only seconds); the old proc
 and the new one's start from the process kubelet's log records (it runs in this process); the
 trainer's `lazarus-train ready` line (imports done) and its `resume timing` record
 (trainer_image/lazarus_trainer/resume_timing.py); the first loss line of the attempt, seen
-by 20 ms polls of its file.
+by 20 ms polls of its file. The watches are bench/recovery_watch.py's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-CODE = [str(REPO / d) for d in ("contract", "store", "operator", "trainer_image", "hack")]
-sys.path[:0] = [str(REPO), *CODE]
-# The operator and the trainers run this checkout's code too (as hack/checkout-env.sh does).
-os.environ["PYTHONPATH"] = os.pathsep.join([*CODE, os.environ.get("PYTHONPATH", "")]).rstrip(
-    os.pathsep
-)
-
-from kubernetes import watch  # noqa: E402
-
-from bench.goodput_trace import CRASH, EVICTION  # noqa: E402
-from bench.local_loop import LocalLoop, StepClock  # noqa: E402
-from bench.recovery_parts import (  # noqa: E402
+from bench.goodput_trace import CRASH, EVICTION
+from bench.local_loop import LocalLoop, StepClock
+from bench.recovery_parts import (
     PARTS,
     READY_MARK,
     TERMINATION_MARK,
@@ -62,61 +49,11 @@ from bench.recovery_parts import (  # noqa: E402
     split,
     summarize,
 )
-from tests.operator.harness import GROUP, PLURAL, VERSION, wait_for  # noqa: E402
+from bench.recovery_watch import KubeletLog, Watcher
+from lazarus_devstack.harness import GROUP, PLURAL, VERSION, wait_for
 
 NS = "recovery"
 JOB = "rec"
-
-
-class KubeletLog(logging.Handler):
-    """The process kubelets' log records (they run in this process), with their times."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[tuple[float, str]] = []
-        self.guard = threading.Lock()
-        logger = logging.getLogger("lazarus.kubelet")
-        logger.setLevel(logging.INFO)
-        logger.addHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.guard:
-            self.records.append((record.created, record.getMessage()))
-
-    def first(self, prefix: str) -> float | None:
-        with self.guard:
-            return next((t for t, m in self.records if m.startswith(prefix)), None)
-
-
-class Watcher:
-    """When each change of a watched list was first seen: `seen(obj, now)` per event."""
-
-    def __init__(
-        self, list_fn: Callable[..., Any], *args: str, seen: Callable[[Any, float], None]
-    ) -> None:
-        self.list_fn, self.args, self.seen = list_fn, args, seen
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        rv = ""
-        while not self._stop.is_set():
-            try:
-                for ev in watch.Watch().stream(
-                    self.list_fn, *self.args, resource_version=rv, timeout_seconds=5
-                ):
-                    obj = ev["object"]
-                    self.seen(obj, time.time())
-                    meta = obj["metadata"] if isinstance(obj, dict) else obj.metadata
-                    rv = meta["resourceVersion"] if isinstance(obj, dict) else meta.resource_version
-                    if self._stop.is_set():
-                        break
-            except Exception:  # an expired resourceVersion: list again
-                rv = ""
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 class Bench:
@@ -244,50 +181,53 @@ class Bench:
             first = clock.first_seen(attempt)
             assert first is not None
             time.sleep(max(0.0, first + a.idle - time.monotonic()))  # the idle gap
-            cause = causes[i % len(causes)]
-            pod = f"{JOB}-a{attempt}-0"
-            at = time.time()
-            if cause == EVICTION:
-                self.loop.evict(pod)
-            elif cause == CRASH:
-                self.loop.crash(pod)
-            else:
-                raise SystemExit(f"unknown cause {cause!r}")
-            wait_for(
-                partial(clock.steps_of, attempt + 1),
-                a.timeout,
-                f"attempt {attempt + 1}'s first step",
-                every=0.02,
-            )
-            s = self.stamps(clock, attempt, at)
-            parts = split(s)
-            new = f"{JOB}-a{attempt + 1}-0"
-            saved = marked_time(self.log(f"{JOB}-a{attempt}-0"), TERMINATION_MARK)
-            row = {
-                "recovery": i + 1,
-                "cause": cause,
-                "attempt": attempt,
-                "checkpoint": s.resume.checkpoint,
-                "bytes": s.resume.bytes,
-                # Inside old_pod_exit: to the trainer's termination record (its save done),
-                # then to the kubelet seeing the process gone.
-                "disrupted_to_termination_s": round(saved - at, 4) if saved else None,
-                "termination_to_exited_s": round(s.exited - saved, 4) if saved else None,
-                "created_to_bound_s": round(self.bound[new] - s.created, 4),
-                "creation_timestamp": self.created[new],
-                "trainer_seconds": s.resume.seconds,
-                "parts_s": {k: round(v, 4) for k, v in parts.items()},
-            }
-            out.append(row)
-            print(
-                f"  {i + 1:2d} {cause:8s} a{attempt}->a{attempt + 1}: total "
-                f"{parts['total']:.2f}s  "
-                + " ".join(f"{k}={v:.2f}" for k, v in parts.items() if k != "total"),
-                flush=True,
-            )
+            out.append(self.recover(clock, i, attempt, causes[i % len(causes)]))
         # Steady steps (each attempt's first step excluded), to set first_step against.
         diffs = [d for att in clock.stop() for d in att.durations(0.0)[1:]]
         return out, (round(statistics.median(diffs), 4) if diffs else None)
+
+    def recover(self, clock: StepClock, i: int, attempt: int, cause: str) -> dict[str, Any]:
+        """End `attempt` by `cause`; the recovery's row once the next one has stepped."""
+        pod = f"{JOB}-a{attempt}-0"
+        at = time.time()
+        if cause == EVICTION:
+            self.loop.evict(pod)
+        elif cause == CRASH:
+            self.loop.crash(pod)
+        else:
+            raise SystemExit(f"unknown cause {cause!r}")
+        wait_for(
+            partial(clock.steps_of, attempt + 1),
+            self.args.timeout,
+            f"attempt {attempt + 1}'s first step",
+            every=0.02,
+        )
+        s = self.stamps(clock, attempt, at)
+        parts = split(s)
+        new = f"{JOB}-a{attempt + 1}-0"
+        saved = marked_time(self.log(pod), TERMINATION_MARK)
+        row = {
+            "recovery": i + 1,
+            "cause": cause,
+            "attempt": attempt,
+            "checkpoint": s.resume.checkpoint,
+            "bytes": s.resume.bytes,
+            # Inside old_pod_exit: to the trainer's termination record (its save done),
+            # then to the kubelet seeing the process gone.
+            "disrupted_to_termination_s": round(saved - at, 4) if saved else None,
+            "termination_to_exited_s": round(s.exited - saved, 4) if saved else None,
+            "created_to_bound_s": round(self.bound[new] - s.created, 4),
+            "creation_timestamp": self.created[new],
+            "trainer_seconds": s.resume.seconds,
+            "parts_s": {k: round(v, 4) for k, v in parts.items()},
+        }
+        print(
+            f"  {i + 1:2d} {cause:8s} a{attempt}->a{attempt + 1}: total "
+            f"{parts['total']:.2f}s  "
+            + " ".join(f"{k}={v:.2f}" for k, v in parts.items() if k != "total"),
+            flush=True,
+        )
+        return row
 
 
 def newer(clock: StepClock, last: int) -> int | None:
@@ -312,7 +252,7 @@ def table(rows: list[dict[str, Any]], causes: list[str]) -> tuple[list[str], dic
     return lines, out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recoveries", type=int, default=10)
     ap.add_argument(
@@ -332,6 +272,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.causes.split(",")[0] != EVICTION:
         raise SystemExit("--causes must start with eviction: the first resume needs its save")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="lazarus-recovery-"))
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_at_start = os.getloadavg()

@@ -11,9 +11,8 @@ import time
 import pytest
 from kubernetes import client
 
-from bench.operator_restart_latency import PodClock
-from tests.conftest import ControlPlane
-from tests.operator.harness import wait_for
+from bench.pod_clock import PodClock
+from lazarus_devstack.harness import ControlPlane, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -1,6 +1,6 @@
-"""The shape the code keeps (issue 24's measure): product modules of at most 350 lines,
-functions of at most 60, and nothing outside tests/ importing from `tests`. Pure and
-fast: it reads the source with `ast`, imports nothing."""
+"""The shape the code keeps (issue 24's measure): product modules (and benchmarks) of at
+most 350 lines, functions of at most 60, and nothing outside tests/ importing from
+`tests`. Pure and fast: it reads the source with `ast`, imports nothing."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ MAX_FUNCTION_LINES = 60
 NOT_OURS = {"tests", ".git", ".run", ".venv", "node_modules", "bench-results", "k8s"}
 
 
-def product_modules(repo: Path = REPO) -> list[Path]:
-    return sorted(p for top in PRODUCT for p in (repo / top).rglob("*.py"))
+def product_modules(repo: Path = REPO, tops: tuple[str, ...] = PRODUCT) -> list[Path]:
+    return sorted(p for top in tops for p in (repo / top).rglob("*.py"))
 
 
 def long_module(path: Path) -> str | None:
@@ -43,11 +43,12 @@ def long_functions(path: Path) -> Iterator[str]:
 def imports_tests(path: Path) -> Iterator[str]:
     """Each `import tests...` / `from tests... import` (absolute) in `path`."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
+        else:
+            continue
         for name in names:
             if name == "tests" or name.startswith("tests."):
                 yield f"{path}:{node.lineno} imports {name}"
@@ -67,6 +68,14 @@ def test_product_modules_are_small() -> None:
 def test_product_functions_are_short() -> None:
     bad = [m for p in product_modules() for m in long_functions(p)]
     assert not bad, "split these functions:\n" + "\n".join(bad)
+
+
+def test_benchmarks_keep_the_same_shape() -> None:
+    """Benchmarks are read as often as product code: the same limits."""
+    modules = product_modules(tops=("bench",))
+    bad = [m for p in modules if (m := long_module(p))]
+    bad += [m for p in modules for m in long_functions(p)]
+    assert not bad, "split these:\n" + "\n".join(bad)
 
 
 def test_nothing_outside_tests_imports_tests() -> None:

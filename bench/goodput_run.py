@@ -1,0 +1,191 @@
+"""One TrainingJob of bench.goodput on the local loop, under a trace of disruptions: its
+spec per mode, the disruptions (eviction, crash, node loss, notice then loss) and what
+the run leaves (steps seen, the operator's status, the final parameters)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench.goodput_trace import (
+    CRASH,
+    EVICTION,
+    NODE_LOSS,
+    NOTICE_THEN_LOSS,
+    Accounting,
+    AttemptSteps,
+    Event,
+    account,
+)
+from bench.local_loop import LocalLoop, StepClock, attempt_of
+from lazarus_devstack.harness import GROUP, PLURAL, VERSION, LosableNode, node_ready, wait_for
+
+NOTICE_TAINT = "aws-node-termination-handler/spot-itn"
+NS = "goodput"
+
+
+@dataclass
+class Run:
+    mode: str
+    job: str
+    started: float = 0.0  # monotonic, when the job was created
+    elapsed: float = 0.0
+    phase: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[AttemptSteps] = field(default_factory=list)
+    accounting: Accounting | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    final_params: str = ""
+    bitwise_equal: bool | None = None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args, self.work = args, work
+        self.loop = LocalLoop(
+            work, NS, ("goodput-a", "goodput-b"), {"LAZARUS_PROGRESS_SECONDS": "1"}
+        )
+        self.core, self.custom = self.loop.core, self.loop.custom
+        self.pods, self.nodes = self.loop.pods, self.loop.nodes
+
+    def close(self) -> None:
+        self.loop.close()
+
+    # --- one job ------------------------------------------------------------------------
+    def body(self, mode: str, name: str) -> dict[str, Any]:
+        a = self.args
+        venv_bin = str(Path(sys.executable).parent)
+        checkpoint: dict[str, Any] = self.loop.checkpoint(name)
+        if mode != "none":
+            checkpoint["save"] = {"everySteps": a.save_every}
+        container: dict[str, Any] = {
+            "name": "trainer",
+            "image": "lazarus-trainer:dev",
+            "command": [f"{venv_bin}/lazarus-train"],
+            "args": [
+                *("--steps", str(a.steps), "--step-sleep", str(a.step_sleep)),
+                *("--d-model", str(a.d_model), "--layers", str(a.layers)),
+                *("--seed", "0", "--loss-log", "loss.jsonl", "--final-params", "final.pt"),
+            ],
+        }
+        spec: dict[str, Any] = {
+            "replicas": 1,
+            "gracePeriodSeconds": a.grace,
+            "nodeLossTimeoutSeconds": a.node_loss_timeout,
+            "checkpoint": checkpoint,
+            # The same for every mode; no-progress is off in effect: (c) never checkpoints.
+            "failurePolicy": {
+                "backoff": {"initialSeconds": 1, "maxSeconds": 1},
+                "maxFailuresWithoutProgress": 100,
+            },
+            "template": {"spec": {"containers": [container]}},
+        }
+        if mode != "lazarus":
+            container["env"] = [{"name": "LAZARUS_HANDLE_SIGNALS", "value": "0"}]
+            spec["disruptionTaints"] = []
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+
+    def status(self, name: str) -> dict[str, Any]:
+        got = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+        return dict(got.get("status") or {})
+
+    def run(self, mode: str, trace: list[Event], label: str) -> Run:
+        name = f"gp-{label}"
+        run = Run(mode, name)
+        clock = StepClock(self.pods, NS, name)
+        t0 = run.started = time.monotonic()
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, self.body(mode, name)
+        )
+        handled = 0  # the newest attempt an event has hit
+        for ev in trace:
+            wait_for(
+                partial(clock.reached, handled, ev.after_steps),
+                self.args.timeout,
+                f"{name}: an attempt past {handled} at {ev.after_steps} steps",
+                every=0.02,
+            )
+            handled = clock.newest()
+            run.events.append(self.disrupt(ev, name, handled, clock, t0))
+            print(f"  {name}: {run.events[-1]}", flush=True)
+        deadline = t0 + self.args.timeout
+        while (st := self.status(name)).get("phase") not in ("Succeeded", "Failed"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not finish in {self.args.timeout}s: {st}")
+            time.sleep(0.1)
+        run.elapsed = time.monotonic() - t0
+        run.phase = st["phase"]
+        run.attempts = clock.stop()
+        run.accounting = account(run.attempts, run.elapsed)
+        run.status = {k: st.get(k) for k in ("attempt", "restarts", "lostSteps", "lostSeconds")}
+        run.status["history"] = [
+            {
+                k: h.get(k)
+                for k in ("attempt", "cause", "reason", "resumedFrom", "lostSteps", "lostEstimated")
+            }
+            for h in st.get("history", [])
+        ]
+        finals = self.pods.glob(f"{NS}_{name}-a*-0/final.pt")
+        newest = max(finals, key=lambda p: attempt_of(p.parent.name), default=None)
+        run.final_params = str(newest) if newest else ""
+        return run
+
+    # --- disruptions --------------------------------------------------------------------
+    def disrupt(
+        self, ev: Event, job: str, attempt: int, clock: StepClock, t0: float
+    ) -> dict[str, Any]:
+        pod = f"{job}-a{attempt}-0"
+        node = self.nodes[self.core.read_namespaced_pod(pod, NS).spec.node_name]
+        at = {"kind": ev.kind, "attempt": attempt, "t": round(time.monotonic() - t0, 2)}
+        at["steps_at_event"] = clock.steps_of(attempt)
+        if ev.kind == EVICTION:
+            self.loop.evict(pod)
+        elif ev.kind == CRASH:
+            self.loop.crash(pod)
+        elif ev.kind == NODE_LOSS:
+            self.lose(node)
+        elif ev.kind == NOTICE_THEN_LOSS:
+            self.taint(node.name, [{"key": NOTICE_TAINT, "effect": "NoSchedule"}])
+            time.sleep(self.args.notice)
+            at["steps_at_loss"] = clock.steps_of(attempt)
+            self.lose(node)
+        else:
+            raise ValueError(ev.kind)
+        if ev.kind in (NODE_LOSS, NOTICE_THEN_LOSS):
+            # Replaced once the next attempt runs elsewhere (the scheduler avoids the taints).
+            wait_for(
+                lambda: clock.steps_of(attempt + 1) > 0 or clock.newest() > attempt + 1,
+                self.args.timeout,
+                f"{job}: the attempt after {attempt} training",
+                every=0.05,
+            )
+            self.taint(node.name, None)
+            node.start()
+            wait_for(lambda: node_ready(self.core, node.name), 60, f"{node.name} Ready again")
+        return at
+
+    def taint(self, node: str, taints: list[dict[str, str]] | None) -> None:
+        self.core.patch_node(node, {"spec": {"taints": taints}})
+
+    def lose(self, node: LosableNode) -> None:
+        node.lose()  # SIGKILLs its pods; no heartbeat from now on
+        node.report_unknown(self.core)
+        now = datetime.now(UTC).isoformat()
+        got = self.core.read_node(node.name).spec.taints or []
+        kept = [{"key": t.key, "effect": t.effect} for t in got]
+        unreachable = [
+            {"key": "node.kubernetes.io/unreachable", "effect": e, "timeAdded": now}
+            for e in ("NoSchedule", "NoExecute")
+        ]
+        self.taint(node.name, kept + unreachable)
