@@ -11,10 +11,16 @@
 #      installed system-wide); its rpath points at the unpacked libraries
 #   2. lazarus.local/python:3.11-bookworm (python.Dockerfile): the base + pip, the
 #      stand-in for python:3.11.7-slim-bookworm
-#   3. lazarus.local/operator:<key> from the root Dockerfile; `pip install .` in its
-#      RUN reaches PyPI over the host's network
+#   3. lazarus.local/operator:<key> from the root Dockerfile; its RUN installs the
+#      hashed lock (operator/requirements.lock, hack/lock) from PyPI over the host's
+#      network, then the project with no index
 # Each image is a docker-archive tar under LAZARUS_CACHE/node/images, keyed by a hash
 # of its inputs (Dockerfile, build context, base image): a warm run only hashes.
+# LAZARUS_IMAGES_REBUILD=1 builds the operator image again even so (to compare two
+# builds of one commit). Builds are stamped with SOURCE_DATE_EPOCH (default 0) as
+# their creation time and their files' times. Each tar gets <tar>.digest beside it:
+# the image's ID (sha256 of its config: what `docker images --no-trunc` shows), and
+# the digest of each layer, which two builds of the same inputs should share.
 # The trainer image is not built: torch and its CUDA wheels are several GB
 # (hack/node/README.md), so the local stack mounts the project's venv instead.
 # Prints the operator image's tar path, then its reference, on stdout.
@@ -80,26 +86,39 @@ load() {  # load: make a built tar available to the next FROM
     || die "loading $tar into buildah failed (output above)"
   loaded+=("$tar")
 }
-# build NAME REF DOCKERFILE CONTEXT BASE_REF BASE_TAR KEY: build once per key.
+# digest TAR: the image ID and layer digests of a docker-archive, into TAR.digest.
+digest() {
+  tar -xOf "$1" manifest.json | python3 -c '
+import json, sys
+[m] = json.load(sys.stdin)
+print("id sha256:" + m["Config"].split("/")[-1].removesuffix(".json"))
+for layer in m["Layers"]:
+    print("layer sha256:" + layer.split("/")[-1].removesuffix(".tar"))' >"$1.digest.partial"
+  mv "$1.digest.partial" "$1.digest"
+}
+# build NAME REF DOCKERFILE CONTEXT BASE_REF BASE_TAR KEY [REBUILD]: build once per key.
 build() {
   local name="$1" ref="$2" dockerfile="$3" context="$4" base_ref="$5" base_tar="$6" key="$7"
   local out="$images/$name-$key.tar"
-  if [[ ! -s "$out" ]]; then
+  if [[ ! -s "$out" || "${8:-}" == 1 ]]; then
     local t0=$SECONDS
     log "building $ref from ${dockerfile#"$repo/"} (FROM $base_ref)"
     load "$base_tar"
     buildah bud --signature-policy "$conf/etc/containers/policy.json" --isolation chroot \
       --network host --pull-never --format docker --build-arg "BASE=$base_ref" \
+      --timestamp "${SOURCE_DATE_EPOCH:-0}" \
       "${tls_mounts[@]}" -f "$dockerfile" -t "$ref" "$context" >"$images/$name.build.log" 2>&1 \
       || { tail -40 "$images/$name.build.log" >&2; die "building $name failed (log: $images/$name.build.log)"; }
     quiet buildah push --signature-policy "$conf/etc/containers/policy.json" "$ref" \
       "docker-archive:$out.partial:$ref" || die "exporting $ref failed (output above)"
     mv "$out.partial" "$out"
-    log "$ref built in $((SECONDS - t0))s ($(du -m "$out" | cut -f1) MB)"
+    digest "$out"
+    log "$ref built in $((SECONDS - t0))s ($(du -m "$out" | cut -f1) MB), $(head -1 "$out.digest")"
   fi
+  [[ -s "$out.digest" ]] || digest "$out"  # a tar from before digests were recorded
   ln -sfn "$(basename "$out")" "$images/$name.tar"
   # Keep the three newest of each: checkouts with different code share this cache.
-  ls -t "$images/$name"-*.tar | tail -n +4 | xargs -r rm -f
+  ls -t "$images/$name"-*.tar | tail -n +4 | while read -r old; do rm -f "$old" "$old.digest"; done
 }
 
 # 2. The python stand-in base.
@@ -120,8 +139,9 @@ trap 'rm -rf "$ctx"; cleanup' EXIT
 okey="$( (cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum; \
   cat "$repo/Dockerfile"; basename "$python_tar") | sha256sum | cut -c1-12)"
 build operator "lazarus.local/operator:$okey" "$repo/Dockerfile" "$ctx" lazarus.local/python:3.11-bookworm \
-  "$python_tar" "$okey"
+  "$python_tar" "$okey" "${LAZARUS_IMAGES_REBUILD:-0}"
 
 if ((SECONDS - start > 1)); then log "ready in $((SECONDS - start))s"; fi
+log "operator image $(head -1 "$images/operator-$okey.tar.digest") (recorded in $images/operator-$okey.tar.digest)"
 echo "$images/operator-$okey.tar"
 echo "lazarus.local/operator:$okey"

@@ -5,8 +5,10 @@ values validated by kubeconform against the Kubernetes schemas and the CRD's own
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import re
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +307,23 @@ def test_every_value_is_documented_in_the_chart_readme() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = [p for p in _leaves(values) if f"`{p}`" not in readme]
     assert not missing, f"values not documented in charts/lazarus/README.md: {missing}"
+
+
+def test_chart_package_is_versioned_and_the_same_twice(tools: Path, tmp_path: Path) -> None:
+    """hack/chart-package: lazarus-<Chart.yaml version>.tgz with its sha256, holding
+    the chart (no tests), installable as is; a second packaging gives the same bytes."""
+    script = str(REPO / "hack/chart-package")
+    first = Path(run([script, str(tmp_path / "a")], timeout=300).strip().splitlines()[-1])
+    second = Path(run([script, str(tmp_path / "b")], timeout=300).strip().splitlines()[-1])
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+    assert first.name == second.name == f"lazarus-{version}.tgz"
+    assert first.read_bytes() == second.read_bytes(), "two packagings of one chart differ"
+    digest = hashlib.sha256(first.read_bytes()).hexdigest()
+    assert Path(f"{first}.sha256").read_text() == f"{digest}  {first.name}\n"
+    with tarfile.open(first) as tgz:
+        names = set(tgz.getnames())
+    assert {"lazarus/Chart.yaml", "lazarus/crds/trainingjob.yaml"} <= names
+    assert "lazarus/templates/tenant-rbac.yaml" in names
+    assert not [n for n in names if n.startswith("lazarus/tests/")], "helm-unittest suites shipped"
+    rendered = helm(tools, "template", "lz", str(first))
+    assert "kind: Deployment" in rendered

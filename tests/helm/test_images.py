@@ -115,19 +115,42 @@ def test_copies_what_pip_needs_and_only_what_exists(path: Path) -> None:
     assert needed <= set(copied), f"{path}: pip install . needs {sorted(needed - set(copied))}"
 
 
-def _pip_targets(path: Path) -> list[str]:
+def _pip_installs(path: Path) -> list[list[str]]:
+    """The arguments of each `pip install` in the Dockerfile's RUNs, in order."""
     return [
-        t
+        cmd.split("pip install", 1)[1].split()
         for i, a in instructions(path)
-        if i == "RUN" and "pip install" in a
-        for t in a.split("pip install", 1)[1].split("&&")[0].split()
-        if not t.startswith("-")
+        if i == "RUN"
+        for cmd in a.split("&&")
+        if "pip install" in cmd
     ]
 
 
+def _pip_targets(path: Path) -> list[str]:
+    return [t for args in _pip_installs(path) for t in args if not t.startswith("-")]
+
+
 def test_operator_image_installs_no_extra() -> None:
-    assert _pip_targets(OPERATOR) == ["."], "the operator image installs the project, no extras"
     assert _pip_targets(TRAINER) == ['".[trainer]"']
+    *_, project = _pip_installs(OPERATOR)
+    assert [t for t in project if not t.startswith("-")] == ["."], "the project, no extras"
+
+
+def test_operator_image_installs_only_the_hashed_lock() -> None:
+    """Two builds of one commit install the same packages: every package comes from
+    operator/requirements.lock, by hash and as a wheel, and the project itself is
+    installed with no index and no dependency resolution (tests/helm/test_lock.py
+    keeps the lock in step with pyproject.toml)."""
+    steps = instructions(OPERATOR)
+    copied = {a.split()[0]: a.split()[-1] for i, a in steps if i == "COPY"}
+    assert copied.get("operator/requirements.lock") == "./", "the lock is copied on its own"
+    lock, project = _pip_installs(OPERATOR)
+    assert lock == ["--require-hashes", "--only-binary=:all:", "-r", "requirements.lock"]
+    assert set(project) == {"--no-index", "--no-deps", "--no-build-isolation", "."}
+    runs = " ".join(a for i, a in steps if i == "RUN")
+    for fetcher in ("pip download", "uv ", "easy_install", "curl", "wget", "--upgrade"):
+        assert fetcher not in runs, f"the operator image fetches outside the lock: {fetcher!r}"
+    assert "pip check" in runs, "a package missing from the lock fails the build"
 
 
 def _closure(names: list[Requirement]) -> set[str]:
