@@ -21,7 +21,7 @@ from typing import Final
 from . import status as s
 from .classify import parse_time
 from .jobstatus import JobStatus
-from .records import RESTART_KEYS, PendingRestart, restart_key
+from .records import RESTART_KEYS, restart_key
 from .transition import Transition
 
 PRODUCTIVE: Final = "productive"
@@ -125,7 +125,7 @@ def account(clock: Clock | None, t: Transition) -> tuple[Clock, Observations]:
         r.ended = None
     if new.attempt > old.attempt > 0:
         # A relaunch: the checkpoint it resumes from settles the ended attempt.
-        _relaunched(o, r.resolve(o, now, commit), old.pending_restart, old, new)
+        _relaunched(o, r.resolve(o, now, commit), old, new)
     if new.phase == s.RUNNING and old.phase != s.RUNNING:
         r.resolve(o, now, commit)  # nothing, unless a relaunch went unseen
         r.run_from = now
@@ -148,11 +148,9 @@ def _count_ends(o: Observations, old: JobStatus, new: JobStatus) -> None:
             o.restarts[key] = n
 
 
-def _relaunched(
-    o: Observations, lost: float, pending: PendingRestart | None, old: JobStatus, new: JobStatus
-) -> None:
+def _relaunched(o: Observations, lost: float, old: JobStatus, new: JobStatus) -> None:
     """What a relaunch after a restart (not a resume after suspend) booked as lost."""
-    if pending:
-        cause = restart_key(pending.cause)
+    if old.pending_restart is not None:
+        cause = restart_key(old.pending_restart.cause)
         o.lost_steps[cause] = max(new.lost_steps - old.lost_steps, 0)
         o.lost_seconds[cause] = lost

@@ -1,8 +1,9 @@
 """The kopf edge, every decorator of the operator: each handler finds the TrainingJob
 concerned and kicks its cycle; the startup handler starts the resync.
 
-Everything that decides lives in `decide` (pure); `cycle` gathers facts and acts and
-is the one requeue path (its timer runs the cycle again when something falls due).
+Everything that decides lives in `decide` (pure); `cycle` runs a job's stages (gather,
+decide, write, act) and `jobqueue` is the one requeue path (its timer runs the cycle
+again when something falls due).
 Shared state travels in kopf's `memo` (`runtime.Runtime`), not in module globals.
 
 The facts a cycle reads come from the indexes below (`watched`): kopf keeps them
