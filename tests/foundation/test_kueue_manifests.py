@@ -1,0 +1,133 @@
+"""What the devstack applies for Kueue: Kueue's own manifests from the module, with
+every webhook pointed at 127.0.0.1 (no kube-proxy here), and its Configuration."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+
+import pytest
+
+from lazarus_devstack import kueue_manifests as km
+
+pytestmark = pytest.mark.unit
+CA = b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
+BASE = "https://127.0.0.1:12345"
+ENDS = km.Endpoints(webhook=12345, health=12346, metrics=12347, cert_dir="/run/kueue/certs")
+
+WEBHOOKS = textwrap.dedent(
+    """\
+    ---
+    apiVersion: admissionregistration.k8s.io/v1
+    kind: MutatingWebhookConfiguration
+    metadata:
+      name: mutating-webhook-configuration
+    webhooks:
+    - admissionReviewVersions: [v1]
+      clientConfig:
+        service: {name: webhook-service, namespace: system, path: /mutate-batch-v1-job}
+      failurePolicy: Fail
+      name: mjob.kb.io
+      sideEffects: None
+    - admissionReviewVersions: [v1]
+      clientConfig:
+        service: {name: webhook-service, namespace: system, path: /mutate--v1-pod}
+      failurePolicy: Fail
+      name: mpod.kb.io
+      sideEffects: None
+    ---
+    apiVersion: admissionregistration.k8s.io/v1
+    kind: ValidatingWebhookConfiguration
+    metadata:
+      name: validating-webhook-configuration
+    webhooks:
+    - admissionReviewVersions: [v1]
+      clientConfig:
+        service: {name: webhook-service, namespace: system, path: /validate-batch-v1-job}
+      failurePolicy: Fail
+      name: vjob.kb.io
+      sideEffects: None
+    """
+)
+
+
+def test_every_webhook_is_a_url_on_loopback_with_the_devstack_ca() -> None:
+    docs = km.webhooks(WEBHOOKS, BASE, CA)
+    assert [d["metadata"]["name"] for d in docs] == [
+        "kueue-mutating-webhook-configuration",
+        "kueue-validating-webhook-configuration",
+    ]
+    hooks = {h["name"]: h for d in docs for h in d["webhooks"]}
+    assert {n: h["clientConfig"]["url"] for n, h in hooks.items()} == {
+        "mjob.kb.io": f"{BASE}/mutate-batch-v1-job",
+        "mpod.kb.io": f"{BASE}/mutate--v1-pod",
+        "vjob.kb.io": f"{BASE}/validate-batch-v1-job",
+    }
+    assert all(base64.b64decode(h["clientConfig"]["caBundle"]) == CA for h in hooks.values())
+    assert all("service" not in h["clientConfig"] for h in hooks.values())
+
+
+@pytest.mark.parametrize(("hook", "excluded"), [("mpod.kb.io", True), ("mjob.kb.io", False)])
+def test_pod_webhooks_leave_the_system_namespaces_alone(hook: str, excluded: bool) -> None:
+    """As Kueue's kustomization does: a Kueue that is down cannot block kube-system."""
+    hooks = {h["name"]: h for d in km.webhooks(WEBHOOKS, BASE, CA) for h in d["webhooks"]}
+    selector = hooks[hook].get("namespaceSelector")
+    if excluded:
+        assert selector["matchExpressions"][0]["values"] == ["kube-system", km.NAMESPACE]
+    else:
+        assert selector is None
+
+
+@pytest.mark.parametrize(("plural", "converted"), [("workloads", True), ("resourceflavors", False)])
+def test_crds_kueue_converts_get_the_conversion_webhook_url(plural: str, converted: bool) -> None:
+    text = f"kind: CustomResourceDefinition\nspec:\n  names: {{plural: {plural}}}\n"
+    conversion = km.crd(text, BASE, CA)["spec"].get("conversion")
+    if converted:
+        assert conversion["webhook"]["clientConfig"]["url"] == f"{BASE}/convert"
+    else:
+        assert conversion is None
+
+
+@pytest.mark.parametrize(
+    ("opts", "expected"),
+    [
+        (km.KueueOptions(), None),
+        (km.KueueOptions(wait_for_pods_ready=90), {"timeout": "90s", "blockAdmission": False}),
+        (km.KueueOptions(wait_for_pods_ready=2.5), {"timeout": "2.5s", "blockAdmission": False}),
+    ],
+)
+def test_configuration(opts: km.KueueOptions, expected: dict[str, object] | None) -> None:
+    cfg = km.configuration(opts, ENDS)
+    assert cfg.get("waitForPodsReady") == expected
+    assert cfg["manageJobsWithoutQueueName"] is False
+    assert cfg["internalCertManagement"] == {"enable": False}
+    assert cfg["webhook"] == {"host": "127.0.0.1", "port": 12345, "certDir": "/run/kueue/certs"}
+    assert cfg["integrations"] == {"frameworks": list(opts.integrations)}
+
+
+def test_rbac_binds_only_kueues_manager_role_to_its_service_account() -> None:
+    role = "kind: ClusterRole\nmetadata: {name: manager-role}\nrules: []\n"
+    docs = km.rbac(role)
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "kueue-manager-role"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": km.SERVICE_ACCOUNT, "namespace": km.NAMESPACE}
+    ]
+    assert [d["kind"] for d in docs] == [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ]
+
+
+def test_queues_one_flavor_a_cluster_queue_and_a_local_queue() -> None:
+    flavor, cq, lq = km.Queues(namespace="team", quota={"cpu": "2"}, node_labels={"a": "b"}).docs()
+    assert flavor["spec"] == {"nodeLabels": {"a": "b"}}
+    group = cq["spec"]["resourceGroups"][0]
+    assert group["coveredResources"] == ["cpu"]
+    assert group["flavors"] == [
+        {"name": "default-flavor", "resources": [{"name": "cpu", "nominalQuota": "2"}]}
+    ]
+    assert lq["metadata"] == {"name": "lazarus", "namespace": "team"}
+    assert lq["spec"] == {"clusterQueue": "cluster-queue"}
