@@ -113,7 +113,9 @@ def lazarus_fields(source: dict[str, Any]) -> Iterator[tuple[str, Schema]]:
     """The fields Lazarus defines itself: the source's properties, not those a
     marked node takes from Kubernetes (the marked node itself is Lazarus')."""
     for version in source["spec"]["versions"]:
-        yield from _own(version["schema"]["openAPIV3Schema"], version["name"])
+        for path, node in _own(version["schema"]["openAPIV3Schema"], version["name"]):
+            if path != f"{version['name']}.metadata":  # ObjectMeta: the API server's, undescribable
+                yield path, node
 
 
 def _own(node: Schema, path: str) -> Iterator[tuple[str, Schema]]:
