@@ -28,6 +28,8 @@ from prometheus_client import (
 )
 from prometheus_client import start_http_server as _start_http_server
 
+from lazarus_contract import timings
+
 from . import accounting as acc
 from . import status as s
 from .builders import JobRef
@@ -36,7 +38,6 @@ from .jobseries import UNSET, JobSeries
 from .metricfamilies import job_families, namespace_families
 from .spec import CheckpointSpec
 from .transition import Transition
-from .vocabulary import trainer_timings
 
 CYCLE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 KEEP_FINISHED_SECONDS: Final = 3600.0  # a finished job's series, then they go
@@ -194,25 +195,23 @@ class Metrics:
         """The trainer's timings from a checkpoint manifest, once per checkpoint, into
         the namespace's distributions."""
         key, ns, f = (job.namespace, job.name), (job.namespace,), self.ns_fams
-        t = trainer_timings(extra)
+        t = timings.decode(extra)
         if self._seen_ckpt.get(key) == name:
             return
         self._seen_ckpt[key] = name
-        for field, fam in (
-            ("saveSeconds", f.save_seconds),
-            ("stallSeconds", f.stall_seconds),
-            ("durableSeconds", f.durable_seconds),
+        for seconds, fam in (
+            (t.save_seconds, f.save_seconds),
+            (t.stall_seconds, f.stall_seconds),
+            (t.durable_seconds, f.durable_seconds),
         ):
-            if isinstance(t.get(field), int | float):
-                self.namespaces.observe(ns, fam, float(t[field]))
-        if isinstance(t.get("bytes"), int):
-            self.namespaces.inc(ns, f.written_bytes, t["bytes"])
-        attempt = t.get("attempt")
-        resume = t.get("resumeSeconds")
-        fresh = isinstance(attempt, int) and self._seen_resume.get(key) != attempt
-        if fresh and isinstance(attempt, int) and isinstance(resume, int | float):
-            self._seen_resume[key] = attempt
-            self.namespaces.observe(ns, f.resume_seconds, float(resume))
+            if seconds is not None:
+                self.namespaces.observe(ns, fam, seconds)
+        if t.bytes is not None:
+            self.namespaces.inc(ns, f.written_bytes, t.bytes)
+        fresh = t.attempt is not None and self._seen_resume.get(key) != t.attempt
+        if fresh and t.attempt is not None and t.resume_seconds is not None:
+            self._seen_resume[key] = t.attempt
+            self.namespaces.observe(ns, f.resume_seconds, t.resume_seconds)
 
     def forget(self, namespace: str, name: str) -> None:
         """A deleted job: drop its series and its clock (its namespace's stay)."""

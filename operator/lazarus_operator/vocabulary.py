@@ -10,8 +10,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from lazarus_contract.timings import timings_object
-
 from .builders import JobRef
 from .classify import PodEnd, classify
 from .jobstatus import JobStatus
@@ -176,10 +174,3 @@ class Decision:
     @property
     def events(self) -> list[Event]:
         return [a for a in self.actions if isinstance(a, Event)]
-
-
-def trainer_timings(extra: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A manifest's `extra.lazarusTrainer.timings` (contract section 4a), or {} when the
-    checkpoint has none or they are not a mapping (another writer, an older trainer).
-    Typed fields: lazarus_contract.timings.decode."""
-    return timings_object(extra)
