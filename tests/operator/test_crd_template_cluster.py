@@ -174,3 +174,23 @@ def resolve(node: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
         ref = node["allOf"][0]["$ref"].rsplit("/", 1)[1]
         return {**schemas[ref], **{k: v for k, v in node.items() if k != "allOf"}}
     return node
+
+
+@pytest.mark.parametrize(
+    ("how", "accepted"),
+    [
+        (("create",), True),
+        (("apply", "--server-side"), True),
+        (("apply",), False),  # client-side: the last-applied annotation would pass 256 KiB
+    ],
+)
+def test_the_crd_installs_with_create_or_server_side_apply(
+    cluster: ControlPlane, how: tuple[str, ...], accepted: bool
+) -> None:
+    crd = yaml.safe_load(crdgen.OUTPUT.read_text())
+    crd["spec"]["group"] = "copy.lazarus.dev"  # a fresh name: nothing to conflict with
+    crd["metadata"]["name"] = "trainingjobs.copy.lazarus.dev"
+    r = cluster.kubectl(*how, "--dry-run=server", "-f", "-", stdin=json.dumps(crd), check=False)
+    assert (r.returncode == 0) == accepted, r.stderr
+    if not accepted:
+        assert "metadata.annotations: Too long" in r.stderr, r.stderr
