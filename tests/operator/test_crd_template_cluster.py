@@ -194,3 +194,17 @@ def test_the_crd_installs_with_create_or_server_side_apply(
     assert (r.returncode == 0) == accepted, r.stderr
     if not accepted:
         assert "metadata.annotations: Too long" in r.stderr, r.stderr
+
+
+def test_two_containers_of_one_name_and_template_metadata_beyond_labels_are_refused(
+    cluster: ControlPlane, namespace: str
+) -> None:
+    job = example()
+    pod = job["spec"]["template"]["spec"]
+    pod["containers"].append(dict(pod["containers"][0]))
+    rc, out = apply(cluster, namespace, job)
+    assert rc != 0 and "spec.template.spec.containers[1]: Duplicate value" in out, out
+    job = example()
+    job["spec"]["template"]["metadata"] = {"name": "x", "labels": {"a": "b"}}
+    rc, out = apply(cluster, namespace, job)
+    assert rc != 0 and 'unknown field "spec.template.metadata.name"' in out, out
