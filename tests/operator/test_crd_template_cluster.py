@@ -81,6 +81,13 @@ def test_without_strict_validation_the_field_is_dropped_with_a_warning(
     assert 'unknown field "spec.template.spec.nodeSelecter"' in r.stderr
     created = json.loads(r.stdout)
     assert "nodeSelecter" not in created["spec"]["template"]["spec"]
+    from kubernetes import client  # a client library that names no fieldValidation
+
+    api = client.CustomObjectsApi(cluster.api_client())
+    got = api.create_namespaced_custom_object(
+        "lazarus.dev", "v1alpha1", namespace, "trainingjobs", with_typo("container"), dry_run="All"
+    )
+    assert "resorces" not in got["spec"]["template"]["spec"]["containers"][0]
 
 
 @pytest.mark.parametrize(
