@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import DevstackError
-from .stack import DEFAULT_RUN_DIR, Ports, Stack
+from .stack import DEFAULT_RUN_DIR, Ports, Stack, State
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +31,23 @@ def main(argv: list[str] | None = None) -> int:
         help="also start a real node: containerd + runc + kubelet + CNI (needs root; "
         "hack/node/setup.sh obtains them); the S3 server then listens on the node IP",
     )
+    up.add_argument(
+        "--kueue",
+        action="store_true",
+        help="also run Kueue (hack/kueue/build.sh builds it) with a ResourceFlavor, "
+        "ClusterQueue and a LocalQueue 'lazarus' in namespace default (docs/kueue.md)",
+    )
+    up.add_argument(
+        "--kueue-wait-for-pods-ready",
+        type=float,
+        metavar="SECONDS",
+        help="Kueue's waitForPodsReady timeout (default: off)",
+    )
     sub.add_parser("down", help="stop everything the run directory records")
     sub.add_parser("status", help="show what runs")
     sub.add_parser("env", help="print shell exports for KUBECONFIG and the S3 client")
     args = parser.parse_args(argv)
-    stack = Stack(args.run_dir)
+    stack = Stack(args.run_dir, own_identities=getattr(args, "kueue", False))
     try:
         if args.cmd == "up":
             start = time.monotonic()
@@ -51,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 s3=not args.no_s3,
                 real_node=args.real_node,
             )
+            if args.kueue:
+                _up_kueue(stack, state, args.kueue_wait_for_pods_ready)
             print(
                 f"# Lazarus devstack up in {time.monotonic() - start:.1f}s "
                 f"(Kubernetes {state.version}); run dir {state.run_dir}",
@@ -87,6 +101,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _up_kueue(stack: Stack, state: State, wait_for_pods_ready: float | None) -> None:
+    """Kueue and one set of queues, or nothing: a failure stops the whole stack."""
+    from . import kueue
+    from .kueue_manifests import KueueOptions, Queues
+
+    try:
+        kueue.start(stack, state, KueueOptions(wait_for_pods_ready=wait_for_pods_ready))
+        queues = Queues(namespace="default")
+        kueue.apply(state, queues.docs())
+    except BaseException:
+        stack.down()
+        raise
+    print(
+        f"# Kueue up: LocalQueue {queues.local_queue} (namespace default) -> ClusterQueue "
+        f"{queues.cluster_queue} ({', '.join(f'{k}={v}' for k, v in queues.quota.items())})",
+        file=sys.stderr,
+    )
 
 
 def _print_env(env: dict[str, str]) -> None:

@@ -120,31 +120,39 @@ def crd(text: str, base_url: str, ca_pem: bytes) -> Doc:
     return doc
 
 
-def rbac(manager_role: str) -> list[Doc]:
-    """Kueue's own ServiceAccount with its manager ClusterRole, and nothing more."""
-    role: Doc = yaml.safe_load(manager_role)
-    role["metadata"] = {"name": "kueue-manager-role"}
+def rbac(manager_role: str, secrets_role: str) -> list[Doc]:
+    """Kueue's own ServiceAccount with its manager ClusterRole and the Role on Secrets
+    in its namespace (it watches them), and nothing more."""
     subject = {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
-    return [
+    docs: list[Doc] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE},
         },
-        role,
-        {
+    ]
+    for text, name in (
+        (manager_role, "kueue-manager-role"),
+        (secrets_role, "kueue-manager-secrets-role"),
+    ):
+        role: Doc = yaml.safe_load(text)
+        namespaced = role["kind"] == "Role"
+        meta = {"name": name, **({"namespace": NAMESPACE} if namespaced else {})}
+        role["metadata"] = meta
+        binding = {
             "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "kueue-manager-rolebinding"},
+            "kind": "RoleBinding" if namespaced else "ClusterRoleBinding",
+            "metadata": {**meta, "name": name.replace("-role", "-rolebinding")},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "kueue-manager-role",
+                "kind": role["kind"],
+                "name": name,
             },
             "subjects": [subject],
-        },
-    ]
+        }
+        docs += [role, binding]
+    return docs
 
 
 @dataclass(frozen=True)

@@ -224,10 +224,16 @@ def apply_crds(state: State, crd_dir: Path = REPO / "crds", timeout: float = 60)
 class Stack:
     """The local control plane and S3 server rooted at one run directory."""
 
-    def __init__(self, run_dir: Path = DEFAULT_RUN_DIR, *, tied: bool = False) -> None:
-        """`tied`: processes die when this Python process does (for test sessions)."""
+    def __init__(
+        self, run_dir: Path = DEFAULT_RUN_DIR, *, tied: bool = False, own_identities: bool = False
+    ) -> None:
+        """`tied`: processes die when this Python process does (for test sessions).
+        `own_identities`: each controller acts under its own service account, as a real
+        node's stack does (a stack running Kueue: the garbage collector must read Jobs
+        and delete Workloads, the Job controller write Job status)."""
         self.run_dir = run_dir.resolve()
         self.tied = tied
+        self.own_identities = own_identities
 
     def state(self) -> State | None:
         return State.load(self.run_dir)
@@ -370,6 +376,8 @@ class Stack:
         real_node_flags = (
             ["--use-service-account-credentials", "--node-monitor-grace-period=20s"] if real else []
         )
+        if self.own_identities and not real:
+            real_node_flags = ["--use-service-account-credentials"]
         if controllers:
             self._launch(
                 state,

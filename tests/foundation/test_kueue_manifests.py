@@ -105,20 +105,25 @@ def test_configuration(opts: km.KueueOptions, expected: dict[str, object] | None
     assert cfg["integrations"] == {"frameworks": list(opts.integrations)}
 
 
-def test_rbac_binds_only_kueues_manager_role_to_its_service_account() -> None:
-    role = "kind: ClusterRole\nmetadata: {name: manager-role}\nrules: []\n"
-    docs = km.rbac(role)
-    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == "kueue-manager-role"
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": km.SERVICE_ACCOUNT, "namespace": km.NAMESPACE}
+def test_rbac_binds_only_kueues_own_roles_to_its_service_account() -> None:
+    cluster_role = "kind: ClusterRole\nmetadata: {name: manager-role}\nrules: []\n"
+    secrets = "kind: Role\nmetadata: {name: manager-secrets-role, namespace: system}\nrules: []\n"
+    docs = km.rbac(cluster_role, secrets)
+    assert [(d["kind"], d["metadata"].get("namespace")) for d in docs] == [
+        ("Namespace", None),
+        ("ServiceAccount", km.NAMESPACE),
+        ("ClusterRole", None),
+        ("ClusterRoleBinding", None),
+        ("Role", km.NAMESPACE),
+        ("RoleBinding", km.NAMESPACE),
     ]
-    assert [d["kind"] for d in docs] == [
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
+    bindings = [d for d in docs if d["kind"].endswith("Binding")]
+    assert [(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings] == [
+        ("ClusterRole", "kueue-manager-role"),
+        ("Role", "kueue-manager-secrets-role"),
     ]
+    subject = {"kind": "ServiceAccount", "name": km.SERVICE_ACCOUNT, "namespace": km.NAMESPACE}
+    assert all(b["subjects"] == [subject] for b in bindings)
 
 
 def test_queues_one_flavor_a_cluster_queue_and_a_local_queue() -> None:

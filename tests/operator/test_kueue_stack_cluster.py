@@ -1,0 +1,145 @@
+"""Kueue in the local stack, against the real API server: the binary hack/kueue builds,
+its webhooks reached at a url on 127.0.0.1, admitting plain batch/v1 Jobs by quota.
+
+The groundwork for TrainingJobs as Kueue workloads (issue 25.2): if this fails, Kueue
+itself is not running right, whatever the operator does."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from lazarus_devstack import kueue
+from lazarus_devstack.harness import ControlPlane, create_namespace, wait_for
+from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL, Queues
+from lazarus_devstack.stack import Ports, Stack, State
+
+pytestmark = pytest.mark.cluster
+POOL = {"lazarus.dev/pool": "train"}
+
+
+@dataclass
+class KueueStack:
+    state: State
+    cluster: ControlPlane
+    pid: int
+
+
+@pytest.fixture(scope="module")
+def kueue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KueueStack]:
+    """A stack of its own (Kueue's webhooks see every Job and Pod of the cluster it runs
+    in): etcd, kube-apiserver, controller-manager, Kueue managing batch/v1 Jobs."""
+    stack = Stack(tmp_path_factory.mktemp("kueue"), tied=True, own_identities=True)
+    state = stack.up(Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0), s3=False)
+    try:
+        pid = kueue.start(stack, state)
+        cp = ControlPlane(
+            Path(state.run_dir),
+            Path(state.kubeconfig),
+            state.server,
+            state.version,
+            state.kubectl(),
+        )
+        yield KueueStack(state, cp, pid)
+    finally:
+        stack.down()
+
+
+def _job(name: str, cpu: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {QUEUE_LABEL: "lazarus"}},
+        "spec": {
+            "suspend": False,  # Kueue's webhook suspends it until admitted
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "work",
+                            "image": "busybox",
+                            "resources": {"requests": {"cpu": cpu}},
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+def _workload(custom: client.CustomObjectsApi, ns: str, job_uid: str) -> dict[str, Any] | None:
+    group, version = API.split("/")
+    items = custom.list_namespaced_custom_object(group, version, ns, "workloads")["items"]
+    for wl in items:
+        if any(o["uid"] == job_uid for o in wl["metadata"].get("ownerReferences") or []):
+            return dict(wl)
+    return None
+
+
+def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    return next(
+        (c for c in obj.get("status", {}).get("conditions") or [] if c["type"] == ctype), None
+    )
+
+
+def test_kueue_admits_within_quota_and_holds_the_rest(kueue_stack: KueueStack) -> None:
+    api = kueue_stack.cluster.api_client()
+    core, batch, custom = (
+        client.CoreV1Api(api),
+        client.BatchV1Api(api),
+        client.CustomObjectsApi(api),
+    )
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    create_namespace(core, ns)
+    queues = Queues(
+        namespace=ns,
+        quota={"cpu": "1"},
+        flavor=f"f-{ns}",
+        cluster_queue=f"cq-{ns}",
+        node_labels=POOL,
+    )
+    kueue.apply(kueue_stack.state, queues.docs())
+    try:
+        first = batch.create_namespaced_job(ns, _job("first", "1"))
+        # The create's answer is the stored object: Kueue's mutating webhook ran.
+        assert first.spec.suspend is True
+        admitted = wait_for(
+            lambda: (j := batch.read_namespaced_job("first", ns)).spec.suspend is False and j,
+            60,
+            "the first Job admitted (unsuspended) by Kueue",
+        )
+        # Admission injects the flavor's node labels into the pod template.
+        assert admitted.spec.template.spec.node_selector == POOL
+
+        second = batch.create_namespaced_job(ns, _job("second", "1"))
+        pending = wait_for(
+            lambda: (
+                (wl := _workload(custom, ns, second.metadata.uid))
+                and (c := _condition(wl, "QuotaReserved"))
+                and c["status"] == "False"
+                and c
+            ),
+            60,
+            "the second Job's Workload evaluated and left pending",
+        )
+        assert "insufficient" in pending["message"].lower(), pending
+        assert batch.read_namespaced_job("second", ns).spec.suspend is True
+
+        # The first one's quota comes back when it goes; the second is admitted then.
+        batch.delete_namespaced_job("first", ns, propagation_policy="Background")
+        wait_for(
+            lambda: batch.read_namespaced_job("second", ns).spec.suspend is False,
+            60,
+            "the second Job admitted once the first is gone",
+        )
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace(ns)
