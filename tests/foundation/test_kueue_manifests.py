@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from lazarus_devstack import kueue
 from lazarus_devstack import kueue_manifests as km
+from lazarus_devstack.errors import DevstackError
 
 pytestmark = pytest.mark.unit
 CA = b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
@@ -136,3 +139,22 @@ def test_queues_one_flavor_a_cluster_queue_and_a_local_queue() -> None:
     ]
     assert lq["metadata"] == {"name": "lazarus", "namespace": "team"}
     assert lq["spec"] == {"clusterQueue": "cluster-queue"}
+
+
+def test_metrics_cert_is_made_once_and_kept(tmp_path: Path) -> None:
+    """Kueue exits without a metrics cert at its fixed path; stacks share one."""
+    where = tmp_path / "etc" / "kueue" / "metrics" / "certs"
+    kueue.ensure_metrics_cert(where)
+    first = (where / "tls.crt").read_bytes()
+    assert b"BEGIN CERTIFICATE" in first and (where / "tls.key").exists()
+    kueue.ensure_metrics_cert(where)
+    assert (where / "tls.crt").read_bytes() == first
+    assert [p.name for p in where.parent.iterdir()] == ["certs"]  # no temporary left
+
+
+def test_a_metrics_cert_path_it_cannot_make_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "etc"
+    blocker.write_text("a file where a directory should be")
+    with pytest.raises(DevstackError, match=r"needs a metrics cert in .* cannot be made there"):
+        kueue.ensure_metrics_cert(blocker / "kueue" / "certs")
+    assert blocker.read_text() == "a file where a directory should be"
