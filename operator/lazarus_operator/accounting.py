@@ -58,6 +58,7 @@ class Observations:
     checkpoint_step: int | None = None
     checkpoint_time: float | None = None  # unix seconds
     failures_without_progress: int = 0
+    start_timeouts: int = 0  # attempts torn down by spec.scheduling's start timeout
 
     def add(self, state: str, seconds: float) -> None:
         if seconds > 0:
@@ -116,8 +117,10 @@ def account(clock: Clock | None, t: Transition) -> tuple[Clock, Observations]:
         o.add(PRODUCTIVE, (cut - r.run_from).total_seconds())
         r.run_from = max(cut, r.run_from)
     _count_ends(o, old, new)
-    if new.pending_restart and new.pending_restart != old.pending_restart:
-        r.ended, r.ended_cause = now, restart_key(new.pending_restart.cause)
+    o.start_timeouts = (new.restarts.start_timeouts or 0) - (old.restarts.start_timeouts or 0)
+    ended = new.pending_restart  # a start timeout is not an end to recover from
+    if ended and ended != old.pending_restart and ended.cause != s.R_START_TIMEOUT:
+        r.ended, r.ended_cause = now, restart_key(ended.cause)
     if old.phase == s.RUNNING and new.phase != s.RUNNING and r.run_to is None:
         r.run_to = now
     if new.finished and not old.finished:
@@ -149,8 +152,9 @@ def _count_ends(o: Observations, old: JobStatus, new: JobStatus) -> None:
 
 
 def _relaunched(o: Observations, lost: float, old: JobStatus, new: JobStatus) -> None:
-    """What a relaunch after a restart (not a resume after suspend) booked as lost."""
-    if old.pending_restart is not None:
+    """What a relaunch after a restart (not a resume after suspend) booked as lost; a
+    start timeout's gang never ran, and its cause is none of the metrics' causes."""
+    if old.pending_restart is not None and old.pending_restart.cause != s.R_START_TIMEOUT:
         cause = restart_key(old.pending_restart.cause)
         o.lost_steps[cause] = max(new.lost_steps - old.lost_steps, 0)
         o.lost_seconds[cause] = lost

@@ -39,6 +39,7 @@ class NamespaceFamilies(NamedTuple):
     durable_seconds: Family
     resume_seconds: Family
     written_bytes: Family
+    start_timeouts: Family
 
 
 def _by_cause(name: str, doc: str) -> Family:
@@ -126,4 +127,8 @@ def namespace_families() -> NamespaceFamilies:
         ),
         trainer("lazarus_resume_seconds", "Trainer: loading the resume checkpoint, per attempt."),
         jobs("lazarus_checkpoint_written_bytes", "Trainer: bytes of committed checkpoints."),
+        jobs(
+            "lazarus_start_timeouts",
+            "Attempts torn down because not all their pods ran within startTimeoutSeconds.",
+        ),
     )

@@ -190,6 +190,8 @@ class Metrics:
             n.inc(ns, f.lost_seconds, secs, cause)
         for cause, secs in o.recovered:
             n.observe(ns, f.recovery, secs, cause)
+        if o.start_timeouts > 0:
+            n.inc(ns, f.start_timeouts, o.start_timeouts)
 
     def observe_checkpoint(self, job: JobRef, name: str, extra: Mapping[str, Any]) -> None:
         """The trainer's timings from a checkpoint manifest, once per checkpoint, into

@@ -18,6 +18,9 @@ RESTART_KEYS: Final[Mapping[Cause, str]] = {
     Cause.NODE_LOST: "nodeLost",
 }
 TOTAL: Final = "total"  # relaunches
+# Attempts torn down because their gang did not start in time (spec.scheduling): not
+# an end of training, so no budget counts it and it is not among RESTART_KEYS.
+START_TIMEOUTS: Final = "startTimeout"
 _CAUSE_OF_KEY: Final = {key: cause for cause, key in RESTART_KEYS.items()}
 
 
@@ -50,6 +53,7 @@ class Restarts:
 
     ends: dict[Cause, int] = field(default_factory=dict)
     total: int | None = None
+    start_timeouts: int | None = None
 
     def count(self, *causes: Cause) -> int:
         return sum(self.ends.get(c, 0) for c in causes)
@@ -60,13 +64,18 @@ class Restarts:
     def count_relaunch(self) -> None:
         self.total = (self.total or 0) + 1
 
+    def count_start_timeout(self) -> None:
+        self.start_timeouts = (self.start_timeouts or 0) + 1
+
     @classmethod
     def from_api(cls, d: Mapping[str, Any]) -> Restarts:
         ends = {_CAUSE_OF_KEY[k]: int(v) for k, v in d.items() if k in _CAUSE_OF_KEY}
-        return cls(ends, as_int(d.get(TOTAL)))
+        return cls(ends, as_int(d.get(TOTAL)), as_int(d.get(START_TIMEOUTS)))
 
     def to_api(self) -> dict[str, int]:
         out = {RESTART_KEYS[c]: n for c, n in self.ends.items()}
+        if self.start_timeouts is not None:
+            out[START_TIMEOUTS] = self.start_timeouts
         return out if self.total is None else {**out, TOTAL: self.total}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import failure_policy
+from . import failure_policy, starttimeout
 from . import status as s
 from .attempts import older_and_current
 from .autosave import advertise
@@ -79,10 +79,16 @@ def decide(f: Facts, d: Decision) -> None:
         # a moment before the rest of the gang, and the job is still Running then.
         ended = {e.pod for e in ends}
         live = [p for p in current if name(p) not in ended]
-        running = all((p.get("status") or {}).get("phase") == "Running" for p in live)
+        waiting = [p for p in live if (p.get("status") or {}).get("phase") != "Running"]
+        if starttimeout.check(f, d, current, waiting):
+            return  # the gang did not start in time: torn down, relaunched after a backoff
+        running = not waiting
         st.phase = s.RUNNING if running else s.PENDING
         reason = s.R_ALL_RUNNING if running else s.R_PODS_PENDING
         # Not a count of running pods: each pod coming up would cost the job a status write.
         msg = f"attempt {attempt}: {len(current)} pods"
         msg += f", {len(ended)} completed" if ended else ""
+        due = starttimeout.deadline(f)
+        if not running and due is not None and f.state.phase != s.RUNNING:
+            msg += f"; torn down at {s.iso(due)} unless all run (spec.scheduling)"
         st.set_condition(s.COND_RUNNING, running, reason, msg, now=f.now)

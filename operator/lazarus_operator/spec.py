@@ -97,6 +97,18 @@ class FailurePolicy:
 
 
 @dataclass(frozen=True)
+class Scheduling:
+    """spec.scheduling: how an attempt's gang gets placed (docs/trainingjob.md)."""
+
+    # An attempt whose pods are not all Running this long after its launch is torn
+    # down and relaunched after a backoff (`starttimeout`); None: wait forever.
+    start_timeout_seconds: int | None = None
+
+
+START_TIMEOUT_MAX = 7 * 86400  # the CRD's maximum too
+
+
+@dataclass(frozen=True)
 class JobSpec:
     template: dict[str, Any]
     checkpoint: CheckpointSpec
@@ -110,6 +122,7 @@ class JobSpec:
     ttl_seconds_after_finished: int | None = None
     master_port: int = 29500
     disruption_taints: tuple[str, ...] = DEFAULT_DISRUPTION_TAINTS
+    scheduling: Scheduling = field(default_factory=Scheduling)
 
 
 def _int(d: dict[str, Any], key: str, default: int, path: str, minimum: int = 0) -> int:
@@ -252,6 +265,16 @@ def _failure_policy(raw: dict[str, Any]) -> FailurePolicy:
     )
 
 
+def _scheduling(raw: dict[str, Any]) -> Scheduling:
+    sch = _dict(raw, "scheduling", "spec")
+    if sch.get("startTimeoutSeconds") is None:
+        return Scheduling()
+    timeout = _int(sch, "startTimeoutSeconds", 0, "spec.scheduling", 1)
+    if timeout > START_TIMEOUT_MAX:
+        raise SpecError(f"spec.scheduling.startTimeoutSeconds must be <= {START_TIMEOUT_MAX}")
+    return Scheduling(start_timeout_seconds=timeout)
+
+
 def parse_spec(raw: dict[str, Any]) -> JobSpec:
     """Parse `.spec` of a TrainingJob; raises `SpecError` naming the bad field."""
     if not isinstance(raw, dict):
@@ -283,4 +306,5 @@ def parse_spec(raw: dict[str, Any]) -> JobSpec:
         disruption_taints=(
             tuple(str(t) for t in taints) if isinstance(taints, list) else DEFAULT_DISRUPTION_TAINTS
         ),
+        scheduling=_scheduling(raw),
     )

@@ -47,6 +47,9 @@ COND_RECONCILE_ERROR: Final = "ReconcileError"  # True while cycles fail (retrie
 R_LAUNCHING: Final = "Launching"
 R_ALL_RUNNING: Final = "AllPodsRunning"
 R_PODS_PENDING: Final = "PodsPending"
+# spec.scheduling.startTimeoutSeconds passed with a pod not Running: the attempt is torn
+# down (the cause in pendingRestart, history and lastFailure; the event's reason)
+R_START_TIMEOUT: Final = "StartTimeout"
 R_TEARDOWN: Final = "WaitingForPodsToStop"
 R_BACKOFF: Final = "Backoff"
 R_SUSPENDING: Final = "Suspending"
