@@ -13,9 +13,9 @@ the crashes it sees) and with `everySteps` for each of `--sweep` (the best of th
 the best fixed interval) and `--default` (goodput.py's default). Target: auto's goodput
 within 3% of the best fixed one on both traces.
 
-Caveat, reported with the results: the operator pools a namespace's jobs into each
-job's estimate (weighing them at most 3 failures), so runs in one bench see each
-other's crashes; auto runs first on each trace to keep that small.
+The operator pools a namespace's jobs into each job's estimate, but only the failures
+that come from where jobs run (lost nodes, disruptions): these crashes are each job's
+own, so the two traces' runs do not inform each other.
 """
 
 from __future__ import annotations
@@ -92,24 +92,37 @@ def row(r: Run) -> dict[str, Any]:
     }
 
 
+def _best(scores: dict[str, float]) -> dict[str, Any]:
+    """Auto against the best fixed mode by one score (higher is better)."""
+    fixed = {m: v for m, v in scores.items() if m.startswith("every-")}
+    best = max(fixed, key=lambda m: fixed[m])
+    ratio = scores["auto"] / fixed[best] if fixed[best] else 0.0
+    return {"best_fixed": best, "auto_over_best": round(ratio, 4), "met": ratio >= 0.97}
+
+
 def summarise(runs: dict[str, list[Run]]) -> tuple[list[str], dict[str, Any]]:
-    lines = ["| trace | mode | goodput | wall s | recomputed steps |", "|---|---|---|---|---|"]
+    """Per trace, two scores: goodput as bench/goodput.py counts it (the surviving steps'
+    time over the wall time: a step a save slowed counts whole, so save costs hardly
+    show) and the pace to the end (steps over wall time: every run does the same steps
+    under the same trace, so this is where both lost work and save costs show)."""
+    lines = [
+        "| trace | mode | goodput | steps/s to the end | wall s | recomputed steps |",
+        "|---|---|---|---|---|---|",
+    ]
     targets: dict[str, Any] = {}
     for trace, group in runs.items():
+        good: dict[str, float] = {}
+        pace: dict[str, float] = {}
         for r in group:
-            g = r.accounting.goodput if r.accounting else 0.0
-            rec = r.accounting.recomputed if r.accounting else "-"
-            lines.append(f"| {trace} | {r.mode} | {g:.4f} | {r.elapsed:.1f} | {rec} |")
-        good = {r.mode: (r.accounting.goodput if r.accounting else 0.0) for r in group}
-        fixed = {m: g for m, g in good.items() if m.startswith("every-")}
-        best = max(fixed, key=lambda m: fixed[m])
-        targets[trace] = {
-            "auto": good["auto"],
-            "best_fixed": best,
-            "best_goodput": fixed[best],
-            "auto_over_best": round(good["auto"] / fixed[best], 4) if fixed[best] else None,
-            "met": good["auto"] >= 0.97 * fixed[best],
-        }
+            acc = r.accounting
+            good[r.mode] = acc.goodput if acc else 0.0
+            pace[r.mode] = acc.final_step / r.elapsed if acc and r.elapsed else 0.0
+            rec = acc.recomputed if acc else "-"
+            lines.append(
+                f"| {trace} | {r.mode} | {good[r.mode]:.4f} | {pace[r.mode]:.3f} "
+                f"| {r.elapsed:.1f} | {rec} |"
+            )
+        targets[trace] = {"goodput": _best(good), "pace": _best(pace)}
     return lines, targets
 
 
@@ -155,11 +168,12 @@ def main() -> None:
     lines, targets = summarise(runs)
     print("\n".join(lines))
     for trace, t in targets.items():
-        print(
-            f"target auto within 3% of the best fixed on {trace}:",
-            "met" if t["met"] else "MISSED",
-            f"({t['auto']:.4f} vs {t['best_fixed']} {t['best_goodput']:.4f})",
-        )
+        for score, v in t.items():
+            print(
+                f"target auto within 3% of the best fixed on {trace} by {score}:",
+                "met" if v["met"] else "MISSED",
+                f"(auto / {v['best_fixed']} = {v['auto_over_best']})",
+            )
     if args.out:
         doc = {
             "command": " ".join(sys.argv),

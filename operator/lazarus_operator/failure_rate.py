@@ -3,6 +3,9 @@
 Only ends a save could have helped count: crashes, OOM kills, lost nodes, and
 disruptions that lost work (no save on SIGTERM). A disruption that saved on SIGTERM
 lost nothing however often it comes, so it says nothing about how often to save.
+Of those, only the ones that come from where a job runs (lost nodes, disruptions) are
+`shared` with the namespace's other jobs: a neighbour's crashes and OOM kills are its
+own code's and memory's, and say nothing about this job.
 
 The estimate is a Gamma posterior mean, rate = (a + n) / (b + t): a prior worth
 `weight` failures over `weight` prior MTBFs, then the namespace's other jobs (scaled to
@@ -28,18 +31,26 @@ POOL_WEIGHT = 3.0  # the namespace's other jobs count as at most this many failu
 
 # Causes of an end a save could have helped; Disrupted only when it lost work.
 HELPED = frozenset({str(Cause.FAILED), str(Cause.OOM_KILLED), str(Cause.NODE_LOST)})
+OWN = frozenset({str(Cause.FAILED), str(Cause.OOM_KILLED)})  # the job's own, not shared
 
 
 @dataclass(frozen=True)
 class Exposure:
     failures: float = 0.0
     seconds: float = 0.0
+    shared: float = 0.0  # of `failures`, those from where the job runs (node, disruption)
 
     def __add__(self, other: Exposure) -> Exposure:
-        return Exposure(self.failures + other.failures, self.seconds + other.seconds)
+        return Exposure(
+            self.failures + other.failures, self.seconds + other.seconds, self.shared + other.shared
+        )
 
     def scaled(self, k: float) -> Exposure:
-        return Exposure(self.failures * k, self.seconds * k)
+        return Exposure(self.failures * k, self.seconds * k, self.shared * k)
+
+    def for_neighbours(self) -> Exposure:
+        """What the namespace's other jobs learn from this one: its shared failures."""
+        return Exposure(self.shared, self.seconds, self.shared)
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,8 @@ def job_exposure(
         if h.ended_at is None:
             continue  # the running attempt: counted from running_since
         hit = 1.0 if counts(h.cause, h.lost_steps) else 0.0
-        total = total + Exposure(hit, _seconds(h.started_at, h.ended_at))
+        shared = hit if h.cause not in OWN else 0.0
+        total = total + Exposure(hit, _seconds(h.started_at, h.ended_at), shared)
     return total
 
 
@@ -103,7 +115,8 @@ class Pool:
     jobs: dict[str, dict[str, Exposure]] = field(default_factory=dict)
 
     def record(self, namespace: str, uid: str, exposure: Exposure) -> None:
-        self.jobs.setdefault(namespace, {})[uid] = exposure
+        """Keep what a job's neighbours learn from `exposure` (its shared failures)."""
+        self.jobs.setdefault(namespace, {})[uid] = exposure.for_neighbours()
 
     def forget(self, namespace: str, uid: str) -> None:
         self.jobs.get(namespace, {}).pop(uid, None)

@@ -37,15 +37,17 @@ def pod(name: str, rate: str | None = None, deleting: bool = False) -> dict[str,
     return {"metadata": meta}
 
 
-def status(failures: int, hours: float, extra: dict[str, Any] | None = None) -> JobStatus:
-    """`failures` attempts that crashed, one after another over `hours`, then an attempt
-    running for an hour."""
+def status(
+    failures: int, hours: float, extra: dict[str, Any] | None = None, cause: str = "Failed"
+) -> JobStatus:
+    """`failures` attempts that ended by `cause`, one after another over `hours`, then an
+    attempt running for an hour."""
     step = hours / failures if failures else 0.0
     history = [
         HistoryEntry(
             started_at=at(1 + hours - i * step),
             ended_at=at(1 + hours - (i + 1) * step),
-            cause="Failed",
+            cause=cause,
         )
         for i in range(failures)
     ]
@@ -98,9 +100,18 @@ def test_failures_raise_the_rate() -> None:
     assert got.status["source"] == "job"
 
 
+def test_a_neighbours_crashes_are_its_own() -> None:
+    pool = Pool()
+    plan(AUTO, ("ns", "old"), status(30, 9), pods=[], now=NOW, pool=pool)  # 3 crashes an hour
+    young = plan(AUTO, JOB, JobStatus(), pods=[], now=NOW, pool=pool)
+    alone = plan(AUTO, JOB, JobStatus(), pods=[], now=NOW, pool=Pool())
+    assert young.status["failuresPerHour"] < alone.status["failuresPerHour"]  # its quiet hours
+
+
 def test_the_namespace_informs_a_young_job() -> None:
     pool = Pool()
-    plan(AUTO, ("ns", "old"), status(30, 9), pods=[], now=NOW, pool=pool)  # 3 an hour
+    old = status(30, 9, cause="NodeLost")  # 3 lost nodes an hour
+    plan(AUTO, ("ns", "old"), old, pods=[], now=NOW, pool=pool)
     young = plan(AUTO, JOB, JobStatus(), pods=[], now=NOW, pool=pool)
     alone = plan(AUTO, JOB, JobStatus(), pods=[], now=NOW, pool=Pool())
     assert young.status["failuresPerHour"] > alone.status["failuresPerHour"]

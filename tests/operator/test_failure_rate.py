@@ -27,7 +27,7 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("cause", "lost", "expected"),
     [
-        ("Failed", None, True),
+        ("Failed", None, True),  # counts for the job; not shared with its namespace
         ("OOMKilled", 3, True),
         ("NodeLost", 0, True),  # a save could have helped, though it lost nothing this time
         ("Disrupted", 12, True),  # no save on SIGTERM: work lost
@@ -54,7 +54,7 @@ def test_job_exposure_counts_running_time_and_helped_failures() -> None:
         entry("2026-01-01T11:00:00Z", None, None),  # the running attempt
     ]
     got = job_exposure(history, "2026-01-01T11:00:00Z", NOW)
-    assert got == Exposure(2.0, 4 * HOUR)
+    assert got == Exposure(2.0, 4 * HOUR, shared=1.0)  # the lost node is shared, the crash not
 
 
 def test_job_exposure_skips_unknown_times() -> None:
@@ -62,7 +62,7 @@ def test_job_exposure_skips_unknown_times() -> None:
         entry("not a time", "2026-01-01T09:00:00Z", "Failed"),
         HistoryEntry(ended_at="2026-01-01T09:00:00Z", cause="OOMKilled"),
     ]
-    assert job_exposure(history, "not a time either", NOW) == Exposure(2.0, 0.0)
+    assert job_exposure(history, "not a time either", NOW) == Exposure(2.0, 0.0, 0.0)
 
 
 def test_a_fresh_job_gets_the_prior() -> None:
@@ -106,14 +106,17 @@ def test_estimate_refuses_a_bad_prior() -> None:
         estimate(Exposure(), Exposure(), prior_mtbf=0)
 
 
-def test_pool_sums_the_other_jobs_of_a_namespace() -> None:
+def test_pool_sums_the_other_jobs_shared_failures() -> None:
     pool = Pool()
-    pool.record("a", "u1", Exposure(1, 10))
-    pool.record("a", "u2", Exposure(2, 20))
-    pool.record("b", "u3", Exposure(5, 50))
-    pool.record("a", "u2", Exposure(3, 30))  # the newer figure replaces the older
-    assert pool.others("a", "u1") == Exposure(3, 30)
-    assert pool.others("a", "u2") == Exposure(1, 10)
+    pool.record("a", "u1", Exposure(1, 10, 1))
+    pool.record("a", "u2", Exposure(2, 20, 2))
+    pool.record("b", "u3", Exposure(5, 50, 5))
+    pool.record("a", "u2", Exposure(3, 30, 3))  # the newer figure replaces the older
+    assert pool.others("a", "u1") == Exposure(3, 30, 3)
+    assert pool.others("a", "u2") == Exposure(1, 10, 1)
+    # a neighbour's own crashes and OOM kills are not shared: only its exposure is
+    pool.record("a", "u4", Exposure(7, 40, 0))
+    assert pool.others("a", "u1") == Exposure(3, 70, 3)
     assert pool.others("c", "u9") == Exposure()
     pool.forget("a", "u2")
-    assert pool.others("a", "u1") == Exposure()
+    assert pool.others("a", "u1") == Exposure(0, 40, 0)
