@@ -143,3 +143,130 @@ def test_kueue_admits_within_quota_and_holds_the_rest(kueue_stack: KueueStack) -
     finally:
         with contextlib.suppress(client.ApiException):
             core.delete_namespace(ns)
+
+
+def _owned_workload(name: str, ns: str, priority_class: str, priority: int) -> dict[str, Any]:
+    """A Workload as the operator would own one per TrainingJob attempt (issue 25.2's
+    design in docs/kueue.md): one pod set, the replicas with their requests."""
+    pod = {
+        "containers": [
+            {"name": "trainer", "image": "t", "resources": {"requests": {"cpu": "500m"}}}
+        ]
+    }
+    return {
+        "apiVersion": API,
+        "kind": "Workload",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "queueName": "lazarus",
+            "priorityClassRef": {
+                "group": "kueue.x-k8s.io",
+                "kind": "WorkloadPriorityClass",
+                "name": priority_class,
+            },
+            # Kueue's webhook wants the class's value beside the reference (an
+            # integration copies it from the WorkloadPriorityClass).
+            "priority": priority,
+            "podSets": [{"name": "trainer", "count": 2, "template": {"spec": pod}}],
+        },
+    }
+
+
+def test_an_owned_workload_is_preempted_and_requeued_when_its_owner_yields(
+    kueue_stack: KueueStack,
+) -> None:
+    """Kueue's contract with a Workload's owner, which the operator would keep: admission
+    (status.admission, Admitted), preemption (Evicted, reason Preempted) that holds the
+    quota until the owner has stopped its pods and cleared the admission, then requeued
+    and admitted again when the quota comes back."""
+    api = kueue_stack.cluster.api_client()
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    group, version = API.split("/")
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    create_namespace(core, ns)
+    queues = Queues(namespace=ns, quota={"cpu": "1"}, flavor=f"f-{ns}", cluster_queue=f"cq-{ns}")
+    priorities = [
+        {
+            "apiVersion": API,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": f"{p}-{ns}"},
+            "value": v,
+        }
+        for p, v in (("low", 10), ("high", 100))
+    ]
+    kueue.apply(kueue_stack.state, [*queues.docs(), *priorities])
+
+    def get(name: str) -> dict[str, Any]:
+        return dict(custom.get_namespaced_custom_object(group, version, ns, "workloads", name))
+
+    def true(name: str, ctype: str) -> dict[str, Any] | None:
+        c = _condition(get(name), ctype)
+        return c if c and c["status"] == "True" else None
+
+    try:
+        custom.create_namespaced_custom_object(
+            group, version, ns, "workloads", _owned_workload("low", ns, f"low-{ns}", 10)
+        )
+        wait_for(lambda: true("low", "Admitted"), 60, "the low-priority Workload admitted")
+        assert get("low")["status"]["admission"]["clusterQueue"] == f"cq-{ns}"
+
+        custom.create_namespaced_custom_object(
+            group, version, ns, "workloads", _owned_workload("high", ns, f"high-{ns}", 100)
+        )
+        evicted = wait_for(
+            lambda: true("low", "Evicted"), 60, "the low one evicted for the high one"
+        )
+        assert evicted["reason"] == "Preempted", evicted
+        # Kueue waits for the owner: the quota stays reserved until it says its pods are gone.
+        assert "admission" in get("low")["status"]
+        assert not true("high", "Admitted")
+
+        # The owner yields: pods stopped (they save on SIGTERM), admission cleared.
+        low = get("low")
+        kept = [
+            c for c in low["status"]["conditions"] if c["type"] not in ("QuotaReserved", "Admitted")
+        ]
+        now = low["status"]["conditions"][0]["lastTransitionTime"]
+        cleared = [
+            *kept,
+            {
+                "type": "QuotaReserved",
+                "status": "False",
+                "reason": "Pending",
+                "message": "preempted",
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "Admitted",
+                "status": "False",
+                "reason": "NoReservation",
+                "message": "preempted",
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "Requeued",
+                "status": "True",
+                "reason": "Preempted",
+                "message": "preempted",
+                "lastTransitionTime": now,
+            },
+        ]
+        custom.patch_namespaced_custom_object_status(
+            group,
+            version,
+            ns,
+            "workloads",
+            "low",
+            {"status": {"admission": None, "conditions": cleared}},
+        )
+        wait_for(
+            lambda: true("high", "Admitted"), 60, "the high one admitted once the low one yielded"
+        )
+        assert not true("low", "QuotaReserved")
+
+        # The high one finishes (deleted here): the low one is admitted again.
+        custom.delete_namespaced_custom_object(group, version, ns, "workloads", "high")
+        wait_for(lambda: true("low", "Admitted"), 60, "the low one admitted again")
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace(ns)
