@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             start = time.monotonic()
+            kueue_built = _kueue_dir() if args.kueue else None  # before anything starts
             state = stack.up(
                 Ports(
                     apiserver=args.apiserver_port,
@@ -63,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 s3=not args.no_s3,
                 real_node=args.real_node,
             )
-            if args.kueue:
-                _up_kueue(stack, state, args.kueue_wait_for_pods_ready)
+            if kueue_built:
+                _up_kueue(stack, state, kueue_built, args.kueue_wait_for_pods_ready)
             print(
                 f"# Lazarus devstack up in {time.monotonic() - start:.1f}s "
                 f"(Kubernetes {state.version}); run dir {state.run_dir}",
@@ -103,13 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _up_kueue(stack: Stack, state: State, wait_for_pods_ready: float | None) -> None:
+def _kueue_dir() -> Path:
+    from . import kueue
+
+    return kueue.kueue_dir()
+
+
+def _up_kueue(stack: Stack, state: State, built: Path, wait_for_pods_ready: float | None) -> None:
     """Kueue and one set of queues, or nothing: a failure stops the whole stack."""
     from . import kueue
     from .kueue_manifests import KueueOptions, Queues
 
     try:
-        kueue.start(stack, state, KueueOptions(wait_for_pods_ready=wait_for_pods_ready))
+        kueue.start(stack, state, KueueOptions(wait_for_pods_ready=wait_for_pods_ready), built)
         queues = Queues(namespace="default")
         kueue.apply(state, queues.docs())
     except BaseException:

@@ -36,22 +36,33 @@ from .stack import REPO, Stack, State, apply_crds
 BUILD_SCRIPT = REPO / "hack" / "kueue" / "build.sh"
 METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")  # fixed in Kueue's main
 COMPONENT = "kueue"
+# What hack/kueue/build.sh copies from the module beside the binary.
+MANIFESTS = ("crds", "manager-role.yaml", "manager-secrets-role.yaml", "webhooks.yaml")
 
 
 def kueue_dir() -> Path:
     """The cached Kueue build (binary + manifests/), built from its Go module on first use."""
     override = os.environ.get("LAZARUS_KUEUE_DIR")
     if override:
-        return Path(override)
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise DevstackError(
-            "building Kueue failed (hack/kueue/build.sh, output above); "
-            "fix the error it names and run it again"
+        built = Path(override)
+    else:
+        result = subprocess.run(
+            ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, check=False
         )
-    return Path(result.stdout.strip().splitlines()[-1])
+        if result.returncode != 0:
+            raise DevstackError(
+                "building Kueue failed (hack/kueue/build.sh, output above); "
+                "fix the error it names and run it again"
+            )
+        built = Path(result.stdout.strip().splitlines()[-1])
+    wanted = ["kueue", *(f"manifests/{m}" for m in MANIFESTS)]
+    missing = [w for w in wanted if not (built / w).exists()]
+    if missing:
+        raise DevstackError(
+            f"{built} is not a Kueue build (no {', '.join(missing)}); "
+            f"unset LAZARUS_KUEUE_DIR or point it at what hack/kueue/build.sh prints"
+        )
+    return built
 
 
 def _cert(
@@ -212,11 +223,13 @@ def _webhook_mutates(state: State) -> bool:
     return got.returncode == 0 and json.loads(got.stdout)["spec"].get("suspend") is True
 
 
-def start(stack: Stack, state: State, opts: km.KueueOptions | None = None) -> int:
+def start(
+    stack: Stack, state: State, opts: km.KueueOptions | None = None, built: Path | None = None
+) -> int:
     """Run Kueue in the stack `state` describes; return its pid once its webhooks answer
-    through the API server."""
+    through the API server. `built`: kueue_dir()'s answer, if already asked."""
     opts = opts or km.KueueOptions()
-    built = kueue_dir()
+    built = built or kueue_dir()
     manifests = built / "manifests"
     run = Path(state.run_dir) / "kueue"
     (run / "crds").mkdir(parents=True, exist_ok=True)

@@ -158,3 +158,28 @@ def test_a_metrics_cert_path_it_cannot_make_is_one_clear_error(tmp_path: Path) -
     with pytest.raises(DevstackError, match=r"needs a metrics cert in .* cannot be made there"):
         kueue.ensure_metrics_cert(blocker / "kueue" / "certs")
     assert blocker.read_text() == "a file where a directory should be"
+
+
+def test_a_kueue_dir_that_is_not_a_build_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "kueue").write_text("")
+    monkeypatch.setenv("LAZARUS_KUEUE_DIR", str(tmp_path))
+    with pytest.raises(
+        DevstackError, match=r"is not a Kueue build \(no manifests/crds, .*webhooks"
+    ):
+        kueue.kueue_dir()
+
+
+def test_cluster_up_kueue_checks_the_build_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lazarus_devstack.__main__ import main
+
+    monkeypatch.setenv("LAZARUS_KUEUE_DIR", str(tmp_path / "nope"))
+    run = tmp_path / "run"
+    assert main(["--run-dir", str(run), "up", "--no-s3", "--kueue"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hack/cluster up: ") and "is not a Kueue build" in err
+    assert len(err.splitlines()) == 1
+    assert not run.exists()
