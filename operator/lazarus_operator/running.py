@@ -59,6 +59,8 @@ def decide(f: Facts, d: Decision) -> None:
         teardown(f, d, older)
     if not st.launched:
         if len(current) < f.spec.replicas:
+            if starttimeout.check(f, d, current, starttimeout.uncreated(f, current)):
+                return  # pods refused past the deadline: the rest of the gang goes too
             r = st.resumed_from
             resume = ResumePoint(r.value, r.name, r.step) if r else ResumePoint("")
             create(f, d, attempt, resume, record=True)

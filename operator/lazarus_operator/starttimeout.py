@@ -18,6 +18,7 @@ from lazarus_contract import format_time
 
 from . import status as s
 from .booking import reported_steps
+from .builders import pod_name
 from .classify import parse_time
 from .jobstatus import JobStatus
 from .pods import name, node_name
@@ -48,6 +49,8 @@ def why(pod: dict[str, Any]) -> str:
         waiting = (cs.get("state") or {}).get("waiting")
         if waiting:
             return _said(waiting.get("reason") or "Waiting", waiting.get("message"))
+    if st.get("reason"):
+        return _said(st["reason"], st.get("message"))
     if not node_name(pod):
         return "not scheduled yet"
     return str(st.get("phase") or "Pending")
@@ -55,6 +58,22 @@ def why(pod: dict[str, Any]) -> str:
 
 def _said(reason: str, message: Any) -> str:
     return f"{reason}: {message}" if message else str(reason)
+
+
+def uncreated(f: Facts, current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Before every pod of the attempt exists: the live pods not Running, and a stand-in
+    for each pod not created yet (admission refused it: a quota, a webhook)."""
+    present = {name(p) for p in current}
+    live = [p for p in current if f.ends.get(name(p)) is None]
+    out = [p for p in live if (p.get("status") or {}).get("phase") != "Running"]
+    for i in range(f.spec.replicas):
+        pod = pod_name(f.job.name, f.state.attempt, i)
+        if pod not in present:
+            msg = "its creation failed (see the ReconcileError condition)"
+            out.append(
+                {"metadata": {"name": pod}, "status": {"reason": "NotCreated", "message": msg}}
+            )
+    return out
 
 
 def consecutive(st: JobStatus) -> int:

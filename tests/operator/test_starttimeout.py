@@ -205,6 +205,29 @@ ROWS = [
         event=(s.R_START_TIMEOUT, "job-a1-1: ImagePullBackOff: no such"),
     ),
     Row(
+        "a pod admission refused, before the deadline: created again, woken at the deadline",
+        started(TIMEOUT - 5, launched=False),
+        [pod("job-a1-0")],
+        spec=SPEC,
+        created=["job-a1-1"],
+        deleted=set(),
+        requeue=approx(5),
+    ),
+    Row(
+        "a pod admission refused until the deadline: the rest of the gang goes too",
+        started(TIMEOUT, launched=False),
+        [pod("job-a1-0")],
+        spec=SPEC,
+        phase=s.RESTARTING,
+        deleted={"job-a1-0"},
+        none_of=(CreatePod,),
+        status_has={"restarts": {"startTimeout": 1, "total": 1}, "lastFailure.pod": "job-a1-1"},
+        event=(
+            s.R_START_TIMEOUT,
+            "1 of 2 pods not running 60s after launch (job-a1-1: NotCreated: its creation failed",
+        ),
+    ),
+    Row(
         "the gang ran once in this attempt: never timed out afterwards",
         started(TIMEOUT * 10, phase=s.RUNNING),
         gang(),
@@ -265,6 +288,7 @@ def test_consecutive_counts_the_trailing_start_timeouts() -> None:
         ),
         ({"spec": {}, "status": {"phase": "Pending"}}, "not scheduled yet"),
         ({"spec": {"nodeName": "n1"}, "status": {"phase": "Pending"}}, "Pending"),
+        ({"spec": {}, "status": {"reason": "R", "message": "m"}}, "R: m"),
         (
             {
                 "spec": {"nodeName": "n1"},
