@@ -21,6 +21,8 @@ import os
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography import x509
@@ -31,7 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from . import kueue_manifests as km
 from . import procs
 from .errors import DevstackError
-from .stack import REPO, Stack, State, apply_crds
+from .stack import REPO, Ports, Stack, State, apply_crds
 
 BUILD_SCRIPT = REPO / "hack" / "kueue" / "build.sh"
 METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")  # fixed in Kueue's main
@@ -264,3 +266,20 @@ def start(
     if "batch/job" in opts.integrations:
         procs.wait_until(COMPONENT, pid, lambda: _webhook_mutates(state), Path(state.run_dir), 60)
     return pid
+
+
+@contextmanager
+def kueue_stack(
+    run_dir: Path, opts: km.KueueOptions | None = None, *, s3: bool = False
+) -> Iterator[State]:
+    """A stack of its own with Kueue (tests, benchmarks): Kueue's webhooks see every Job
+    and Pod of the cluster it runs in, so it does not join a shared one. Tied to this
+    process, on free ports, the controllers under their own identities; down on exit."""
+    built = kueue_dir()
+    stack = Stack(run_dir, tied=True, own_identities=True)
+    state = stack.up(Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0), s3=s3)
+    try:
+        start(stack, state, opts, built)
+        yield state
+    finally:
+        stack.down()

@@ -19,7 +19,7 @@ from kubernetes import client
 from lazarus_devstack import kueue
 from lazarus_devstack.harness import ControlPlane, create_namespace, wait_for
 from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL, Queues
-from lazarus_devstack.stack import Ports, Stack, State
+from lazarus_devstack.stack import State
 
 pytestmark = pytest.mark.cluster
 POOL = {"lazarus.dev/pool": "train"}
@@ -29,17 +29,12 @@ POOL = {"lazarus.dev/pool": "train"}
 class KueueStack:
     state: State
     cluster: ControlPlane
-    pid: int
 
 
 @pytest.fixture(scope="module")
 def kueue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KueueStack]:
-    """A stack of its own (Kueue's webhooks see every Job and Pod of the cluster it runs
-    in): etcd, kube-apiserver, controller-manager, Kueue managing batch/v1 Jobs."""
-    stack = Stack(tmp_path_factory.mktemp("kueue"), tied=True, own_identities=True)
-    state = stack.up(Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0), s3=False)
-    try:
-        pid = kueue.start(stack, state)
+    """etcd, kube-apiserver, controller-manager and Kueue managing batch/v1 Jobs."""
+    with kueue.kueue_stack(tmp_path_factory.mktemp("kueue")) as state:
         cp = ControlPlane(
             Path(state.run_dir),
             Path(state.kubeconfig),
@@ -47,9 +42,7 @@ def kueue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KueueStack
             state.version,
             state.kubectl(),
         )
-        yield KueueStack(state, cp, pid)
-    finally:
-        stack.down()
+        yield KueueStack(state, cp)
 
 
 def _job(name: str, cpu: str) -> dict[str, Any]:
