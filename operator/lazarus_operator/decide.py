@@ -12,6 +12,9 @@ the rest to that stage's policy module:
   ACTIVE     -> running:   create missing pods, checkpoint-now, read pod ends; an
                            end goes to failure_policy (budgets, backoff, cause).
 
+A job labelled kueue.x-k8s.io/queue-name passes Kueue's gate first (`queued`): no
+pods until its Workload is admitted, an eviction stops them like a suspend.
+
 Some decisions need the store's answer (a launch, a failure's progress, the
 suspend-time save): `needs_selection(facts)` says so, the caller asks the store,
 then calls `decide` once with the answer in `Facts`.
@@ -22,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import finished, launch, restart, running, suspend
+from . import finished, launch, queued, restart, running, suspend
 from .jobstatus import JobStatus, Stage, stage_of
 from .selection import apply_selection
 from .vocabulary import Decision, Facts
@@ -48,12 +51,20 @@ def stage(f: Facts) -> Stage:
 
 def needs_selection(f: Facts) -> bool:
     """Whether this cycle's decision needs the store's answer (pure: call before `decide`)."""
-    return POLICIES[stage(f)].needs_selection(f)
+    st = stage(f)
+    if queued.holds(f, st):
+        return False  # Kueue holds the job: no launch, and its eviction is no failure
+    return POLICIES[st].needs_selection(f)
 
 
 def decide(f: Facts) -> Decision:
     d = Decision(state=JobStatus.from_api(f.status))
     if f.answered:
         apply_selection(f, d)
-    POLICIES[stage(f)].decide(f, d)
+    st = stage(f)
+    if queued.holds(f, st):  # a job labelled for Kueue whose Workload is not admitted
+        queued.decide(f, d, st)
+    else:
+        POLICIES[st].decide(f, d)
+    queued.after(f, d, st)
     return d

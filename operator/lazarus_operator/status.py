@@ -17,6 +17,7 @@ from lazarus_contract import format_time
 
 
 class Phase(StrEnum):
+    QUEUED = "Queued"  # labelled for Kueue: no pods until its Workload is admitted
     PENDING = "Pending"
     RUNNING = "Running"
     RESTARTING = "Restarting"
@@ -25,6 +26,7 @@ class Phase(StrEnum):
     FAILED = "Failed"
 
 
+QUEUED: Final = Phase.QUEUED
 PENDING: Final = Phase.PENDING
 RUNNING: Final = Phase.RUNNING
 RESTARTING: Final = Phase.RESTARTING
@@ -42,9 +44,14 @@ COND_SPEC: Final = "SpecValid"
 COND_SUCCEEDED: Final = "Succeeded"
 COND_FAILED: Final = "Failed"
 COND_RECONCILE_ERROR: Final = "ReconcileError"  # True while cycles fail (retried, backoff)
+# Kueue (kueueworkload, queued): True while the job's Workload waits for admission, or
+# its pods stop to yield the quota Kueue took back; the reason is Kueue's
+COND_QUEUED: Final = "Queued"
 
 # reasons (constant strings: alerts and tests match on them)
 R_LAUNCHING: Final = "Launching"
+R_ADMITTED: Final = "Admitted"  # Kueue admitted the job's Workload (condition Queued=False)
+R_YIELDING: Final = "YieldingQuota"  # evicted by Kueue: pods stopping (they save on SIGTERM)
 R_ALL_RUNNING: Final = "AllPodsRunning"
 R_PODS_PENDING: Final = "PodsPending"
 # spec.scheduling.startTimeoutSeconds passed with a pod not Running: the attempt is torn

@@ -13,6 +13,7 @@ from typing import Any
 from .builders import JobRef
 from .classify import PodEnd, classify
 from .jobstatus import JobStatus
+from .kueueworkload import QueueFacts
 from .spec import JobSpec
 
 STORAGE_RETRY_S = 10.0  # a storage problem: ask the store again this much later
@@ -69,6 +70,8 @@ class Facts:
     # pod name -> its end (None: it runs), when the caller classified the pods already
     # (gather does, once a cycle); else `ends` classifies them on first use.
     pod_ends: Mapping[str, PodEnd | None] | None = field(default=None, repr=False)
+    # The job is labelled kueue.x-k8s.io/queue-name: its Workload and admitted flavors.
+    queue: QueueFacts | None = None
 
     @cached_property
     def ends(self) -> Mapping[str, PodEnd | None]:
@@ -143,7 +146,28 @@ class DeleteJob:
     pass
 
 
-Action = RecordAttempt | CreateService | CreatePod | DeletePod | AnnotatePod | Event | DeleteJob
+@dataclass(frozen=True)
+class CreateWorkload:
+    manifest: dict[str, Any]  # the job's Kueue Workload (kueueworkload.build_workload)
+
+
+@dataclass(frozen=True)
+class PatchWorkloadStatus:
+    name: str
+    patch: dict[str, Any]  # a merge patch of its status (yield the quota, finished)
+
+
+Action = (
+    RecordAttempt
+    | CreateService
+    | CreatePod
+    | DeletePod
+    | AnnotatePod
+    | Event
+    | DeleteJob
+    | CreateWorkload
+    | PatchWorkloadStatus
+)
 
 
 @dataclass

@@ -1,0 +1,126 @@
+"""Kueue's gate around the stages (docs/kueue.md), for a job labelled
+`kueue.x-k8s.io/queue-name` only. Pure; `decide` calls it.
+
+- `holds`: the Workload is not admitted (missing, queued, evicted): this cycle the gate
+  decides instead of the stage's policy. No pods run: a missing Workload is created,
+  a queued one says why (phase `Queued`, Kueue's reason), an evicted one ends the
+  running attempt as `disrupted` (reason from Kueue), stops its pods gracefully (they
+  save on SIGTERM, as for a suspend), and only once they are gone clears the admission,
+  so the preemptor gets the quota after the save.
+- `after`: the stage's policy ran under an admitted Workload: its pods get the admitted
+  flavors' placement; a finished job hands the quota back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from . import failure_policy
+from . import kueueworkload as kw
+from . import status as s
+from .attempts import older_and_current
+from .builders import pod_name
+from .classify import Cause, PodEnd
+from .jobstatus import Stage
+from .pods import name, node_name
+from .teardown import teardown
+from .vocabulary import (
+    CreatePod,
+    CreateWorkload,
+    Decision,
+    DeletePod,
+    Facts,
+    PatchWorkloadStatus,
+)
+
+POLL_S = 30.0  # the Workload watch wakes the job; this is the fallback
+
+
+def holds(f: Facts, stage: Stage) -> bool:
+    """Whether the gate decides this cycle (not for finished or suspending jobs)."""
+    if f.queue is None or stage in (Stage.FINISHED, Stage.SUSPENDING):
+        return False
+    return kw.state_of(f.queue.workload) != kw.WorkloadState.ADMITTED
+
+
+def decide(f: Facts, d: Decision, stage: Stage) -> None:
+    q = f.queue
+    assert q is not None
+    state = kw.state_of(q.workload)
+    if state == kw.WorkloadState.MISSING:
+        d.actions.append(CreateWorkload(kw.build_workload(f.job, f.spec, q.queue, q.priority)))
+    if stage == Stage.ACTIVE:
+        _end_attempt(f, d, state)
+        if d.state.finished:
+            return  # maxPreemptions passed: failed, its pods deleted
+    asked = {a.name for a in d.actions if isinstance(a, DeletePod)}
+    teardown(f, d, [p for p in f.pods if name(p) not in asked])
+    gone = not f.pods
+    if state == kw.WorkloadState.EVICTED and not gone:
+        reason, msg = kw.eviction(q.workload)
+        msg = f"{msg}; stopping pods (they save on SIGTERM) to yield the quota"
+        d.state.set_condition(s.COND_QUEUED, True, reason, msg, now=f.now)
+        return
+    if state == kw.WorkloadState.EVICTED:
+        assert q.workload is not None
+        patch = kw.yield_patch(q.workload, f.now)
+        d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), patch))
+        _queued(f, d, *kw.eviction(q.workload))
+        return
+    if gone:
+        _queued(f, d, *kw.why_queued(q.workload))
+
+
+def _end_attempt(f: Facts, d: Decision, state: kw.WorkloadState) -> None:
+    """The running attempt ends: Kueue took its quota back (a preemption, a pods-ready
+    timeout), or the Workload was deactivated or deleted. A disruption, not a failure."""
+    q = f.queue
+    assert q is not None
+    reason, msg = kw.eviction(q.workload)
+    if state != kw.WorkloadState.EVICTED:
+        reason, msg = kw.why_queued(q.workload)
+    _, current = older_and_current(f.pods, f.state.attempt)
+    first = current[0] if current else None
+    pod = name(first) if first else pod_name(f.job.name, f.state.attempt, 0)
+    node = node_name(first) if first else None
+    end = PodEnd(Cause.DISRUPTED, reason, pod, node, None, f"Kueue: {msg}", None, f.now)
+    failure_policy.end_attempt(f, d, [end], current)
+
+
+def _queued(f: Facts, d: Decision, reason: str, msg: str) -> None:
+    st, queue = d.state, f.queue.queue if f.queue else ""
+    if f.state.phase != s.SUSPENDED:
+        # Resumed after a suspend stays Suspended until admitted: the LAUNCHING stage
+        # (a new attempt from the newest checkpoint) is what re-admission must reach.
+        st.phase = s.QUEUED
+    old = f.state.condition(s.COND_QUEUED)
+    if old is None or old.status != "True":
+        d.event("Normal", s.COND_QUEUED, f"waiting for Kueue (queue {queue}): {msg}")
+    st.set_condition(s.COND_QUEUED, True, reason, msg, now=f.now)
+    st.set_condition(s.COND_RUNNING, False, s.COND_QUEUED, msg, now=f.now)
+    d.requeue(POLL_S, "queued in Kueue")
+
+
+def after(f: Facts, d: Decision, stage: Stage) -> None:
+    """The policy decided under an admitted Workload (or the job finished)."""
+    q = f.queue
+    if q is None:
+        return
+    st, state = d.state, kw.state_of(q.workload)
+    if st.finished:
+        if state not in (kw.WorkloadState.MISSING, kw.WorkloadState.FINISHED):
+            assert q.workload is not None
+            ok = st.phase == s.SUCCEEDED
+            patch = kw.finished_patch(q.workload, ok, f"the TrainingJob {st.phase}", f.now)
+            d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), patch))
+        return
+    if state != kw.WorkloadState.ADMITTED or stage == Stage.SUSPENDING:
+        return
+    old = f.state.condition(s.COND_QUEUED)
+    if old is not None and old.status == "True":
+        d.event("Normal", s.R_ADMITTED, f"admitted by Kueue (queue {q.queue})")
+    st.set_condition(s.COND_QUEUED, False, s.R_ADMITTED, "admitted by Kueue", now=f.now)
+    d.actions[:] = [
+        replace(a, manifest=kw.place(a.manifest, q.flavors)) if isinstance(a, CreatePod) else a
+        for a in d.actions
+    ]
