@@ -101,28 +101,34 @@ def _best(scores: dict[str, float]) -> dict[str, Any]:
 
 
 def summarise(runs: dict[str, list[Run]]) -> tuple[list[str], dict[str, Any]]:
-    """Per trace, two scores: goodput as bench/goodput.py counts it (the surviving steps'
+    """Per trace, three scores: goodput as bench/goodput.py counts it (the surviving steps'
     time over the wall time: a step a save slowed counts whole, so save costs hardly
-    show) and the pace to the end (steps over wall time: every run does the same steps
-    under the same trace, so this is where both lost work and save costs show)."""
+    show); the pace to the end (steps over wall time: every run does the same steps under
+    the same trace, so lost work and save costs show, and so does the machine's load);
+    and the paced goodput (the steps at the run's own median step time over its wall
+    time: as the pace, with the load's effect on the step time taken out)."""
     lines = [
-        "| trace | mode | goodput | steps/s to the end | wall s | recomputed steps |",
-        "|---|---|---|---|---|---|",
+        "| trace | mode | goodput | steps/s to the end | paced goodput | step s p50 | wall s "
+        "| recomputed steps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     targets: dict[str, Any] = {}
     for trace, group in runs.items():
         good: dict[str, float] = {}
         pace: dict[str, float] = {}
+        paced: dict[str, float] = {}
         for r in group:
             acc = r.accounting
             good[r.mode] = acc.goodput if acc else 0.0
             pace[r.mode] = acc.final_step / r.elapsed if acc and r.elapsed else 0.0
+            p50 = step_p50(r) or 0.0
+            paced[r.mode] = pace[r.mode] * p50
             rec = acc.recomputed if acc else "-"
             lines.append(
                 f"| {trace} | {r.mode} | {good[r.mode]:.4f} | {pace[r.mode]:.3f} "
-                f"| {r.elapsed:.1f} | {rec} |"
+                f"| {paced[r.mode]:.4f} | {p50:.3f} | {r.elapsed:.1f} | {rec} |"
             )
-        targets[trace] = {"goodput": _best(good), "pace": _best(pace)}
+        targets[trace] = {"goodput": _best(good), "pace": _best(pace), "paced": _best(paced)}
     return lines, targets
 
 
