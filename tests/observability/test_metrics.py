@@ -21,8 +21,12 @@ JOB = JobRef("llm", "ml", "uid-1")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 L = {"namespace": "ml", "trainingjob": "llm"}
 NS = {"namespace": "ml"}
-CAUSES = (("Disrupted", "disrupted"), ("NodeLost", "nodeLost"), ("OOMKilled", "oomKilled"))
-CAUSES += (("Failed", "failed"),)
+CAUSES = (
+    ("Disrupted", "disrupted"),
+    ("NodeLost", "nodeLost"),
+    ("OOMKilled", "oomKilled"),
+    ("Failed", "failed"),
+)
 CK = CheckpointSpec(uri="s3://b/r", save_every_seconds=600, save_every_steps=500)
 
 
