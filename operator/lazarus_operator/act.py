@@ -19,8 +19,10 @@ from .vocabulary import (
     AnnotatePod,
     CreatePod,
     CreateService,
+    CreateWorkload,
     DeleteJob,
     DeletePod,
+    PatchWorkloadStatus,
     RecordAttempt,
 )
 
@@ -67,6 +69,10 @@ class Actor:
                 await self.kube.annotate_pod(ns, a.name, a.annotations)
             elif isinstance(a, DeleteJob):
                 await self.kube.delete_job(ns, t.job.name)
+            elif isinstance(a, CreateWorkload):
+                await self.kube.create_workload(ns, a.manifest)
+            elif isinstance(a, PatchWorkloadStatus):
+                await self.kube.patch_workload_status(ns, a.name, a.patch)
         # The gang's pods are independent: create them concurrently.
         made = await asyncio.gather(*(self.kube.create(ns, m) for m in creates))
         if key in self.queue:

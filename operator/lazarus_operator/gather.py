@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from . import kueueworkload as kw
 from . import storage
 from .attempts import lineage_attempt
 from .builders import JobRef
@@ -46,7 +47,10 @@ class Gatherer:
         names = sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))})
         nodes = {n: node for n in names if (node := index.node(n)) is not None}
         status: dict[str, Any] = job.get("status") or {}
-        facts = Facts(ref, spec, status, pods, nodes, now, seen_steps=self.pods.seen_steps(key))
+        queue = await self._queue(job, ref, spec, len(pods))
+        facts = Facts(
+            ref, spec, status, pods, nodes, now, seen_steps=self.pods.seen_steps(key), queue=queue
+        )
         facts = replace(facts, pod_ends=facts.ends)  # classified once, here
         need = needs_selection(facts)
         due = time.monotonic() - self.refreshed.get(key, 0.0) >= self.progress_interval
@@ -61,3 +65,29 @@ class Gatherer:
         if isinstance(answer, StorageProblem):
             return replace(facts, storage_problem=answer)
         return replace(facts, selection=answer)
+
+    async def _queue(
+        self, job: dict[str, Any], ref: JobRef, spec: JobSpec, n_pods: int
+    ) -> kw.QueueFacts | None:
+        """A job labelled for Kueue: its Workload, and what creating it or launching
+        under it needs (the priority class's value; the admitted flavors)."""
+        labels = job["metadata"].get("labels") or {}
+        queue = labels.get(kw.QUEUE_LABEL)
+        if not queue:
+            return None
+        kube = self.pods.kube
+        wl = await kube.get_workload(ref.namespace, kw.workload_name(ref))
+        priority: tuple[str, int] | None = None
+        if wl is None and (pclass := labels.get(kw.PRIORITY_LABEL)):
+            found = await kube.get_kueue_object("workloadpriorityclasses", str(pclass))
+            if found is None:
+                raise ValueError(
+                    f"WorkloadPriorityClass {pclass!r} (label {kw.PRIORITY_LABEL}) not found"
+                )
+            priority = (str(pclass), int(found.get("value") or 0))
+        flavors: dict[str, dict[str, Any]] = {}
+        if kw.state_of(wl) == kw.WorkloadState.ADMITTED and n_pods < spec.replicas:
+            for name in kw.admitted_flavors(wl):  # only while pods are to be created
+                fl = await kube.get_kueue_object("resourceflavors", name)
+                flavors[name] = (fl or {}).get("spec") or {}
+        return kw.QueueFacts(str(queue), wl, flavors, priority)

@@ -23,6 +23,7 @@ import kopf
 from lazarus_store.errors import StoreError
 
 from . import heap, storage
+from . import kueueworkload as kw
 from . import status as s
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
 from .runtime import Runtime
@@ -167,6 +168,14 @@ async def pod_event(
     job = labels.get(LABEL_JOB)
     memo.reconciler.pod_event(namespace, job, body)
     await memo.reconciler.kick(namespace, job)
+
+
+@kopf.on.event(kw.GROUP, kw.VERSION, kw.PLURAL, labels={LABEL_JOB: kopf.PRESENT})
+async def workload_event(*, namespace: str | None, labels: Any, memo: Runtime, **_: Any) -> None:
+    """A Kueue Workload the operator made for a job (admitted, evicted, requeued) wakes
+    that job. Without Kueue's CRDs kopf serves nothing here (it logs so once)."""
+    if namespace is not None:
+        await memo.reconciler.kick(namespace, str(labels.get(LABEL_JOB)))
 
 
 @kopf.on.event("", "v1", "nodes")

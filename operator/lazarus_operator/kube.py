@@ -17,6 +17,8 @@ from kubernetes import client
 from lazarus_contract import format_time, parse_time
 
 from .builders import GROUP, PLURAL, VERSION
+from .kueueworkload import GROUP as KUEUE
+from .kueueworkload import VERSION as KUEUE_V
 
 MERGE = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30
@@ -180,6 +182,37 @@ class Kube:
             name,
             propagation_policy="Background",
         )
+
+    # --- Kueue (a job labelled kueue.x-k8s.io/queue-name; kueueworkload) ------------
+    async def get_workload(self, ns: str, name: str) -> dict[str, Any] | None:
+        got: dict[str, Any] | None = await self._maybe(
+            self.custom.get_namespaced_custom_object, KUEUE, KUEUE_V, ns, "workloads", name
+        )
+        return got
+
+    async def create_workload(self, ns: str, manifest: dict[str, Any]) -> None:
+        """Create the job's Workload (a 409: it exists, the idempotent "done"); Kueue's
+        webhook refusing it is a `Rejected`, named once."""
+        fn = self.custom.create_namespaced_custom_object
+        try:
+            await self._maybe(fn, KUEUE, KUEUE_V, ns, "workloads", manifest, ok=(409,))
+        except client.ApiException as err:
+            if err.status in (400, 403, 422):
+                raise Rejected(
+                    f"the job's Kueue Workload is refused: {_api_message(err)}"
+                ) from None
+            raise
+
+    async def patch_workload_status(self, ns: str, name: str, patch: dict[str, Any]) -> None:
+        fn = self.custom.patch_namespaced_custom_object_status
+        await self._maybe(fn, KUEUE, KUEUE_V, ns, "workloads", name, patch, _content_type=MERGE)
+
+    async def get_kueue_object(self, plural: str, name: str) -> dict[str, Any] | None:
+        """A cluster-scoped Kueue object: a ResourceFlavor, a WorkloadPriorityClass."""
+        got: dict[str, Any] | None = await self._maybe(
+            self.custom.get_cluster_custom_object, KUEUE, KUEUE_V, plural, name
+        )
+        return got
 
     async def event(
         self,

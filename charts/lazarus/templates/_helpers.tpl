@@ -83,6 +83,15 @@ and progress annotations by patch).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  # a job labelled kueue.x-k8s.io/queue-name: the Workload the operator owns
+  # (read and created; watched so Kueue's admission or eviction wakes the job)
+  verbs: [get, list, watch, create]
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads/status]
+  # yield the admission after an eviction (pods gone), mark it Finished
+  verbs: [patch]
 {{- if and .Values.peering.enabled .Values.watchNamespaces }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
@@ -100,6 +109,10 @@ and progress annotations by patch).
   resources: [customresourcedefinitions]
   # kopf notices the TrainingJob CRD (re)appearing
   verbs: [list, watch]
+- apiGroups: [kueue.x-k8s.io]
+  resources: [resourceflavors, workloadpriorityclasses]
+  # an admitted flavor's node labels and tolerations; a priority class's value
+  verbs: [get]
 {{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: [namespaces]

@@ -1,0 +1,188 @@
+"""TrainingJobs under the real Kueue v0.17 (issue 25.2): the operator owns one Workload
+per labelled job, launches only once Kueue admits it, with the flavor's node labels,
+and hands the quota back when the job finishes. Two jobs in one LocalQueue whose
+quota fits one: the second is Queued (Kueue's reason) until the first succeeds, then
+runs and succeeds. A higher-priority job preempts a running lower-priority one: the
+low one's restart is a disruption with Kueue's reason, its pods stop gracefully (the
+SIGTERM save) before Kueue gets the quota back, it waits Queued, and resumes from its
+checkpoint when admitted again, with nothing lost.
+
+Kueue's webhooks see every Pod and Job, so these tests run on a stack of their own
+(`kueue.kueue_stack`): `cluster` is overridden here for the operator fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from lazarus_devstack import kueue
+from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL, Queues
+from lazarus_devstack.stack import State, apply_crds
+from tests.conftest import CRD_DIR, ControlPlane
+
+from .conftest import Jobs
+from .harness import FakeKubelet, OperatorProcess, wait_for
+
+pytestmark = pytest.mark.cluster
+POOL = {"lazarus.dev/pool": "train"}
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[State, ControlPlane]]:
+    """A control plane with Kueue managing queues, and the TrainingJob CRD."""
+    with kueue.kueue_stack(tmp_path_factory.mktemp("kueue-op")) as state:
+        apply_crds(state, CRD_DIR)
+        cp = ControlPlane(
+            Path(state.run_dir),
+            Path(state.kubeconfig),
+            state.server,
+            state.version,
+            state.kubectl(),
+        )
+        yield state, cp
+
+
+@pytest.fixture(scope="module")
+def cluster(stack: tuple[State, ControlPlane]) -> ControlPlane:
+    return stack[1]
+
+
+def queued_job(jobs: Jobs, name: str, cpu: str, priority: str | None = None) -> str:
+    body = jobs.body(
+        name,
+        template={
+            "spec": {
+                "containers": [
+                    {
+                        "name": "trainer",
+                        "image": "trainer:test",
+                        "command": ["train"],
+                        "resources": {"requests": {"cpu": cpu}},
+                    }
+                ]
+            }
+        },
+    )
+    body["metadata"]["labels"] = {QUEUE_LABEL: "lazarus"}
+    if priority:
+        body["metadata"]["labels"][PRIORITY_LABEL] = priority
+    jobs.custom.create_namespaced_custom_object(
+        "lazarus.dev", "v1alpha1", jobs.ns, "trainingjobs", body
+    )
+    return name
+
+
+def workloads(cluster: ControlPlane, ns: str) -> list[dict[str, Any]]:
+    group, version = API.split("/")
+    got = client.CustomObjectsApi(cluster.api_client()).list_namespaced_custom_object(
+        group, version, ns, "workloads"
+    )
+    return list(got["items"])
+
+
+def test_two_jobs_one_quota_the_second_waits_queued_then_runs(
+    cluster: ControlPlane,
+    jobs: Jobs,
+    kubelet: FakeKubelet,
+    namespace: str,
+    operator: OperatorProcess,
+    stack: tuple[State, ControlPlane],
+) -> None:
+    state = stack[0]
+    queues = Queues(
+        namespace=namespace,
+        quota={"cpu": "2"},
+        flavor=f"f-{namespace}",
+        cluster_queue=f"cq-{namespace}",
+        node_labels=POOL,
+    )
+    kueue.apply(state, queues.docs())
+    first = queued_job(jobs, "first", "1")  # 2 replicas x 1 cpu: the whole quota
+    jobs.wait(first, lambda st: st.get("phase") == "Running", 60, "admitted and running")
+    second = queued_job(jobs, "second", "1")
+    held = jobs.wait(second, lambda st: st.get("phase") == "Queued", 60, "Queued")
+    cond = next(c for c in held["conditions"] if c["type"] == "Queued")
+    assert cond["status"] == "True" and "insufficient" in cond["message"].lower(), cond
+    assert not kubelet.pods(second)
+    # One Workload per job, owned by it: one pod set of the replicas with their requests.
+    mine = {w["metadata"]["ownerReferences"][0]["name"]: w for w in workloads(cluster, namespace)}
+    [ps] = mine[first]["spec"]["podSets"]
+    assert ps["count"] == 2
+    assert ps["template"]["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1"}
+    # The admitted flavor's node labels are in the pods.
+    for p in kubelet.pods(first):
+        assert p["spec"]["nodeSelector"] == POOL
+
+    for p in kubelet.pods(first):
+        kubelet.terminate(p["metadata"]["name"], 0)
+    jobs.wait(first, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
+    # Its Workload is Finished: Kueue hands the quota to the second job.
+    ran = jobs.wait(second, lambda st: st.get("phase") == "Running", 60, "admitted once freed")
+    admitted = next(c for c in ran["conditions"] if c["type"] == "Queued")
+    assert (admitted["status"], admitted["reason"]) == ("False", "Admitted")
+    wait_for(lambda: len(kubelet.pods(second)) == 2, 30, "the second job's two pods")
+    for p in kubelet.pods(second):
+        kubelet.terminate(p["metadata"]["name"], 0)
+    done = jobs.wait(second, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
+    assert done["attempt"] == 1 and not done.get("restarts")
+
+
+def test_a_higher_priority_job_preempts_a_running_one_which_yields_then_resumes(
+    jobs: Jobs,
+    kubelet: FakeKubelet,
+    namespace: str,
+    operator: OperatorProcess,
+    stack: tuple[State, ControlPlane],
+) -> None:
+    queues = Queues(
+        namespace=namespace,
+        quota={"cpu": "2"},
+        flavor=f"f-{namespace}",
+        cluster_queue=f"cq-{namespace}",
+    )
+    priorities = [
+        {
+            "apiVersion": API,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": f"{p}-{namespace}"},
+            "value": v,
+        }
+        for p, v in (("low", 10), ("high", 100))
+    ]
+    kueue.apply(stack[0], [*queues.docs(), *priorities])
+    low = queued_job(jobs, "low", "1", priority=f"low-{namespace}")
+    jobs.wait(low, lambda st: st.get("phase") == "Running", 60, "admitted and running")
+    saved = jobs.seed(low, 40, 1)  # what its trainers committed (their SIGTERM save)
+
+    high = queued_job(jobs, "high", "1", priority=f"high-{namespace}")
+    ended = jobs.wait(
+        low, lambda st: (st.get("restarts") or {}).get("disrupted") == 1, 60, "preempted"
+    )
+    assert ended["lastFailure"]["reason"] == "Preempted", ended["lastFailure"]
+    assert "failed" not in ended["restarts"]
+    jobs.wait(low, lambda st: st.get("phase") == "Queued", 60, "Queued after yielding")
+    jobs.wait(high, lambda st: st.get("phase") == "Running", 60, "the high one running")
+    # Kueue gave the quota to the high one only after the low one's pods were gone.
+    assert not kubelet.pods(low)
+
+    for p in kubelet.pods(high):
+        kubelet.terminate(p["metadata"]["name"], 0)
+    jobs.wait(high, lambda st: st.get("phase") == "Succeeded", 60, "the high one Succeeded")
+    back = jobs.wait(
+        low,
+        lambda st: st.get("attempt") == 2 and st.get("phase") == "Running",
+        60,
+        "the low one re-admitted and running again",
+    )
+    assert back["resumedFrom"]["name"] == saved
+    wait_for(lambda: len(kubelet.pods(low)) == 2, 30, "attempt 2's pods")
+    for p in kubelet.pods(low):
+        kubelet.terminate(p["metadata"]["name"], 0)
+    done = jobs.wait(low, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
+    assert done["restarts"] == {"disrupted": 1, "total": 1}
+    assert done["lostSteps"] == 0
