@@ -188,8 +188,33 @@ def yield_patch(wl: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": message},
         {"type": "Admitted", "status": "False", "reason": "NoReservation", "message": message},
         {"type": "Requeued", "status": "True", "reason": reason, "message": message},
+        {"type": "PodsReady", "status": "False", "reason": "WaitForStart", "message": NOT_READY},
     ]
     return {"status": {"admission": None, "conditions": _conditions(wl, conds, now)}}
+
+
+NOT_READY: Final = "Not all pods are ready or succeeded"
+
+
+def pods_ready_patch(wl: Mapping[str, Any], ready: bool, now: datetime) -> dict[str, Any] | None:
+    """The Workload's PodsReady condition as Kueue's own integrations write it (its
+    waitForPodsReady reads it): True (Started, or Recovered after a lost pod) once
+    every pod runs; False WaitForStart before, WaitForRecovery after a pod was lost
+    (a restart). None when it says so already."""
+    old = condition(wl, "PodsReady")
+    was = (old or {}).get("reason")
+    if ready:
+        reason = "Recovered" if was in ("WaitForRecovery", "Recovered") else "Started"
+        new = {"type": "PodsReady", "status": "True", "reason": reason}
+        new["message"] = "All pods reached readiness and the workload is running"
+    else:
+        recovering = old is not None and (old.get("status") == "True" or was == "WaitForRecovery")
+        reason = "WaitForRecovery" if recovering else "WaitForStart"
+        msg = "At least one pod has failed, waiting for recovery" if recovering else NOT_READY
+        new = {"type": "PodsReady", "status": "False", "reason": reason, "message": msg}
+    if old is not None and (old.get("status"), was) == (new["status"], new["reason"]):
+        return None
+    return {"status": {"conditions": _conditions(wl, [new], now)}}
 
 
 def finished_patch(

@@ -8,7 +8,8 @@
   save on SIGTERM, as for a suspend), and only once they are gone clears the admission,
   so the preemptor gets the quota after the save.
 - `after`: the stage's policy ran under an admitted Workload: its pods get the admitted
-  flavors' placement; a finished job hands the quota back.
+  flavors' placement, the Workload's PodsReady says whether all run (Kueue's
+  waitForPodsReady reads it); a finished job hands the quota back.
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ def after(f: Facts, d: Decision, stage: Stage) -> None:
     if old is not None and old.status == "True":
         d.event("Normal", s.R_ADMITTED, f"admitted by Kueue (queue {q.queue})")
     st.set_condition(s.COND_QUEUED, False, s.R_ADMITTED, "admitted by Kueue", now=f.now)
+    assert q.workload is not None
+    ready = kw.pods_ready_patch(q.workload, st.phase == s.RUNNING, f.now)
+    if ready is not None:  # Kueue's waitForPodsReady reads it
+        d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), ready))
     d.actions[:] = [
         replace(a, manifest=kw.place(a.manifest, q.flavors)) if isinstance(a, CreatePod) else a
         for a in d.actions

@@ -276,3 +276,61 @@ def test_jobs_without_the_label_behave_as_before() -> None:
     assert not of(labelled, CreateWorkload) and len(of(labelled, CreatePod)) == 2
     assert "nodeSelector" not in of(labelled, CreatePod)[0].manifest["spec"]
     assert labelled.state.condition(s.COND_QUEUED) is None
+
+
+# --- PodsReady (Kueue's waitForPodsReady reads it) -----------------------------------------
+def pods_ready(wl: dict[str, Any], d: Decision) -> tuple[str, str] | None:
+    got = [
+        c
+        for a in of(d, PatchWorkloadStatus)
+        for c in a.patch["status"]["conditions"]
+        if c["type"] == "PodsReady"
+    ]
+    return (got[0]["status"], got[0]["reason"]) if got else None
+
+
+@pytest.mark.parametrize(
+    ("before", "status", "pods", "want"),
+    [
+        (None, {}, "none", ("False", "WaitForStart")),  # launching
+        (cond("PodsReady", "False", "WaitForStart"), launched(phase=s.PENDING), "pending", None),
+        (cond("PodsReady", "False", "WaitForStart"), launched(), "running", ("True", "Started")),
+        (cond("PodsReady", "True", "Started"), launched(), "running", None),
+        (cond("PodsReady", "True", "Started"), launched(), "crashed", ("False", "WaitForRecovery")),
+        (
+            cond("PodsReady", "False", "WaitForRecovery"),
+            launched(),
+            "running",
+            ("True", "Recovered"),
+        ),
+    ],
+    ids=["launch", "still-pending", "all-run", "unchanged", "a-pod-failed", "recovered"],
+)
+def test_the_workloads_pods_ready_follows_the_gang(
+    before: dict[str, Any] | None, status: dict[str, Any], pods: str, want: Any
+) -> None:
+    wl = workload(*ADMITTED_WL["status"]["conditions"], *([before] if before else []))
+    wl["status"]["admission"] = ADMITTED_WL["status"]["admission"]
+    gang = {
+        "pending": [pod(f"job-a1-{i}", phase="Pending", node_name=None) for i in range(2)],
+        "running": running(),
+        "crashed": [pod("job-a1-0", phase="Failed", exit_code=1), running()[1]],
+    }.get(pods, [])
+    d = decide(facts(status, gang, wl, selection=Selection(ck(100))))
+    assert pods_ready(wl, d) == want
+
+
+def test_yielding_resets_pods_ready_for_the_next_admission() -> None:
+    wl = workload(*EVICTED_WL["status"]["conditions"], cond("PodsReady", "True", "Started"))
+    wl["status"]["admission"] = EVICTED_WL["status"]["admission"]
+    ended = launched(
+        phase=s.RESTARTING,
+        pendingRestart={
+            "attempt": 1,
+            "cause": "Disrupted",
+            "endedAt": EARLIER,
+            "notBefore": EARLIER,
+        },
+    )
+    d = decide(facts(ended, [], wl))
+    assert pods_ready(wl, d) == ("False", "WaitForStart")
