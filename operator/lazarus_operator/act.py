@@ -22,6 +22,7 @@ from .vocabulary import (
     CreateWorkload,
     DeleteJob,
     DeletePod,
+    PatchWorkload,
     PatchWorkloadStatus,
     RecordAttempt,
 )
@@ -71,6 +72,8 @@ class Actor:
                 await self.kube.delete_job(ns, t.job.name)
             elif isinstance(a, CreateWorkload):
                 await self.kube.create_workload(ns, a.manifest)
+            elif isinstance(a, PatchWorkload):
+                await self.kube.patch_workload(ns, a.name, a.patch)
             elif isinstance(a, PatchWorkloadStatus):
                 await self.kube.patch_workload_status(ns, a.name, a.patch)
         # The gang's pods are independent: create them concurrently.

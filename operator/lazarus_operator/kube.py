@@ -203,6 +203,10 @@ class Kube:
                 ) from None
             raise
 
+    async def patch_workload(self, ns: str, name: str, patch: dict[str, Any]) -> None:
+        fn = self.custom.patch_namespaced_custom_object
+        await self._maybe(fn, KUEUE, KUEUE_V, ns, "workloads", name, patch, _content_type=MERGE)
+
     async def patch_workload_status(self, ns: str, name: str, patch: dict[str, Any]) -> None:
         fn = self.custom.patch_namespaced_custom_object_status
         await self._maybe(fn, KUEUE, KUEUE_V, ns, "workloads", name, patch, _content_type=MERGE)

@@ -126,6 +126,17 @@ def build_workload(
     }
 
 
+def active(wl: Mapping[str, Any]) -> bool:
+    """Not deactivated (`spec.active: false`: Kueue evicts it and admits it no more)."""
+    return (wl.get("spec") or {}).get("active") is not False
+
+
+def active_patch(on: bool) -> dict[str, Any]:
+    """spec.suspend under Kueue: deactivate the Workload (Kueue takes the quota back
+    once the owner yields); resume: activate it, and it queues again."""
+    return {"spec": {"active": on}}
+
+
 def admitted_flavors(wl: Mapping[str, Any] | None) -> list[str]:
     """The flavor names Kueue assigned to the pod set (sorted, unique)."""
     admission = ((wl or {}).get("status") or {}).get("admission") or {}

@@ -31,6 +31,7 @@ from .vocabulary import (
     Decision,
     DeletePod,
     Facts,
+    PatchWorkload,
     PatchWorkloadStatus,
 )
 
@@ -115,13 +116,19 @@ def after(f: Facts, d: Decision, stage: Stage) -> None:
             patch = kw.finished_patch(q.workload, ok, f"the TrainingJob {st.phase}", f.now)
             d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), patch))
         return
-    if state != kw.WorkloadState.ADMITTED or stage == Stage.SUSPENDING:
+    if q.workload is None:
+        return
+    if stage == Stage.SUSPENDING:
+        _suspend(f, d, state)
+        return
+    if not kw.active(q.workload):  # resumed: queue again
+        d.actions.append(PatchWorkload(kw.workload_name(f.job), kw.active_patch(True)))
+    if state != kw.WorkloadState.ADMITTED:
         return
     old = f.state.condition(s.COND_QUEUED)
     if old is not None and old.status == "True":
         d.event("Normal", s.R_ADMITTED, f"admitted by Kueue (queue {q.queue})")
     st.set_condition(s.COND_QUEUED, False, s.R_ADMITTED, "admitted by Kueue", now=f.now)
-    assert q.workload is not None
     ready = kw.pods_ready_patch(q.workload, st.phase == s.RUNNING, f.now)
     if ready is not None:  # Kueue's waitForPodsReady reads it
         d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), ready))
@@ -129,3 +136,15 @@ def after(f: Facts, d: Decision, stage: Stage) -> None:
         replace(a, manifest=kw.place(a.manifest, q.flavors)) if isinstance(a, CreatePod) else a
         for a in d.actions
     ]
+
+
+def _suspend(f: Facts, d: Decision, state: kw.WorkloadState) -> None:
+    """spec.suspend (the `suspend` policy stops the pods, they save on SIGTERM): the
+    Workload is deactivated, and once the pods are gone its admission cleared, so the
+    quota goes to the next job only after the save."""
+    assert f.queue is not None and f.queue.workload is not None
+    wl, name = f.queue.workload, kw.workload_name(f.job)
+    if kw.active(wl):
+        d.actions.append(PatchWorkload(name, kw.active_patch(False)))
+    if state == kw.WorkloadState.EVICTED and not f.pods:
+        d.actions.append(PatchWorkloadStatus(name, kw.yield_patch(wl, f.now)))

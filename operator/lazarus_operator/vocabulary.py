@@ -152,6 +152,12 @@ class CreateWorkload:
 
 
 @dataclass(frozen=True)
+class PatchWorkload:
+    name: str
+    patch: dict[str, Any]  # a merge patch of the Workload (spec.active: suspend, resume)
+
+
+@dataclass(frozen=True)
 class PatchWorkloadStatus:
     name: str
     patch: dict[str, Any]  # a merge patch of its status (yield the quota, finished)
@@ -166,6 +172,7 @@ Action = (
     | Event
     | DeleteJob
     | CreateWorkload
+    | PatchWorkload
     | PatchWorkloadStatus
 )
 

@@ -186,3 +186,54 @@ def test_a_higher_priority_job_preempts_a_running_one_which_yields_then_resumes(
     done = jobs.wait(low, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
     assert done["restarts"] == {"disrupted": 1, "total": 1}
     assert done["lostSteps"] == 0
+
+
+def test_a_suspended_job_gives_its_quota_back_and_queues_again_on_resume(
+    jobs: Jobs,
+    kubelet: FakeKubelet,
+    namespace: str,
+    operator: OperatorProcess,
+    stack: tuple[State, ControlPlane],
+) -> None:
+    queues = Queues(
+        namespace=namespace,
+        quota={"cpu": "2"},
+        flavor=f"f-{namespace}",
+        cluster_queue=f"cq-{namespace}",
+    )
+    kueue.apply(stack[0], queues.docs())
+    paused = queued_job(jobs, "paused", "1")
+    jobs.wait(paused, lambda st: st.get("phase") == "Running", 60, "admitted and running")
+    other = queued_job(jobs, "other", "1")
+    jobs.wait(other, lambda st: st.get("phase") == "Queued", 60, "Queued behind it")
+
+    jobs.patch_spec(paused, {"suspend": True})
+    jobs.wait(paused, lambda st: st.get("phase") == "Suspended", 60, "Suspended")
+    # Its pods stopped (the SIGTERM save), then its Workload yielded: the other runs.
+    jobs.wait(other, lambda st: st.get("phase") == "Running", 60, "the other admitted")
+    assert not kubelet.pods(paused)
+
+    jobs.patch_spec(paused, {"suspend": False})
+    held = jobs.wait(
+        paused,
+        lambda st: any(
+            c["type"] == "Queued" and c["status"] == "True" for c in st.get("conditions") or []
+        ),
+        60,
+        "resumed, waiting for the quota",
+    )
+    assert held.get("attempt") == 1 and not kubelet.pods(paused)
+    for p in kubelet.pods(other):
+        kubelet.terminate(p["metadata"]["name"], 0)
+    jobs.wait(other, lambda st: st.get("phase") == "Succeeded", 60, "the other Succeeded")
+    jobs.wait(
+        paused,
+        lambda st: st.get("attempt") == 2 and st.get("phase") == "Running",
+        60,
+        "re-admitted: attempt 2 running",
+    )
+    wait_for(lambda: len(kubelet.pods(paused)) == 2, 30, "attempt 2's pods")
+    for p in kubelet.pods(paused):
+        kubelet.terminate(p["metadata"]["name"], 0)
+    done = jobs.wait(paused, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
+    assert not (done.get("restarts") or {}).get("disrupted")  # a suspend is no restart

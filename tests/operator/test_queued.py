@@ -24,6 +24,7 @@ from lazarus_operator.vocabulary import (
     Decision,
     DeletePod,
     Facts,
+    PatchWorkload,
     PatchWorkloadStatus,
     RecordAttempt,
     Selection,
@@ -98,9 +99,11 @@ def facts(
     queue: str | None = "team-a",
     selection: Selection | None = None,
     now: datetime = NOW,
+    suspend: bool | None = None,
 ) -> Facts:
     q = None if queue is None else kw.QueueFacts(queue, wl, {"a100": FLAVOR}, ("high", 1000))
-    f = Facts(JOB, parse_spec(SPEC), status, pods, NODES, now, queue=q)
+    spec = SPEC if suspend is None else {**SPEC, "suspend": suspend}
+    f = Facts(JOB, parse_spec(spec), status, pods, NODES, now, queue=q)
     if needs_selection(f):
         assert selection is not None, "the decision wanted the store"
         f = replace(f, selection=selection)
@@ -334,3 +337,43 @@ def test_yielding_resets_pods_ready_for_the_next_admission() -> None:
     )
     d = decide(facts(ended, [], wl))
     assert pods_ready(wl, d) == ("False", "WaitForStart")
+
+
+# --- spec.suspend under Kueue ---------------------------------------------------------------
+def test_suspend_deactivates_the_workload_and_yields_once_the_pods_are_gone() -> None:
+    d = decide(facts(launched(), running(), ADMITTED_WL, suspend=True))
+    assert {a.name for a in of(d, DeletePod)} == {"job-a1-0", "job-a1-1"}  # SIGTERM save
+    assert of(d, PatchWorkload) == [
+        PatchWorkload(kw.workload_name(JOB), {"spec": {"active": False}})
+    ]
+    assert not of(d, PatchWorkloadStatus) and d.status["phase"] == s.SUSPENDED
+    assert "restarts" not in d.status  # a suspend is no restart
+
+    deactivated = workload(
+        *ADMITTED_WL["status"]["conditions"],
+        cond("Evicted", "True", "Deactivated", "The workload is deactivated"),
+        admission=True,
+    )
+    deactivated["spec"] = {"active": False}
+    d = decide(
+        facts(
+            {**launched(), "phase": s.SUSPENDED},
+            [],
+            deactivated,
+            suspend=True,
+            selection=Selection(ck(100)),
+        )
+    )
+    assert not of(d, PatchWorkload)
+    [patch] = of(d, PatchWorkloadStatus)
+    assert patch.patch["status"]["admission"] is None
+
+
+def test_resume_activates_the_workload_and_waits_for_admission() -> None:
+    inactive = {**YIELDED_WL, "spec": {"active": False}}
+    d = decide(facts({**launched(), "phase": s.SUSPENDED}, [], inactive, suspend=False))
+    assert of(d, PatchWorkload) == [
+        PatchWorkload(kw.workload_name(JOB), {"spec": {"active": True}})
+    ]
+    assert not of(d, CreatePod) and not of(d, RecordAttempt)
+    assert queued_cond(d)[0] == "True"

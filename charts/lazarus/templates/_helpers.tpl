@@ -86,8 +86,9 @@ and progress annotations by patch).
 - apiGroups: [kueue.x-k8s.io]
   resources: [workloads]
   # a job labelled kueue.x-k8s.io/queue-name: the Workload the operator owns
-  # (read and created; watched so Kueue's admission or eviction wakes the job)
-  verbs: [get, list, watch, create]
+  # (read and created; watched so Kueue's admission or eviction wakes the job;
+  # patch: spec.active, deactivated while the job is suspended)
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [kueue.x-k8s.io]
   resources: [workloads/status]
   # yield the admission after an eviction (pods gone), mark it Finished
