@@ -174,7 +174,7 @@ def _axes(ax: Axes, span: float, unit: str) -> None:
     elif unit == "s":  # one scale per axis, from its top
         top = ax.get_ylim()[1]
         scale, suffix = (3600, "h") if top >= 7200 else (60, "min") if top >= 180 else (1, "s")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / scale:g} {suffix}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / scale:.3g} {suffix}"))
     elif unit == "cps":
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}/s"))
 
