@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from observability import dashboard
+from observability import dashboard, panels
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +42,7 @@ def test_panels_tile_the_grid_and_query_through_the_variables() -> None:
 
 
 def test_the_issue_panels_are_there() -> None:
-    titles = {p.title for p in dashboard.PANELS}
+    titles = {p.title for p in panels.PANELS}
     for want in (
         "Restarts by cause",
         "Time to recover",

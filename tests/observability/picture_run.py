@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-
-from lazarus_devstack.procs import free_port
 from observability import render
 from observability.prom import Prometheus
+
+from lazarus_devstack.procs import free_port
 from tests.operator.conftest import Jobs, jobs, kubelet, s3_secret, start_operator
 from tests.operator.harness import FakeKubelet, OperatorProcess
 
