@@ -18,6 +18,7 @@ TOP = 10  # rows of a per-job table
 
 # Grafana's named colours; the same meaning on every panel.
 PHASE_COLORS = {
+    "Queued": "light-yellow",
     "Pending": "yellow",
     "Running": "blue",
     "Restarting": "orange",

@@ -30,7 +30,17 @@ PENDING: Final = "pending"  # first launch: waiting for the pods to run
 RESTARTING: Final = "restarting"  # attempt end until the next attempt's pods run
 SUSPENDED: Final = "suspended"
 STATES: Final = (PRODUCTIVE, LOST, PENDING, RESTARTING, SUSPENDED)
-PHASES: Final = (s.PENDING, s.RUNNING, s.RESTARTING, s.SUSPENDED, s.SUCCEEDED, s.FAILED)
+# Queued (Kueue has not admitted the Workload) is a phase of its own for the stuck
+# alert; its time lands in pending or restarting, as any wait without pods does.
+PHASES: Final = (
+    s.QUEUED,
+    s.PENDING,
+    s.RUNNING,
+    s.RESTARTING,
+    s.SUSPENDED,
+    s.SUCCEEDED,
+    s.FAILED,
+)
 
 # The `cause` label: the keys of status.restarts.
 CAUSES: Final = tuple(RESTART_KEYS.values())

@@ -129,7 +129,9 @@ GOOD = {"Succeeded", "succeeded", "productive"}
 def test_colours_mean_what_they_say() -> None:
     by_title = {p["title"]: p for p in PANELS}
     phases = colours(by_title["Jobs by phase"])
-    assert set(phases) == {"Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"}
+    assert set(phases) == {
+        *("Queued", "Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed")
+    }
     states = colours(next(p for t, p in by_title.items() if t.startswith("Job time by state")))
     assert set(states) == {"productive", "lost_progress", "pending", "restarting", "suspended"}
     lost = by_title["Lost work"]

@@ -121,6 +121,23 @@ def test_a_job_has_at_most_15_series_whatever_happened_to_it() -> None:
     assert series(reg, "lazarus_checkpoint_interval_seconds{")  # the interval is one of them
 
 
+def test_a_queued_job_exports_its_phase_as_queued_and_the_wait_as_pending() -> None:
+    """The stuck-Queued alert reads lazarus_job_phase{phase="Queued"}; a job waiting
+    for Kueue's admission has that one phase series, and its wait counts as pending."""
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+    queued = {"phase": "Queued"}
+    m.observe(between(JOB, {}, queued, at(0)), CK)
+    m.observe(between(JOB, queued, queued, at(30)), CK)
+    get = reg.get_sample_value
+    assert get("lazarus_job_phase", {**L, "phase": "Queued"}) == 1
+    assert len(series(reg, "lazarus_job_phase{")) == 1
+    assert get("lazarus_job_seconds_total", {**L, "state": "pending"}) == 30
+    m.observe(between(JOB, queued, {"phase": "Running", "attempt": 1}, at(40)), CK)
+    assert get("lazarus_job_phase", {**L, "phase": "Queued"}) is None
+    assert get("lazarus_job_phase", {**L, "phase": "Running"}) == 1
+
+
 def test_a_finished_jobs_series_go_after_the_window_and_stay_gone() -> None:
     reg = CollectorRegistry()
     clock = Clock(T0)

@@ -62,7 +62,7 @@ def test_every_alert_has_a_case_that_fires_it_and_one_that_must_not() -> None:
     for want in ("RestartStorm", "CheckpointTooOld", "JobFailed", "CrashLoop", "OperatorDown"):
         assert f"Lazarus{want}" in alerts
     assert "LazarusGoodputLow" in alerts
-    for want in ("JobStuckPending", "JobStuckRestarting"):
+    for want in ("JobStuckPending", "JobStuckRestarting", "JobStuckQueued"):
         assert f"Lazarus{want}" in alerts
 
 
@@ -103,7 +103,7 @@ def test_the_chart_renders_rules_promtool_accepts(tmp_path: Path) -> None:
             "--api-versions",
             "monitoring.coreos.com/v1/PrometheusRule",
             "--set",
-            "prometheusRule.enabled=true,prometheusRule.pendingFor=2h,"
+            "prometheusRule.enabled=true,prometheusRule.pendingFor=2h,prometheusRule.queuedFor=4h,"
             "prometheusRule.runbookBaseURL=https://git.example/lazarus/blob/v1",
         ]
     )
@@ -112,6 +112,7 @@ def test_the_chart_renders_rules_promtool_accepts(tmp_path: Path) -> None:
     assert "SUCCESS" in run("check", "rules", "rules.yaml", cwd=tmp_path)
     got = {r["alert"]: r for g in groups for r in g["rules"]}
     assert got["LazarusJobStuckPending"]["for"] == "2h"
+    assert got["LazarusJobStuckQueued"]["for"] == "4h"
     assert got["LazarusJobFailed"]["annotations"]["runbook_url"] == (
         "https://git.example/lazarus/blob/v1/docs/runbooks.md#lazarusjobfailed"
     )
