@@ -52,7 +52,7 @@ def plan(
 ) -> Plan:
     """`job`: (namespace, uid); `chosen`: the newest checkpoint's (name, extra), if read."""
     namespace, uid = job
-    exposure = job_exposure(st.history or [], st.attempt_started_at, now)
+    exposure = job_exposure(st, now)
     pool.record(namespace, uid, exposure)
     est = estimate(exposure, pool.others(namespace, uid), float(auto.prior_mtbf_seconds))
     old = st.extra.get(STATUS_KEY)

@@ -10,7 +10,8 @@ own code's and memory's, and say nothing about this job.
 The estimate is a Gamma posterior mean, rate = (a + n) / (b + t): a prior worth
 `weight` failures over `weight` prior MTBFs, then the namespace's other jobs (scaled to
 at most `POOL_WEIGHT` failures, so a busy neighbour informs but cannot outvote), then
-this job's own failures n over its exposure t (seconds attempts ran) at full weight.
+this job's own failures n over its exposure t (seconds its attempts trained, from each
+one's first step: `job_exposure`) at full weight.
 So a quiet start sits near the prior and one burst moves the rate by its share of the
 evidence only; the trainer clamps the interval besides (lazarus_contract.interval).
 Pure: tables in tests/operator/test_failure_rate.py.
@@ -18,11 +19,15 @@ Pure: tables in tests/operator/test_failure_rate.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from statistics import median
+
+from lazarus_contract import RESUME_AUTO
 
 from .classify import Cause, parse_time
+from .jobstatus import JobStatus
+from .lostwork import AT_LEAST, AT_MOST
 from .records import HistoryEntry
 
 DEFAULT_PRIOR_MTBF_SECONDS = 24 * 3600.0
@@ -78,18 +83,95 @@ def _seconds(start: str | None, end: str | datetime | None) -> float:
     return max(0.0, (b - a).total_seconds()) if a is not None and b is not None else 0.0
 
 
-def job_exposure(
-    history: Iterable[HistoryEntry], running_since: str | None, now: datetime
-) -> Exposure:
-    """Failures and running seconds in the job's (bounded) history, plus the attempt
-    running now (`running_since`, None when none runs)."""
-    total = Exposure(0.0, _seconds(running_since, now))
-    for h in history:
-        if h.ended_at is None:
-            continue  # the running attempt: counted from running_since
-        hit = 1.0 if counts(h.cause, h.lost_steps) else 0.0
+def _resume_known(st: JobStatus) -> bool:
+    """Whether the latest attempt's resume step is the operator's (not the trainer's
+    own choice, unknown here: booking.book_lost's test)."""
+    r = st.resumed_from
+    return r is None or not (r.value == RESUME_AUTO and r.step < 0)
+
+
+def _trained(h: HistoryEntry, nxt: HistoryEntry | None, st: JobStatus) -> int | None:
+    """Steps ended attempt `h` took past its resume point: its last step is where its
+    successor resumes plus what the successor booked as lost (or, while none is
+    launched, the last step its trainers reported). None when unknown: a resume point
+    the trainer chose (the loss is a bound), or nothing heard (a lost node, no own
+    checkpoint)."""
+    if h.resume_step is None:
+        return None
+    if nxt is not None:
+        lost, bound = nxt.lost_steps, nxt.lost_bound
+        if nxt.resume_step is None or lost is None or bound == AT_MOST:
+            return None
+        if bound == AT_LEAST and nxt.lost_estimated and not lost:
+            return None  # lostwork's "unknown (0, at least)"
+        last = max(nxt.resume_step, 0) + lost
+    else:
+        pending = st.pending_restart
+        if pending is None or pending.attempt != h.attempt or pending.last_step is None:
+            return None
+        if not _resume_known(st):
+            return None
+        last = pending.last_step
+    return max(0, last - max(h.resume_step, 0))
+
+
+def _successor(history: list[HistoryEntry], i: int) -> HistoryEntry | None:
+    if i + 1 >= len(history):
+        return None
+    h, nxt = history[i], history[i + 1]
+    consecutive = h.attempt is None or nxt.attempt is None or nxt.attempt == h.attempt + 1
+    return nxt if consecutive else None
+
+
+def _running_seconds(st: JobStatus, now: datetime, pace: float | None, startup: float) -> float:
+    """Training seconds of the attempt running now: from its newest checkpoint's step
+    and commit when it has one (steps at the trainer's pace, then the time since),
+    else its time since launch less the job's typical start-up."""
+    ended = any(h.ended_at is not None for h in st.history_of(st.attempt)) if st.attempt else False
+    if st.pending_restart is not None or ended:
+        return 0.0
+    wall = _seconds(st.attempt_started_at, now)
+    ck = st.latest_checkpoint
+    if pace and ck and ck.attempt == st.attempt and ck.step is not None and _resume_known(st):
+        since = parse_time(ck.time) if ck.time else None
+        if since is not None:
+            steps = max(0, ck.step - max(st.resume_point_step(), 0))
+            return min(wall, steps / pace + max(0.0, (now - since).total_seconds()))
+    return max(0.0, wall - startup)
+
+
+def job_exposure(st: JobStatus, now: datetime) -> Exposure:
+    """Failures a save could have helped and the seconds the job trained, over its
+    (bounded) history and the attempt running now.
+
+    Exposure counts from each attempt's first step: the steps it took at the trainer's
+    own pace (`status.stepRate`, measured from the end of a first step), so its
+    start-up (pod start, imports, the resume's load) is left out; failures strike only
+    what trains, and a job that restarts often would otherwise show a rate per wall
+    second well below the one its training sees. Where the steps are unknown, the
+    attempt's wall time less the job's median start-up (wall less trained time, over
+    the attempts where both are known; 0 before one is). An attempt that took no step
+    past its resume point lost nothing a save could have kept: its end does not count."""
+    pace = st.step_rate if st.step_rate is not None and st.step_rate > 0 else None
+    history = st.history or []
+    # (entry, its wall seconds, the steps it trained or None, its successor)
+    ended: list[tuple[HistoryEntry, float, int | None, HistoryEntry | None]] = []
+    for i, h in enumerate(history):
+        if h.ended_at is not None:
+            nxt = _successor(history, i)
+            ended.append((h, _seconds(h.started_at, h.ended_at), _trained(h, nxt, st), nxt))
+    starts = [w - k / pace for _, w, k, _ in ended if pace and k and k / pace <= w]
+    startup = median(starts) if starts else 0.0
+    total = Exposure(0.0, _running_seconds(st, now, pace, startup))
+    for h, wall, steps, nxt in ended:
+        if steps is not None and pace is not None:
+            seconds = min(wall, steps / pace)
+        else:
+            seconds = max(0.0, wall - startup)
+        lost = nxt.lost_steps if nxt is not None else None
+        hit = 1.0 if counts(h.cause, lost) and steps != 0 else 0.0
         shared = hit if h.cause not in OWN else 0.0
-        total = total + Exposure(hit, _seconds(h.started_at, h.ended_at), shared)
+        total = total + Exposure(hit, seconds, shared)
     return total
 
 
