@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from lazarus_contract import MANIFEST_NAME, parse_checkpoint_name
 
-from . import quarantine, verified
+from . import quarantine, shared, verified
 from .backends.base import ObjectInfo, ObjectMissing
 from .errors import CheckpointNotFound, ChecksumMismatch, InvalidCheckpoint
 from .manifest import MAX_MANIFEST_BYTES, Manifest, ObjectEntry, parse_manifest
@@ -32,6 +32,7 @@ class CheckpointInfo:
     quarantine_reason: str | None = None
     manifest_error: str | None = None  # why a present manifest.json is unusable
     objects: tuple[ObjectInfo, ...] = field(default=(), repr=False)
+    shared_objects: tuple[ObjectInfo, ...] = field(default=(), repr=False)  # its chunks, listed
 
     @property
     def created(self) -> datetime:
@@ -48,37 +49,71 @@ class Validation:
     warnings: list[str]
 
 
-def check_listing(m: Manifest, objects: Iterable[ObjectInfo], prefix: str) -> Validation:
-    """Cheap validation: every listed object exists with its size (from one LIST)."""
+def check_listing(
+    m: Manifest, objects: Iterable[ObjectInfo], prefix: str, chunks: Iterable[ObjectInfo] = ()
+) -> Validation:
+    """Cheap validation: every listed object, and every shared chunk, exists with its
+    size (from one LIST)."""
     sizes = {o.key[len(prefix) :]: o.size for o in objects}
+    blobs = {o.key: o.size for o in chunks}
     problems: list[str] = []
     for e in m.objects:
+        if e.chunks:
+            problems += _check_chunks(e, blobs)
+            continue
         size = sizes.get(e.path)
         if size is None:
             problems.append(f"missing object {e.path}")
         elif size != e.size:
             problems.append(f"{e.path} is {size} bytes, manifest says {e.size}")
-    listed = {e.path for e in m.objects} | {MANIFEST_NAME}
+    listed = {e.path for e in m.objects if not e.chunks} | {MANIFEST_NAME, shared.INTENT_NAME}
     warnings = [f"unlisted object {p} (garbage, never read)" for p in sorted(set(sizes) - listed)]
     return Validation(not problems, problems, warnings)
 
 
+def _check_chunks(e: ObjectEntry, blobs: dict[str, int]) -> list[str]:
+    out = []
+    for c in e.chunks:
+        size = blobs.get(shared.blob_key(e.uid, c.sha256))
+        if size is None:
+            out.append(f"missing shared chunk {c.sha256} of {e.path}")
+        elif size != c.size:
+            out.append(
+                f"shared chunk {c.sha256} of {e.path} is {size} bytes, manifest says {c.size}"
+            )
+    return out
+
+
 def cheaply_valid(c: CheckpointInfo) -> bool:
-    return c.manifest is not None and check_listing(c.manifest, c.objects, f"{c.name}/").ok
+    return (
+        c.manifest is not None
+        and check_listing(c.manifest, c.objects, f"{c.name}/", c.shared_objects).ok
+    )
+
+
+def _chunk_objects(m: Manifest | None, blobs: dict[str, ObjectInfo]) -> tuple[ObjectInfo, ...]:
+    """The listed blobs a manifest references."""
+    if m is None:
+        return ()
+    keys = {shared.blob_key(e.uid, c.sha256) for e in m.objects for c in e.chunks}
+    return tuple(blobs[k] for k in sorted(keys) if k in blobs)
 
 
 def list_checkpoints(root: Root) -> list[CheckpointInfo]:
     """Every checkpoint prefix under the root, newest first (one LIST, one GET per manifest)."""
     groups: dict[str, list[ObjectInfo]] = {}
     quarantined: set[str] = set()
+    blobs: dict[str, ObjectInfo] = {}
     for o in root.backend.list_objects(""):
         head, _, rest = o.key.partition("/")
         marked = quarantine.name_of(o.key)
         if marked is not None:
             quarantined.add(marked)
+        elif o.key.startswith(shared.SHARED_PREFIX + "/"):
+            blobs[o.key] = o
         elif rest and parse_checkpoint_name(head):
             groups.setdefault(head, []).append(o)
-    out = [_info(root, n, objs, n in quarantined) for n, objs in groups.items()]
+    out = [_info(root, n, objs, n in quarantined, blobs) for n, objs in groups.items()]
     out.sort(key=lambda c: c.name, reverse=True)
     return out
 
@@ -90,10 +125,16 @@ def info(root: Root, name: str) -> CheckpointInfo:
     objects = root.backend.list_objects(f"{name}/")
     if not objects:
         raise CheckpointNotFound(f"{root.where(name)}: no such checkpoint")
-    return _info(root, name, objects, quarantine.is_quarantined(root, name))
+    return _info(root, name, objects, quarantine.is_quarantined(root, name), None)
 
 
-def _info(root: Root, name: str, objects: list[ObjectInfo], quarantined: bool) -> CheckpointInfo:
+def _info(
+    root: Root,
+    name: str,
+    objects: list[ObjectInfo],
+    quarantined: bool,
+    blobs: dict[str, ObjectInfo] | None,
+) -> CheckpointInfo:
     parsed = parse_checkpoint_name(name)
     assert parsed is not None
     step, attempt = parsed
@@ -111,6 +152,8 @@ def _info(root: Root, name: str, objects: list[ObjectInfo], quarantined: bool) -
             manifest, error = None, str(e)
         except CheckpointNotFound as e:  # deleted between LIST and GET
             committed, error = False, str(e)
+    if blobs is None and manifest is not None and manifest.chunk_digests():
+        blobs = {o.key: o for o in root.backend.list_objects(shared.prefix(manifest.job.uid))}
     return CheckpointInfo(
         name=name,
         step=step,
@@ -123,6 +166,7 @@ def _info(root: Root, name: str, objects: list[ObjectInfo], quarantined: bool) -
         quarantine_reason=quarantine.reason(root, name) if quarantined else None,
         manifest_error=error,
         objects=tuple(objects),
+        shared_objects=_chunk_objects(manifest, blobs or {}),
     )
 
 
@@ -161,7 +205,7 @@ def validate(root: Root, c: CheckpointInfo, full: bool = False) -> Validation:
         return Validation(False, ["uncommitted: no manifest.json"], [])
     if c.manifest is None:
         return Validation(False, [c.manifest_error or "manifest unreadable"], [])
-    v = check_listing(c.manifest, c.objects, f"{c.name}/")
+    v = check_listing(c.manifest, c.objects, f"{c.name}/", c.shared_objects)
     if not full or not v.ok:
         return v
     problems = list(v.problems)

@@ -113,6 +113,8 @@ def _list(store: CheckpointStore, as_json: bool) -> int:
                 "attempt": c.attempt,
                 "reason": m.reason if m else "-",
                 "bytes": m.total_bytes if m else c.total_bytes,
+                "own_bytes": m.own_bytes if m else c.total_bytes,
+                "shared_bytes": m.shared_bytes if m else 0,
                 "age_s": round(now - c.created.timestamp(), 1),
                 "state": state,
             }
@@ -123,11 +125,13 @@ def _list(store: CheckpointStore, as_json: bool) -> int:
     if not rows:
         print(f"no checkpoints under {store.description}")
         return 0
-    print(f"{'NAME':<24} {'STEP':>12} {'REASON':<10} {'SIZE':>10} {'AGE':>5}  STATE")
+    # SIZE: under the checkpoint's own prefix; SHARED: the job's shared chunks it
+    # references (stored once for every checkpoint that references them).
+    print(f"{'NAME':<24} {'STEP':>12} {'REASON':<10} {'SIZE':>10} {'SHARED':>10} {'AGE':>5}  STATE")
     for r in rows:
         print(
-            f"{r['name']:<24} {r['step']:>12} {r['reason']:<10} {_size(int(r['bytes'])):>10}"
-            f" {_age(float(r['age_s'])):>5}  {r['state']}"
+            f"{r['name']:<24} {r['step']:>12} {r['reason']:<10} {_size(int(r['own_bytes'])):>10}"
+            f" {_size(int(r['shared_bytes'])):>10} {_age(float(r['age_s'])):>5}  {r['state']}"
         )
     return 0
 
@@ -214,6 +218,13 @@ def _prune(store: CheckpointStore, args: argparse.Namespace) -> int:
         print(f"{verb} {name}")
     for name in plan.garbage:
         print(f"{verb} {name} (garbage)")
+    if not args.apply:  # applied, prune collected the shared chunks already
+        swept = store.collect_shared(attempt=args.attempt, owner=owner, dry_run=True)
+        if swept.deleted:
+            print(
+                f"{verb} {len(swept.deleted)} unreferenced shared chunks"
+                f" ({_size(swept.freed_bytes)})"
+            )
     if not args.apply:
         print("dry run: pass --apply to delete")
     return 0

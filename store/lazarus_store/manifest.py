@@ -22,10 +22,15 @@ from lazarus_contract.bounded_json import MalformedJSON, loads_bounded, one_line
 from lazarus_contract.identity import JobIdentity
 from lazarus_contract.identity import decode as decode_identity
 
+from . import checksum, shared
 from .errors import InvalidCheckpoint
 
 SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+# Version 2: objects may be stored as content-addressed chunks shared by the job's
+# checkpoints (shared.py). Written only when a manifest has chunks, so older readers
+# refuse such a manifest by its version instead of missing its data.
+CHUNKED_SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION, CHUNKED_SCHEMA_VERSION})
 
 
 @functools.cache
@@ -57,12 +62,34 @@ def check_object_path(path: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """A piece of an object stored once per job under the shared prefix, by its SHA-256."""
+
+    sha256: str
+    size: int
+    crc32c: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "crc32c": self.crc32c}
+
+
+@dataclass(frozen=True)
 class ObjectEntry:
-    """One data object: its path under the prefix, byte size and CRC32C (base64)."""
+    """One data object: its path under the prefix, byte size and CRC32C (base64); with
+    `chunks`, its bytes are those chunks' concatenated, stored under the job's shared
+    prefix (shared.py) instead of under the checkpoint's own."""
 
     path: str
     size: int
     crc32c: str
+    chunks: tuple[Chunk, ...] = ()
+    uid: str = field(default="", compare=False)  # the manifest's job UID: where chunks live
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "size": self.size, "crc32c": self.crc32c}
+        if self.chunks:
+            out["chunks"] = [c.to_json() for c in self.chunks]
+        return out
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,19 @@ class Manifest:
     @property
     def total_bytes(self) -> int:
         return sum(o.size for o in self.objects)
+
+    @property
+    def own_bytes(self) -> int:
+        """Bytes stored under the checkpoint's own prefix."""
+        return sum(o.size for o in self.objects if not o.chunks)
+
+    @property
+    def shared_bytes(self) -> int:
+        """Bytes it references under the job's shared prefix (each chunk counted once)."""
+        return sum({c.sha256: c.size for o in self.objects for c in o.chunks}.values())
+
+    def chunk_digests(self) -> set[str]:
+        return {c.sha256 for o in self.objects for c in o.chunks}
 
     @property
     def created(self) -> datetime:
@@ -122,7 +162,7 @@ class Manifest:
                 "torch": self.torch_version,
                 "python": self.python_version,
             },
-            "objects": [{"path": o.path, "size": o.size, "crc32c": o.crc32c} for o in self.objects],
+            "objects": [o.to_json() for o in self.objects],
             "extra": dict(self.extra),
         }
 
@@ -149,10 +189,16 @@ MAX_MANIFEST_DEPTH = 32  # the schema nests 4 deep; `extra` is the writer's, sha
 def _check_document(doc: dict[str, Any], where: str) -> None:
     """The rules a manifest document must meet before it is read (InvalidCheckpoint)."""
     objects = doc.get("objects")
-    if isinstance(objects, list) and len(objects) > MAX_MANIFEST_OBJECTS:
-        raise InvalidCheckpoint(
-            f"{where}: manifest lists {len(objects)} objects, over {MAX_MANIFEST_OBJECTS}"
+    if isinstance(objects, list):
+        count = len(objects) + sum(
+            len(o["chunks"])
+            for o in objects
+            if isinstance(o, dict) and type(o.get("chunks")) is list
         )
+        if count > MAX_MANIFEST_OBJECTS:
+            raise InvalidCheckpoint(
+                f"{where}: manifest lists {count} objects and chunks, over {MAX_MANIFEST_OBJECTS}"
+            )
     version = doc.get("schemaVersion")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise InvalidCheckpoint(
@@ -178,6 +224,27 @@ def _check_document(doc: dict[str, Any], where: str) -> None:
         if o["path"] in seen:
             raise InvalidCheckpoint(f"{where}: manifest lists {one_line(repr(o['path']))} twice")
         seen.add(o["path"])
+    _check_chunks(doc, where)
+
+
+def _check_chunks(doc: dict[str, Any], where: str) -> None:
+    """Chunks only in version 2, by a job whose UID can name its shared prefix, and
+    adding up to their object: sizes sum, CRC32Cs combine (no I/O needed)."""
+    chunked = [o for o in doc["objects"] if o.get("chunks")]
+    if chunked and doc["schemaVersion"] < CHUNKED_SCHEMA_VERSION:
+        raise InvalidCheckpoint(f"{where}: chunks need manifest schema version 2")
+    if chunked and not shared.uid_ok(doc["job"]["uid"]):
+        raise InvalidCheckpoint(f"{where}: job uid cannot name a shared prefix")
+    for o in chunked:
+        size, crc = 0, 0
+        for c in o["chunks"]:
+            size += c["size"]
+            crc = checksum.combine(crc, checksum.from_b64(c["crc32c"]), c["size"])
+        if size != o["size"] or checksum.to_b64(crc) != o["crc32c"]:
+            raise InvalidCheckpoint(
+                f"{where}: chunks of {one_line(repr(o['path']))}"
+                " do not add up to its size and CRC32C"
+            )
 
 
 def parse_manifest(raw: bytes, *, where: str) -> Manifest:
@@ -219,6 +286,15 @@ def parse_manifest(raw: bytes, *, where: str) -> Manifest:
         lazarus_version=lib["lazarus"],
         torch_version=lib.get("torch"),
         python_version=lib.get("python", ""),
-        objects=tuple(ObjectEntry(o["path"], o["size"], o["crc32c"]) for o in doc["objects"]),
+        objects=tuple(
+            ObjectEntry(
+                o["path"],
+                o["size"],
+                o["crc32c"],
+                tuple(Chunk(c["sha256"], c["size"], c["crc32c"]) for c in o.get("chunks", ())),
+                job["uid"],
+            )
+            for o in doc["objects"]
+        ),
         extra=dict(doc.get("extra", {})),
     )

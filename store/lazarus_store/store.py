@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from lazarus_contract.identity import JobIdentity
 from lazarus_contract.rules import first_free_attempt
 
-from . import catalog, fencelog, prune, quarantine, selection, verified, writer
+from . import catalog, fencelog, prune, quarantine, selection, sweep, verified, writer
 from .backends.base import Backend
 from .catalog import CheckpointInfo, Validation
 from .lineage import AttemptRecord
@@ -94,9 +95,13 @@ class CheckpointStore:
         self.close()
 
     # --- writing -----------------------------------------------------------------
-    def begin(self, *, step: int, attempt: int) -> CheckpointWriter:
-        """Start writing checkpoint (step, attempt); CommitConflict if it is already committed."""
-        return writer.begin(self.root, step=step, attempt=attempt)
+    def begin(
+        self, *, step: int, attempt: int, uid: str = "", reuse_from: Sequence[str] = ()
+    ) -> CheckpointWriter:
+        """Start writing checkpoint (step, attempt); CommitConflict if it is already committed.
+        `uid`, `reuse_from`: the job's shared prefix and the checkpoints whose shared
+        chunks may be reused (writer.begin)."""
+        return writer.begin(self.root, step=step, attempt=attempt, uid=uid, reuse_from=reuse_from)
 
     # --- listing and validation --------------------------------------------------
     def list_checkpoints(self) -> list[CheckpointInfo]:
@@ -272,4 +277,12 @@ class CheckpointStore:
         plan = self.plan_retention(policy, resumed_from, now, attempt=attempt, owner=owner)
         if not dry_run:
             self.apply(plan)
+            self.collect_shared(attempt=attempt, owner=owner)
         return plan
+
+    def collect_shared(
+        self, *, attempt: int | None = None, owner: Owner | None = None, dry_run: bool = False
+    ) -> sweep.Swept:
+        """Delete the owner's shared chunks that no checkpoint or save in flight
+        references (sweep.py); only the newest attempt of the lineage collects."""
+        return sweep.collect(self.root, self.scope(attempt, owner), dry_run=dry_run)

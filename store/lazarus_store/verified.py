@@ -9,9 +9,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-from . import checksum
+from . import checksum, shared
 from .backends.base import ObjectMissing
 from .buffers import part_buffer
 from .errors import CheckpointNotFound, ChecksumMismatch
@@ -80,11 +80,61 @@ class ReadStats:
         return sum(self.crc_seconds)
 
 
+class _Chain(io.RawIOBase):
+    """An object stored as shared chunks, read as one stream, chunk after chunk."""
+
+    def __init__(self, root: Root, keys: list[str], where: str) -> None:
+        self._root, self._keys, self._where = root, keys, where
+        self._cur: BinaryIO | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: WriteableBuffer) -> int:
+        view = memoryview(b).cast("B")
+        while True:
+            if self._cur is None:
+                if not self._keys:
+                    return 0
+                key = self._keys.pop(0)
+                try:
+                    self._cur = self._root.backend.open_get(key)
+                except ObjectMissing:
+                    raise CheckpointNotFound(f"{self._where}: shared chunk {key} missing") from None
+            data = self._cur.read(len(view))
+            if data:
+                view[: len(data)] = data
+                return len(data)
+            self._cur.close()
+            self._cur = None
+
+    def close(self) -> None:
+        if self._cur is not None:
+            with contextlib.suppress(Exception):
+                self._cur.close()
+        super().close()
+
+
+def _spans(name: str, e: ObjectEntry) -> list[tuple[str, int, int]]:
+    """(key, offset in the object, size) of each stored piece of an object."""
+    if not e.chunks:
+        return [(f"{name}/{e.path}", 0, e.size)]
+    out, off = [], 0
+    for c in e.chunks:
+        out.append((shared.blob_key(e.uid, c.sha256), off, c.size))
+        off += c.size
+    return out
+
+
 def open_verified(root: Root, name: str, e: ObjectEntry) -> io.BufferedReader:
     """A stream of one object; raises ChecksumMismatch at EOF if size or CRC32C differ."""
     where = root.where(name, e.path)
+    raw: BinaryIO
     try:
-        raw = root.backend.open_get(f"{name}/{e.path}")
+        if e.chunks:
+            raw = cast(BinaryIO, _Chain(root, [k for k, _, _ in _spans(name, e)], where))
+        else:
+            raw = root.backend.open_get(f"{name}/{e.path}")
     except ObjectMissing:
         raise CheckpointNotFound(f"{where}: object missing") from None
     return io.BufferedReader(_VerifyingReader(raw, e, where), buffer_size=1 * MiB)
@@ -110,13 +160,17 @@ def _fetch(
     `into(offset, length)` (no intermediate bytes) and handed to `done(offset, view)`;
     the combined CRC32C is checked before returning."""
     where = root.where(name, e.path)
-    key = f"{name}/{e.path}"
     ps = root.part_size
-    ranges = [(off, min(ps, e.size - off)) for off in range(0, e.size, ps)]
+    # (key, offset in the key, offset in the object, length): parts of each stored piece
+    ranges = [
+        (key, o, base + o, min(ps, size - o))
+        for key, base, size in _spans(name, e)
+        for o in range(0, size, ps)
+    ]
 
-    def one(off: int, n: int) -> int:
+    def one(key: str, koff: int, off: int, n: int) -> int:
         view = into(off, n)
-        got = root.backend.get_range_into(key, off, view)
+        got = root.backend.get_range_into(key, koff, view)
         if got != n:
             raise ChecksumMismatch(f"{where}: short read at {off} ({got} of {n} bytes)")
         t = time.perf_counter()
@@ -129,18 +183,23 @@ def _fetch(
 
     try:
         if not ranges:  # empty: still there? (a range of nothing asks nothing)
-            crc = checksum.crc32c(root.backend.get(key))
+            crc = 0
+            for key, _, _ in _spans(name, e):
+                crc = checksum.crc32c(root.backend.get(key))
         elif len(ranges) == 1:
             crc = one(*ranges[0])
         else:
-            futs = [root.pool().submit(one, off, n) for off, n in ranges]
+            futs = [root.pool().submit(one, *r) for r in ranges]
             crc = 0
-            for (_, n), fut in zip(ranges, futs, strict=True):
+            for (*_, n), fut in zip(ranges, futs, strict=True):
                 crc = checksum.combine(crc, fut.result(), n)
     except ObjectMissing:
         raise CheckpointNotFound(f"{where}: object missing") from None
     if checksum.to_b64(crc) != e.crc32c:
-        raise ChecksumMismatch(f"{where}: CRC32C {checksum.to_b64(crc)} != manifest's {e.crc32c}")
+        stored = f" (stored as {len(e.chunks)} shared chunks)" if e.chunks else ""
+        raise ChecksumMismatch(
+            f"{where}: CRC32C {checksum.to_b64(crc)} != manifest's {e.crc32c}{stored}"
+        )
 
 
 def read_buffer(root: Root, name: str, e: ObjectEntry, stats: ReadStats | None = None) -> bytearray:

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from importlib import metadata
 from typing import Any
@@ -19,11 +19,16 @@ from typing import Any
 from lazarus_contract import MANIFEST_NAME, REASONS, checkpoint_name
 from lazarus_contract.identity import JobIdentity
 
-from . import checksum, fencelog
+from . import checksum, fencelog, shared
 from .buffers import part_buffer
+from .catalog import read_manifest
+from .chunked import ChunkedResult, Piece, put_chunks
 from .errors import CommitConflict, FencedOut, StoreError
 from .lineage import newest_attempt
 from .manifest import (
+    CHUNKED_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    Chunk,
     Manifest,
     ObjectEntry,
     check_object_path,
@@ -54,20 +59,37 @@ def _lazarus_version() -> str:
         return "0+unknown"
 
 
-def begin(root: Root, *, step: int, attempt: int) -> CheckpointWriter:
-    """A writer of checkpoint (step, attempt); CommitConflict if it is already committed."""
+def begin(
+    root: Root, *, step: int, attempt: int, uid: str = "", reuse_from: Sequence[str] = ()
+) -> CheckpointWriter:
+    """A writer of checkpoint (step, attempt); CommitConflict if it is already committed.
+    `uid`: the job's, naming its shared prefix; `reuse_from`: committed checkpoints of
+    the job whose shared chunks `put_chunks` may reference instead of uploading."""
     name = checkpoint_name(step, attempt)
     marker = f"{name}/{MANIFEST_NAME}"
     if any(o.key == marker for o in root.backend.list_objects(f"{name}/")):
         raise CommitConflict(f"{root.where(name)}: already committed")
-    return CheckpointWriter(root, step=step, attempt=attempt)
+    shared.job_key(uid)  # ValueError now, not at the first chunk
+    return CheckpointWriter(root, step=step, attempt=attempt, uid=uid, reuse_from=reuse_from)
 
 
 class CheckpointWriter:
     """One checkpoint being written: data objects first, then `commit()` writes the manifest."""
 
-    def __init__(self, root: Root, *, step: int, attempt: int) -> None:
+    def __init__(
+        self,
+        root: Root,
+        *,
+        step: int,
+        attempt: int,
+        uid: str = "",
+        reuse_from: Sequence[str] = (),
+    ) -> None:
         self._root = root
+        self.uid = uid
+        self._reuse_from = tuple(reuse_from)
+        self._known: dict[str, Chunk] | None = None  # read after the first intent
+        self._intent: set[str] = set()
         self.step = step
         self.attempt = attempt
         self.name = checkpoint_name(step, attempt)
@@ -167,6 +189,50 @@ class CheckpointWriter:
         self._record(e)
         return e
 
+    def put_chunks(
+        self,
+        path: str,
+        data: bytes | bytearray | memoryview,
+        pieces: Sequence[Piece],
+        *,
+        pool: Executor | None = None,
+    ) -> ChunkedResult:
+        """Write one object as content-addressed chunks under the job's shared prefix,
+        reusing those of `reuse_from` that are still stored (chunked.py)."""
+        self.key(path)
+        out = put_chunks(
+            self._root,
+            path,
+            memoryview(data).cast("B"),
+            pieces,
+            uid=self.uid,
+            intend=self._intend,
+            pool=pool,
+        )
+        with self._lock:
+            self._known = {**(self._known or {}), **{c.sha256: c for c in out.entry.chunks}}
+        self._record(out.entry)
+        return out
+
+    def _intend(self, digests: set[str]) -> tuple[dict[str, Chunk], dict[str, int]]:
+        """Record the intent, then what may be reused: chunks of `reuse_from` (read after
+        the first intent) and the sizes of the blobs listed now."""
+        with self._lock:
+            self._intent |= digests
+            intent = set(self._intent)
+        shared.put_intent(self._root, self.name, self.uid, intent)
+        if self._known is None:
+            known: dict[str, Chunk] = {}
+            for prev in self._reuse_from:
+                with contextlib.suppress(StoreError):
+                    m = read_manifest(self._root, prev)
+                    if m.job.uid == self.uid:
+                        known.update({c.sha256: c for e in m.objects for c in e.chunks})
+            self._known = known
+        listed = self._root.backend.list_objects(shared.prefix(self.uid))
+        present = {o.key.rsplit("/", 1)[-1]: o.size for o in listed}
+        return dict(self._known), present
+
     def open_write(self, path: str) -> StreamWriter:
         """A file to write one object into, in parts as it grows (bounded memory)."""
         self.key(path)
@@ -198,6 +264,8 @@ class CheckpointWriter:
             raise ValueError(f"reason must be one of {REASONS}, not {reason!r}")
         if isinstance(job, Mapping):
             job = JobIdentity(job.get("name", ""), job.get("namespace", ""), job.get("uid", ""))
+        if any(e.chunks and e.uid != (job.uid if job else "") for e in self.entries()):
+            raise StoreError(f"{where}: shared chunks were written for another job uid")
         self._check_fence(job)
         m = Manifest(
             name=self.name,
@@ -217,6 +285,9 @@ class CheckpointWriter:
             torch_version=torch_version,
             python_version=python_version(),
             extra=dict(extra or {}),
+            schema_version=(
+                CHUNKED_SCHEMA_VERSION if any(e.chunks for e in self.entries()) else SCHEMA_VERSION
+            ),
         )
         raw = m.to_bytes()
         parse_manifest(raw, where=where)  # never commit what readers would reject
@@ -226,6 +297,9 @@ class CheckpointWriter:
             self._state = "lost"
             raise CommitConflict(f"{where}: another writer committed this checkpoint first")
         self._state = "committed"
+        if self._intent:  # the manifest now protects the chunks; the intent is garbage
+            with contextlib.suppress(StoreError):
+                self._root.backend.delete_many([shared.intent_key(self.name)])
         return m
 
     def _check_fence(self, job: JobIdentity | None) -> None:
@@ -249,7 +323,10 @@ class CheckpointWriter:
             return
         self._state = "aborted"
         with contextlib.suppress(StoreError):
-            self._root.backend.delete_many([f"{self.name}/{p}" for p in sorted(self._written)])
+            keys = [f"{self.name}/{p}" for p in sorted(self._written)]
+            self._root.backend.delete_many(
+                keys + [shared.intent_key(self.name)] * bool(self._intent)
+            )
 
     def __enter__(self) -> CheckpointWriter:
         return self

@@ -34,7 +34,7 @@ def manifest(**kw: object) -> Manifest:
 def test_manifest_round_trips_through_json_and_schema() -> None:
     m = manifest()
     assert parse_manifest(m.to_bytes(), where="x") == m
-    assert schema()["properties"]["schemaVersion"]["const"] == 1
+    assert schema()["properties"]["schemaVersion"]["enum"] == [1, 2]
 
 
 def test_crc32c_is_s3s_spelling_and_combines() -> None:
@@ -52,7 +52,7 @@ def test_crc32c_is_s3s_spelling_and_combines() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.update(schemaVersion=2), "unknown manifest schema version 2"),
+        (lambda d: d.update(schemaVersion=3), "unknown manifest schema version 3"),
         (lambda d: d.pop("schemaVersion"), "unknown manifest schema version None"),
         (lambda d: d.update(reason="whim"), "at reason"),
         (lambda d: d.update(step=8), "does not match its step/attempt"),
