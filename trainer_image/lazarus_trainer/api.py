@@ -9,6 +9,7 @@ and `Resumer` (load on start). Their shared state is one `RunState`.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import torch
@@ -20,6 +21,7 @@ from .config import LazarusConfig
 from .distributed import Collectives
 from .facade_state import RunStateAccess
 from .fidelity import warn_data_setup
+from .ft import FaultTolerance, FtSettings
 from .progress import ProgressReport
 from .requests import CheckpointRequestWatcher
 from .resumer import Resumer
@@ -69,6 +71,8 @@ class Lazarus(RunStateAccess):
         self._eval_started: float | None = None
         self._metric_warned = False
         self._data_checked = False  # fidelity.py's warnings, once at the first step
+        ft = FtSettings.from_env(dict(os.environ))  # replica groups (docs/fault-tolerance.md)
+        self.ft = FaultTolerance(ft, self.registry, self.run, self.dist) if ft else None
 
     # --- registration --------------------------------------------------------------------
     @exits_permanent
@@ -98,6 +102,9 @@ class Lazarus(RunStateAccess):
         reg.extras.update(extras or {})
         reg.scaler = scaler if scaler is not None else reg.scaler
         reg.sampler = sampler if sampler is not None else reg.sampler
+        attach = getattr(reg.sampler, "attach", None)
+        if self.ft is not None and attach is not None:
+            attach(self.ft.participation)  # ft_sampler: each step's share of the data
         return self
 
     @property
@@ -127,6 +134,13 @@ class Lazarus(RunStateAccess):
         step that is both a save step and an evaluation step gets one checkpoint that
         carries the evaluation's metrics.
         """
+        if self.ft is not None:  # only a committed step counts
+            if not self.ft.step_committed():
+                if self.signal.received:
+                    self._boundary(eval_follows=False)  # stop at the last committed step
+                return
+            self.ft.check_joined()
+            samples = getattr(self.registry.sampler, "committed_samples", lambda: samples)()
         if self.registry.engine is not None:
             self.registry.engine.at_step()  # before anything counts this step
         for check in self.registry.step_checks:
@@ -170,6 +184,8 @@ class Lazarus(RunStateAccess):
         flags = self.dist.max_flags([int(v) for v in local.values()])
         agreed = Agreed(**{k: bool(v) for k, v in zip(local, flags, strict=True)})
         decision = self.policy.at_boundary(self.step_count, agreed, eval_follows=eval_follows)
+        if self.ft is not None and self.ft.not_writer(decision.act):
+            return
         if decision.act is Act.STOP_AFTER_EVAL:
             # should_stop stays False until `report_eval`, so the loop runs the evaluation.
             self._stop_after_eval = self.stopper.evaluate_first()
@@ -203,7 +219,7 @@ class Lazarus(RunStateAccess):
             self.stopper.stop(fenced=False)
             return improved
         reason = self.policy.after_eval(improved)
-        if reason is not None:
+        if reason is not None and (self.ft is None or self.ft.is_writer()):
             self.pipeline.save(reason, sync=not cfg.async_save)
         return improved
 
@@ -250,6 +266,8 @@ class Lazarus(RunStateAccess):
         if self._stop_after_eval:  # the loop left before reporting the evaluation
             self._stop_after_eval = False
             self.stopper.stop(fenced=False)
+        if self.ft is not None and not self.ft.is_writer():
+            self.config.save_at_end = False  # the writer group's final save holds this state
         return self.stopper.close()
 
     @exits_permanent
@@ -288,7 +306,14 @@ class Lazarus(RunStateAccess):
     @exits_permanent
     def resume(self) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used."""
+        if self.ft is not None and self.ft.settings.replacement:
+            log.info(
+                "replica group %d joins its live peers: no checkpoint read", self.ft.settings.group
+            )
+            return None
         name = self.resumer.resume()
+        if self.ft is not None:
+            self.ft.after_resume()
         sampler = self.registry.sampler
         if name is not None and sampler is not None:
             # A position restored past its epoch's end moves on to the next epoch.

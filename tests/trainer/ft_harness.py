@@ -1,0 +1,137 @@
+"""A fault-tolerant job on this machine: the lighthouse and replica groups as real
+processes (tests/trainer/ft_script.py), their step logs read back."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .harness import REPO, wait_for
+
+SCRIPT = str(REPO / "tests" / "trainer" / "ft_script.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FtJob:
+    """`groups` replica groups and their lighthouse, logs and checkpoints under `tmp`."""
+
+    def __init__(self, tmp: Path, groups: int = 2, min_groups: int = 1, **env: str) -> None:
+        self.tmp, self.groups, self.port = tmp, groups, free_port()
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("LAZARUS_", "TORCHFT_"))
+        }
+        self.env.update(
+            PYTHONPATH=os.pathsep.join(
+                str(REPO / p) for p in ("contract", "store", "trainer_image")
+            ),
+            OMP_NUM_THREADS="1",
+            PYTHONUNBUFFERED="1",
+            LAZARUS_FT_GROUPS=str(groups),
+            LAZARUS_FT_MIN_GROUPS=str(min_groups),
+            LAZARUS_FT_LIGHTHOUSE_PORT=str(self.port),
+            LAZARUS_FT_HEARTBEAT_TIMEOUT_MS="1000",
+            LAZARUS_FT_LIGHTHOUSE=f"http://localhost:{self.port}",
+            LAZARUS_CHECKPOINT_URI=str(tmp / "ckpt"),
+            LAZARUS_SAVE_EVERY_STEPS="50",
+            TORCHFT_QUORUM_RETRIES="10",
+        )
+        self.env.update(env)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.lighthouse: subprocess.Popen[bytes] | None = None
+
+    def _start(self, args: list[str], log: str, **env: str) -> subprocess.Popen[bytes]:
+        with (self.tmp / log).open("ab") as out:
+            proc = subprocess.Popen(
+                args, env={**self.env, **env}, stdout=out, stderr=out, cwd=self.tmp
+            )
+        self.procs.append(proc)
+        return proc
+
+    def start_lighthouse(self) -> None:
+        self.lighthouse = self._start(
+            [sys.executable, "-m", "lazarus_trainer.lighthouse"], "lh.log"
+        )
+        wait_for(
+            lambda: "lighthouse serving" in (self.tmp / "lh.log").read_text(), 60, "lighthouse"
+        )
+
+    def start_group(
+        self, group: int, steps: int, pause: float, **env: str
+    ) -> subprocess.Popen[bytes]:
+        extra = {
+            "LAZARUS_FT_REPLICA_GROUP": str(group),
+            "LAZARUS_TERMINATION_LOG": str(self.tmp / f"term-{group}.json"),
+            **env,
+        }
+        args = [sys.executable, SCRIPT, str(self.tmp), str(steps), str(pause)]
+        return self._start(args, f"g{group}.log", **extra)
+
+    def rows(self, group: int) -> list[dict[str, Any]]:
+        path = self.tmp / f"steps-{group}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def steps(self, group: int) -> list[dict[str, Any]]:
+        return [r for r in self.rows(group) if r["event"] == "step"]
+
+    def wait_step(self, group: int, step: int, timeout: float = 120) -> None:
+        wait_for(
+            lambda: any(r["step"] >= step for r in self.steps(group)),
+            timeout,
+            f"group {group} step {step}",
+        )
+
+    def final(self, group: int) -> dict[str, Any]:
+        state: dict[str, Any] = torch.load(self.tmp / f"final-{group}.pt")
+        return state
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+
+
+def stalls(rows: list[dict[str, Any]]) -> list[float]:
+    """Gaps between consecutive committed steps, longest first."""
+    times = [r["t"] for r in rows if r["event"] == "step"]
+    return sorted((b - a for a, b in itertools.pairwise(times)), reverse=True)
+
+
+def states_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Model weights and every optimizer state tensor are torch.equal."""
+    if a["model"].keys() != b["model"].keys():
+        return False
+    if not all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]):
+        return False
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    if sa.keys() != sb.keys():
+        return False
+    for k in sa:
+        for name, v in sa[k].items():
+            w = sb[k][name]
+            same = torch.equal(v, w) if isinstance(v, torch.Tensor) else v == w
+            if not same:
+                return False
+    return True
+
+
+def global_order(n: int = 16384, seed: int = 0, epoch: int = 0) -> list[int]:
+    g = torch.Generator()
+    g.manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()

@@ -1,0 +1,95 @@
+"""Fault-tolerant replica groups (docs/fault-tolerance.md), real processes on this machine:
+a lighthouse and two groups of a small model, one group SIGKILLed mid-run and replaced,
+the lighthouse SIGKILLed and restarted. The survivors never restart."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .ft_harness import FtJob, global_order, stalls, states_equal
+
+pytestmark = pytest.mark.e2e
+
+STEPS, PAUSE = 600, 0.02
+
+
+def check_samples(job: FtJob) -> int:
+    """Every committed step's ids, over both groups and all their processes: each sample
+    of the global order once, in order, none skipped; returns how many."""
+    taken: dict[int, list[int]] = {}
+    for group in range(job.groups):
+        for row in job.steps(group):
+            taken.setdefault(row["step"], []).extend(row["ids"])
+    ids = [i for step in sorted(taken) for i in sorted(taken[step])]
+    assert len(ids) == len(set(ids)), "a sample was replayed"
+    assert sorted(ids) == sorted(global_order()[: len(ids)]), "a sample was skipped"
+    return len(ids)
+
+
+def contiguous_to_the_end(job: FtJob, group: int) -> bool:
+    """Every step from the group's first to the last, each once (a group that joined the
+    first quorum late took the state of the step it joined at from its peer)."""
+    steps = [r["step"] for r in job.steps(group)]
+    return steps == list(range(steps[0], STEPS + 1))
+
+
+def test_survivor_keeps_training_and_replacement_heals_from_its_peer(tmp_path: Path) -> None:
+    job = FtJob(tmp_path)
+    try:
+        job.start_lighthouse()
+        survivor = job.start_group(0, STEPS, PAUSE)
+        victim = job.start_group(1, STEPS, PAUSE)
+        job.wait_step(1, 60)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed_at = time.time()
+        job.wait_step(0, job.steps(0)[-1]["step"] + 40)
+        # The operator's replacement: same group, told to join its live peers.
+        replacement = job.start_group(
+            1, STEPS, PAUSE, LAZARUS_FT_REPLACEMENT="1", LAZARUS_RESUME_FROM="auto"
+        )
+        assert survivor.wait(240) == 0
+        assert replacement.wait(240) == 0
+    finally:
+        job.stop()
+    rows0 = job.rows(0)
+    assert len({r["pid"] for r in rows0}) == 1, "the survivor restarted"
+    assert contiguous_to_the_end(job, 0)
+    after = [r for r in job.steps(0) if r["t"] > killed_at]
+    print(f"survivor's longest gaps between steps: {[round(s, 3) for s in stalls(rows0)[:3]]} s")
+    assert after and after[0]["n"] == 1, "the survivor went on alone"
+    start, end = (
+        r for r in job.rows(1) if r["event"] in ("start", "end") and r["pid"] == replacement.pid
+    )
+    assert start["store_reads"] == [] and start["resumed"] is None, "the replacement read the store"
+    assert end["store_reads"] == [], "the replacement read the store"
+    assert end["healed_at"] is not None and end["healed_at"] > 60, "it took a peer's live state"
+    print(f"live recovery of step {end['healed_at']}: {end['heal_seconds']:.3f} s to load")
+    assert states_equal(job.final(0), job.final(1))
+    print(f"{check_samples(job)} samples, each once")
+
+
+def test_groups_survive_a_lighthouse_restart(tmp_path: Path) -> None:
+    job = FtJob(tmp_path)
+    try:
+        job.start_lighthouse()
+        groups = [job.start_group(g, STEPS, PAUSE) for g in range(2)]
+        job.wait_step(0, 60)
+        assert job.lighthouse is not None
+        job.lighthouse.send_signal(signal.SIGKILL)
+        job.lighthouse.wait()
+        time.sleep(1.0)
+        job.start_lighthouse()
+        assert [g.wait(240) for g in groups] == [0, 0]
+    finally:
+        job.stop()
+    for group in range(2):
+        assert len({r["pid"] for r in job.rows(group)}) == 1, f"group {group} restarted"
+        assert contiguous_to_the_end(job, group)
+    print(f"longest gap: {stalls(job.rows(0))[0]:.2f} s")
+    assert states_equal(job.final(0), job.final(1))
+    check_samples(job)
