@@ -150,6 +150,38 @@ def test_schedule_waits_for_a_rate_and_a_cost() -> None:
     assert AutoSchedule(Bounds(10.0, 1000.0)).every() == 10.0  # no everySeconds: the floor
 
 
+def manifest_extra(**timings: object) -> dict[str, object]:
+    return {"lazarusTrainer": {"timings": timings}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "cost", "rate"),
+    [
+        # an earlier attempt measured 2 s and had 7.2 failures an hour: start from those
+        (manifest_extra(saveCostSeconds=2.0, failuresPerHour=7.2), 2.0, 7.2 / HOUR),
+        (manifest_extra(saveCostSeconds=2.0), 2.0, None),  # it had no rate yet
+        (manifest_extra(stallSeconds=0.3), None, None),  # a fixed schedule's checkpoint
+        (manifest_extra(saveCostSeconds="2", failuresPerHour=-1), None, None),  # not ours
+        ({}, None, None),  # another writer's manifest
+    ],
+)
+def test_a_resumed_schedule_starts_from_the_checkpoints_record(
+    extra: dict[str, object], cost: float | None, rate: float | None
+) -> None:
+    s = AutoSchedule(Bounds(10.0, 1000.0), first=30.0)
+    s.resumed(extra)
+    assert s.cost.cost == cost and s.rate == (pytest.approx(rate) if rate else None)
+    if cost is not None and rate is not None:
+        assert s.every() == pytest.approx(daly_interval(cost, rate))  # not `first` again
+
+
+def test_a_resumed_schedule_keeps_what_this_attempt_measured() -> None:
+    s = AutoSchedule(Bounds(10.0, 1000.0))
+    s.cost.cost, s.rate = 5.0, 1 / HOUR
+    s.resumed(manifest_extra(saveCostSeconds=2.0, failuresPerHour=7.2))
+    assert (s.cost.cost, s.rate) == (5.0, 1 / HOUR)
+
+
 def cfg(**kw: object) -> LazarusConfig:
     return LazarusConfig(checkpoint_uri="/tmp/x", **kw)  # type: ignore[arg-type]
 

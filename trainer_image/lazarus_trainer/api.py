@@ -312,6 +312,8 @@ class Lazarus(RunStateAccess):
             )
             return None
         name = self.resumer.resume()
+        if name is not None and self.policy.auto is not None:
+            self.policy.auto.resumed(self.resumer.resumed_extra)  # the cost, rate it recorded
         if self.ft is not None:
             self.ft.after_resume()
         sampler = self.registry.sampler

@@ -13,7 +13,9 @@ Pure (times are passed in): tables in tests/trainer/test_autointerval.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lazarus_contract.interval import (
     ENV_SAVE_AUTO_MAX_SECONDS,
@@ -23,6 +25,7 @@ from lazarus_contract.interval import (
     TIMINGS_SAVE_COST,
     Bounds,
     auto_interval,
+    decode_schedule,
 )
 
 from .config import LazarusConfig
@@ -90,6 +93,17 @@ class AutoSchedule:
         if self.rate is None or self.cost.cost is None:
             return self.bounds.clamp(self.first or self.bounds.min_seconds)
         return auto_interval(self.cost.cost, self.rate, self.bounds)
+
+    def resumed(self, extra: Mapping[str, Any]) -> None:
+        """Start from what the resumed checkpoint's manifest (`extra`) recorded: the cost an
+        earlier attempt measured and the rate it had. A restarted process would otherwise
+        save at `first` again before it re-measures, once per restart, which costs most
+        where failures come often. Its own measures are smoothed in as they come."""
+        facts = decode_schedule(extra)
+        if self.cost.cost is None and (cost := facts.get(TIMINGS_SAVE_COST)) is not None:
+            self.cost.cost = cost
+        if self.rate is None and (per_hour := facts.get(TIMINGS_FAILURES_PER_HOUR)) is not None:
+            self.rate = per_hour / 3600
 
     def facts(self) -> dict[str, float]:
         """What a save records of the schedule it followed (manifest timings)."""

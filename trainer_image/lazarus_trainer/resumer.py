@@ -44,6 +44,7 @@ class Resumer:
         self.registry = ctx.registry
         self.run = ctx.run
         self.timing = ResumeTiming()
+        self.resumed_extra: dict[str, Any] = {}  # the resumed manifest's `extra`
 
     def resume(self, load: Callable[[str], bool] | None = None) -> str | None:
         """Restore everything from the configured pointer; returns the checkpoint used.
@@ -278,6 +279,7 @@ class Resumer:
             seed_all(seed)
         run.last_committed = (checked.name, checked.manifest.step)
         run.resumed_from = checked.name
+        self.resumed_extra = checked.manifest.extra
         log.info("resumed from %s at step %d", checked.name, run.progress.step)
 
     def agree(self, name: str, error: str | None) -> bool:
