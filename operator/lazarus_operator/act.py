@@ -70,16 +70,29 @@ class Actor:
                 await self.kube.annotate_pod(ns, a.name, a.annotations)
             elif isinstance(a, DeleteJob):
                 await self.kube.delete_job(ns, t.job.name)
-            elif isinstance(a, CreateWorkload):
-                await self.kube.create_workload(ns, a.manifest)
-            elif isinstance(a, PatchWorkload):
-                await self.kube.patch_workload(ns, a.name, a.patch)
-            elif isinstance(a, PatchWorkloadStatus):
-                await self.kube.patch_workload_status(ns, a.name, a.patch)
+            elif isinstance(a, CreateWorkload | PatchWorkload | PatchWorkloadStatus):
+                await self._workload(key, a)
         # The gang's pods are independent: create them concurrently.
         made = await asyncio.gather(*(self.kube.create(ns, m) for m in creates))
         if key in self.queue:
             self.pods.created(key, [body or m for m, body in zip(creates, made, strict=True)])
+
+    async def _workload(
+        self, key: Key, a: CreateWorkload | PatchWorkload | PatchWorkloadStatus
+    ) -> None:
+        """Create or patch the job's Workload; its answer stands in until the watch
+        shows it (workloadview): the next cycle neither creates it again nor patches
+        from an older version."""
+        ns = key[0]
+        if isinstance(a, CreateWorkload):
+            body = await self.kube.create_workload(ns, a.manifest)
+            if body is None:  # it exists already (another replica, a lagging watch)
+                body = await self.kube.get_workload(ns, a.manifest["metadata"]["name"])
+        else:
+            status = isinstance(a, PatchWorkloadStatus)
+            body = await self.kube.patch_workload(ns, a.name, a.patch, status=status)
+        if key in self.queue:
+            self.pods.workloads.wrote(key, body)
 
     async def _delete(self, key: Key, a: DeletePod) -> None:
         existed = await self.kube.delete_pod(key[0], a.name, force=a.force)

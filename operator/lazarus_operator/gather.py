@@ -69,14 +69,15 @@ class Gatherer:
     async def _queue(
         self, job: dict[str, Any], ref: JobRef, spec: JobSpec, n_pods: int
     ) -> kw.QueueFacts | None:
-        """A job labelled for Kueue: its Workload, and what creating it or launching
-        under it needs (the priority class's value; the admitted flavors)."""
+        """A job labelled for Kueue: its Workload (the watch's, workloadview: no GET),
+        and what creating it or launching under it needs (the priority class's value;
+        the admitted flavors)."""
         labels = job["metadata"].get("labels") or {}
         queue = labels.get(kw.QUEUE_LABEL)
         if not queue:
             return None
         kube = self.pods.kube
-        wl = await kube.get_workload(ref.namespace, kw.workload_name(ref))
+        wl = await self.pods.workloads.get((ref.namespace, ref.name), kw.workload_name(ref))
         priority: tuple[str, int] | None = None
         if wl is None and (pclass := labels.get(kw.PRIORITY_LABEL)):
             found = await kube.get_kueue_object("workloadpriorityclasses", str(pclass))

@@ -7,7 +7,9 @@ again when something falls due).
 Shared state travels in kopf's `memo` (`runtime.Runtime`), not in module globals.
 
 The facts a cycle reads come from the indexes below (`watched`): kopf keeps them
-current from its watch streams and starts no handler before their first listing.
+current from its watch streams and starts no handler before their first listing
+(a resource it cannot serve, Kueue's Workloads without their CRDs, has no index
+listing to wait for: it stays empty).
 Secrets are not watched: a job's is read by name when needed (secretcache).
 """
 
@@ -38,7 +40,12 @@ async def startup(memo: Runtime, **kw: Any) -> None:
     rec, opts = memo.reconciler, memo.options
     # The indexes are live objects, empty until kopf's first listing (no handler
     # runs before it completes): the reconciler reads them from here on.
-    rec.watched = Watched(pods=kw["pods_by_job"], nodes=kw["nodes"], services=kw["services"])
+    rec.watched = Watched(
+        pods=kw["pods_by_job"],
+        nodes=kw["nodes"],
+        services=kw["services"],
+        workloads=kw["workloads_by_job"],
+    )
     # API calls run in threads: as many as the client has connections (the default,
     # cores + 4, queued every job's calls behind a few slow ones).
     loop = asyncio.get_running_loop()
@@ -168,6 +175,17 @@ async def pod_event(
     job = labels.get(LABEL_JOB)
     memo.reconciler.pod_event(namespace, job, body)
     await memo.reconciler.kick(namespace, job)
+
+
+@kopf.index(kw.GROUP, kw.VERSION, kw.PLURAL, labels={LABEL_JOB: kopf.PRESENT})
+async def workloads_by_job(
+    namespace: str | None, labels: Any, body: Any, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """(namespace, job) -> its Kueue Workload: a cycle reads it without a GET
+    (workloadview). Without Kueue's CRDs it stays empty."""
+    if namespace is None:
+        return None
+    return {(namespace, str(labels.get(LABEL_JOB))): slim(body)}
 
 
 @kopf.on.event(kw.GROUP, kw.VERSION, kw.PLURAL, labels={LABEL_JOB: kopf.PRESENT})

@@ -190,12 +190,15 @@ class Kube:
         )
         return got
 
-    async def create_workload(self, ns: str, manifest: dict[str, Any]) -> None:
-        """Create the job's Workload (a 409: it exists, the idempotent "done"); Kueue's
-        webhook refusing it is a `Rejected`, named once."""
+    async def create_workload(self, ns: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create the job's Workload: the API's answer (None on a 409: it exists, the
+        idempotent "done"); Kueue's webhook refusing it is a `Rejected`, named once."""
         fn = self.custom.create_namespaced_custom_object
         try:
-            await self._maybe(fn, KUEUE, KUEUE_V, ns, "workloads", manifest, ok=(409,))
+            made: dict[str, Any] | None = await self._maybe(
+                fn, KUEUE, KUEUE_V, ns, "workloads", manifest, ok=(409,)
+            )
+            return made
         except client.ApiException as err:
             if err.status in (400, 403, 422):
                 raise Rejected(
@@ -203,13 +206,16 @@ class Kube:
                 ) from None
             raise
 
-    async def patch_workload(self, ns: str, name: str, patch: dict[str, Any]) -> None:
-        fn = self.custom.patch_namespaced_custom_object
-        await self._maybe(fn, KUEUE, KUEUE_V, ns, "workloads", name, patch, _content_type=MERGE)
-
-    async def patch_workload_status(self, ns: str, name: str, patch: dict[str, Any]) -> None:
-        fn = self.custom.patch_namespaced_custom_object_status
-        await self._maybe(fn, KUEUE, KUEUE_V, ns, "workloads", name, patch, _content_type=MERGE)
+    async def patch_workload(
+        self, ns: str, name: str, patch: dict[str, Any], *, status: bool = False
+    ) -> dict[str, Any] | None:
+        """The patched Workload (its spec, or with `status` its status), None if gone."""
+        c = self.custom
+        fn = c.patch_namespaced_custom_object_status if status else c.patch_namespaced_custom_object
+        got: dict[str, Any] | None = await self._maybe(
+            fn, KUEUE, KUEUE_V, ns, "workloads", name, patch, _content_type=MERGE
+        )
+        return got
 
     async def get_kueue_object(self, plural: str, name: str) -> dict[str, Any] | None:
         """A cluster-scoped Kueue object: a ResourceFlavor, a WorkloadPriorityClass."""

@@ -24,6 +24,7 @@ from .builders import LABEL_JOB
 from .classify import reported_step
 from .kube import Kube
 from .watched import Watched, overdue, pod_uid, slim_pod, vanished
+from .workloadview import WorkloadView
 
 log = logging.getLogger("lazarus.podview")
 
@@ -53,6 +54,7 @@ class PodView:
         self.kube = kube
         self.watched: Watched | None = None  # attached at startup (handlers.startup)
         self.jobs: dict[Key, JobPods] = {}
+        self.workloads = WorkloadView(kube, self.index)  # a Kueue job's Workload
 
     def index(self) -> Watched:
         if self.watched is None:
@@ -64,6 +66,7 @@ class PodView:
 
     def forget(self, key: Key) -> None:
         self.jobs.pop(key, None)
+        self.workloads.forget(key)
 
     # --- what events and actions tell ----------------------------------------------
     def observe(self, key: Key, pod: Mapping[str, Any]) -> None:

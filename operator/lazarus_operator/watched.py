@@ -1,12 +1,12 @@
 """What the watches hold: the facts a cycle reads from memory instead of the API.
 
-kopf's indexes (handlers.py) keep the jobs' pods, the nodes and the headless
-Services current from watch streams (Secrets are read by name: secretcache); kopf
-runs no handler before every index has its initial listing, so an index that lacks
-an object means the object does not exist (as a LIST would have said). `Watched` is
-the reconciler's view over them. TrainingJob bodies come from kopf's events too
-(`Bodies`), written through with the operator's own status patches, so a resync
-costs no API call at all.
+kopf's indexes (handlers.py) keep the jobs' pods, the nodes, the headless
+Services and Kueue Workloads current from watch streams (Secrets are read by
+name: secretcache); kopf runs no handler before every index has its initial
+listing, so an index that lacks an object means the object does not exist (as a
+LIST would have said). `Watched` is the reconciler's view over them. TrainingJob
+bodies come from kopf's events too (`Bodies`), written through with the operator's
+own status patches, so a resync costs no API call at all.
 
 Pure helpers: what an index keeps of an object (bodies without `managedFields`)
 and the part of a Node a decision reads.
@@ -15,7 +15,7 @@ and the part of a Node a decision reads.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -29,6 +29,8 @@ class Watched:
     pods: Mapping[tuple[str, str], Collection[dict[str, Any]]]  # (ns, job) -> pods
     nodes: Mapping[str, Collection[dict[str, Any]]]  # name -> the node
     services: Mapping[tuple[str, str], Collection[str]]  # (ns, job) -> Service names
+    # (ns, job) -> its Kueue Workloads (empty without Kueue's CRDs: workloadview)
+    workloads: Mapping[tuple[str, str], Collection[dict[str, Any]]] = field(default_factory=dict)
 
     def job_pods(self, ns: str, job: str) -> list[dict[str, Any]]:
         return sorted(self.pods.get((ns, job), ()), key=_name)
@@ -38,6 +40,9 @@ class Watched:
 
     def has_service(self, ns: str, job: str) -> bool:
         return job in self.services.get((ns, job), ())
+
+    def workload(self, ns: str, job: str, name: str) -> dict[str, Any] | None:
+        return next((w for w in self.workloads.get((ns, job), ()) if _name(w) == name), None)
 
 
 def _name(obj: Mapping[str, Any]) -> str:

@@ -7,14 +7,18 @@ import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from lazarus_devstack import kueue
+from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL, KueueOptions, Queues
+from lazarus_devstack.stack import State, apply_crds
 from lazarus_store import CheckpointStore
-from tests.conftest import ControlPlane, S3Server
+from tests.conftest import CRD_DIR, ControlPlane, S3Server
 
 from .harness import GROUP, PLURAL, VERSION, FakeKubelet, OperatorProcess, wait_for
 
@@ -206,3 +210,67 @@ def start_operator(
 @pytest.fixture
 def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
     return start_operator()
+
+
+# --- Kueue: a stack of its own (its webhooks see every Job and Pod, so it never joins
+# the shared test cluster); a module overrides `cluster` with kueue_stack.cluster.
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+
+
+@dataclass
+class KueueStack:
+    state: State
+    cluster: ControlPlane
+
+    def queues(self, ns: str, **kw: Any) -> None:
+        """A LocalQueue `lazarus` in `ns` over a ClusterQueue and flavor of its own
+        (cpu 2 unless `quota` says), and any WorkloadPriorityClasses in `extra`."""
+        extra = kw.pop("extra", [])
+        q = Queues(
+            namespace=ns,
+            quota=kw.pop("quota", {"cpu": "2"}),
+            flavor=f"f-{ns}",
+            cluster_queue=f"cq-{ns}",
+            **kw,
+        )
+        kueue.apply(self.state, [*q.docs(), *extra])
+
+    def workloads(self, ns: str) -> list[dict[str, Any]]:
+        group, version = API.split("/")
+        custom = client.CustomObjectsApi(self.cluster.api_client())
+        return list(custom.list_namespaced_custom_object(group, version, ns, "workloads")["items"])
+
+
+@pytest.fixture(scope="module")
+def kueue_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KueueStack]:
+    """A control plane with Kueue managing queues, and the TrainingJob CRD; Kueue's
+    options from the module's KUEUE_OPTIONS (e.g. waitForPodsReady)."""
+    opts: KueueOptions = getattr(request.module, "KUEUE_OPTIONS", KueueOptions())
+    with kueue.kueue_stack(tmp_path_factory.mktemp("kueue"), opts) as state:
+        apply_crds(state, CRD_DIR)
+        cp = ControlPlane(
+            Path(state.run_dir),
+            Path(state.kubeconfig),
+            state.server,
+            state.version,
+            state.kubectl(),
+        )
+        yield KueueStack(state, cp)
+
+
+def queued_job(jobs: Jobs, name: str, cpu: str, priority: str | None = None, **spec: Any) -> str:
+    """A TrainingJob in the LocalQueue `lazarus`, each replica requesting `cpu`."""
+    container = {
+        "name": "trainer",
+        "image": "trainer:test",
+        "command": ["train"],
+        "resources": {"requests": {"cpu": cpu}},
+    }
+    body = jobs.body(name, template={"spec": {"containers": [container]}}, **spec)
+    body["metadata"]["labels"] = {QUEUE_LABEL: "lazarus"}
+    if priority:
+        body["metadata"]["labels"][PRIORITY_LABEL] = priority
+    jobs.custom.create_namespaced_custom_object(GROUP, VERSION, jobs.ns, PLURAL, body)
+    return name

@@ -8,109 +8,58 @@ SIGTERM save) before Kueue gets the quota back, it waits Queued, and resumes fro
 checkpoint when admitted again, with nothing lost.
 
 Kueue's webhooks see every Pod and Job, so these tests run on a stack of their own
-(`kueue.kueue_stack`): `cluster` is overridden here for the operator fixtures."""
+(conftest's `kueue_stack`): `cluster` is overridden here for the operator fixtures."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from lazarus_devstack import kueue
-from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL, Queues
-from lazarus_devstack.stack import State, apply_crds
-from tests.conftest import CRD_DIR, ControlPlane
+from lazarus_devstack.kueue_manifests import API
+from tests.conftest import ControlPlane
 
-from .conftest import Jobs
-from .harness import FakeKubelet, OperatorProcess, wait_for
+from .conftest import Jobs, KueueStack, queued_job
+from .harness import FakeKubelet, OperatorProcess, api_requests, requests_between, wait_for
 
 pytestmark = pytest.mark.cluster
 POOL = {"lazarus.dev/pool": "train"}
-PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[State, ControlPlane]]:
-    """A control plane with Kueue managing queues, and the TrainingJob CRD."""
-    with kueue.kueue_stack(tmp_path_factory.mktemp("kueue-op")) as state:
-        apply_crds(state, CRD_DIR)
-        cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
-        yield state, cp
+def cluster(kueue_stack: KueueStack) -> ControlPlane:
+    return kueue_stack.cluster
 
 
-@pytest.fixture(scope="module")
-def cluster(stack: tuple[State, ControlPlane]) -> ControlPlane:
-    return stack[1]
-
-
-def queued_job(jobs: Jobs, name: str, cpu: str, priority: str | None = None) -> str:
-    body = jobs.body(
-        name,
-        template={
-            "spec": {
-                "containers": [
-                    {
-                        "name": "trainer",
-                        "image": "trainer:test",
-                        "command": ["train"],
-                        "resources": {"requests": {"cpu": cpu}},
-                    }
-                ]
-            }
-        },
+def queued(st: dict[str, Any]) -> str:
+    """The message of the job's Queued=True condition, lower case ("" if none)."""
+    conds = st.get("conditions") or []
+    return next(
+        (c["message"].lower() for c in conds if c["type"] == "Queued" and c["status"] == "True"), ""
     )
-    body["metadata"]["labels"] = {QUEUE_LABEL: "lazarus"}
-    if priority:
-        body["metadata"]["labels"][PRIORITY_LABEL] = priority
-    jobs.custom.create_namespaced_custom_object(
-        "lazarus.dev", "v1alpha1", jobs.ns, "trainingjobs", body
-    )
-    return name
-
-
-def workloads(cluster: ControlPlane, ns: str) -> list[dict[str, Any]]:
-    group, version = API.split("/")
-    got = client.CustomObjectsApi(cluster.api_client()).list_namespaced_custom_object(
-        group, version, ns, "workloads"
-    )
-    return list(got["items"])
 
 
 def test_two_jobs_one_quota_the_second_waits_queued_then_runs(
-    cluster: ControlPlane,
     jobs: Jobs,
     kubelet: FakeKubelet,
     namespace: str,
     operator: OperatorProcess,
-    stack: tuple[State, ControlPlane],
+    kueue_stack: KueueStack,
 ) -> None:
-    state = stack[0]
-    queues = Queues(
-        namespace=namespace,
-        quota={"cpu": "2"},
-        flavor=f"f-{namespace}",
-        cluster_queue=f"cq-{namespace}",
-        node_labels=POOL,
-    )
-    kueue.apply(state, queues.docs())
+    kueue_stack.queues(namespace, node_labels=POOL)
+    api = kueue_stack.cluster.api_client()
+    before = api_requests(api)
     first = queued_job(jobs, "first", "1")  # 2 replicas x 1 cpu: the whole quota
     jobs.wait(first, lambda st: st.get("phase") == "Running", 60, "admitted and running")
     second = queued_job(jobs, "second", "1")
-    held = jobs.wait(second, lambda st: st.get("phase") == "Queued", 60, "Queued")
-    cond = next(c for c in held["conditions"] if c["type"] == "Queued")
-    assert cond["status"] == "True" and "insufficient" in cond["message"].lower(), cond
+    # Queued at once, then Kueue's reason once it has looked at the Workload.
+    held = jobs.wait(second, lambda st: "insufficient" in queued(st), 60, "Queued, no quota")
+    assert held["phase"] == "Queued"
     assert not kubelet.pods(second)
     # One Workload per job, owned by it: one pod set of the replicas with their requests.
-    mine = {w["metadata"]["ownerReferences"][0]["name"]: w for w in workloads(cluster, namespace)}
+    mine = {
+        w["metadata"]["ownerReferences"][0]["name"]: w for w in kueue_stack.workloads(namespace)
+    }
     [ps] = mine[first]["spec"]["podSets"]
     assert ps["count"] == 2
     assert ps["template"]["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1"}
@@ -130,6 +79,10 @@ def test_two_jobs_one_quota_the_second_waits_queued_then_runs(
         kubelet.terminate(p["metadata"]["name"], 0)
     done = jobs.wait(second, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
     assert done["attempt"] == 1 and not done.get("restarts")
+    # Every cycle read the Workloads from the operator's watch (workloadview), none by GET.
+    served = requests_between(before, api_requests(api))
+    assert served.get(("GET", "workloads"), 0) == 0, served
+    assert served.get(("POST", "workloads"), 0) == 2, served  # each created once
 
 
 def test_a_higher_priority_job_preempts_a_running_one_which_yields_then_resumes(
@@ -137,14 +90,8 @@ def test_a_higher_priority_job_preempts_a_running_one_which_yields_then_resumes(
     kubelet: FakeKubelet,
     namespace: str,
     operator: OperatorProcess,
-    stack: tuple[State, ControlPlane],
+    kueue_stack: KueueStack,
 ) -> None:
-    queues = Queues(
-        namespace=namespace,
-        quota={"cpu": "2"},
-        flavor=f"f-{namespace}",
-        cluster_queue=f"cq-{namespace}",
-    )
     priorities = [
         {
             "apiVersion": API,
@@ -154,7 +101,7 @@ def test_a_higher_priority_job_preempts_a_running_one_which_yields_then_resumes(
         }
         for p, v in (("low", 10), ("high", 100))
     ]
-    kueue.apply(stack[0], [*queues.docs(), *priorities])
+    kueue_stack.queues(namespace, extra=priorities)
     low = queued_job(jobs, "low", "1", priority=f"low-{namespace}")
     jobs.wait(low, lambda st: st.get("phase") == "Running", 60, "admitted and running")
     saved = jobs.seed(low, 40, 1)  # what its trainers committed (their SIGTERM save)
@@ -193,15 +140,9 @@ def test_a_suspended_job_gives_its_quota_back_and_queues_again_on_resume(
     kubelet: FakeKubelet,
     namespace: str,
     operator: OperatorProcess,
-    stack: tuple[State, ControlPlane],
+    kueue_stack: KueueStack,
 ) -> None:
-    queues = Queues(
-        namespace=namespace,
-        quota={"cpu": "2"},
-        flavor=f"f-{namespace}",
-        cluster_queue=f"cq-{namespace}",
-    )
-    kueue.apply(stack[0], queues.docs())
+    kueue_stack.queues(namespace)
     paused = queued_job(jobs, "paused", "1")
     jobs.wait(paused, lambda st: st.get("phase") == "Running", 60, "admitted and running")
     other = queued_job(jobs, "other", "1")

@@ -8,68 +8,44 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lazarus_devstack import kueue
-from lazarus_devstack.kueue_manifests import KueueOptions, Queues
-from lazarus_devstack.stack import State, apply_crds
-from tests.conftest import CRD_DIR, ControlPlane
+from lazarus_devstack.kueue_manifests import KueueOptions
+from tests.conftest import ControlPlane
 
-from .conftest import Jobs
+from .conftest import Jobs, KueueStack, queued_job
 from .harness import FakeKubelet, OperatorProcess, wait_for
-from .test_kueue_operator_cluster import queued_job, workloads
 
 pytestmark = pytest.mark.cluster
 TIMEOUT = 5  # seconds an admitted Workload has to get PodsReady
+KUEUE_OPTIONS = KueueOptions(wait_for_pods_ready=TIMEOUT)  # conftest's kueue_stack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[State, ControlPlane]]:
-    opts = KueueOptions(wait_for_pods_ready=TIMEOUT)
-    with kueue.kueue_stack(tmp_path_factory.mktemp("kueue-ready"), opts) as state:
-        apply_crds(state, CRD_DIR)
-        cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
-        yield state, cp
+def cluster(kueue_stack: KueueStack) -> ControlPlane:
+    return kueue_stack.cluster
 
 
-@pytest.fixture(scope="module")
-def cluster(stack: tuple[State, ControlPlane]) -> ControlPlane:
-    return stack[1]
-
-
-def queues(stack: tuple[State, ControlPlane], ns: str) -> None:
-    q = Queues(namespace=ns, quota={"cpu": "2"}, flavor=f"f-{ns}", cluster_queue=f"cq-{ns}")
-    kueue.apply(stack[0], q.docs())
-
-
-def pods_ready(cluster: ControlPlane, ns: str) -> dict[str, Any] | None:
-    [wl] = workloads(cluster, ns)
+def pods_ready(stack: KueueStack, ns: str) -> dict[str, Any] | None:
+    [wl] = stack.workloads(ns)
     conds: list[dict[str, Any]] = wl.get("status", {}).get("conditions") or []
     return next((c for c in conds if c["type"] == "PodsReady"), None)
 
 
 def test_a_gang_that_runs_says_so_and_keeps_its_quota_past_the_timeout(
-    cluster: ControlPlane,
     jobs: Jobs,
     kubelet: FakeKubelet,
     namespace: str,
     operator: OperatorProcess,
-    stack: tuple[State, ControlPlane],
+    kueue_stack: KueueStack,
 ) -> None:
-    queues(stack, namespace)
+    kueue_stack.queues(namespace)
     job = queued_job(jobs, "runs", "1")
     jobs.wait(job, lambda st: st.get("phase") == "Running", 60, "admitted and running")
     ready: dict[str, Any] = wait_for(
-        lambda: (c := pods_ready(cluster, namespace)) and c["status"] == "True" and c,
+        lambda: (c := pods_ready(kueue_stack, namespace)) and c["status"] == "True" and c,
         30,
         "the Workload's PodsReady written by the operator",
     )
@@ -93,9 +69,9 @@ def test_a_gang_that_cannot_start_is_evicted_by_kueue_as_a_disruption(
     no_nodes: FakeKubelet,
     namespace: str,
     operator: OperatorProcess,
-    stack: tuple[State, ControlPlane],
+    kueue_stack: KueueStack,
 ) -> None:
-    queues(stack, namespace)
+    kueue_stack.queues(namespace)
     job = queued_job(jobs, "stuck", "1")
     wait_for(lambda: len(no_nodes.pods(job)) == 2, 60, "admitted: its pods created")
     ended = jobs.wait(

@@ -8,41 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from lazarus_devstack import kueue
-from lazarus_devstack.harness import ControlPlane, create_namespace, wait_for
-from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL, Queues
-from lazarus_devstack.stack import State
+from lazarus_devstack.harness import create_namespace, wait_for
+from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL
+
+from .conftest import KueueStack
 
 pytestmark = pytest.mark.cluster
 POOL = {"lazarus.dev/pool": "train"}
-
-
-@dataclass
-class KueueStack:
-    state: State
-    cluster: ControlPlane
-
-
-@pytest.fixture(scope="module")
-def kueue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KueueStack]:
-    """etcd, kube-apiserver, controller-manager and Kueue managing batch/v1 Jobs."""
-    with kueue.kueue_stack(tmp_path_factory.mktemp("kueue")) as state:
-        cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
-        yield KueueStack(state, cp)
 
 
 def _job(name: str, cpu: str) -> dict[str, Any]:
@@ -92,14 +69,7 @@ def test_kueue_admits_within_quota_and_holds_the_rest(kueue_stack: KueueStack) -
     )
     ns = f"t-{uuid.uuid4().hex[:10]}"
     create_namespace(core, ns)
-    queues = Queues(
-        namespace=ns,
-        quota={"cpu": "1"},
-        flavor=f"f-{ns}",
-        cluster_queue=f"cq-{ns}",
-        node_labels=POOL,
-    )
-    kueue.apply(kueue_stack.state, queues.docs())
+    kueue_stack.queues(ns, quota={"cpu": "1"}, node_labels=POOL)
     try:
         first = batch.create_namespaced_job(ns, _job("first", "1"))
         # The create's answer is the stored object: Kueue's mutating webhook ran.
@@ -177,7 +147,6 @@ def test_an_owned_workload_is_preempted_and_requeued_when_its_owner_yields(
     group, version = API.split("/")
     ns = f"t-{uuid.uuid4().hex[:10]}"
     create_namespace(core, ns)
-    queues = Queues(namespace=ns, quota={"cpu": "1"}, flavor=f"f-{ns}", cluster_queue=f"cq-{ns}")
     priorities = [
         {
             "apiVersion": API,
@@ -187,7 +156,7 @@ def test_an_owned_workload_is_preempted_and_requeued_when_its_owner_yields(
         }
         for p, v in (("low", 10), ("high", 100))
     ]
-    kueue.apply(kueue_stack.state, [*queues.docs(), *priorities])
+    kueue_stack.queues(ns, quota={"cpu": "1"}, extra=priorities)
 
     def get(name: str) -> dict[str, Any]:
         return dict(custom.get_namespaced_custom_object(group, version, ns, "workloads", name))
