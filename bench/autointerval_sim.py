@@ -15,6 +15,13 @@ lazarus_contract.interval.auto_interval with the rate the operator's estimator
 (lazarus_operator.failure_rate.estimate: the prior, then the job's own failures over
 its up time) gives at that moment. A fixed interval is swept over a geometric grid and
 judged on the same traces, so the best fixed one is an oracle's choice.
+
+Start-up is modelled as the operator and the trainer count it: the restart is down time,
+in which no failure strikes and which is not exposure (failure_rate.job_exposure counts
+from each attempt's first step, bench/goodput_auto.py crashes attempts after steps of
+training), and up time includes the saves' stalls (the trainer's pace includes them). The
+measured cost survives a restart, as the trainer resumes with the cost its checkpoint
+recorded (autointerval.AutoSchedule.resumed).
 """
 
 from __future__ import annotations
