@@ -22,7 +22,7 @@ import torch
 
 from lazarus_contract import checkpoint_name
 
-from . import sharded
+from . import dedup, sharded
 from . import storage as st
 from .meta import SaveMeta, SaveTimings, TrainerExtra
 from .retry import retry
@@ -82,6 +82,10 @@ class Committer:
         # The save's own I/O threads, few and at a lower priority: a trainer needs its cores.
         self.threads = max(1, self.config.save_threads)
         self.pool = background_pool(self.threads, self.config.save_nice)
+        # Content-addressed saves (dedup.py): the replicated object as shared chunks,
+        # each stored once per job; the chunks of its last upload, for the next one.
+        self.dedup = dedup.enabled()
+        self.hints = dedup.Hints()
 
     def write(self, snap: Snapshot, meta: SaveMeta, *, background: bool) -> SaveOutcome:
         """Upload, then commit (rank 0): the same outcome on every rank."""
@@ -122,11 +126,14 @@ class Committer:
             # so a rank whose upload fails never leaves the others waiting inside DCP.
             with stage as files:
                 deadline = self.deadline()
-                writer = self._retried(
-                    functools.partial(self.storage.begin, step, self.config.attempt),
-                    f"begin {name}",
-                    deadline,
+                begin = functools.partial(
+                    self.storage.begin,
+                    step,
+                    self.config.attempt,
+                    uid=self.config.job_uid,
+                    reuse_from=self._reuse_from(),
                 )
+                writer = self._retried(begin, f"begin {name}", deadline)
                 uploads = self._upload(name, writer, snap, files, deadline, background=background)
                 return writer, uploads, None
         except Exception as exc:
@@ -156,12 +163,35 @@ class Committer:
             put = functools.partial(writer.put, path, data, pool=pool, concurrency=n)
             uploads.append((path, put))
         objects = {rank_object(self.dist.rank): snap.rank}
-        if snap.common is not None:
+        if snap.common is not None and self.dedup:
+            common = snap.common
+            put_c = functools.partial(self._put_chunked, writer, common, pool)
+            uploads.append((COMMON_OBJECT, put_c))
+        elif snap.common is not None:
             objects[COMMON_OBJECT] = snap.common
         for path, packed in objects.items():
             put = functools.partial(writer.put, path, packed.view(), pool=pool, concurrency=n)
             uploads.append((path, put))
         return [self._retried(put, f"upload {name}/{path}", deadline) for path, put in uploads]
+
+    def _reuse_from(self) -> tuple[str, ...]:
+        """Checkpoints whose shared chunks a save may reference: the last one committed
+        and the one this attempt resumed from (both the job's)."""
+        last = self.run.last_committed[0] if self.run.last_committed else None
+        return tuple(dict.fromkeys(n for n in (last, self.run.resumed_from) if n))
+
+    def _put_chunked(self, writer: st.Writer, packed: Packed, pool: Any) -> st.Entry:
+        pieces = dedup.pieces(packed, self.storage.piece_size, self.hints)
+        out = writer.put_chunks(COMMON_OBJECT, packed.view(), pieces, pool=pool)
+        self.hints = dedup.remember(packed, pieces, out.entry.chunks)
+        log.debug(
+            "%s: %d bytes uploaded, %d reused, %d hashed",
+            COMMON_OBJECT,
+            out.uploaded_bytes,
+            out.reused_bytes,
+            out.hashed_bytes,
+        )
+        return out.entry
 
     def _retried(self, fn: Callable[[], T], what: str, deadline: float | None) -> T:
         cfg = self.config

@@ -30,6 +30,7 @@ from lazarus_store import (
     open_store_from_env,
 )
 from lazarus_store import ObjectEntry as Entry
+from lazarus_store.chunked import ChunkedResult, Piece
 from lazarus_store.ownership import Owner, owner_of
 from lazarus_store.verified import ReadStats
 
@@ -71,6 +72,12 @@ class Writer:
     ) -> Entry:
         """One object straight from `data` (no copy), on `pool` if given."""
         return self._w.put_bytes(path, data, pool=pool, concurrency=concurrency)
+
+    def put_chunks(
+        self, path: str, data: memoryview, pieces: list[Piece], *, pool: Executor | None = None
+    ) -> ChunkedResult:
+        """One object as content-addressed chunks shared by the job's checkpoints."""
+        return self._w.put_chunks(path, data, pieces, pool=pool)
 
     def put_file(
         self,
@@ -137,8 +144,16 @@ class Storage:
                 "spec.checkpoint.uri"
             ) from None
 
-    def begin(self, step: int, attempt: int) -> Writer:
-        return Writer(self.store.begin(step=step, attempt=attempt))
+    def begin(
+        self, step: int, attempt: int, *, uid: str = "", reuse_from: tuple[str, ...] = ()
+    ) -> Writer:
+        """A writer; `uid` names the job's shared prefix, `reuse_from` the committed
+        checkpoints whose shared chunks it may reference."""
+        return Writer(self.store.begin(step=step, attempt=attempt, uid=uid, reuse_from=reuse_from))
+
+    @property
+    def piece_size(self) -> int:
+        return self.store.part_size
 
     def committed(self) -> list[str]:
         """Committed, cheaply valid, unquarantined checkpoints in lineage, newest first

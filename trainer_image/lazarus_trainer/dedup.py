@@ -1,0 +1,93 @@
+"""Which pieces of a packed object to store as shared chunks, and which need no hashing.
+
+A piece is a run of whole tensors (big tensors split) of at most `piece_size` bytes, so
+a frozen or unchanged tensor keeps its piece, and its chunk, from save to save. A piece
+whose every tensor `pack` found byte-equal to the previous pack of the same buffer keeps
+that pack's chunk without being hashed; every other piece is hashed, and stored only if
+no earlier checkpoint of the job stored the same bytes (lazarus_store.chunked).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+
+from lazarus_store.chunked import Piece
+from lazarus_store.manifest import Chunk
+
+from .tensorfile import Packed
+
+ENV_DEDUP = "LAZARUS_SAVE_DEDUP"
+
+
+def enabled(env: dict[str, str] | None = None) -> bool:
+    """Content-addressed saves: on unless LAZARUS_SAVE_DEDUP is 0 (docs/trainer.md)."""
+    value = (os.environ if env is None else env).get(ENV_DEDUP, "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def cuts(bounds: list[int], size: int, piece_size: int) -> list[tuple[int, int]]:
+    """(offset, size) of each piece of [0, size): runs of the segments between `bounds`
+    (ascending tensor boundaries) of at most `piece_size` bytes; a segment longer than
+    that is split at multiples of `piece_size` from its start."""
+    segs: list[tuple[int, int]] = []
+    edges = sorted({0, size, *(b for b in bounds if 0 < b < size)})
+    for a, b in itertools.pairwise(edges):
+        segs += [(o, min(piece_size, b - o)) for o in range(a, b, piece_size)]
+    out: list[tuple[int, int]] = []
+    for off, n in segs:
+        if out and out[-1][1] + n <= piece_size and out[-1][1] < piece_size:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((off, n))
+    return out
+
+
+@dataclass
+class Hints:
+    """The chunks of the last pieces stored from one buffer, by (offset, size)."""
+
+    buffer_id: int = -1
+    generation: int = -1
+    chunks: dict[tuple[int, int], Chunk] = field(default_factory=dict)
+
+
+def pieces(packed: Packed, piece_size: int, hints: Hints | None) -> list[Piece]:
+    """`packed` as pieces; those whose tensors are all unchanged since the pack `hints`
+    describes carry that pack's chunk (`Piece.known`)."""
+    cap = packed.header_capacity
+    bounds = [cap + s.begin for s in packed.slots] + [cap + s.end for s in packed.slots]
+    out = []
+    usable = (
+        hints is not None
+        and hints.buffer_id == packed.buffer_id
+        and hints.generation == packed.generation - 1
+    )
+    for off, n in cuts(bounds, packed.nbytes, piece_size):
+        known = hints.chunks.get((off, n)) if usable and hints is not None else None
+        if known is not None and not _all_same(packed, off, off + n):
+            known = None
+        out.append(Piece(off, n, known))
+    return out
+
+
+def _all_same(packed: Packed, begin: int, end: int) -> bool:
+    """Every byte of [begin, end) lies in tensors `pack` found unchanged (not the header)."""
+    if begin < packed.header_capacity:
+        return False
+    cap = packed.header_capacity
+    return all(
+        same
+        for s, same in zip(packed.slots, packed.same, strict=True)
+        if cap + s.begin < end and cap + s.end > begin
+    )
+
+
+def remember(packed: Packed, done: list[Piece], chunks: tuple[Chunk, ...]) -> Hints:
+    """The hints for the next pack of the same buffer."""
+    return Hints(
+        packed.buffer_id,
+        packed.generation,
+        {(p.offset, p.size): c for p, c in zip(done, chunks, strict=True)},
+    )
