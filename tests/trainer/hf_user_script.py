@@ -11,7 +11,8 @@ HF_USER_PATIENCE (EarlyStoppingCallback), HF_USER_ITERABLE=1, HF_USER_SHARD=1
 (dispatch_batches=False), HF_USER_WORKERS=N, HF_USER_FP16=1 (the log gets each step's scale
 and growth tracker), HF_USER_PEFT=lora|loha|lokr|ia3|adalora|two (a LoRA adapter and a second
 one)|qlora (LoRA on a 4-bit base)|prompt|ptuning|prefix|multitask (prompt learning on a
-GPT-2), HF_USER_FSDP=1 (under torchrun), HF_USER_DEEPSPEED=1.
+GPT-2), HF_USER_FSDP=1 (under torchrun), HF_USER_DEEPSPEED=1, HF_USER_PERTURB=1 (one weight
+of the base nudged before the PEFT model wraps it: another base).
 FINAL.best gets load_best's weights, FINAL.state HF's best_metric, global step and the names
 of the parameters that train.
 """
@@ -188,7 +189,11 @@ def model(workdir: str) -> nn.Module:
         "adalora": lambda: peft.AdaLoraConfig(target_modules=["out"], total_step=10),
         "two": lambda: peft.LoraConfig(r=4, target_modules=["out"]),
     }
-    wrapped: Any = peft.get_peft_model(MaskedLM(), configs[kind]())
+    base = MaskedLM()
+    if os.environ.get("HF_USER_PERTURB") == "1":
+        with torch.no_grad():
+            base.out.weight[0, 0] += 1e-3
+    wrapped: Any = peft.get_peft_model(base, configs[kind]())
     if kind == "two":  # a second adapter beside the trained one
         wrapped.add_adapter("second", peft.LoraConfig(r=2, target_modules=["out"]))
     return wrapped  # type: ignore[no-any-return]

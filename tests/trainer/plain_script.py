@@ -9,7 +9,9 @@ Env PLAIN_TEST_WORKERS: the DataLoader's num_workers (default 0); PLAIN_TEST_NO_
 a shuffled DataLoader and no data position registered (warned); PLAIN_TEST_NO_SAMPLES=1:
 `lz.step()` without `samples=` (warned); PLAIN_TEST_SCALER=1: a CPU `GradScaler`, registered,
 whose scale grows every 2 steps from near fp32's limit until gradients overflow and it backs
-off (each step's scale and growth tracker are logged with its losses).
+off (each step's scale and growth tracker are logged with its losses); PLAIN_TEST_FREEZE=1:
+the first layer frozen (requires_grad=False, the optimizer over the rest), PLAIN_TEST_PERTURB=1
+with it: one of its weights nudged (another base).
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(40, 8, generator=g), torch.randn(40, 1, generator=g))
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    if os.environ.get("PLAIN_TEST_FREEZE") == "1":
+        model[0].requires_grad_(False)
+        if os.environ.get("PLAIN_TEST_PERTURB") == "1":
+            with torch.no_grad():
+                model[0].weight[0, 0] += 1e-3
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     registered = os.environ.get("PLAIN_TEST_NO_SAMPLER") != "1"
     per_step = 0 if os.environ.get("PLAIN_TEST_NO_SAMPLES") == "1" else B * ACCUM
     scaler = torch.amp.GradScaler(

@@ -17,6 +17,7 @@ import torch
 from lazarus_contract import parse_checkpoint_name
 
 from . import storage as st
+from .base_fingerprint import note_frozen
 from .config import LazarusConfig
 from .distributed import Collectives
 from .facade_state import RunStateAccess
@@ -105,6 +106,7 @@ class Lazarus(RunStateAccess):
         attach = getattr(reg.sampler, "attach", None)
         if self.ft is not None and attach is not None:
             attach(self.ft.participation)  # ft_sampler: each step's share of the data
+        note_frozen(reg)  # before resume() loads into them: the frozen base as set up
         return self
 
     @property

@@ -81,8 +81,8 @@ def refuse_unsupported(trainer: Any) -> None:
 
 
 # PEFT adapter types whose resume under HF Trainer a test proves bitwise equal to an
-# uninterrupted run (tests/trainer/test_hf_user_e2e.py): HF loads the whole state dict Lazarus
-# saved into the PeftModel, and these types hold all their state in it.
+# uninterrupted run (tests/trainer/test_hf_user_e2e.py): HF loads the checkpoint's state dict
+# over the PeftModel's own fingerprinted base, and these types hold all their state in it.
 PEFT_VERIFIED = ("LORA", "LOHA", "LOKR", "IA3", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 
 
@@ -115,8 +115,8 @@ def quantization(model: Any) -> str | None:
 
 def check_peft(model: Any) -> None:
     """A PEFT model resumes exactly with one adapter of a verified type on a base that is
-    not quantized (said once: its checkpoints hold the whole model); anything else is
-    refused, as is a quantized model."""
+    not quantized (said once: its checkpoints hold the adapter, not the frozen base);
+    anything else is refused, as is a quantized model."""
     how = quantization(model)
     if how is not None:
         raise PermanentError(
@@ -153,15 +153,14 @@ def check_peft(model: Any) -> None:
             "(e.g. LoraConfig)"
         )
     whole, adapter = state_size(model)
-    log.warning(
-        "PEFT %s adapter %r: resumes are exact, but each Lazarus checkpoint holds the whole "
-        "model, the frozen base included (%s, the trainable part %s), where HF's own "
-        "checkpoints hold the adapter alone; size the store and LAZARUS_KEEP_LATEST for that "
-        "until adapter-sized checkpoints are supported",
+    log.info(
+        "PEFT %s adapter %r: each Lazarus checkpoint holds the adapter (%s trainable) with "
+        "the optimizer and the rest of the run's state, not the frozen base (of %s in all), "
+        "whose fingerprint it records: a resume onto another base is refused",
         kind,
         name,
-        whole,
         adapter,
+        whole,
     )
 
 

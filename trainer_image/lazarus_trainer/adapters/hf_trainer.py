@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..api import Lazarus
+from ..base_fingerprint import KEY as BASE_KEY
+from ..base_fingerprint import FrozenBase
 from ..config import LazarusConfig
 from ..rng import numpy_state, restore_rng
 from ..state import common_object, deserialize, rank_object
@@ -28,6 +30,7 @@ from ..termination import PermanentError, exits_permanent
 from .hf_checks import check_hf_state
 from .hf_fetch import KEY as FETCH_KEY
 from .hf_fetch import FetchTap, tappable
+from .hf_peft import TrainableView, full_state
 from .hf_state import (
     hf_metric_config,
     refuse_past_first_pass,
@@ -119,6 +122,10 @@ class LazarusCallback(TrainerCallback):
     ) -> None:
         self.trainer = trainer
         refuse_unsupported(trainer)
+        # Before any resume loads into it: the frozen base (a PEFT model's) as set up.
+        self._base = FrozenBase()
+        self._base.add("model", trainer.model)
+        self._view: TrainableView | None = None
         # HF's own load_best_model_at_end loads from HF's local checkpoints, which a resumed
         # pod does not have: Lazarus loads the best one it kept instead.
         self._load_best = load_best or bool(getattr(trainer.args, "load_best_model_at_end", False))
@@ -161,6 +168,10 @@ class LazarusCallback(TrainerCallback):
                 ours, mine = common_object(fmt), rank_object(lz.dist.rank, fmt)
                 common = deserialize(lz.storage.read_bytes(name, ours), ours, fmt)
                 check_hf_state(common, ours)  # HF reads it itself, past the fall-back
+                saved_base = common["extras"].get(BASE_KEY)
+                why = self._base.check_state(saved_base) if saved_base is not None else None
+                if why:
+                    raise InvalidCheckpoint(f"{ours}: extra {BASE_KEY!r} state {why}")
                 rank = deserialize(lz.storage.read_bytes(name, mine), mine, fmt)
             except (InvalidCheckpoint, CheckpointNotFound) as exc:
                 error = str(exc)
@@ -177,7 +188,10 @@ class LazarusCallback(TrainerCallback):
         d = Path(self._tmp.name)
         trainer_state = common["extras"]["hf_trainer_state"]["json"]
         refuse_past_first_pass(self.trainer, json.loads(trainer_state))
-        torch.save(common["models"]["model"], d / HF_WEIGHTS)
+        vouched = set(self._base.models.get("model", {}))
+        torch.save(
+            full_state(self.trainer.model, common["models"]["model"], vouched), d / HF_WEIGHTS
+        )
         torch.save(common["optimizers"]["optimizer"], d / HF_OPTIMIZER)
         torch.save(common["schedulers"]["scheduler"], d / HF_SCHEDULER)
         if common.get("scaler") is not None:
@@ -220,12 +234,20 @@ class LazarusCallback(TrainerCallback):
         # sees every other callback's state for this step or evaluation, as HF's save does.
         handler.callbacks = [cb for cb in handler.callbacks if cb is not self] + [self]
         scaler = getattr(self.trainer.accelerator, "scaler", None)
+        extras: dict[str, Any] = {"hf_trainer_state": self._holder}
+        model = kw["model"]
+        if self._base.models:  # checkpoints hold what trains, the base its fingerprint
+            extras[BASE_KEY] = self._base
+            if self._view is None:
+                self._view = TrainableView(model, self._base)
+            self._view.rebaseline()  # HF's resume just loaded the same base into it
+            model = self._view
         self.lz.register(
-            model=kw["model"],
+            model=model,
             optimizer=kw["optimizer"],
             scheduler=kw["lr_scheduler"],
             scaler=scaler,
-            extras={"hf_trainer_state": self._holder},
+            extras=extras,
         )
         self.lz.registry.data_owner = "HF Trainer"  # its global_step places the data (fidelity.py)
         loader = kw.get("train_dataloader")
