@@ -34,7 +34,10 @@ def test_the_rate_reaches_the_pods_and_status_and_a_crash_raises_it(
     assert first == pytest.approx(1.0, rel=0.05)  # the prior: one failure an hour
     st = jobs.status(job)["saveInterval"]
     assert st["failuresPerHour"] == first and st["failures"] == 0
-    kubelet.terminate(f"{job}-a1-1", 1)  # a crash: a save could have helped
+    # A crash while training (its progress signal at step 5): a save could have helped. A
+    # crash before any step (no step in the message) would not count.
+    progress = {"v": 1, "outcome": "running", "step": 5}
+    kubelet.terminate(f"{job}-a1-1", 1, message=progress)
     running(jobs, kubelet, job, 2)
     wait_for(lambda: (rate_on(kubelet, f"{job}-a2-0") or 0) > 1.5, T, "a raised rate")
     st = jobs.status(job)["saveInterval"]
