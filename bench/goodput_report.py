@@ -12,6 +12,9 @@ from bench.goodput_trace import Accounting, lost_at_each_end
 from lazarus_devstack.bench_harness import Spread
 
 MODES = ("lazarus", "periodic", "none")
+# The modes each --trace runs: Kueue's preemption is Lazarus vs periodic-only (without
+# saves, (c) only says what every restart from step 0 costs, as the mixed trace does).
+MODES_OF = {"mixed": MODES, "queue-preemption": ("lazarus", "periodic")}
 
 
 def final_equal(a: str, b: str) -> bool | None:

@@ -1,6 +1,7 @@
 """One TrainingJob of bench.goodput on the local loop, under a trace of disruptions: its
-spec per mode, the disruptions (eviction, crash, node loss, notice then loss) and what
-the run leaves (steps seen, the operator's status, the final parameters)."""
+spec per mode, the disruptions (eviction, crash, node loss, notice then loss; or Kueue
+preempting it for a higher-priority job) and what the run leaves (steps seen, the
+operator's status, the final parameters)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,21 @@ from bench.goodput_trace import (
     EVICTION,
     NODE_LOSS,
     NOTICE_THEN_LOSS,
+    QUEUE_PREEMPTION,
     Accounting,
     AttemptSteps,
     Event,
     account,
 )
 from bench.local_loop import LocalLoop, StepClock, attempt_of
+from lazarus_devstack import kueue
 from lazarus_devstack.harness import GROUP, PLURAL, VERSION, LosableNode, node_ready, wait_for
+from lazarus_devstack.kueue_manifests import Queues
+from lazarus_devstack.kueue_preempt import Preempter, in_queue, priority_classes
 
 NOTICE_TAINT = "aws-node-termination-handler/spot-itn"
 NS = "goodput"
+LOW, HIGH = "goodput-low", "goodput-high"  # the queue trace's WorkloadPriorityClasses
 
 
 @dataclass
@@ -48,17 +54,30 @@ class Run:
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args, self.work = args, work
+        self.queued = args.trace == "queue-preemption"
         self.loop = LocalLoop(
-            work, NS, ("goodput-a", "goodput-b"), {"LAZARUS_PROGRESS_SECONDS": "1"}
+            work,
+            NS,
+            ("goodput-a", "goodput-b"),
+            {"LAZARUS_PROGRESS_SECONDS": "1"},
+            with_kueue=self.queued,
         )
         self.core, self.custom = self.loop.core, self.loop.custom
         self.pods, self.nodes = self.loop.pods, self.loop.nodes
+        self.preempter = Preempter(self.custom, NS, args.timeout)
+        self.preemptions = 0
+        if self.queued:
+            # A quota of one job (1 cpu): the preemptor fits only once the job yields.
+            queues = Queues(NS, {"cpu": "1"})
+            kueue.apply(self.loop.state, [*queues.docs(), *priority_classes(LOW, HIGH)])
 
     def close(self) -> None:
         self.loop.close()
 
     # --- one job ------------------------------------------------------------------------
-    def body(self, mode: str, name: str) -> dict[str, Any]:
+    def body(
+        self, mode: str, name: str, steps: int | None = None, priority: str = LOW
+    ) -> dict[str, Any]:
         a = self.args
         venv_bin = str(Path(sys.executable).parent)
         checkpoint: dict[str, Any] = self.loop.checkpoint(name)
@@ -69,7 +88,7 @@ class Bench:
             "image": "lazarus-trainer:dev",
             "command": [f"{venv_bin}/lazarus-train"],
             "args": [
-                *("--steps", str(a.steps), "--step-sleep", str(a.step_sleep)),
+                *("--steps", str(steps or a.steps), "--step-sleep", str(a.step_sleep)),
                 *("--d-model", str(a.d_model), "--layers", str(a.layers)),
                 *("--seed", "0", "--loss-log", "loss.jsonl", "--final-params", "final.pt"),
             ],
@@ -89,12 +108,16 @@ class Bench:
         if mode != "lazarus":
             container["env"] = [{"name": "LAZARUS_HANDLE_SIGNALS", "value": "0"}]
             spec["disruptionTaints"] = []
-        return {
+        body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "TrainingJob",
             "metadata": {"name": name},
             "spec": spec,
         }
+        if not self.queued:
+            return body
+        container["resources"] = {"requests": {"cpu": "1"}}
+        return in_queue(body, Queues(NS).local_queue, priority)
 
     def status(self, name: str) -> dict[str, Any]:
         got = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
@@ -155,6 +178,8 @@ class Bench:
             self.loop.crash(pod)
         elif ev.kind == NODE_LOSS:
             self.lose(node)
+        elif ev.kind == QUEUE_PREEMPTION:
+            at.update(self.preempt(job, t0))
         elif ev.kind == NOTICE_THEN_LOSS:
             self.taint(node.name, [{"key": NOTICE_TAINT, "effect": "NoSchedule"}])
             time.sleep(self.args.notice)
@@ -174,6 +199,19 @@ class Bench:
             node.start()
             wait_for(lambda: node_ready(self.core, node.name), 60, f"{node.name} Ready again")
         return at
+
+    def preempt(self, job: str, t0: float) -> dict[str, Any]:
+        """Kueue preempts `job` for a higher-priority TrainingJob of `--preemptor-steps`
+        steps; back once the job is re-admitted and running again."""
+        self.preemptions += 1
+        high = self.body("lazarus", f"hp{self.preemptions}-{job}", self.args.preemptor_steps, HIGH)
+        p = self.preempter.preempt(job, high)
+        return {
+            "reason": p.reason,
+            "evicted_t": round(p.evicted - t0, 2),
+            "queued_t": round(p.queued - t0, 2),
+            "readmitted_t": round(p.readmitted - t0, 2),
+        }
 
     def taint(self, node: str, taints: list[dict[str, str]] | None) -> None:
         self.core.patch_node(node, {"spec": {"taints": taints}})

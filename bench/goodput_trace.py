@@ -17,6 +17,11 @@ CRASH = "crash"  # SIGKILL of the trainer's process group, as the OOM killer doe
 NODE_LOSS = "node-loss"  # the kubelet and its pods die; the node goes Unknown
 NOTICE_THEN_LOSS = "notice-then-loss"  # a disruption-notice taint, then the node is lost
 KINDS = (EVICTION, CRASH, NODE_LOSS, NOTICE_THEN_LOSS)
+# Kueue preempting the job for a higher-priority one (needs Kueue in the loop: a trace of
+# its own, not mixed with the others).
+QUEUE_PREEMPTION = "queue-preemption"
+# --trace: the kinds each trace draws from.
+TRACES = {"mixed": KINDS, "queue-preemption": (QUEUE_PREEMPTION,)}
 
 
 @dataclass(frozen=True)
@@ -25,16 +30,19 @@ class Event:
     after_steps: int  # steps the attempt it hits has run (since its own start) when it lands
 
 
-def make_trace(seed: int, events: int, min_gap: int, max_gap: int) -> list[Event]:
-    """`events` disruptions: every kind once (in a seeded order) before any repeats, each
-    landing after a seeded number of the current attempt's steps in [min_gap, max_gap]."""
-    if events < 0 or not 0 < min_gap <= max_gap:
+def make_trace(
+    seed: int, events: int, min_gap: int, max_gap: int, kinds_of: Sequence[str] = KINDS
+) -> list[Event]:
+    """`events` disruptions of `kinds_of`: every kind once (in a seeded order) before any
+    repeats, each landing after a seeded number of the current attempt's steps in
+    [min_gap, max_gap]."""
+    if events < 0 or not 0 < min_gap <= max_gap or not kinds_of:
         raise ValueError(f"bad trace shape: events={events}, gaps {min_gap}..{max_gap}")
     rng = random.Random(seed)
-    kinds = list(KINDS)
+    kinds = list(kinds_of)
     rng.shuffle(kinds)
     while len(kinds) < events:
-        kinds.append(rng.choice(KINDS))
+        kinds.append(rng.choice(kinds_of))
     return [Event(k, rng.randint(min_gap, max_gap)) for k in kinds[:events]]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from kubernetes import client
 
 from bench.goodput_trace import AttemptSteps
+from lazarus_devstack import kueue
 from lazarus_devstack.harness import (
     ControlPlane,
     LosableNode,
@@ -105,16 +106,28 @@ class StepClock:
 
 
 class LocalLoop:
-    """The stack, one namespace with the S3 secret and a bucket, the nodes, the operator."""
+    """The stack, one namespace with the S3 secret and a bucket, the nodes, the operator.
+
+    `with_kueue`: Kueue's controller runs in the stack too (`lazarus_devstack.kueue`; the
+    controllers under their own identities, as `kueue.kueue_stack` runs them)."""
 
     def __init__(
-        self, work: Path, namespace: str, nodes: tuple[str, ...], operator_env: dict[str, str]
+        self,
+        work: Path,
+        namespace: str,
+        nodes: tuple[str, ...],
+        operator_env: dict[str, str],
+        *,
+        with_kueue: bool = False,
     ) -> None:
         self.work, self.ns = work, namespace
-        self.stack = Stack(work / "stack", tied=True)
+        self.stack = Stack(work / "stack", tied=True, own_identities=with_kueue)
         state = self.stack.up(
             Ports(apiserver=0, etcd_client=0, etcd_peer=0, s3=0), controllers=True, scheduler=True
         )
+        self.state = state
+        if with_kueue:
+            kueue.start(self.stack, state)
         assert state.s3 is not None
         self.cp = ControlPlane(
             Path(state.run_dir),

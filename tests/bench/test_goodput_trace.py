@@ -10,6 +10,8 @@ from bench.goodput_trace import (
     KINDS,
     NODE_LOSS,
     NOTICE_THEN_LOSS,
+    QUEUE_PREEMPTION,
+    TRACES,
     AttemptSteps,
     account,
     lost_at_each_end,
@@ -35,6 +37,23 @@ def test_a_seed_gives_one_trace_every_kind_first_gaps_in_range() -> None:
 def test_a_bad_trace_shape_is_refused(events: int, lo: int, hi: int) -> None:
     with pytest.raises(ValueError, match="bad trace shape"):
         make_trace(0, events, lo, hi)
+
+
+def test_a_queue_preemption_trace_is_kueue_preempting_every_time() -> None:
+    trace = make_trace(3, 3, 20, 35, TRACES["queue-preemption"])
+    assert [e.kind for e in trace] == [QUEUE_PREEMPTION] * 3
+    assert all(20 <= e.after_steps <= 35 for e in trace)
+    assert trace == make_trace(3, 3, 20, 35, TRACES["queue-preemption"])
+    with pytest.raises(ValueError, match="bad trace shape"):
+        make_trace(3, 3, 20, 35, ())
+
+
+def test_the_mixed_trace_of_a_seed_is_the_one_docs_performance_shows() -> None:
+    """Traces are drawn the same way with or without the kinds argument: seed 7's is
+    still notice-then-loss after 45 steps, crash 26, eviction 27, node loss 51."""
+    want = [(NOTICE_THEN_LOSS, 45), (CRASH, 26), (EVICTION, 27), (NODE_LOSS, 51)]
+    assert [(e.kind, e.after_steps) for e in make_trace(7, 4, 25, 55)] == want
+    assert make_trace(7, 4, 25, 55, TRACES["mixed"]) == make_trace(7, 4, 25, 55)
 
 
 def steps(number: int, first: int, n: int, start: float = 0.0, dt: float = 1.0) -> AttemptSteps:
