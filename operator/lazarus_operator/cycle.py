@@ -17,13 +17,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
 from . import status as s
 from .act import Actor
-from .builders import KIND, JobRef
+from .builders import KIND, LABEL_JOB, JobRef
 from .decide import decide
 from .gather import Gatherer
 from .jobqueue import Backoff, JobQueue, Outcome
@@ -35,8 +36,8 @@ from .spec import SpecError, parse_spec
 from .statuswrite import StatusWriter
 from .storeaccess import StoreAccess
 from .transition import Transition, condition_only, decided, reconciled
-from .vocabulary import Event
-from .watched import Watched
+from .vocabulary import Event, Facts
+from .watched import Watched, pod_uid, slim_pod
 
 log = logging.getLogger("lazarus.cycle")
 
@@ -143,10 +144,14 @@ class Reconciler:
                 self._post(job, [event])
             return Outcome(None, f"invalid spec: {err}")
         facts = await self.gather.facts(job, spec, now, refresh)
-        d = decide(facts)
-        if backoff.recovered and reconciled(d.state, now):
+        t, cleared = self._decide(job, facts, backoff.recovered)
+        if t.books and (listed := await self._listed(facts)) is not None:
+            # Decided on pods the watch showed, which the API has not (any more): the
+            # watch lags (another replica acted; a loaded loop). Decide on the API's.
+            metrics.METRICS.api_retries.inc()
+            t, cleared = self._decide(job, listed, backoff.recovered)
+        if cleared:
             backoff.recovered = False
-        t = decided(facts, d, generation=job["metadata"].get("generation"))
         if not await self.writer.write(job, t):
             # Someone changed the job since we read it: decide again on fresh facts.
             metrics.METRICS.api_retries.inc()
@@ -164,6 +169,29 @@ class Reconciler:
             # (this one was made before we knew).
             return Outcome(min(t.requeue_after or 0.5, 0.5), t.waiting or "recovered")
         return Outcome(t.requeue_after, t.waiting)
+
+    @staticmethod
+    def _decide(job: dict[str, Any], facts: Facts, recovered: bool) -> tuple[Transition, bool]:
+        """The transition `facts` call for; whether it clears a recovered error."""
+        d = decide(facts)
+        cleared = recovered and reconciled(d.state, facts.now)
+        return decided(facts, d, generation=job["metadata"].get("generation")), cleared
+
+    async def _listed(self, facts: Facts) -> Facts | None:
+        """`facts` with the job's pods as one LIST shows them now, or None when they are
+        the watch's. A transition that moves the job on is decided on these: the LIST
+        is served after the job was read, so no older than its status (which another
+        replica may have written, having acted already)."""
+        ns, name = facts.job.namespace, facts.job.name
+        pods = await self.kube.list_pods(ns, f"{LABEL_JOB}={name}")
+        listed = sorted((slim_pod(p) for p in pods), key=lambda p: p["metadata"]["name"])
+        if _versions(listed) == _versions(facts.pods):
+            return None
+        index = self.pods.index()
+        on = sorted({n for p in listed if (n := (p.get("spec") or {}).get("nodeName"))})
+        nodes = {n: node for n in on if (node := index.node(n)) is not None}
+        fresh = replace(facts, pods=listed, nodes=nodes, pod_ends=None)
+        return replace(fresh, pod_ends=fresh.ends)  # classified once, as gather does
 
     async def _gone(self, ns: str, name: str) -> None:
         """Deleted: its pods go too. The garbage collector would get there, but it
@@ -215,3 +243,8 @@ class Reconciler:
 
     def _post(self, job: dict[str, Any], events: list[Event]) -> None:
         self.outbox.queue(job, [(e.type, e.reason, e.message) for e in events])
+
+
+def _versions(pods: list[dict[str, Any]]) -> dict[str, str]:
+    """uid -> resourceVersion: two views of the pods that agree on these agree."""
+    return {pod_uid(p): str(p["metadata"].get("resourceVersion")) for p in pods}

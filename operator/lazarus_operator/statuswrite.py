@@ -1,7 +1,9 @@
 """The TrainingJob bodies a cycle reads, and its one status write.
 
 Bodies come from the watch (`watched.Bodies`) and from our own writes; the API is
-read only for a job no event has shown yet, or after a write conflicted."""
+read only for a job no event has shown yet, or after a write conflicted. The write
+is the cycle's lock (docs/architecture.md, "more than one replica"): it carries the
+resourceVersion the cycle decided on, and only a cycle whose write won acts."""
 
 from __future__ import annotations
 
@@ -37,12 +39,17 @@ class StatusWriter:
             self.bodies.put(job)
 
     async def write(self, job: dict[str, Any], t: Transition) -> bool:
-        """Write `t`'s status once, only if it changed, guarded by the resourceVersion
-        `job` was read at; False when someone changed the job since."""
+        """Write `t`'s status once, guarded by the resourceVersion `job` was read at;
+        False when someone changed the job since (another replica, a lagging watch).
+        A transition that acts but changes no status still sends the guard, as an
+        empty patch (the API server writes nothing then): its actions must not be
+        carried out for a job that moved on."""
         meta = job["metadata"]
         patch = s.status_patch(job.get("status") or {}, t.written)
         if patch is None:
-            return True
+            if not t.actions:
+                return True
+            patch = {}
         written = await self.kube.patch_status(
             meta["namespace"], meta["name"], meta["resourceVersion"], patch
         )

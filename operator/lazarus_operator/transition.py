@@ -31,11 +31,22 @@ class Transition:
     def events(self) -> list[Event]:
         return [a for a in self.actions if isinstance(a, Event)]
 
+    @property
+    def books(self) -> bool:
+        """Whether the job moves on (its phase, attempt or launch; a restart booked or
+        counted): what the pods showed must be what the API has (cycle), not only
+        what a watch that may lag showed."""
+        return _moves(self.old) != _moves(self.new)
+
     @cached_property
     def written(self) -> dict[str, Any]:
         """The new status as the API holds it (None values dropped: the API prunes them)."""
         out: dict[str, Any] = s.prune_none(self.new.to_api())
         return out
+
+
+def _moves(st: JobStatus) -> tuple[object, ...]:
+    return (st.phase, st.attempt, st.launched, st.restarts, st.pending_restart is not None)
 
 
 def between(job: JobRef, old: dict[str, Any], new: dict[str, Any], now: datetime) -> Transition:

@@ -79,3 +79,27 @@ def test_a_condition_only_transition_keeps_the_rest_of_the_status() -> None:
 def test_between_reads_two_api_statuses() -> None:
     t = between(JOB, {"attempt": 1}, {"attempt": 2, "lostSteps": 5}, NOW)
     assert (t.old.attempt, t.new.attempt, t.new.lost_steps, t.now) == (1, 2, 5, NOW)
+
+
+RUNNING: dict[str, Any] = {"phase": "Running", "attempt": 1, "launched": True}
+PENDING_RESTART = {"attempt": 1, "cause": "Disrupted", "endedAt": "2026-01-01T00:00:00Z"}
+CHECKPOINT = {"name": "ck-100", "step": 100, "attempt": 1}
+CONDITION = {"type": "Running", "status": "True", "reason": "AllRunning", "message": "2 pods"}
+
+
+@pytest.mark.parametrize(
+    ("new", "books"),
+    [
+        (RUNNING, False),
+        ({**RUNNING, "latestCheckpoint": CHECKPOINT}, False),  # progress, from the store
+        ({**RUNNING, "conditions": [CONDITION]}, False),
+        ({**RUNNING, "phase": "Pending"}, True),
+        ({**RUNNING, "pendingRestart": PENDING_RESTART}, True),
+        ({**RUNNING, "restarts": {"disrupted": 1, "total": 1}}, True),
+        ({**RUNNING, "attempt": 2, "launched": False}, True),
+        ({**RUNNING, "phase": "Succeeded"}, True),
+    ],
+)
+def test_a_transition_that_moves_the_job_on_books(new: dict[str, Any], books: bool) -> None:
+    """What the cycle decides on the API's pods, not only the watch's (one LIST)."""
+    assert between(JOB, RUNNING, new, NOW).books is books
