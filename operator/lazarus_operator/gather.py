@@ -77,9 +77,10 @@ class Gatherer:
         if not queue:
             return None
         kube = self.pods.kube
-        wl = await self.pods.workloads.get((ref.namespace, ref.name), kw.workload_name(ref))
+        every = tuple(await self.pods.workloads.of_job((ref.namespace, ref.name)))
+        wl = kw.current(every, ref)
         priority: tuple[str, int] | None = None
-        if wl is None and (pclass := labels.get(kw.PRIORITY_LABEL)):
+        if kw.needs_new(wl, spec) and (pclass := labels.get(kw.PRIORITY_LABEL)):
             found = await kube.get_kueue_object("workloadpriorityclasses", str(pclass))
             if found is None:
                 raise ValueError(
@@ -91,4 +92,4 @@ class Gatherer:
             for name in kw.admitted_flavors(wl):  # only while pods are to be created
                 fl = await kube.get_kueue_object("resourceflavors", name)
                 flavors[name] = (fl or {}).get("spec") or {}
-        return kw.QueueFacts(str(queue), wl, flavors, priority)
+        return kw.QueueFacts(str(queue), wl, flavors, priority, every)

@@ -6,7 +6,7 @@ owner yields (after an eviction) or hands the quota back (finished)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, auto
@@ -29,10 +29,10 @@ class QueueFacts:
     """A queued job's side of Kueue, read each cycle (`gather`)."""
 
     queue: str  # the LocalQueue (the job's label)
-    workload: dict[str, Any] | None = None  # the job's Workload; None: not created yet
-    # flavor name -> the ResourceFlavor's spec (nodeLabels, tolerations), admitted ones
+    workload: dict[str, Any] | None = None  # the job's current Workload (`current`)
     flavors: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     priority: tuple[str, int] | None = None  # WorkloadPriorityClass and its value
+    workloads: tuple[dict[str, Any], ...] = ()  # all of the job's, replaced ones too
 
 
 class WorkloadState(Enum):
@@ -43,8 +43,66 @@ class WorkloadState(Enum):
     FINISHED = auto()  # the quota is handed back
 
 
-def workload_name(job: JobRef) -> str:
-    return f"trainingjob-{job.name}-{job.uid[:5]}"
+def workload_name(job: JobRef, replacement: int = 0) -> str:
+    """The job's first Workload, then `-r<n>` for the n-th that replaced it."""
+    base = f"trainingjob-{job.name}-{job.uid[:5]}"
+    return f"{base}-r{replacement}" if replacement else base
+
+
+def name_of(wl: Mapping[str, Any]) -> str:
+    return str((wl.get("metadata") or {}).get("name", ""))
+
+
+def _replacement(wl: Mapping[str, Any], job: JobRef) -> int | None:
+    """n of the job's n-th replacement Workload (0: the first); None: not the job's."""
+    owners = (wl.get("metadata") or {}).get("ownerReferences") or []
+    if not any(o.get("uid") == job.uid for o in owners):
+        return None  # a job of the same name deleted before, or no Workload of ours
+    name, base = name_of(wl), workload_name(job)
+    if name == base:
+        return 0
+    tail = name.removeprefix(f"{base}-r")
+    return int(tail) if tail != name and tail.isdigit() else None
+
+
+def current(workloads: Iterable[Mapping[str, Any]], job: JobRef) -> dict[str, Any] | None:
+    """The job's Workload a cycle goes by: the newest not Finished, else the newest."""
+    mine = [(n, w) for w in workloads if (n := _replacement(w, job)) is not None]
+    live = [(n, w) for n, w in mine if not is_true(w, "Finished")]
+    if not mine:
+        return None
+    return dict(max(live or mine, key=lambda nw: nw[0])[1])
+
+
+def next_name(workloads: Iterable[Mapping[str, Any]], job: JobRef) -> str:
+    """The name of the job's next Workload (its first when it has none)."""
+    taken = [n for w in workloads if (n := _replacement(w, job)) is not None]
+    return workload_name(job, max(taken) + 1) if taken else workload_name(job)
+
+
+def _requests(template: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    spec = (template or {}).get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [
+        {str(k): str(v) for k, v in ((c.get("resources") or {}).get("requests") or {}).items()}
+        for c in containers
+    ]
+
+
+def matches(wl: Mapping[str, Any], spec: JobSpec) -> bool:
+    """Whether the Workload's pod set is the spec's (replicas, each container's
+    requests): what Kueue accounts, and cannot change once it is admitted."""
+    sets = (wl.get("spec") or {}).get("podSets") or []
+    return (
+        len(sets) == 1
+        and sets[0].get("count") == spec.replicas
+        and _requests(sets[0].get("template")) == _requests(spec.template)
+    )
+
+
+def needs_new(wl: Mapping[str, Any] | None, spec: JobSpec) -> bool:
+    """Whether the job may get a new Workload: none, a Finished one, or another pod set."""
+    return wl is None or is_true(wl, "Finished") or not matches(wl, spec)
 
 
 def condition(wl: Mapping[str, Any] | None, ctype: str) -> dict[str, Any] | None:
@@ -86,7 +144,7 @@ def eviction(wl: Mapping[str, Any] | None) -> tuple[str, str]:
 
 
 def build_workload(
-    job: JobRef, spec: JobSpec, queue: str, priority: tuple[str, int] | None
+    job: JobRef, spec: JobSpec, queue: str, priority: tuple[str, int] | None, name: str = ""
 ) -> dict[str, Any]:
     """One pod set of `replicas` pods from the job's template with its requests: Kueue
     admits the gang as one unit. Priority: the class and its value (Kueue's webhook
@@ -117,7 +175,7 @@ def build_workload(
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Workload",
         "metadata": {
-            "name": workload_name(job),
+            "name": name or workload_name(job),
             "namespace": job.namespace,
             "labels": {LABEL_JOB: job.name},
             "ownerReferences": [owner_reference(job)],
@@ -226,6 +284,13 @@ def pods_ready_patch(wl: Mapping[str, Any], ready: bool, now: datetime) -> dict[
     if old is not None and (old.get("status"), was) == (new["status"], new["reason"]):
         return None
     return {"status": {"conditions": _conditions(wl, [new], now)}}
+
+
+def replaced_patch(wl: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Replaced by a Workload of the spec's new pod set: Finished hands its quota on."""
+    msg = "the TrainingJob's pod set changed (replicas or requests): replaced"
+    conds = [{"type": "Finished", "status": "True", "reason": "Replaced", "message": msg}]
+    return {"status": {"conditions": _conditions(wl, conds, now)}}
 
 
 def finished_patch(

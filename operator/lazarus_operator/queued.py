@@ -7,6 +7,10 @@
   running attempt as `disrupted` (reason from Kueue), stops its pods gracefully (they
   save on SIGTERM, as for a suspend), and only once they are gone clears the admission,
   so the preemptor gets the quota after the save.
+- a pod set the spec changed (replicas, requests) is Kueue's to account anew: at the
+  next attempt boundary (a launch or relaunch, or while not admitted) the Workload is
+  replaced, Finished first (its quota handed on), then a new one queued, as Kueue does
+  with an edited Job; a running attempt keeps the Workload it was admitted under.
 - `after`: the stage's policy ran under an admitted Workload: its pods get the admitted
   flavors' placement, the Workload's PodsReady says whether all run (Kueue's
   waitForPodsReady reads it); a finished job hands the quota back.
@@ -15,6 +19,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, Final
 
 from . import failure_policy
 from . import kueueworkload as kw
@@ -36,21 +41,36 @@ from .vocabulary import (
 )
 
 POLL_S = 30.0  # the Workload watch wakes the job; this is the fallback
+R_REPLACED: Final = "PodSetChanged"  # event and Queued reason: the Workload replaced
 
 
 def holds(f: Facts, stage: Stage) -> bool:
     """Whether the gate decides this cycle (not for finished or suspending jobs)."""
     if f.queue is None or stage in (Stage.FINISHED, Stage.SUSPENDING):
         return False
-    return kw.state_of(f.queue.workload) != kw.WorkloadState.ADMITTED
+    return kw.state_of(f.queue.workload) != kw.WorkloadState.ADMITTED or _replacing(f, stage)
+
+
+def _replacing(f: Facts, stage: Stage) -> bool:
+    """An admitted Workload at an attempt boundary whose pod set the spec changed."""
+    q = f.queue
+    return (
+        q is not None
+        and q.workload is not None
+        and stage in (Stage.LAUNCHING, Stage.RESTARTING)
+        and not kw.matches(q.workload, f.spec)
+    )
 
 
 def decide(f: Facts, d: Decision, stage: Stage) -> None:
     q = f.queue
     assert q is not None
     state = kw.state_of(q.workload)
-    if state == kw.WorkloadState.MISSING:
-        d.actions.append(CreateWorkload(kw.build_workload(f.job, f.spec, q.queue, q.priority)))
+    if state in (kw.WorkloadState.MISSING, kw.WorkloadState.FINISHED):  # none live: a new one
+        name_ = kw.next_name(q.workloads, f.job)
+        d.actions.append(
+            CreateWorkload(kw.build_workload(f.job, f.spec, q.queue, q.priority, name_))
+        )
     if stage == Stage.ACTIVE:
         _end_attempt(f, d, state)
         if d.state.finished:
@@ -66,11 +86,30 @@ def decide(f: Facts, d: Decision, stage: Stage) -> None:
     if state == kw.WorkloadState.EVICTED:
         assert q.workload is not None
         patch = kw.yield_patch(q.workload, f.now)
-        d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), patch))
+        d.actions.append(PatchWorkloadStatus(kw.name_of(q.workload), patch))
         _queued(f, d, *kw.eviction(q.workload))
+        return
+    wl = q.workload
+    changed = wl is not None and state != kw.WorkloadState.FINISHED and not kw.matches(wl, f.spec)
+    if gone and changed and wl is not None:  # a boundary: nothing runs
+        _replace(f, d, wl)
         return
     if gone:
         _queued(f, d, *kw.why_queued(q.workload))
+
+
+def _replace(f: Facts, d: Decision, old: dict[str, Any]) -> None:
+    """The pod set changed and no pod runs: Finished hands the old Workload's quota on
+    (first: a failed create leaves none live, and the next cycle creates again), then
+    a Workload of the new pod set queues."""
+    q = f.queue
+    assert q is not None
+    new = kw.build_workload(f.job, f.spec, q.queue, q.priority, kw.next_name(q.workloads, f.job))
+    d.actions.append(PatchWorkloadStatus(kw.name_of(old), kw.replaced_patch(old, f.now)))
+    d.actions.append(CreateWorkload(new))
+    msg = f"the pod set changed (replicas or requests): Workload {kw.name_of(new)} queued"
+    d.event("Normal", R_REPLACED, f"{msg}, replacing {kw.name_of(old)}")
+    _queued(f, d, R_REPLACED, msg, event=False)  # the event above says it
 
 
 def _end_attempt(f: Facts, d: Decision, state: kw.WorkloadState) -> None:
@@ -89,14 +128,14 @@ def _end_attempt(f: Facts, d: Decision, state: kw.WorkloadState) -> None:
     failure_policy.end_attempt(f, d, [end], current)
 
 
-def _queued(f: Facts, d: Decision, reason: str, msg: str) -> None:
+def _queued(f: Facts, d: Decision, reason: str, msg: str, *, event: bool = True) -> None:
     st, queue = d.state, f.queue.queue if f.queue else ""
     if f.state.phase != s.SUSPENDED:
         # Resumed after a suspend stays Suspended until admitted: the LAUNCHING stage
         # (a new attempt from the newest checkpoint) is what re-admission must reach.
         st.phase = s.QUEUED
     old = f.state.condition(s.COND_QUEUED)
-    if old is None or old.status != "True":
+    if event and (old is None or old.status != "True"):
         d.event("Normal", s.COND_QUEUED, f"waiting for Kueue (queue {queue}): {msg}")
     st.set_condition(s.COND_QUEUED, True, reason, msg, now=f.now)
     st.set_condition(s.COND_RUNNING, False, s.COND_QUEUED, msg, now=f.now)
@@ -114,15 +153,17 @@ def after(f: Facts, d: Decision, stage: Stage) -> None:
             assert q.workload is not None
             ok = st.phase == s.SUCCEEDED
             patch = kw.finished_patch(q.workload, ok, f"the TrainingJob {st.phase}", f.now)
-            d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), patch))
+            d.actions.append(PatchWorkloadStatus(kw.name_of(q.workload), patch))
         return
-    if q.workload is None:
-        return
+    if q.workload is None or any(isinstance(a, CreateWorkload) for a in d.actions):
+        return  # none yet, or the gate replaced it: the new one waits for admission
+    if _replacing(f, stage):
+        return  # its pods stop first
     if stage == Stage.SUSPENDING:
         _suspend(f, d, state)
         return
     if not kw.active(q.workload):  # resumed: queue again
-        d.actions.append(PatchWorkload(kw.workload_name(f.job), kw.active_patch(True)))
+        d.actions.append(PatchWorkload(kw.name_of(q.workload), kw.active_patch(True)))
     if state != kw.WorkloadState.ADMITTED:
         return
     old = f.state.condition(s.COND_QUEUED)
@@ -131,7 +172,7 @@ def after(f: Facts, d: Decision, stage: Stage) -> None:
     st.set_condition(s.COND_QUEUED, False, s.R_ADMITTED, "admitted by Kueue", now=f.now)
     ready = kw.pods_ready_patch(q.workload, st.phase == s.RUNNING, f.now)
     if ready is not None:  # Kueue's waitForPodsReady reads it
-        d.actions.append(PatchWorkloadStatus(kw.workload_name(f.job), ready))
+        d.actions.append(PatchWorkloadStatus(kw.name_of(q.workload), ready))
     d.actions[:] = [
         replace(a, manifest=kw.place(a.manifest, q.flavors)) if isinstance(a, CreatePod) else a
         for a in d.actions
@@ -143,7 +184,8 @@ def _suspend(f: Facts, d: Decision, state: kw.WorkloadState) -> None:
     Workload is deactivated, and once the pods are gone its admission cleared, so the
     quota goes to the next job only after the save."""
     assert f.queue is not None and f.queue.workload is not None
-    wl, name = f.queue.workload, kw.workload_name(f.job)
+    wl = f.queue.workload
+    name = kw.name_of(wl)
     if kw.active(wl):
         d.actions.append(PatchWorkload(name, kw.active_patch(False)))
     if state == kw.WorkloadState.EVICTED and not f.pods:

@@ -41,8 +41,8 @@ class Watched:
     def has_service(self, ns: str, job: str) -> bool:
         return job in self.services.get((ns, job), ())
 
-    def workload(self, ns: str, job: str, name: str) -> dict[str, Any] | None:
-        return next((w for w in self.workloads.get((ns, job), ()) if _name(w) == name), None)
+    def job_workloads(self, ns: str, job: str) -> list[dict[str, Any]]:
+        return sorted(self.workloads.get((ns, job), ()), key=_name)
 
 
 def _name(obj: Mapping[str, Any]) -> str:

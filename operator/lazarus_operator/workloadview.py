@@ -59,29 +59,32 @@ def _name(body: Mapping[str, Any]) -> str:
 class WorkloadView:
     def __init__(self, kube: Kube, index: Callable[[], Watched]) -> None:
         self.kube, self.index = kube, index
-        self.held: dict[Key, Held] = {}
+        self.held: dict[Key, dict[str, Held]] = {}  # job -> Workload name -> own write
 
     def forget(self, key: Key) -> None:
         self.held.pop(key, None)
 
     def wrote(self, key: Key, body: Mapping[str, Any] | None) -> None:
-        """The API's answer to a create or a patch of the job's Workload."""
+        """The API's answer to a create or a patch of one of the job's Workloads."""
         if body is not None:
-            self.held[key] = Held(time.monotonic(), slim(body))
+            self.held.setdefault(key, {})[_name(body)] = Held(time.monotonic(), slim(body))
 
-    async def get(self, key: Key, name: str) -> dict[str, Any] | None:
-        """The job's Workload `name`, or None when it does not exist."""
-        held = self.held.get(key)
-        if held is not None and _name(held.body) != name:
-            held = None  # a Workload the job no longer reads
-        got = pick(self.index().workload(*key, name), held, time.monotonic())
-        if got.held is None:
+    async def of_job(self, key: Key) -> list[dict[str, Any]]:
+        """The job's Workloads (a replaced one too: kueueworkload.current picks)."""
+        indexed = {_name(w): w for w in self.index().job_workloads(*key)}
+        held = self.held.get(key, {})
+        out = []
+        for name in sorted(indexed.keys() | held.keys()):
+            got = pick(indexed.get(name), held.get(name), time.monotonic())
+            if got.held is None:
+                held.pop(name, None)
+            elif got.confirm:
+                found = await self.kube.get_workload(key[0], name)
+                held.pop(name, None)
+                self.wrote(key, found)
+                got = Pick(found, None)
+            if got.workload is not None:
+                out.append(got.workload)
+        if not self.held.get(key):
             self.held.pop(key, None)
-        if not got.confirm:
-            return got.workload
-        found = await self.kube.get_workload(key[0], name)
-        if found is None:
-            self.held.pop(key, None)
-            return None
-        self.wrote(key, found)
-        return self.held[key].body
+        return out

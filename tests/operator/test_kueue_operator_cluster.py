@@ -178,3 +178,73 @@ def test_a_suspended_job_gives_its_quota_back_and_queues_again_on_resume(
         kubelet.terminate(p["metadata"]["name"], 0)
     done = jobs.wait(paused, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
     assert not (done.get("restarts") or {}).get("disrupted")  # a suspend is no restart
+
+
+TRAINER = {"name": "trainer", "image": "trainer:test", "command": ["train"]}
+
+
+def by_name(stack: KueueStack, ns: str) -> dict[str, dict[str, Any]]:
+    return {w["metadata"]["name"]: w for w in stack.workloads(ns)}
+
+
+def finished(wl: dict[str, Any]) -> str | None:
+    """The reason of the Workload's Finished=True condition."""
+    conds = (wl.get("status") or {}).get("conditions") or []
+    return next(
+        (c["reason"] for c in conds if c["type"] == "Finished" and c["status"] == "True"), None
+    )
+
+
+def test_a_changed_pod_set_replaces_the_workload_at_the_next_attempt(
+    jobs: Jobs,
+    kubelet: FakeKubelet,
+    namespace: str,
+    operator: OperatorProcess,
+    kueue_stack: KueueStack,
+) -> None:
+    kueue_stack.queues(namespace)  # cpu 2
+    job = queued_job(jobs, "resized", "1")  # 2 replicas x 1 cpu
+    jobs.wait(job, lambda st: st.get("phase") == "Running", 60, "admitted and running")
+    [first] = by_name(kueue_stack, namespace)
+
+    # 2 x 1.5 cpu is more than the queue has. The running attempt goes on under the
+    # Workload it was admitted with (Kueue's pod sets are immutable once admitted).
+    bigger = {**TRAINER, "resources": {"requests": {"cpu": "1500m"}}}
+    jobs.patch_spec(job, {"template": {"spec": {"containers": [bigger]}}})
+    jobs.wait(job, lambda st: st.get("observedGeneration") == 2, 30, "the change seen")
+    assert list(by_name(kueue_stack, namespace)) == [first]
+    assert len(kubelet.pods(job)) == 2 and jobs.status(job)["phase"] == "Running"
+
+    # The attempt ends: the boundary. The old Workload is Finished (its quota handed
+    # on), a new one of the new requests queues, and Kueue says it does not fit.
+    kubelet.terminate(kubelet.pods(job)[0]["metadata"]["name"], 1)
+    jobs.wait(job, lambda st: "insufficient" in queued(st), 60, "requeued, no quota for 3 cpu")
+    wls = by_name(kueue_stack, namespace)
+    assert finished(wls[first]) == "Replaced", wls[first]
+    [grown] = [w for n, w in wls.items() if n != first]
+    [ps] = grown["spec"]["podSets"]
+    assert ps["template"]["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1500m"}
+    assert finished(grown) is None
+    wait_for(lambda: not kubelet.pods(job), 30, "the old gang gone")
+
+    # One pod while queued: replaced at once, admitted (1.5 cpu fits), relaunched.
+    jobs.patch_spec(job, {"replicas": 1})
+    ran = jobs.wait(
+        job, lambda st: st.get("phase") == "Running" and st.get("attempt") == 2, 60, "attempt 2"
+    )
+    assert ran["restarts"] == {"failed": 1, "total": 1}
+    wait_for(lambda: len(kubelet.pods(job)) == 1, 30, "attempt 2's one pod")
+    wls = by_name(kueue_stack, namespace)
+    assert len(wls) == 3 and finished(wls[grown["metadata"]["name"]]) == "Replaced"
+    for p in kubelet.pods(job):
+        kubelet.terminate(p["metadata"]["name"], 0)
+    jobs.wait(job, lambda st: st.get("phase") == "Succeeded", 60, "Succeeded")
+    live = [w for w in by_name(kueue_stack, namespace).values() if finished(w) != "Replaced"]
+    assert [w["spec"]["podSets"][0]["count"] for w in live] == [1]
+    wait_for(
+        lambda: (
+            finished(by_name(kueue_stack, namespace)[live[0]["metadata"]["name"]]) == "Succeeded"
+        ),
+        30,
+        "handed back",
+    )

@@ -69,7 +69,9 @@ def workload(*conds: dict[str, Any], admission: bool = False) -> dict[str, Any]:
                 {"name": "trainer", "flavors": {"cpu": "a100", "nvidia.com/gpu": "a100"}}
             ],
         }
-    return {"metadata": {"name": kw.workload_name(JOB)}, "status": status}
+    # the pod set SPEC builds (another one is replaced: test_queued_podset.py)
+    spec = kw.build_workload(JOB, parse_spec(SPEC), "team-a", None)["spec"]
+    return {"metadata": {"name": kw.workload_name(JOB)}, "spec": spec, "status": status}
 
 
 PENDING_WL = workload(cond("QuotaReserved", "False", "Pending", "insufficient quota for cpu"))
@@ -370,7 +372,7 @@ def test_suspend_deactivates_the_workload_and_yields_once_the_pods_are_gone() ->
 
 
 def test_resume_activates_the_workload_and_waits_for_admission() -> None:
-    inactive = {**YIELDED_WL, "spec": {"active": False}}
+    inactive = {**YIELDED_WL, "spec": {**YIELDED_WL["spec"], "active": False}}
     d = decide(facts({**launched(), "phase": s.SUSPENDED}, [], inactive, suspend=False))
     assert of(d, PatchWorkload) == [
         PatchWorkload(kw.workload_name(JOB), {"spec": {"active": True}})
