@@ -33,7 +33,7 @@ from tests.conftest import CRD_DIR, ControlPlane, S3Server
 from tests.operator.harness import OperatorProcess
 
 pytestmark = pytest.mark.e2e
-STEPS = 80
+STEPS = 150  # ~15 s of steps: room for the preemption to land under load
 T = 240
 
 
