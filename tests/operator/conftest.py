@@ -241,6 +241,20 @@ class KueueStack:
         return list(custom.list_namespaced_custom_object(group, version, ns, "workloads")["items"])
 
 
+def priority_classes(ns: str, **values: int) -> list[dict[str, Any]]:
+    """WorkloadPriorityClasses `<name>-<ns>` of the given values (cluster-scoped:
+    the namespace keeps tests apart)."""
+    return [
+        {
+            "apiVersion": API,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": f"{p}-{ns}"},
+            "value": v,
+        }
+        for p, v in values.items()
+    ]
+
+
 @pytest.fixture(scope="module")
 def kueue_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from lazarus_devstack.kueue_manifests import API
 from tests.conftest import ControlPlane
 
-from .conftest import Jobs, KueueStack, queued_job
+from .conftest import Jobs, KueueStack, priority_classes, queued_job
 from .harness import FakeKubelet, OperatorProcess, api_requests, requests_between, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -92,16 +91,7 @@ def test_a_higher_priority_job_preempts_a_running_one_which_yields_then_resumes(
     operator: OperatorProcess,
     kueue_stack: KueueStack,
 ) -> None:
-    priorities = [
-        {
-            "apiVersion": API,
-            "kind": "WorkloadPriorityClass",
-            "metadata": {"name": f"{p}-{namespace}"},
-            "value": v,
-        }
-        for p, v in (("low", 10), ("high", 100))
-    ]
-    kueue_stack.queues(namespace, extra=priorities)
+    kueue_stack.queues(namespace, extra=priority_classes(namespace, low=10, high=100))
     low = queued_job(jobs, "low", "1", priority=f"low-{namespace}")
     jobs.wait(low, lambda st: st.get("phase") == "Running", 60, "admitted and running")
     saved = jobs.seed(low, 40, 1)  # what its trainers committed (their SIGTERM save)

@@ -16,7 +16,7 @@ from kubernetes import client
 from lazarus_devstack.harness import create_namespace, wait_for
 from lazarus_devstack.kueue_manifests import API, QUEUE_LABEL
 
-from .conftest import KueueStack
+from .conftest import KueueStack, priority_classes
 
 pytestmark = pytest.mark.cluster
 POOL = {"lazarus.dev/pool": "train"}
@@ -147,16 +147,7 @@ def test_an_owned_workload_is_preempted_and_requeued_when_its_owner_yields(
     group, version = API.split("/")
     ns = f"t-{uuid.uuid4().hex[:10]}"
     create_namespace(core, ns)
-    priorities = [
-        {
-            "apiVersion": API,
-            "kind": "WorkloadPriorityClass",
-            "metadata": {"name": f"{p}-{ns}"},
-            "value": v,
-        }
-        for p, v in (("low", 10), ("high", 100))
-    ]
-    kueue_stack.queues(ns, quota={"cpu": "1"}, extra=priorities)
+    kueue_stack.queues(ns, quota={"cpu": "1"}, extra=priority_classes(ns, low=10, high=100))
 
     def get(name: str) -> dict[str, Any]:
         return dict(custom.get_namespaced_custom_object(group, version, ns, "workloads", name))
