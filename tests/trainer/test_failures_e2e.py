@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from lazarus_store import shared
 from lazarus_trainer.state import COMMON_OBJECT
 
 from .harness import command, losses, run, store_for, termination, trainer_env, wait_for
@@ -28,7 +29,7 @@ def test_corrupt_newest_checkpoint_falls_back_and_is_quarantined(
     assert p.returncode == 0, p.stderr[-3000:]
     first = losses(log)
     newest = "step-000000000020-a0001"
-    key = f"job/{newest}/{COMMON_OBJECT}"
+    key = _newest_bytes_key(store_for(s3, root), newest, "step-000000000010-a0001")
     client = s3.client()
     data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     data[len(data) // 2] ^= 0xFF  # same size: only the full checksum can tell
@@ -42,6 +43,17 @@ def test_corrupt_newest_checkpoint_falls_back_and_is_quarantined(
     assert "resumed from step-000000000010-a0001" in p.stderr
     assert store_for(s3, root).is_quarantined(newest)
     assert losses(log) == first[10:], "the fallback run did not continue exactly from step 10"
+
+
+def _newest_bytes_key(store: Any, newest: str, older: str) -> str:
+    """Where the newest checkpoint's common object keeps bytes no older one shares: the
+    object itself, or (stored as shared chunks) its largest chunk of its own."""
+    e = store.read_manifest(newest).object(COMMON_OBJECT)
+    if not e.chunks:
+        return f"job/{newest}/{COMMON_OBJECT}"
+    theirs = store.read_manifest(older).chunk_digests()
+    mine = max((c for c in e.chunks if c.sha256 not in theirs), key=lambda c: c.size)
+    return f"job/{shared.blob_key(e.uid, mine.sha256)}"
 
 
 def test_wrong_resume_pointers_fail_fast_as_permanent(s3: Any, bucket: str, tmp_path: Path) -> None:

@@ -28,19 +28,23 @@ def enabled(env: dict[str, str] | None = None) -> bool:
 
 
 def cuts(bounds: list[int], size: int, piece_size: int) -> list[tuple[int, int]]:
-    """(offset, size) of each piece of [0, size): runs of the segments between `bounds`
-    (ascending tensor boundaries) of at most `piece_size` bytes; a segment longer than
-    that is split at multiples of `piece_size` from its start."""
+    """(offset, size) of each piece of [0, size): a tensor of at least `piece_size // 16`
+    bytes is pieces of its own (split at multiples of `piece_size` from its start), so
+    a frozen one keeps its chunks whatever its neighbours do; runs of smaller segments
+    between `bounds` (tensor boundaries) are merged up to `piece_size`."""
+    alone = max(1, piece_size // 16)
     segs: list[tuple[int, int]] = []
     edges = sorted({0, size, *(b for b in bounds if 0 < b < size)})
     for a, b in itertools.pairwise(edges):
         segs += [(o, min(piece_size, b - o)) for o in range(a, b, piece_size)]
     out: list[tuple[int, int]] = []
+    small = False  # whether the last run is made of small segments
     for off, n in segs:
-        if out and out[-1][1] + n <= piece_size and out[-1][1] < piece_size:
+        if small and n < alone and out[-1][1] + n <= piece_size:
             out[-1] = (out[-1][0], out[-1][1] + n)
         else:
             out.append((off, n))
+            small = n < alone
     return out
 
 

@@ -1,0 +1,128 @@
+"""Content-addressed saves in the trainer (issue 27): how a packed object is cut into
+pieces, which pieces skip hashing, and that a "frozen" tensor changed in place is saved
+anew however it was changed, including through `.data`, which does not move `_version`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lazarus_trainer import Lazarus, LazarusConfig
+from lazarus_trainer.dedup import Hints, cuts, pieces, remember
+from lazarus_trainer.state import COMMON_OBJECT
+from lazarus_trainer.tensorfile import pack, unpack
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("bounds", "size", "piece", "want"),
+    [
+        ([], 100, 40, [(0, 40), (40, 40), (80, 20)]),  # one long tensor: split
+        ([1, 2, 3, 50], 60, 40, [(0, 3), (3, 40), (43, 7), (50, 10)]),  # small ones merge
+        ([2, 12, 14], 16, 64, [(0, 2), (2, 10), (12, 4)]),  # a big one (>= 64/16) stands alone
+        ([1, 2, 3], 4, 64, [(0, 4)]),  # small tensors: one run up to a piece
+        ([4, 4, 8], 8, 128, [(0, 8)]),  # a zero-size tensor is no boundary
+    ],
+)
+def test_cuts(bounds: list[int], size: int, piece: int, want: list[tuple[int, int]]) -> None:
+    assert cuts(bounds, size, piece) == want
+
+
+# How each in-place change reaches the version counter (measured, torch 2.x): `.data`
+# gives a tensor with a counter of its own, so the parameter's does not move.
+CHANGES: list[tuple[str, Callable[[torch.Tensor], Any], bool]] = [
+    ("in place", lambda p: p.add_(1), True),
+    ("no_grad in place", lambda p: _no_grad(p.mul_, 3), True),
+    (".data in place", lambda p: p.data.add_(1), False),
+    (".data copy_", lambda p: p.data.copy_(torch.full_like(p, 7.0)), False),
+]
+
+
+def _no_grad(fn: Callable[[int], Any], arg: int) -> None:
+    with torch.no_grad():
+        fn(arg)
+
+
+@pytest.mark.parametrize(("how", "change", "moves"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_frozen_tensor_changed_in_place_is_packed_anew(
+    how: str, change: Callable[[torch.Tensor], Any], moves: bool
+) -> None:
+    frozen = torch.nn.Parameter(torch.arange(4096, dtype=torch.float32), requires_grad=False)
+    first = pack({"w": frozen.detach()})
+    again = pack({"w": frozen.detach()}, reuse=first)
+    assert again.same == (True,)  # unchanged: no copy, its chunk keeps its hash
+    version = frozen._version
+    change(frozen)
+    assert (frozen._version != version) is moves  # the finding the skip must not trust
+    third = pack({"w": frozen.detach()}, reuse=again)
+    assert third.same == (False,)
+    assert torch.equal(unpack(bytearray(third.view()), "t")["w"], frozen.detach())
+
+
+def test_only_pieces_of_unchanged_tensors_skip_hashing() -> None:
+    frozen, trained = torch.zeros(1 << 14), torch.zeros(1 << 14)
+    p1 = pack({"a": frozen, "b": trained})
+    size = 1 << 16  # one piece per tensor (64 KiB each), the header apart
+    hints = remember(p1, pieces(p1, size, None), tuple(_fake(n) for n in range(3)))
+    trained.add_(1)
+    p2 = pack({"a": frozen, "b": trained}, reuse=p1)
+    known = [p.known is not None for p in pieces(p2, size, hints)]
+    assert known == [False, True, False]  # the header, a (frozen), b (trained)
+    stale = Hints(hints.buffer_id, hints.generation - 1, hints.chunks)  # a failed save between
+    assert not any(p.known for p in pieces(p2, size, stale))
+
+
+def _fake(n: int) -> Any:
+    from lazarus_store.manifest import Chunk
+
+    return Chunk(f"{n:064x}", 0, "AAAAAA==")
+
+
+def test_a_frozen_weight_changed_through_data_is_saved(tmp_path: Path) -> None:
+    """End to end through the store: the second save references the frozen weight's
+    chunks; after `.data` changes it (no version bump) the third save holds the new bytes."""
+    torch.manual_seed(0)
+    emb, lin = torch.nn.Embedding(4096, 64), torch.nn.Linear(64, 64)
+    net = torch.nn.Sequential(emb, lin)
+    emb.weight.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    lz = Lazarus(
+        LazarusConfig(
+            checkpoint_uri=str(tmp_path),
+            attempt=1,
+            async_save=False,
+            handle_signals=False,
+            save_at_end=False,
+            keep_latest=5,
+        )
+    )
+    lz.register(model=net, optimizer=opt)
+    names, sent = [], []
+    for step in (1, 2, 3):
+        if step == 3:
+            emb.weight.data.mul_(-1)
+        net(torch.randint(0, 4096, (4,))).sum().backward()
+        opt.step()
+        lz.run.progress.step = step
+        out = lz.pipeline.save("periodic", sync=True)
+        assert out is not None and out.name is not None
+        names.append(out.name)
+        sent.append(_new_chunk_bytes(lz, names))
+    size = 4096 * 64 * 4
+    assert sent[1] < size / 2 < sent[2]  # referenced at step 2, uploaded again at step 3
+    state = unpack(lz.storage.read_buffer(names[2], COMMON_OBJECT), "t")
+    assert torch.equal(state["models"]["model"]["0.weight"], emb.weight.detach())
+
+
+def _new_chunk_bytes(lz: Lazarus, names: list[str]) -> int:
+    def chunks(name: str) -> dict[str, int]:
+        m = lz.storage.read_manifest(name)
+        return {c.sha256: c.size for o in m.objects for c in o.chunks}
+
+    before = {d for n in names[:-1] for d in chunks(n)}
+    return sum(s for d, s in chunks(names[-1]).items() if d not in before)
