@@ -1,0 +1,43 @@
+"""bench.incremental_ckpt runs tiny against the S3 server fixture: every job and method has
+its figures, and the LoRA job's Lazarus checkpoint uploads less than the whole PeftModel
+(the frozen base is fingerprinted, not saved)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--d-model", "32", "--layers", "1", "--vocab", "64", "--seq", "8", "--batch", "2"]
+
+
+def test_incremental_ckpt_runs_tiny(s3: Any, bucket: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAZARUS_", "AWS_"))}
+    env.update(AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key,
+               AWS_DEFAULT_REGION=s3.region)  # fmt: skip
+    args = ["--rounds", "1", "--idle", "0", "--baseline-steps", "1", "--torch-threads", "1"]
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.incremental_ckpt", *TINY, *args,
+         "--endpoint", s3.endpoint_url, "--bucket", bucket, "--json", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    found = json.loads(out.read_text())
+    assert set(found) == {"lora", "full", "frozen-emb", "args"}
+    hf = "HF _save_checkpoint + boto3"
+    assert set(found["lora"]["rows"]) == {"lazarus", "lazarus whole model", "lazarus before", hf}
+    for job in ("lora", "full", "frozen-emb"):
+        for name, row in found[job]["rows"].items():
+            assert row["mb"][0] > 0 and row["requests"][0] > 0 and row["durable"][0] > 0, name
+    lora = found["lora"]["rows"]
+    assert lora["lazarus"]["mb"][0] < lora["lazarus before"]["mb"][0], lora
+    assert found["lora"]["fingerprint"]["frozen_mb"] > 0
