@@ -6,7 +6,7 @@ uploaded per checkpoint (issue 27).
 One model (embedding + MLP blocks, AdamW) trained a step before each save, in two
 modes: `full` (every parameter trained: every chunk changes) and `frozen-emb` (the
 embedding frozen: its chunks are referenced, not uploaded, and not hashed). Each mode
-saves with LAZARUS_SAVE_DEDUP on and off, interleaved round by round, to the same MinIO
+saves with LAZARUS_SAVE_DEDUP off, auto and on, interleaved round by round, to the same MinIO
 (hack/minio/build.sh). durable: the manifest's durableSeconds (capture to commit);
 uploaded: bytes the save put (its own objects plus the chunks no earlier checkpoint had).
 """
@@ -45,8 +45,8 @@ def uploaded(lz: Lazarus, name: str, before: set[str]) -> tuple[int, set[str]]:
     return m.own_bytes + new, before | set(chunks)
 
 
-def variant(mode: str, dedup: bool, args: Any, n: int) -> dict[str, Any]:
-    root = f"{args.fs}/{mode}-{int(dedup)}" if args.fs else f"s3://{BUCKET}/{mode}-{int(dedup)}"
+def variant(mode: str, dedup: str, args: Any, n: int) -> dict[str, Any]:
+    root = f"{args.fs}/{mode}-{dedup}" if args.fs else f"s3://{BUCKET}/{mode}-{dedup}"
     net = model(args.vocab, args.d, args.layers, mode == "frozen-emb")
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     cfg = LazarusConfig(
@@ -70,11 +70,12 @@ def run(args: Any) -> dict[str, Any]:
     variants = {
         (mode, dedup): variant(mode, dedup, args, i)
         for i, (mode, dedup) in enumerate(
-            (m, d) for m in ("full", "frozen-emb") for d in (False, True)
+            (m, d) for m in ("full", "frozen-emb") for d in ("off", "auto", "on")
         )
     }
     for r in range(args.rounds + 1):  # round 0: warm-up, discarded
-        for key in list(variants)[r % 4 :] + list(variants)[: r % 4]:
+        keys = list(variants)
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
             v = variants[key]
             step(v, args)
             lz = v["lz"]
@@ -88,7 +89,7 @@ def run(args: Any) -> dict[str, Any]:
                 v["bytes"].append(nbytes)
     rows = {}
     for (mode, dedup), v in variants.items():
-        label = f"{mode} dedup={'on' if dedup else 'off'}"
+        label = f"{mode} dedup={dedup}"
         rows[label] = {
             "durable_median_s": statistics.median(v["durable"]),
             "durable_s": v["durable"],

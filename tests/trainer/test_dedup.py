@@ -83,9 +83,11 @@ def _fake(n: int) -> Any:
     return Chunk(f"{n:064x}", 0, "AAAAAA==")
 
 
-def test_a_frozen_weight_changed_through_data_is_saved(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", [".data", "no_grad"])
+def test_a_frozen_weight_changed_in_place_is_saved(tmp_path: Path, how: str) -> None:
     """End to end through the store: the second save references the frozen weight's
-    chunks; after `.data` changes it (no version bump) the third save holds the new bytes."""
+    chunks; after an in-place change (through `.data`: no version bump) the third save
+    holds the new bytes, uploaded, not referenced."""
     torch.manual_seed(0)
     emb, lin = torch.nn.Embedding(4096, 64), torch.nn.Linear(64, 64)
     net = torch.nn.Sequential(emb, lin)
@@ -104,8 +106,10 @@ def test_a_frozen_weight_changed_through_data_is_saved(tmp_path: Path) -> None:
     lz.register(model=net, optimizer=opt)
     names, sent = [], []
     for step in (1, 2, 3):
-        if step == 3:
+        if step == 3 and how == ".data":
             emb.weight.data.mul_(-1)
+        elif step == 3:
+            _no_grad(emb.weight.mul_, -1)
         net(torch.randint(0, 4096, (4,))).sum().backward()
         opt.step()
         lz.run.progress.step = step
@@ -120,9 +124,11 @@ def test_a_frozen_weight_changed_through_data_is_saved(tmp_path: Path) -> None:
 
 
 def _new_chunk_bytes(lz: Lazarus, names: list[str]) -> int:
+    """Bytes the newest save stored anew: its own objects and chunks no earlier had."""
     def chunks(name: str) -> dict[str, int]:
         m = lz.storage.read_manifest(name)
         return {c.sha256: c.size for o in m.objects for c in o.chunks}
 
     before = {d for n in names[:-1] for d in chunks(n)}
-    return sum(s for d, s in chunks(names[-1]).items() if d not in before)
+    own = lz.storage.read_manifest(names[-1]).own_bytes
+    return own + sum(s for d, s in chunks(names[-1]).items() if d not in before)

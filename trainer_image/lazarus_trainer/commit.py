@@ -83,9 +83,10 @@ class Committer:
         self.threads = max(1, self.config.save_threads)
         self.pool = background_pool(self.threads, self.config.save_nice)
         # Content-addressed saves (dedup.py): the replicated object as shared chunks,
-        # each stored once per job; the chunks of its last upload, for the next one.
-        self.dedup = dedup.enabled()
+        # each stored once per job, when worth it; its last chunks, for the next save.
+        self.dedup = dedup.mode()
         self.hints = dedup.Hints()
+        self.chunked: str | None = None  # the last checkpoint committed with chunks
 
     def write(self, snap: Snapshot, meta: SaveMeta, *, background: bool) -> SaveOutcome:
         """Upload, then commit (rank 0): the same outcome on every rank."""
@@ -163,7 +164,7 @@ class Committer:
             put = functools.partial(writer.put, path, data, pool=pool, concurrency=n)
             uploads.append((path, put))
         objects = {rank_object(self.dist.rank): snap.rank}
-        if snap.common is not None and self.dedup:
+        if snap.common is not None and dedup.worth(snap.common, self.dedup):
             common = snap.common
             put_c = functools.partial(self._put_chunked, writer, common, pool)
             uploads.append((COMMON_OBJECT, put_c))
@@ -178,7 +179,8 @@ class Committer:
         """Checkpoints whose shared chunks a save may reference: the last one committed
         and the one this attempt resumed from (both the job's)."""
         last = self.run.last_committed[0] if self.run.last_committed else None
-        return tuple(dict.fromkeys(n for n in (last, self.run.resumed_from) if n))
+        names = (last, self.chunked, self.run.resumed_from)
+        return tuple(dict.fromkeys(n for n in names if n))
 
     def _put_chunked(self, writer: st.Writer, packed: Packed, pool: Any) -> st.Entry:
         pieces = dedup.pieces(packed, self.storage.piece_size, self.hints)
@@ -237,6 +239,8 @@ class Committer:
             return CommitResult(SaveStatus.FENCED, str(exc))
         except Exception as exc:
             return CommitResult.failed(f"commit failed: {exc}")
+        if any(e.chunks for e in entries):
+            self.chunked = name
         self._prune(name)
         return CommitResult(SaveStatus.COMMITTED, name)
 

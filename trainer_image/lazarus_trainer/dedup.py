@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lazarus_store.chunked import Piece
@@ -21,10 +22,26 @@ from .tensorfile import Packed
 ENV_DEDUP = "LAZARUS_SAVE_DEDUP"
 
 
-def enabled(env: dict[str, str] | None = None) -> bool:
-    """Content-addressed saves: on unless LAZARUS_SAVE_DEDUP is 0 (docs/trainer.md)."""
-    value = (os.environ if env is None else env).get(ENV_DEDUP, "1").strip().lower()
-    return value not in ("0", "false", "no", "off")
+def mode(env: Mapping[str, str] | None = None) -> str:
+    """LAZARUS_SAVE_DEDUP: `auto` (default), `on` or `off` (docs/trainer.md)."""
+    value = (os.environ if env is None else env).get(ENV_DEDUP, "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "on" if value in ("1", "true", "yes", "on") else "auto"
+
+
+def worth(packed: Packed, how: str) -> bool:
+    """Whether to store `packed` as chunks. `auto`: its first pack (to learn what does not
+    change), then only while at least an eighth of its bytes were found unchanged: with
+    everything changing, hashing is pure cost (full fine-tuning: +28% time to durable,
+    docs/performance.md), and the whole object goes as before."""
+    if how != "auto":
+        return how == "on"
+    if packed.generation == 0:
+        return True
+    data = sum(s.end - s.begin for s in packed.slots)
+    same = sum(s.end - s.begin for s, ok in zip(packed.slots, packed.same, strict=True) if ok)
+    return data > 0 and same * 8 >= data
 
 
 def cuts(bounds: list[int], size: int, piece_size: int) -> list[tuple[int, int]]:
