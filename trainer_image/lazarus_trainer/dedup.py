@@ -23,7 +23,7 @@ ENV_DEDUP = "LAZARUS_SAVE_DEDUP"
 
 
 def mode(env: Mapping[str, str] | None = None) -> str:
-    """LAZARUS_SAVE_DEDUP: `auto` (default), `on` or `off` (docs/trainer.md)."""
+    """LAZARUS_SAVE_DEDUP: `auto` (default), `on` or `off` (docs/performance.md)."""
     value = (os.environ if env is None else env).get(ENV_DEDUP, "auto").strip().lower()
     if value in ("0", "false", "no", "off"):
         return "off"
