@@ -4,6 +4,7 @@ the lighthouse SIGKILLed and restarted. The survivors never restart."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -93,3 +94,46 @@ def test_groups_survive_a_lighthouse_restart(tmp_path: Path) -> None:
     print(f"longest gap: {stalls(job.rows(0))[0]:.2f} s")
     assert states_equal(job.final(0), job.final(1))
     check_samples(job)
+
+
+def test_sigterm_the_writer_saves_and_the_whole_job_resumes_from_it(tmp_path: Path) -> None:
+    """A whole-job stop (SIGTERM to every group): the lowest group commits the preemption
+    checkpoint, the other stops without one; a whole-job restart resumes every group
+    from it and ends with both groups equal, each sample used once from there."""
+    job = FtJob(tmp_path)
+    try:
+        job.start_lighthouse()
+        groups = [job.start_group(g, STEPS, PAUSE) for g in range(2)]
+        job.wait_step(0, 80)
+        job.wait_step(1, 80)
+        for g in groups:
+            g.send_signal(signal.SIGTERM)
+        assert [g.wait(120) for g in groups] == [75, 75]
+        saved = sorted(p.name for p in (tmp_path / "ckpt").glob("step-*"))
+        stop = int(saved[-1].split("-")[1])
+        assert stop > 80 and saved[0] == "step-000000000050-a0001", saved
+        assert job.steps(0)[-1]["step"] == stop, "the writer's checkpoint is of its last step"
+        writer, other = (json.loads((tmp_path / f"term-{g}.json").read_text()) for g in (0, 1))
+        assert writer["savedOnSignal"] and writer["lastCheckpoint"]["step"] == stop
+        assert "not the writer" in other["message"] and not other["savedOnSignal"]
+        again = {"LAZARUS_ATTEMPT": "2", "LAZARUS_RESUME_FROM": "auto"}
+        groups = [
+            job.start_group(
+                g, STEPS, PAUSE, LAZARUS_TERMINATION_LOG=str(tmp_path / f"a2-{g}"), **again
+            )
+            for g in range(2)
+        ]
+        assert [g.wait(240) for g in groups] == [0, 0]
+    finally:
+        job.stop()
+    assert states_equal(job.final(0), job.final(1))
+    taken: dict[int, list[int]] = {}
+    for group in range(2):
+        rows = job.rows(group)
+        second = next(r["pid"] for r in rows if r["event"] == "start" and r["resumed"])
+        for row in job.steps(group):
+            if (row["pid"] == second) == (row["step"] > stop):  # what the run kept
+                taken.setdefault(row["step"], []).extend(row["ids"])
+    assert sorted(taken) == list(range(1, STEPS + 1))
+    ids = [i for step in sorted(taken) for i in taken[step]]
+    assert sorted(ids) == sorted(global_order()[: len(ids)]) and len(ids) == len(set(ids))
