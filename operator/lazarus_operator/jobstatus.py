@@ -38,6 +38,9 @@ class JobStatus:
     attempt: int = 0  # N of the latest attempt launched; 0 before the first launch
     attempt_started_at: str | None = None
     launched: bool = False
+    # Resumed after a suspend, waiting for Kueue's admission (phase Queued): the next
+    # launch starts a new attempt from the newest checkpoint, as from Suspended.
+    resume_pending: bool = False
     finished_at: str | None = None
     restarts: Restarts = field(default_factory=Restarts)
     failures_without_progress: int = 0
@@ -80,6 +83,7 @@ class JobStatus:
         self.lost_steps += lost[0]
         self.lost_seconds = round(self.lost_seconds + lost[1], 3)
         self.attempt, self.attempt_started_at, self.launched = attempt, started_at, False
+        self.resume_pending = False
         self.shown |= {"launched", "lostSteps", "lostSeconds"}
 
     def count_failure(self, *, progress: bool) -> None:
@@ -113,6 +117,7 @@ class JobStatus:
             attempt=int(d.get("attempt") or 0),
             attempt_started_at=as_str(d.get("attemptStartedAt")),
             launched=bool(d.get("launched")),
+            resume_pending=bool(d.get("resumePending")),
             finished_at=as_str(d.get("finishedAt")),
             restarts=Restarts.from_api(d.get("restarts") or {}),
             failures_without_progress=int(d.get("failuresWithoutProgress") or 0),
@@ -145,6 +150,7 @@ class JobStatus:
                 "attempt": dflt("attempt", self.attempt),
                 "attemptStartedAt": self.attempt_started_at,
                 "launched": dflt("launched", self.launched),
+                "resumePending": dflt("resumePending", self.resume_pending),
                 "finishedAt": self.finished_at,
                 "restarts": dflt("restarts", self.restarts.to_api()),
                 "failuresWithoutProgress": dflt(
@@ -170,6 +176,7 @@ _DEFAULTED = frozenset(
     {
         "attempt",
         "launched",
+        "resumePending",
         "restarts",
         "failuresWithoutProgress",
         "consecutiveFailures",
@@ -188,6 +195,7 @@ _API_KEYS = frozenset(
         "attempt",
         "attemptStartedAt",
         "launched",
+        "resumePending",
         "finishedAt",
         "restarts",
         "failuresWithoutProgress",
@@ -220,7 +228,7 @@ def stage_of(status: JobStatus, suspend: bool) -> Stage:
         return Stage.FINISHED
     if suspend:
         return Stage.SUSPENDING
-    if status.attempt == 0 or status.phase == SUSPENDED:
+    if status.attempt == 0 or status.phase == SUSPENDED or status.resume_pending:
         return Stage.LAUNCHING
     if status.pending_restart is not None:
         return Stage.RESTARTING

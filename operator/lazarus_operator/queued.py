@@ -130,10 +130,13 @@ def _end_attempt(f: Facts, d: Decision, state: kw.WorkloadState) -> None:
 
 def _queued(f: Facts, d: Decision, reason: str, msg: str, *, event: bool = True) -> None:
     st, queue = d.state, f.queue.queue if f.queue else ""
-    if f.state.phase != s.SUSPENDED:
-        # Resumed after a suspend stays Suspended until admitted: the LAUNCHING stage
-        # (a new attempt from the newest checkpoint) is what re-admission must reach.
-        st.phase = s.QUEUED
+    if st.phase == s.SUSPENDED:
+        # Resumed after a suspend: the record, not the phase, keeps the LAUNCHING stage
+        # (a new attempt from the newest checkpoint) for the re-admission to reach.
+        st.resume_pending = True
+        resumed = f"resumed; waiting for Kueue's admission (queue {queue})"
+        st.set_condition(s.COND_SUSPENDED, False, s.R_RESUMED, resumed, now=f.now)
+    st.phase = s.QUEUED
     old = f.state.condition(s.COND_QUEUED)
     if event and (old is None or old.status != "True"):
         d.event("Normal", s.COND_QUEUED, f"waiting for Kueue (queue {queue}): {msg}")

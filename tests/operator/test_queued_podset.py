@@ -159,7 +159,8 @@ def test_a_resume_with_a_changed_pod_set_queues_a_new_workload() -> None:
     yielded["spec"]["active"] = False
     d = decide(with_workloads(facts({**launched(), "phase": s.SUSPENDED}, [], yielded), yielded))
     replaced(d, kw.workload_name(JOB), kw.workload_name(JOB, 1))
-    assert d.status["phase"] == s.SUSPENDED  # stays until admitted (docs/kueue.md)
+    # Queued; the admission of the new one launches attempt 2 (test_queued_resume.py)
+    assert d.status["phase"] == s.QUEUED and d.status["resumePending"] is True
 
 
 def test_no_live_workload_gets_the_next_one() -> None:
