@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.goodput_report import MODES_OF, final_equal, report, restart_gaps
+from bench.goodput_report import MODES_OF, final_equal, report, restart_gaps, span_rows
 from bench.goodput_run import Bench, Run
 from bench.goodput_trace import TRACES, Event, lost_at_each_end, make_trace
 from lazarus_devstack.bench_harness import rotated
@@ -148,6 +148,7 @@ def print_tables(
     for r in runs:
         lost = ", ".join(map(str, lost_at_each_end(r.attempts)))
         print(f"| {r.job} | {lost} | {', '.join(map(str, restart_gaps(r)))} |")
+    print("\n".join(span_rows(runs)))
     goodput = [results[m]["goodput"]["median"] if m in results else 0.0 for m in modes]
     ordered = all(a > b for a, b in itertools.pairwise(goodput))
     bitwise = all(r.bitwise_equal for r in runs if r.mode == "lazarus")

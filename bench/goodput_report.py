@@ -42,11 +42,22 @@ def cell(vals: list[float], fmt: str) -> str:
     return f"{s['median']:{fmt}} ({s['min']:{fmt}}-{s['max']:{fmt}})"
 
 
+def held_goodput(r: Run) -> float:
+    """Goodput over the time the job held its quota: the wall time less the time Kueue
+    gave its quota to another job (that time was the preemptor's, not lost)."""
+    assert r.accounting is not None
+    held = r.elapsed - r.quota_away
+    return r.accounting.survived_seconds / held if held > 0 else 0.0
+
+
 def report(runs: list[Run], baseline: list[Run]) -> tuple[list[str], dict[str, Any]]:
+    queued = any(r.quota_away for r in runs)
     rows = [
         "| mode | wall time s | steps executed | recomputed | recomputed s | other s "
-        "| goodput | restarts (operator: lost steps) | final params bitwise = undisturbed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| goodput |"
+        + (" quota away s | goodput over quota held |" if queued else "")
+        + " restarts (operator: lost steps) | final params bitwise = undisturbed |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if queued else ""),
     ]
     out: dict[str, Any] = {}
     for mode, group in [
@@ -70,8 +81,14 @@ def report(runs: list[Run], baseline: list[Run]) -> tuple[list[str], dict[str, A
             cell([a.other_seconds for a in accs], ".1f"),
             cell([a.goodput for a in accs], ".3f"),
         ]
+        if queued:
+            cells.append(cell([r.quota_away for r in group], ".1f"))
+            cells.append(cell([held_goodput(r) for r in group], ".3f"))
         rows.append(f"| {mode} | {' | '.join(cells)} | {restarts} | {equal} |")
         out[mode] = mode_json(group, accs)
+        if queued:
+            out[mode]["quota_away_s"] = summary([r.quota_away for r in group])
+            out[mode]["goodput_over_quota_held"] = summary([held_goodput(r) for r in group])
     return rows, out
 
 
@@ -109,6 +126,8 @@ def run_json(r: Run) -> dict[str, Any]:
             if a.times
         ],
         "status": r.status,
+        "load_avg_1m": list(r.load),
+        "quota_away_s": round(r.quota_away, 2),
         "step_s_p50": step_p50(r),
         "lost_steps_per_event": lost_at_each_end(r.attempts),
         "restart_gaps_s": restart_gaps(r),
@@ -124,3 +143,19 @@ def restart_gaps(r: Run) -> list[float]:
 def step_p50(r: Run) -> float | None:
     diffs = [d for a in r.attempts for d in a.durations(0.0)[1:]]
     return round(statistics.median(diffs), 4) if diffs else None
+
+
+def span_rows(runs: list[Run]) -> list[str]:
+    """Per run, each queue-preemption span over its events (kueue_timeline.SPANS and the
+    restart's), seconds; empty for traces without them."""
+    names: list[str] = []
+    for r in runs:
+        for e in r.events:
+            names += [n for n in e.get("spans", {}) if n not in names]
+    if not names:
+        return []
+    rows = ["| run | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for r in runs:
+        cols = [", ".join(str(e.get("spans", {}).get(n, "—")) for e in r.events) for n in names]
+        rows.append(f"| {r.job} | " + " | ".join(cols) + " |")
+    return rows

@@ -6,6 +6,7 @@ operator's status, the final parameters)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from lazarus_devstack import kueue
 from lazarus_devstack.harness import GROUP, PLURAL, VERSION, LosableNode, node_ready, wait_for
 from lazarus_devstack.kueue_manifests import Queues
 from lazarus_devstack.kueue_preempt import Preempter, in_queue, priority_classes
+from lazarus_devstack.kueue_timeline import spans
 
 NOTICE_TAINT = "aws-node-termination-handler/spot-itn"
 NS = "goodput"
@@ -49,6 +51,8 @@ class Run:
     status: dict[str, Any] = field(default_factory=dict)
     final_params: str = ""
     bitwise_equal: bool | None = None
+    quota_away: float = 0.0  # s the queue held none of the job's quota (Kueue's trace)
+    load: tuple[float, float] = (0.0, 0.0)  # the 1-minute load average at start and end
 
 
 class Bench:
@@ -64,7 +68,7 @@ class Bench:
         )
         self.core, self.custom = self.loop.core, self.loop.custom
         self.pods, self.nodes = self.loop.pods, self.loop.nodes
-        self.preempter = Preempter(self.custom, NS, args.timeout)
+        self.preempter = Preempter(self.custom, NS, args.timeout, core=self.core)
         self.preemptions = 0
         if self.queued:
             # A quota of one job (1 cpu): the preemptor fits only once the job yields.
@@ -128,6 +132,7 @@ class Bench:
         run = Run(mode, name)
         clock = StepClock(self.pods, NS, name)
         t0 = run.started = time.monotonic()
+        load0 = os.getloadavg()[0]
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, self.body(mode, name)
         )
@@ -148,6 +153,8 @@ class Bench:
                 raise SystemExit(f"{name} did not finish in {self.args.timeout}s: {st}")
             time.sleep(0.1)
         run.elapsed = time.monotonic() - t0
+        run.load = (load0, os.getloadavg()[0])
+        run.quota_away = sum(e.get("spans", {}).get("quota_away", 0.0) for e in run.events)
         run.phase = st["phase"]
         run.attempts = clock.stop()
         run.accounting = account(run.attempts, run.elapsed)
@@ -179,7 +186,7 @@ class Bench:
         elif ev.kind == NODE_LOSS:
             self.lose(node)
         elif ev.kind == QUEUE_PREEMPTION:
-            at.update(self.preempt(job, t0))
+            at.update(self.preempt(job, attempt, clock, t0))
         elif ev.kind == NOTICE_THEN_LOSS:
             self.taint(node.name, [{"key": NOTICE_TAINT, "effect": "NoSchedule"}])
             time.sleep(self.args.notice)
@@ -200,17 +207,40 @@ class Bench:
             wait_for(lambda: node_ready(self.core, node.name), 60, f"{node.name} Ready again")
         return at
 
-    def preempt(self, job: str, t0: float) -> dict[str, Any]:
+    def preempt(self, job: str, attempt: int, clock: StepClock, t0: float) -> dict[str, Any]:
         """Kueue preempts `job` for a higher-priority TrainingJob of `--preemptor-steps`
-        steps; back once the job is re-admitted and running again."""
+        steps; back once the job's next attempt has taken a step. Its moments (seconds
+        since the job was created) and the spans between them (kueue_timeline)."""
         self.preemptions += 1
         high = self.body("lazarus", f"hp{self.preemptions}-{job}", self.args.preemptor_steps, HIGH)
         p = self.preempter.preempt(job, high)
+        first = wait_for(
+            lambda: clock.first_seen(attempt + 1),
+            self.args.timeout,
+            f"{job}: attempt {attempt + 1}'s first step",
+            every=0.05,
+        )
+        moments = {**p.moments, "first_step": first}
+        saved = self.pods / f"{NS}_{job}-a{attempt}-0" / "termination-log"
+        if saved.exists() and saved.stat().st_size:  # the trainer's exit after its save
+            moments["exited"] = saved.stat().st_mtime - time.time() + time.monotonic()
+        span = spans(moments)
+        for name, a, b in (
+            ("save_exit", "terminating", "exited"),
+            ("restart", "pod_created", "first_step"),
+            ("event_to_step", "created", "first_step"),
+        ):
+            if a in moments and b in moments:
+                span[name] = round(moments[b] - moments[a], 2)
         return {
             "reason": p.reason,
             "evicted_t": round(p.evicted - t0, 2),
             "queued_t": round(p.queued - t0, 2),
             "readmitted_t": round(p.readmitted - t0, 2),
+            "moments_t": {
+                k: round(v - t0, 2) for k, v in sorted(moments.items(), key=lambda kv: kv[1])
+            },
+            "spans": span,
         }
 
     def taint(self, node: str, taints: list[dict[str, str]] | None) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .harness import GROUP, PLURAL, VERSION, wait_for
 from .kueue_manifests import API, QUEUE_LABEL, Doc
+from .kueue_timeline import Timeline
 
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
@@ -44,13 +45,15 @@ class Preemption:
     queued: float  # the victim Queued (yielded: its pods gone)
     readmitted: float  # the victim Running its next attempt
     reason: str  # the victim's lastFailure.reason (Kueue's eviction reason)
+    moments: dict[str, float] = field(default_factory=dict)  # kueue_timeline's, if watched
 
 
 class Preempter:
     """Preempts jobs in one namespace with high-priority TrainingJobs."""
 
-    def __init__(self, custom: Any, namespace: str, timeout: float = 180) -> None:
-        self.custom, self.ns, self.timeout = custom, namespace, timeout
+    def __init__(self, custom: Any, namespace: str, timeout: float = 180, core: Any = None) -> None:
+        """`core` (a CoreV1Api): also record each preemption's moments (a Timeline)."""
+        self.custom, self.ns, self.timeout, self.core = custom, namespace, timeout, core
 
     def status(self, name: str) -> dict[str, Any]:
         got = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
@@ -73,6 +76,18 @@ class Preempter:
         before = self.status(victim)
         attempt = int(before.get("attempt") or 0)
         disrupted = int((before.get("restarts") or {}).get("disrupted") or 0)
+        high = preemptor["metadata"]["name"]
+        timeline = None
+        if self.core is not None:
+            victim_at = (victim, attempt, disrupted)
+            timeline = Timeline(self.core, self.custom, self.ns, victim_at, high)
+        try:
+            got = self._preempt(victim, preemptor, attempt, disrupted)
+        finally:
+            moments = timeline.stop() if timeline is not None else {}
+        return replace(got, moments={"created": got.started, **moments})
+
+    def _preempt(self, victim: str, preemptor: Doc, attempt: int, disrupted: int) -> Preemption:
         t0 = time.monotonic()
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, preemptor)
         evicted = self._wait(
@@ -82,8 +97,8 @@ class Preempter:
         )
         queued = self._wait(victim, lambda st: st.get("phase") == "Queued", "Queued (yielded)")
         reason = str((self.status(victim).get("lastFailure") or {}).get("reason", ""))
-        high = preemptor["metadata"]["name"]
-        self._wait(high, lambda st: st.get("phase") == "Succeeded", "the preemptor Succeeded")
+        done = "the preemptor Succeeded"
+        self._wait(preemptor["metadata"]["name"], lambda st: st.get("phase") == "Succeeded", done)
         back = self._wait(
             victim,
             lambda st: int(st.get("attempt") or 0) > attempt and st.get("phase") == "Running",
