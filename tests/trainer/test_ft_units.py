@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from lazarus_contract.ft import majority
 from lazarus_trainer.ft import FtSettings
 from lazarus_trainer.ft_sampler import ReplicaGroupSampler
-from lazarus_trainer.lighthouse import SettingError, settings
+from lazarus_trainer.lighthouse import SettingError, load_extension, settings
 from lazarus_trainer.termination import PermanentError
 
 from .harness import REPO
@@ -128,3 +129,27 @@ def test_a_tail_too_short_for_the_step_starts_the_next_epoch() -> None:
     assert shares(s, 1, 2) == [4, 5, 6, 7]  # epoch 1 from its start: 8..9 dropped
     s.advance()
     assert (s.epoch, s.offset) == (1, 8)
+
+
+def test_a_loop_that_never_joins_a_quorum_is_refused_in_one_line(tmp_path: Path) -> None:
+    """lz.step() in fault-tolerant mode with the optimizer left unwrapped would never count
+    a step (none commits): refused, exit 78, with what to do."""
+    lighthouse = load_extension().LighthouseServer(bind="[::]:0", min_replicas=1)
+    try:
+        code = "from lazarus_trainer import Lazarus; Lazarus().step()"
+        env = {
+            **os.environ,
+            "PYTHONPATH": ":".join(str(REPO / p) for p in ("contract", "store", "trainer_image")),
+            "LAZARUS_CHECKPOINT_URI": str(tmp_path / "ckpt"),
+            "LAZARUS_TERMINATION_LOG": str(tmp_path / "term"),
+            "LAZARUS_FT_LIGHTHOUSE": lighthouse.address(),
+            "LAZARUS_FT_GROUPS": "1",
+            "LAZARUS_FT_REPLICA_GROUP": "0",
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+    finally:
+        lighthouse.shutdown()
+    assert out.returncode == 78
+    assert "wrap the optimizer with lz.ft.wrap_optimizer()" in (tmp_path / "term").read_text()

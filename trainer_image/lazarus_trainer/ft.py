@@ -178,6 +178,11 @@ class FaultTolerance:
 
     def step_committed(self) -> bool:
         """Whether the step since the last call committed (the optimizer stepped)."""
+        if getattr(self.manager, "_quorum_future", True) is None:  # no zero_grad() joined one
+            raise PermanentError(
+                "fault-tolerant mode: lz.step() before any quorum; wrap the optimizer with "
+                "lz.ft.wrap_optimizer() and call its zero_grad() each step"
+            )
         now = int(self.manager.current_step())
         committed, self._seen_step = now != self._seen_step, now
         return committed
