@@ -154,6 +154,8 @@ def test_a_suspended_job_gives_its_quota_back_and_queues_again_on_resume(
         "resumed, waiting for the quota",
     )
     assert held.get("attempt") == 1 and not kubelet.pods(paused)
+    # Waiting says Queued, not Suspended; the record of the relaunch is in resumePending.
+    assert held["phase"] == "Queued" and held.get("resumePending") is True
     for p in kubelet.pods(other):
         kubelet.terminate(p["metadata"]["name"], 0)
     jobs.wait(other, lambda st: st.get("phase") == "Succeeded", 60, "the other Succeeded")
