@@ -4,7 +4,8 @@ HF's own checkpoints of a PeftModel hold the adapter alone and trust the base to
 on resume; Lazarus' hold every state-dict entry except the frozen parameters the base's
 fingerprint covers (base_fingerprint.py), and a resume first checks that fingerprint. A
 frozen parameter changed in place since setup (its version counter moved) or unfrozen is
-saved again, so what a checkpoint leaves out is always what the fingerprint vouches for.
+saved again. A write through `p.data` moves no version counter and is not seen: the frozen
+base must stay frozen in value too.
 """
 
 from __future__ import annotations
