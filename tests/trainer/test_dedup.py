@@ -125,6 +125,7 @@ def test_a_frozen_weight_changed_in_place_is_saved(tmp_path: Path, how: str) -> 
 
 def _new_chunk_bytes(lz: Lazarus, names: list[str]) -> int:
     """Bytes the newest save stored anew: its own objects and chunks no earlier had."""
+
     def chunks(name: str) -> dict[str, int]:
         m = lz.storage.read_manifest(name)
         return {c.sha256: c.size for o in m.objects for c in o.chunks}
@@ -132,3 +133,69 @@ def _new_chunk_bytes(lz: Lazarus, names: list[str]) -> int:
     before = {d for n in names[:-1] for d in chunks(n)}
     own = lz.storage.read_manifest(names[-1]).own_bytes
     return own + sum(s for d, s in chunks(names[-1]).items() if d not in before)
+
+
+def _lazarus(root: Path, attempt: int, resume: str, net: torch.nn.Module) -> Lazarus:
+    cfg = LazarusConfig(
+        checkpoint_uri=str(root), attempt=attempt, async_save=False, resume_from=resume,
+        handle_signals=False, save_at_end=False, keep_latest=5,
+    )  # fmt: skip
+    lz = Lazarus(cfg)
+    lz.register(model=net)
+    return lz
+
+
+def test_a_whole_object_checkpoint_resumes_into_a_chunked_run(tmp_path: Path) -> None:
+    """The old layout (whole objects, manifest schema 1) loads, and the next save, as
+    chunks, is a checkpoint that loads too."""
+    torch.manual_seed(0)
+    saved = torch.nn.Linear(512, 512)
+    old = _lazarus(tmp_path, 1, "", saved)
+    old.pipeline.committer.dedup = "off"
+    old.run.progress.step = 1
+    first = old.pipeline.save("periodic", sync=True)
+    assert first is not None and first.name is not None
+    assert old.storage.read_manifest(first.name).schema_version == 1
+    fresh = torch.nn.Linear(512, 512)
+    new = _lazarus(tmp_path, 2, "auto", fresh)
+    new.resume()
+    assert torch.equal(fresh.weight, saved.weight) and new.step_count == 1
+    new.run.progress.step = 2
+    second = new.pipeline.save("periodic", sync=True)
+    assert second is not None and second.name is not None
+    assert new.storage.read_manifest(second.name).schema_version == 2
+    state = unpack(new.storage.read_buffer(second.name, COMMON_OBJECT), "t")
+    assert torch.equal(state["models"]["model"]["weight"], saved.weight.detach())
+
+
+def test_a_corrupt_shared_chunk_makes_the_resume_skip_every_checkpoint_using_it(
+    tmp_path: Path,
+) -> None:
+    """Steps 2 and 3 share the frozen embedding's chunks; one of them corrupted (same
+    size), the resume quarantines both and falls back to step 1 (whole objects)."""
+    torch.manual_seed(0)
+    emb, lin = torch.nn.Embedding(4096, 64), torch.nn.Linear(64, 64)
+    emb.weight.requires_grad_(False)
+    net = torch.nn.Sequential(emb, lin)
+    lz = _lazarus(tmp_path, 1, "", net)
+    names = []
+    for step, how in ((1, "off"), (2, "on"), (3, "on")):
+        lz.pipeline.committer.dedup = how
+        with torch.no_grad():
+            lin.weight.add_(1.0)
+        lz.run.progress.step = step
+        out = lz.pipeline.save("periodic", sync=True)
+        assert out is not None and out.name is not None
+        names.append(out.name)
+    chunks = [set(lz.storage.read_manifest(n).chunk_digests()) for n in names[1:]]
+    shared_digest = max(chunks[0] & chunks[1])
+    blob = tmp_path / "_lazarus" / "shared" / "-" / shared_digest
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    fresh = torch.nn.Sequential(torch.nn.Embedding(4096, 64), torch.nn.Linear(64, 64))
+    again = _lazarus(tmp_path, 2, "auto", fresh)
+    again.resume()
+    assert again.step_count == 1
+    assert all(again.storage.store.is_quarantined(n) for n in names[1:])
+    assert not again.storage.store.is_quarantined(names[0])
