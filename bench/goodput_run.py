@@ -6,6 +6,7 @@ operator's status, the final parameters)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -221,12 +222,11 @@ class Bench:
             every=0.05,
         )
         moments = {**p.moments, "first_step": first}
-        saved = self.pods / f"{NS}_{job}-a{attempt}-0" / "termination-log"
-        if saved.exists() and saved.stat().st_size:  # the trainer's exit after its save
-            moments["exited"] = saved.stat().st_mtime - time.time() + time.monotonic()
+        if (saved := self.signal_saved(job, attempt)) is not None:
+            moments["saved"] = saved
         span = spans(moments)
         for name, a, b in (
-            ("save_exit", "terminating", "exited"),
+            ("save", "terminating", "saved"),
             ("restart", "pod_created", "first_step"),
             ("event_to_step", "created", "first_step"),
         ):
@@ -242,6 +242,18 @@ class Bench:
             },
             "spans": span,
         }
+
+    def signal_saved(self, job: str, attempt: int) -> float | None:
+        """When (monotonic) the attempt's trainer wrote its last termination message, if
+        that says it saved on SIGTERM (mode (a)): its save durable, just before its exit.
+        Mode (b)'s trainer dies on the signal; its message is its last progress report."""
+        path = self.pods / f"{NS}_{job}-a{attempt}-0" / "termination-log"
+        try:
+            msg = json.loads(path.read_text() or "{}")
+            at = path.stat().st_mtime
+        except (OSError, ValueError):
+            return None
+        return at - time.time() + time.monotonic() if msg.get("savedOnSignal") else None
 
     def taint(self, node: str, taints: list[dict[str, str]] | None) -> None:
         self.core.patch_node(node, {"spec": {"taints": taints}})
