@@ -105,6 +105,7 @@ def build(job: str, args: Any, work: Path) -> tuple[Any, Any, dict[str, torch.Te
     targs = TrainingArguments(
         output_dir=str(work / f"hf-{job}"), max_steps=1, per_device_train_batch_size=args.batch,
         save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+        lr_scheduler_type="constant",  # every step moves the weights (a decay to 0 would not)
     )  # fmt: skip
     trainer = Trainer(model=model, args=targs, train_dataset=data)
     trainer.train()
