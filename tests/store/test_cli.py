@@ -38,7 +38,15 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_list(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "-u", str(root), "list")
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["NAME", "STEP", "REASON", "SIZE", "SHARED", "AGE", "STATE"]
+    assert code == 0 and lines[0].split() == [
+        "NAME",
+        "STEP",
+        "REASON",
+        "SIZE",
+        "SHARED",
+        "AGE",
+        "STATE",
+    ]
     assert lines[1].startswith(checkpoint_name(3, 1)) and "preemption" in lines[1]
     assert lines[1].endswith("valid") and "2.0 KiB" in lines[1]
     assert "INVALID: model.bin is 5 bytes, manifest says 2048" in lines[2]
