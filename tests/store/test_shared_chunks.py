@@ -91,7 +91,7 @@ def test_a_corrupt_shared_chunk_invalidates_every_checkpoint_that_references_it(
 
 
 def test_retention_collects_only_unreachable_chunks(store: CheckpointStore, raw: Raw) -> None:
-    names = []
+    names: list[str] = []
     for step in range(1, 5):  # a frozen part (kept), and a part changed every save
         prev = (names[-1],) if names else ()
         names.append(save(store, step, b"F" * PIECE + bytes([step]) * PIECE, reuse=prev)[0])
