@@ -24,7 +24,7 @@ import kopf
 
 from lazarus_store.errors import StoreError
 
-from . import heap, storage
+from . import heap, storage, workloadrelease
 from . import kueueworkload as kw
 from . import status as s
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
@@ -175,6 +175,7 @@ async def pod_event(
     job = labels.get(LABEL_JOB)
     memo.reconciler.pod_event(namespace, job, body)
     await memo.reconciler.kick(namespace, job)
+    await _release(memo, namespace, str(job))
 
 
 @kopf.index(kw.GROUP, kw.VERSION, kw.PLURAL, labels={LABEL_JOB: kopf.PRESENT})
@@ -194,6 +195,16 @@ async def workload_event(*, namespace: str | None, labels: Any, memo: Runtime, *
     that job. Without Kueue's CRDs kopf serves nothing here (it logs so once)."""
     if namespace is not None:
         await memo.reconciler.kick(namespace, str(labels.get(LABEL_JOB)))
+        await _release(memo, namespace, str(labels.get(LABEL_JOB)))
+
+
+async def _release(memo: Runtime, ns: str, job: str) -> None:
+    """The job's Workloads being deleted let go of Kueue's finalizer once its pods are
+    gone (workloadrelease): on their events and its pods' (the job may be gone)."""
+    w = memo.reconciler.watched
+    if w is not None:
+        wls, pods = w.job_workloads(ns, job), w.job_pods(ns, job)
+        await workloadrelease.release(memo.reconciler.kube, ns, wls, pods)
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -22,6 +22,9 @@ PLURAL: Final = "workloads"
 QUEUE_LABEL: Final = f"{GROUP}/queue-name"
 PRIORITY_LABEL: Final = f"{GROUP}/priority-class"
 POD_SET: Final = "trainer"
+# Kueue holds a Workload's quota while it carries this; the owner removes it once the
+# pods are gone (workloadrelease).
+FINALIZER: Final = f"{GROUP}/resource-in-use"
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class WorkloadState(Enum):
     QUEUED = auto()  # no quota reserved (or Admitted not yet True): no pods
     ADMITTED = auto()  # launch, with the flavors' placement
     EVICTED = auto()  # Kueue wants the quota back: stop the pods, then clear the admission
-    FINISHED = auto()  # the quota is handed back
+    FINISHED = auto()  # the quota is handed back (or goes once it is deleted)
 
 
 def workload_name(job: JobRef, replacement: int = 0) -> str:
@@ -68,7 +71,7 @@ def _replacement(wl: Mapping[str, Any], job: JobRef) -> int | None:
 def current(workloads: Iterable[Mapping[str, Any]], job: JobRef) -> dict[str, Any] | None:
     """The job's Workload a cycle goes by: the newest not Finished, else the newest."""
     mine = [(n, w) for w in workloads if (n := _replacement(w, job)) is not None]
-    live = [(n, w) for n, w in mine if not is_true(w, "Finished")]
+    live = [(n, w) for n, w in mine if not done(w)]
     if not mine:
         return None
     return dict(max(live or mine, key=lambda nw: nw[0])[1])
@@ -102,7 +105,7 @@ def matches(wl: Mapping[str, Any], spec: JobSpec) -> bool:
 
 def needs_new(wl: Mapping[str, Any] | None, spec: JobSpec) -> bool:
     """Whether the job may get a new Workload: none, a Finished one, or another pod set."""
-    return wl is None or is_true(wl, "Finished") or not matches(wl, spec)
+    return wl is None or done(wl) or not matches(wl, spec)
 
 
 def condition(wl: Mapping[str, Any] | None, ctype: str) -> dict[str, Any] | None:
@@ -115,10 +118,16 @@ def is_true(wl: Mapping[str, Any] | None, ctype: str) -> bool:
     return c is not None and c.get("status") == "True"
 
 
+def done(wl: Mapping[str, Any]) -> bool:
+    """Finished, or being deleted (its quota goes once the pods are gone): no pod may
+    start under it."""
+    return is_true(wl, "Finished") or bool((wl.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def state_of(wl: Mapping[str, Any] | None) -> WorkloadState:
     if wl is None:
         return WorkloadState.MISSING
-    if is_true(wl, "Finished"):
+    if done(wl):
         return WorkloadState.FINISHED
     # Kueue keeps the quota reserved after an eviction until the owner clears the
     # admission; a new admission resets Evicted, so Evicted with an admission is now.
@@ -179,6 +188,7 @@ def build_workload(
             "namespace": job.namespace,
             "labels": {LABEL_JOB: job.name},
             "ownerReferences": [owner_reference(job)],
+            "finalizers": [FINALIZER],
         },
         "spec": body,
     }

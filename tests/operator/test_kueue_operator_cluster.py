@@ -240,3 +240,50 @@ def test_a_changed_pod_set_replaces_the_workload_at_the_next_attempt(
         30,
         "handed back",
     )
+
+
+def test_a_deleted_running_job_holds_its_quota_until_its_pods_are_gone(
+    jobs: Jobs,
+    kubelet: FakeKubelet,
+    namespace: str,
+    operator: OperatorProcess,
+    kueue_stack: KueueStack,
+) -> None:
+    kueue_stack.queues(namespace)
+    first = queued_job(jobs, "first", "1")
+    jobs.wait(first, lambda st: st.get("phase") == "Running", 60, "admitted and running")
+    second = queued_job(jobs, "second", "1")
+    jobs.wait(second, lambda st: st.get("phase") == "Queued", 60, "Queued behind it")
+
+    def first_wl() -> dict[str, Any] | None:
+        return next(
+            (
+                w
+                for w in kueue_stack.workloads(namespace)
+                if w["metadata"]["labels"].get("lazarus.dev/job") == first
+            ),
+            None,
+        )
+
+    kubelet.unresponsive = set(kubelet.nodes)  # its trainers take their time to save
+    jobs.delete(first)
+    wait_for(
+        lambda: (
+            len(kubelet.pods(first)) == 2
+            and all(p["metadata"].get("deletionTimestamp") for p in kubelet.pods(first))
+        ),
+        30,
+        "its pods terminating",
+    )
+    # Deleted with the job, the Workload stays while the pods do, and with it the quota.
+    held = wait_for(
+        lambda: (w := first_wl()) and w["metadata"].get("deletionTimestamp") and w,
+        30,
+        "the Workload being deleted, held by Kueue's finalizer",
+    )
+    assert held["metadata"]["finalizers"] == ["kueue.x-k8s.io/resource-in-use"]
+    assert jobs.status(second).get("phase") == "Queued" and not kubelet.pods(second)
+
+    kubelet.unresponsive.clear()  # the pods go: the Workload goes, the quota with it
+    wait_for(lambda: first_wl() is None, 30, "the Workload gone")
+    jobs.wait(second, lambda st: st.get("phase") == "Running", 60, "the second admitted")
