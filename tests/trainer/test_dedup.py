@@ -199,3 +199,18 @@ def test_a_corrupt_shared_chunk_makes_the_resume_skip_every_checkpoint_using_it(
     assert again.step_count == 1
     assert all(again.storage.store.is_quarantined(n) for n in names[1:])
     assert not again.storage.store.is_quarantined(names[0])
+
+
+def test_auto_chunks_the_first_save_then_only_while_an_eighth_stays_put() -> None:
+    from lazarus_trainer.dedup import worth
+
+    frozen, trained = torch.zeros(1 << 12), torch.zeros(1 << 12)
+    first = pack({"a": frozen, "b": trained})
+    assert worth(first, "auto") and not worth(first, "off") and worth(first, "on")
+    trained.add_(1)
+    half = pack({"a": frozen, "b": trained}, reuse=first)
+    assert worth(half, "auto")  # half the bytes did not move
+    frozen.add_(1)
+    trained.add_(1)
+    moved = pack({"a": frozen, "b": trained}, reuse=half)
+    assert not worth(moved, "auto") and worth(moved, "on")

@@ -101,7 +101,8 @@ class Packed:
     # `_version` alone: in-place changes through `.data` do not move it).
     generation: int = 0
     same: tuple[bool, ...] = ()
-    stamps: tuple[tuple[int, int] | None, ...] = ()  # (_version, data_ptr) of CPU sources
+    stamps: tuple[tuple[int, int] | None, ...] = ()  # (_version, data_ptr) of the sources
+    steady: tuple[bool, ...] = ()  # stamp unchanged since the previous pack (a hint only)
     buffer_id: int = field(default_factory=lambda: next(_BUFFER_IDS))  # unique per allocation
 
     @property
@@ -205,9 +206,10 @@ def pack(state: Any, reuse: Packed | None = None) -> Packed:
         and len(header) + 8 <= reuse.header_capacity
     ):
         old = reuse.stamps or (None,) * len(slots)
+        steady = tuple(st is not None and st == o for st, o in zip(stamps, old, strict=True))
         same = tuple(
-            _refresh(reuse.tensor_at(s), by_name[s.name], st is not None and st == o)
-            for s, st, o in zip(slots, stamps, old, strict=True)
+            _refresh(reuse.tensor_at(s), by_name[s.name], hint)
+            for s, hint in zip(slots, steady, strict=True)
         )
         packed = Packed(
             reuse.buffer,
@@ -216,13 +218,14 @@ def pack(state: Any, reuse: Packed | None = None) -> Packed:
             reuse.generation + 1,
             same,
             stamps,
+            steady,
             reuse.buffer_id,
         )
     else:
         cap = _capacity(len(header))
         size = cap + (slots[-1].end if slots else 0)
         buf = torch.empty(size, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
-        packed = Packed(buf, cap, slots, 0, (False,) * len(slots), stamps)
+        packed = Packed(buf, cap, slots, 0, (False,) * len(slots), stamps, (False,) * len(slots))
         for slot in slots:
             src = by_name[slot.name].detach()
             packed.tensor_at(slot).copy_(src, non_blocking=src.device.type == "cuda")
@@ -235,9 +238,10 @@ def pack(state: Any, reuse: Packed | None = None) -> Packed:
 
 
 def _stamp(t: torch.Tensor) -> tuple[int, int] | None:
-    """What may say a CPU tensor is unchanged since the last pack: its version counter
-    and address. A hint only: `_refresh` compares the bytes before believing it."""
-    if t.device.type != "cpu" or not t.is_contiguous():
+    """What may say a tensor is unchanged since the last pack: its version counter and
+    address. A hint only: `_refresh` compares a CPU tensor's bytes before believing it;
+    a device tensor is copied and hashed whatever its stamp says."""
+    if not t.is_contiguous():
         return None
     return (t._version, t.data_ptr())
 
@@ -247,7 +251,7 @@ def _refresh(dst: torch.Tensor, src: torch.Tensor, hint: bool) -> bool:
     stamp did not move is compared (numpy's memcmp-speed compare, ~9 GB/s here, against
     SHA-256's 1.5): a moved one is copied, and its chunk hashed again."""
     src = src.detach()
-    if hint and dst.numel():
+    if hint and dst.numel() and src.device.type == "cpu":
         a, b = dst.reshape(-1).view(torch.uint8), src.reshape(-1).view(torch.uint8)
         wide = a.numel() % 8 == 0 and a.data_ptr() % 8 == 0 and b.data_ptr() % 8 == 0
         dt = torch.int64 if wide else torch.uint8
