@@ -9,10 +9,12 @@ cycle: the job may be gone."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
+import urllib3
 from kubernetes.client import ApiException
 
 from . import kueueworkload as kw
@@ -20,6 +22,7 @@ from .classify import parse_time
 from .kube import Kube
 
 log = logging.getLogger("lazarus.workloadrelease")
+RETRY_S: Final = (1.0, 2.0, 4.0)
 
 
 def releasable(wl: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[str] | None:
@@ -50,18 +53,32 @@ async def release(
     """Remove the finalizer from each of the job's Workloads whose time has come."""
     for wl in workloads:
         keep = releasable(wl, pods)
-        if keep is None:
-            continue
-        name = kw.name_of(wl)
+        if keep is not None:
+            await _patch(kube, ns, wl, keep)
+
+
+async def _patch(kube: Kube, ns: str, wl: Mapping[str, Any], keep: list[str]) -> None:
+    """A few tries: the last pod's deletion may be the last event that would retry it.
+    A conflict ends them: the Workload changed, and that change's event decides again."""
+    name = kw.name_of(wl)
+    for delay in (*RETRY_S, None):
         try:
-            await kube.patch_workload(ns, name, release_patch(wl, keep))
-            log.info("Workload %s/%s released: no pod of its job left", ns, name)
+            if await kube.patch_workload(ns, name, release_patch(wl, keep)) is not None:
+                log.info("Workload %s/%s released: no pod of its job left", ns, name)
+            return
         except ApiException as err:
-            level = logging.DEBUG if err.status == 409 else logging.WARNING
-            log.log(
-                level,
-                "Workload %s/%s not released (%s): retried on its next event",
+            if err.status == 409:
+                return
+            why = f"HTTP {err.status}"
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            why = type(err).__name__
+        if delay is None:
+            log.warning(
+                "Workload %s/%s keeps Kueue's finalizer (%s): its next event, or "
+                "the operator's restart, tries again",
                 ns,
                 name,
-                err.status,
+                why,
             )
+            return
+        await asyncio.sleep(delay)
