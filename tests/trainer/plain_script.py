@@ -47,12 +47,13 @@ def main() -> None:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(40, 8, generator=g), torch.randn(40, 1, generator=g))
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
+    first = nn.Linear(8, 16)
+    model = nn.Sequential(first, nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
     if os.environ.get("PLAIN_TEST_FREEZE") == "1":
-        model[0].requires_grad_(False)
+        first.requires_grad_(False)
         if os.environ.get("PLAIN_TEST_PERTURB") == "1":
             with torch.no_grad():
-                model[0].weight[0, 0] += 1e-3
+                first.weight[0, 0] += 1e-3
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     registered = os.environ.get("PLAIN_TEST_NO_SAMPLER") != "1"
     per_step = 0 if os.environ.get("PLAIN_TEST_NO_SAMPLES") == "1" else B * ACCUM
