@@ -32,6 +32,11 @@ SHARED_PREFIX = "_lazarus/shared"
 INTENT_NAME = ".lazarus-tmp-refs.json"  # under a checkpoint's prefix, never in a manifest
 ANONYMOUS = "-"  # the key of a job without a UID (a trainer run by hand)
 MAX_INTENT_BYTES = 16 << 20
+SWEEP_MARK = ".sweep-"  # `<job prefix>.sweep-<token>`: a pass is marking or deleting there
+# A save that finds a pass's marker after writing its intent waits up to WINDOW_S for
+# that pass, then re-uploads what it deleted; a pass issues no delete later than
+# WINDOW_S / 2 after writing its marker (the other half: margin for a delete in flight).
+WINDOW_S = 60.0
 _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -59,6 +64,11 @@ def digest(data: bytes | bytearray | memoryview) -> str:
     """SHA-256 (hashlib releases the GIL: parallel on the save pool; ~1.5 GB/s a core
     with SHA-NI, measured against BLAKE2b's 0.85, docs/performance.md)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def sweep_key(key: str, token: str) -> str:
+    """The marker of a pass (`token`) under job key `key` (already a job key)."""
+    return f"{SHARED_PREFIX}/{key}/{SWEEP_MARK}{token}"
 
 
 def intent_key(name: str) -> str:

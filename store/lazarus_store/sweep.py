@@ -10,13 +10,19 @@ the UIDs of the checkpoints it owns name prefixes a pass may sweep.
 
 from __future__ import annotations
 
+import contextlib
+import time
+import uuid
 from dataclasses import dataclass, field
 
-from . import catalog, shared
+from . import catalog, checksum, shared
 from .catalog import CheckpointInfo
+from .errors import StoreError
 from .lineage import newest_attempt
 from .root import Root
 from .selection import Scope
+
+BATCH = 1000  # blob keys per delete request (S3's DeleteObjects limit)
 
 
 @dataclass
@@ -48,9 +54,83 @@ def marked(root: Root, checkpoints: list[CheckpointInfo]) -> dict[str, set[str]]
             out.setdefault(shared.job_key(m.job.uid), set()).update(m.chunk_digests())
         elif not c.committed and any(o.key == shared.intent_key(c.name) for o in c.objects):
             got = shared.read_intent(root, c.name)
+            if got is None:  # gone since the LIST: committed (then deleted) or aborted
+                with contextlib.suppress(StoreError):
+                    m = catalog.read_manifest(root, c.name)
+                    if shared.uid_ok(m.job.uid):
+                        got = (shared.job_key(m.job.uid), m.chunk_digests())
             if got is not None:
                 out.setdefault(got[0], set()).update(got[1])
     return out
+
+
+class Pass:
+    """One collection pass, in its two halves: `mark()` and `sweep()` (the deletes);
+    `collect` runs both at once. A pass that deletes writes its marker under each job
+    prefix it may sweep before it marks, and removes it after its deletes: see the
+    module doc for why that closes the race with a save of another process."""
+
+    def __init__(self, root: Root, scope: Scope, *, dry_run: bool = False) -> None:
+        self.root, self.scope, self.dry_run = root, scope, dry_run
+        self.out = Swept()
+        self._markers: list[str] = []
+        self._since = 0.0  # monotonic time before the markers were written
+
+    def mark(self) -> Pass:
+        newest = newest_attempt(self.scope.lineage)
+        current = self.scope.current
+        if current is not None and newest is not None and newest > current:
+            self.out.skipped = f"attempt {newest} is newer than {current}"
+            return self
+        blobs = shared.listing(self.root).blobs  # listed before the mark
+        if not blobs:
+            return self
+        keys = sorted(_keys(self.scope, catalog.list_checkpoints(self.root), set(blobs)))
+        keys = [k for k in keys if k in blobs]
+        if not keys:
+            return self
+        if not self.dry_run:
+            token = uuid.uuid4().hex
+            self._since = time.monotonic()
+            for k in keys:
+                self._markers.append(shared.sweep_key(k, token))
+                self.root.backend.put(self._markers[-1], b"", checksum.crc32c(b""))
+        try:  # marked after the markers exist: a save that intends later sees them
+            refs = marked(self.root, catalog.list_checkpoints(self.root))
+        except ValueError as e:
+            self.out.skipped = str(e)
+            self._unmark()
+            return self
+        for k in keys:
+            keep = refs.get(k, set())
+            for d, o in sorted(blobs[k].items()):
+                if d not in keep:
+                    self.out.deleted.append(o.key)
+                    self.out.freed_bytes += o.size
+        return self
+
+    def sweep(self) -> Swept:
+        """Delete what `mark` found unreferenced, in batches, none issued later than
+        half the window after the markers were written (a later pass does the rest)."""
+        if self.dry_run:
+            return self.out
+        todo, self.out.deleted = self.out.deleted, []
+        try:
+            for i in range(0, len(todo), BATCH):
+                if time.monotonic() - self._since > shared.WINDOW_S / 2:
+                    self.out.skipped = "the pass took too long to delete; the next one will"
+                    break
+                self.root.backend.delete_many(todo[i : i + BATCH])
+                self.out.deleted += todo[i : i + BATCH]
+        finally:
+            self._unmark()
+        return self.out
+
+    def _unmark(self) -> None:
+        if self._markers:
+            with contextlib.suppress(StoreError):
+                self.root.backend.delete_many(self._markers)
+            self._markers = []
 
 
 def collect(root: Root, scope: Scope, *, dry_run: bool = False) -> Swept:
@@ -58,26 +138,7 @@ def collect(root: Root, scope: Scope, *, dry_run: bool = False) -> Swept:
 
     Only the newest attempt of the owner's lineage collects: a zombie attempt's pass
     never runs beside its successor's saves (the fence log says who is newest)."""
-    newest = newest_attempt(scope.lineage)
-    if scope.current is not None and newest is not None and newest > scope.current:
-        return Swept(skipped=f"attempt {newest} is newer than {scope.current}")
-    blobs = shared.listing(root).blobs  # listed before the mark: see the module doc
-    if not blobs:
-        return Swept()
-    checkpoints = catalog.list_checkpoints(root)
-    try:
-        refs = marked(root, checkpoints)
-    except ValueError as e:
-        return Swept(skipped=str(e))
-    out = Swept()
-    for key in sorted(_keys(scope, checkpoints, set(blobs)) & set(blobs)):
-        keep = refs.get(key, set())
-        gone = [o for d, o in sorted(blobs[key].items()) if d not in keep]
-        out.deleted += [o.key for o in gone]
-        out.freed_bytes += sum(o.size for o in gone)
-    if out.deleted and not dry_run:
-        root.backend.delete_many(out.deleted)
-    return out
+    return Pass(root, scope, dry_run=dry_run).mark().sweep()
 
 
 def delete_job(root: Root, uids: set[str]) -> int:

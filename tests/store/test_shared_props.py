@@ -1,6 +1,8 @@
 """Shared chunks under random interleavings of saves, retention passes, crashes and
 quarantine, against the real S3 server (issue 27): no committed checkpoint ever misses
-a byte, and after a quiet pass no unreachable chunk is left."""
+a byte, and after a quiet pass no unreachable chunk is left. A foreign pass (another
+process's `lazarus-ckpt prune --apply`) runs in two steps, its mark and its deletes, so
+that saves interleave between them."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lazarus_store import CheckpointStore, JobIdentity, Owner, RetentionPolicy
+from lazarus_store import CheckpointStore, JobIdentity, Owner, RetentionPolicy, sweep
 from lazarus_store import shared as sh
 from lazarus_store.checksum import crc32c
 from lazarus_store.chunked import Piece
+from lazarus_store.prune import delete_prefix
 from lazarus_store.writer import CheckpointWriter
 
 from .conftest import S3_PART
@@ -30,7 +33,9 @@ PIECE = 64
 _PREFIXES = itertools.count()
 
 # Steps: begin a save (which pieces change), write it, commit it, crash it, run
-# retention (keep_latest), quarantine the newest committed one.
+# retention (keep_latest), quarantine the newest committed one, drop a committed one
+# without collecting (a prune killed between its deletes and its pass), a foreign
+# pass's mark and its deletes.
 step = st.one_of(
     st.tuples(st.just("begin"), st.lists(st.booleans(), min_size=3, max_size=3)),
     st.tuples(st.just("write"), st.integers(0, 1)),
@@ -38,6 +43,9 @@ step = st.one_of(
     st.tuples(st.just("crash"), st.integers(0, 1)),
     st.tuples(st.just("retain"), st.integers(1, 3)),
     st.tuples(st.just("quarantine"), st.just(0)),
+    st.tuples(st.just("drop"), st.just(0)),
+    st.tuples(st.just("fmark"), st.just(0)),
+    st.tuples(st.just("fsweep"), st.just(0)),
 )
 
 
@@ -49,6 +57,7 @@ class World:
         self.inflight: list[tuple[CheckpointWriter, bytes]] = []
         self.expected: dict[str, bytes] = {}  # committed checkpoint -> its bytes
         self.last: str | None = None
+        self.passes: list[sweep.Pass] = []  # foreign passes marked, not yet swept
         store.record_attempt(1, None, -1, job=JOB)
 
     def begin(self, change: list[bool]) -> None:
@@ -85,6 +94,20 @@ class World:
         if self.last:
             self.store.quarantine(self.last, "test")
 
+    def drop(self, _: int) -> None:
+        if self.expected:
+            name = min(self.expected)
+            self.expected.pop(name)
+            keys = [o.key for o in self.store.backend.list_objects(f"{name}/")]
+            delete_prefix(self.store.root, name, keys)
+
+    def fmark(self, _: int) -> None:
+        self.passes.append(sweep.Pass(self.store.root, self.store.scope(None, OWNER)).mark())
+
+    def fsweep(self, _: int) -> None:
+        if self.passes:
+            self.passes.pop(0).sweep()
+
     def check_committed(self) -> None:
         """Every committed checkpoint still listed has every byte of its data."""
         for c in self.store.list_checkpoints():
@@ -104,6 +127,12 @@ C = ("begin", [True, True, True])
         *(("write", 0), ("retain", 1), ("commit", 0)),
     ]
 )
+@example(  # a foreign pass marks before a save's intent and deletes after its LIST
+    steps=[
+        *(C, ("write", 0), ("commit", 0), ("drop", 0), B, ("fmark", 0)),
+        *(("write", 0), ("fsweep", 0), ("commit", 0)),
+    ]
+)
 @settings(
     max_examples=30,
     deadline=None,
@@ -112,8 +141,11 @@ C = ("begin", [True, True, True])
 )
 @given(steps=st.lists(step, min_size=4, max_size=14))
 def test_interleaved_saves_retention_crashes_and_quarantine(
-    s3: Any, bucket: str, steps: list[tuple[str, Any]]
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, Any]]
 ) -> None:
+    # A short window: a save that sees a pass (never ending between two steps) waits
+    # briefly, and the pass's deletes in a later step find their deadline passed.
+    monkeypatch.setattr(sh, "WINDOW_S", 1.0)
     store = s3.open_store(f"s3://{bucket}/p{next(_PREFIXES)}", part_size=S3_PART, concurrency=4)
     other = s3.open_store(store.description.split()[0], part_size=S3_PART)  # same root
     # Another job on the same root, with a referenced chunk and a leftover.
@@ -125,8 +157,10 @@ def test_interleaved_saves_retention_crashes_and_quarantine(
     for op, arg in steps:
         getattr(world, op)(arg)
         world.check_committed()
-    # Quiet: in-flight saves crash, then one pass past the safety age.
+    # Quiet: in-flight saves crash, pending passes end, then one past the safety age.
     world.inflight.clear()
+    while world.passes:
+        world.fsweep(0)
     world.retain(1, now=time.time() + 7200)
     world.check_committed()
     referenced = {
