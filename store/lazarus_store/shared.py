@@ -71,6 +71,16 @@ def sweep_key(key: str, token: str) -> str:
     return f"{SHARED_PREFIX}/{key}/{SWEEP_MARK}{token}"
 
 
+def live_passes(listed: Iterable[ObjectInfo], now: float) -> set[str]:
+    """Names of the pass markers in `listed` whose pass may still delete, `now` being
+    the server's time (an object's mtime): a marker WINDOW_S older is a dead pass's."""
+    return {
+        o.key.rsplit("/", 1)[-1]
+        for o in listed
+        if o.key.rsplit("/", 1)[-1].startswith(SWEEP_MARK) and o.mtime + WINDOW_S >= now
+    }
+
+
 def intent_key(name: str) -> str:
     return f"{name}/{INTENT_NAME}"
 
@@ -104,6 +114,7 @@ class Listing:
     checkpoint prefixes are committed or carry an intent."""
 
     blobs: dict[str, dict[str, ObjectInfo]] = field(default_factory=dict)
+    markers: dict[str, list[ObjectInfo]] = field(default_factory=dict)  # passes', by key
     committed: set[str] = field(default_factory=set)
     intents: set[str] = field(default_factory=set)
 
@@ -112,6 +123,8 @@ class Listing:
             key, _, name = o.key[len(SHARED_PREFIX) + 1 :].partition("/")
             if _DIGEST.fullmatch(name):
                 self.blobs.setdefault(key, {})[name] = o
+            elif name.startswith(SWEEP_MARK):
+                self.markers.setdefault(key, []).append(o)
             return
         head, _, rest = o.key.partition("/")
         if parse_checkpoint_name(head) is None:

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import catalog, checksum, shared
+from .backends.base import ObjectInfo
 from .catalog import CheckpointInfo
 from .errors import StoreError
 from .lineage import newest_attempt
@@ -82,7 +83,8 @@ class Pass:
         if current is not None and newest is not None and newest > current:
             self.out.skipped = f"attempt {newest} is newer than {current}"
             return self
-        blobs = shared.listing(self.root).blobs  # listed before the mark
+        lst = shared.listing(self.root)  # the blobs are listed before the mark
+        blobs = lst.blobs
         if not blobs:
             return self
         keys = sorted(_keys(self.scope, catalog.list_checkpoints(self.root), set(blobs)))
@@ -95,6 +97,7 @@ class Pass:
             for k in keys:
                 self._markers.append(shared.sweep_key(k, token))
                 self.root.backend.put(self._markers[-1], b"", checksum.crc32c(b""))
+                self._markers += self._dead(k, lst.markers.get(k, []))
         try:  # marked after the markers exist: a save that intends later sees them
             refs = marked(self.root, catalog.list_checkpoints(self.root))
         except ValueError as e:
@@ -125,6 +128,16 @@ class Pass:
         finally:
             self._unmark()
         return self.out
+
+    def _dead(self, key: str, seen: list[ObjectInfo]) -> list[str]:
+        """Markers of passes that can no longer delete (killed ones), to remove with
+        ours: else each save of the job would wait WINDOW_S for them."""
+        if not seen:
+            return []
+        mine = self.root.backend.list_objects(self._markers[-1])
+        now = max((o.mtime for o in mine), default=float("-inf"))
+        live = shared.live_passes(seen, now)
+        return [o.key for o in seen if o.key.rsplit("/", 1)[-1] not in live]
 
     def _unmark(self) -> None:
         if self._markers:

@@ -230,7 +230,15 @@ class CheckpointWriter:
                         known.update({c.sha256: c for e in m.objects for c in e.chunks})
             self._known = known
         listed = self._root.backend.list_objects(shared.prefix(self.uid))
-        present = {o.key.rsplit("/", 1)[-1]: o.size for o in listed}
+        present = {
+            o.key.rsplit("/", 1)[-1]: o.size
+            for o in listed
+            if not o.key.rsplit("/", 1)[-1].startswith(shared.SWEEP_MARK)
+        }
+        if len(present) < len(listed):  # a pass's marker: is it alive? (the intent's
+            mine = self._root.backend.list_objects(shared.intent_key(self.name))  # mtime
+            now = max((o.mtime for o in mine), default=float("-inf"))  # is the server's now)
+            present |= dict.fromkeys(shared.live_passes(listed, now), 0)
         return dict(self._known), present
 
     def open_write(self, path: str) -> StreamWriter:

@@ -5,6 +5,7 @@ again before the save returns; a save that commits while a pass marks keeps its 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -83,3 +84,30 @@ def test_a_pass_past_its_deadline_deletes_nothing(
     out = foreign.sweep()
     assert out.deleted == [] and out.skipped
     assert len(store.backend.list_objects(sh.prefix(JOB.uid))) == 2  # chunks, no marker
+
+
+def test_a_dead_passs_marker_is_ignored_by_saves_and_removed_by_the_next_pass(
+    store: CheckpointStore, raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass killed between its marker and its end leaves the marker: once WINDOW_S
+    old by the server's clock it stops no save, and the next pass removes it."""
+    store.record_attempt(1, None, -1, job=JOB)
+    garbage_of_a_dropped_checkpoint(store)
+    dead = sh.sweep_key(JOB.uid, "killed")
+    raw.put(dead, b"")
+    monkeypatch.setattr(sh, "WINDOW_S", 1.0)
+    time.sleep(2.5)  # the marker ages past the window (S3 times are whole seconds)
+    seen: list[set[str]] = []
+    settle: Callable[..., int] = chunked._settle
+
+    def recorded(root: Any, uid: str, passes: set[str], *a: Any) -> int:
+        seen.append(passes)
+        return settle(root, uid, passes, *a)
+
+    monkeypatch.setattr(chunked, "_settle", recorded)
+    w = store.begin(step=2, attempt=1, uid=JOB.uid)
+    w.put_chunks(OBJ, DATA, PIECES)
+    assert seen == [set()]  # nothing to wait for
+    w.commit(job=JOB)
+    store.collect_shared(owner=OWNER)
+    assert dead not in raw.listing()
