@@ -10,7 +10,8 @@ its own prefix before it looks for reusable chunks or uploads any, and commits i
 manifest after; a collection pass marks every committed manifest's chunks and every
 uncommitted prefix's intent, and deletes only the owner's blobs that neither names.
 A crashed save's intent protects its chunks until retention removes its prefix
-(after the safety age); the next pass frees them.
+(after the safety age); the next pass frees them. A deleting pass also leaves a
+marker under the job's prefix while it runs, which a save's LIST sees (sweep.py).
 """
 
 from __future__ import annotations

@@ -1,11 +1,19 @@
 """Collecting a job's shared chunks by reachability (docs/contract.md section 7).
 
 A pass lists the blobs first, then marks: every committed manifest's chunks and every
-uncommitted save's intent (shared.py). It deletes the owner's blobs that nothing
-marks. Blobs listed before the mark and written by a save whose intent lands after it
-are the save's to re-check: it looks for reusable blobs only after its intent is
-written. Another job's blobs are never listed for deletion: only the owner's UID and
-the UIDs of the checkpoints it owns name prefixes a pass may sweep.
+uncommitted save's intent (shared.py; an intent gone since the LIST: the manifest that
+replaced it). It deletes the owner's blobs that nothing marks. Another job's blobs are
+never listed for deletion: only the owner's UID and the UIDs of the checkpoints it
+owns name prefixes a pass may sweep.
+
+A pass of another process and a save (chunked.py) meet like Dekker's two flags on a
+strongly consistent store: the pass writes its marker under each job prefix it may
+sweep, then LISTs and reads what to mark; the save writes its intent, then LISTs the
+prefix. Whichever comes second sees the other: the pass's mark sees the intent (or
+the manifest), or the save's LIST sees the marker and the save waits for the pass to
+end (its marker gone) or to pass its delete deadline (WINDOW_S / 2 after the marker,
+by the pass's clock; the save waits WINDOW_S by its own), then re-uploads what the
+pass deleted. No atomic or conditional operation is needed.
 """
 
 from __future__ import annotations
