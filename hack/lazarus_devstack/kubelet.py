@@ -251,9 +251,14 @@ class LocalKubelet:
     def _report_exit(
         self, namespace: str, name: str, code: int, started: str, message: str
     ) -> None:
+        """Report the container's end. Raises while the API does not take it (down,
+        overloaded: a 5xx or 429), so the caller keeps the pod and tries again, and
+        its final delete waits: as a real kubelet's status manager, the end lands
+        before the pod goes, or the operator never hears the trainer's last step.
+        Only a pod already gone has nothing left to report to."""
         finished = _now()
         reason = "Completed" if code == 0 else "Error"
-        with contextlib.suppress(client.ApiException):
+        try:
             pod = self.core.read_namespaced_pod(name, namespace)
             container = pod.spec.containers[0]
             self.core.patch_namespaced_pod_status(
@@ -292,6 +297,10 @@ class LocalKubelet:
                     }
                 },
             )
+        except client.ApiException as err:
+            if err.status != 404:
+                raise
+            log.info("%s/%s: gone before its exit was reported", namespace, name)
 
     def sync(self, pod: Any) -> None:
         """Act on one observed pod: start it, pass annotation changes on, or stop it."""
