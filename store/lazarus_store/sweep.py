@@ -32,6 +32,7 @@ from .root import Root
 from .selection import Scope
 
 BATCH = 1000  # blob keys per delete request (S3's DeleteObjects limit)
+Blob = tuple[str, str, ObjectInfo]  # job key, digest, the listed blob
 
 
 @dataclass
@@ -92,33 +93,37 @@ class Pass:
             self.out.skipped = f"attempt {newest} is newer than {current}"
             return self
         lst = shared.listing(self.root)  # the blobs are listed before the mark
-        blobs = lst.blobs
-        if not blobs:
+        if not lst.blobs:
             return self
-        keys = sorted(_keys(self.scope, catalog.list_checkpoints(self.root), set(blobs)))
-        keys = [k for k in keys if k in blobs]
-        if not keys:
-            return self
-        if not self.dry_run:
-            token = uuid.uuid4().hex
-            self._since = time.monotonic()
-            for k in keys:
-                self._markers.append(shared.sweep_key(k, token))
-                self.root.backend.put(self._markers[-1], b"", checksum.crc32c(b""))
-                self._markers += self._dead(k, lst.markers.get(k, []))
-        try:  # marked after the markers exist: a save that intends later sees them
-            refs = marked(self.root, catalog.list_checkpoints(self.root))
+        checkpoints = catalog.list_checkpoints(self.root)
+        keys = sorted(_keys(self.scope, checkpoints, set(lst.blobs)) & set(lst.blobs))
+        gone = [(k, d, o) for k in keys for d, o in sorted(lst.blobs[k].items())]
+        try:
+            gone = self._unmarked(gone, checkpoints)
+            if gone and not self.dry_run:  # marked again once the markers exist
+                self._put_markers(sorted({k for k, _, _ in gone}), lst)
+                gone = self._unmarked(gone, catalog.list_checkpoints(self.root))
         except ValueError as e:
             self.out.skipped = str(e)
             self._unmark()
             return self
-        for k in keys:
-            keep = refs.get(k, set())
-            for d, o in sorted(blobs[k].items()):
-                if d not in keep:
-                    self.out.deleted.append(o.key)
-                    self.out.freed_bytes += o.size
+        self.out.deleted = [o.key for _, _, o in gone]
+        self.out.freed_bytes = sum(o.size for _, _, o in gone)
         return self
+
+    def _unmarked(self, blobs: list[Blob], checkpoints: list[CheckpointInfo]) -> list[Blob]:
+        refs = marked(self.root, checkpoints)
+        return [(k, d, o) for k, d, o in blobs if d not in refs.get(k, set())]
+
+    def _put_markers(self, keys: list[str], lst: shared.Listing) -> None:
+        """A marker under each prefix with blobs to delete (a save that intends later
+        sees it), and the dead passes' markers found there, to remove with ours."""
+        token = uuid.uuid4().hex
+        self._since = time.monotonic()
+        for k in keys:
+            self._markers.append(shared.sweep_key(k, token))
+            self.root.backend.put(self._markers[-1], b"", checksum.crc32c(b""))
+            self._markers += self._dead(lst.markers.get(k, []))
 
     def sweep(self) -> Swept:
         """Delete what `mark` found unreferenced, in batches, none issued later than
@@ -137,9 +142,9 @@ class Pass:
             self._unmark()
         return self.out
 
-    def _dead(self, key: str, seen: list[ObjectInfo]) -> list[str]:
-        """Markers of passes that can no longer delete (killed ones), to remove with
-        ours: else each save of the job would wait WINDOW_S for them."""
+    def _dead(self, seen: list[ObjectInfo]) -> list[str]:
+        """Markers of passes that can no longer delete (killed ones), by the server's
+        time of our own marker."""
         if not seen:
             return []
         mine = self.root.backend.list_objects(self._markers[-1])

@@ -90,7 +90,7 @@ def test_a_dead_passs_marker_is_ignored_by_saves_and_removed_by_the_next_pass(
     store: CheckpointStore, raw: Raw, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pass killed between its marker and its end leaves the marker: once WINDOW_S
-    old by the server's clock it stops no save, and the next pass removes it."""
+    old by the server's clock it stops no save, and the next pass that deletes removes it."""
     store.record_attempt(1, None, -1, job=JOB)
     garbage_of_a_dropped_checkpoint(store)
     dead = sh.sweep_key(JOB.uid, "killed")
@@ -109,5 +109,6 @@ def test_a_dead_passs_marker_is_ignored_by_saves_and_removed_by_the_next_pass(
     w.put_chunks(OBJ, DATA, PIECES)
     assert seen == [set()]  # nothing to wait for
     w.commit(job=JOB)
-    store.collect_shared(owner=OWNER)
+    raw.put(sh.blob_key(JOB.uid, "0" * 64), b"orphan")  # for the next pass to delete
+    assert store.collect_shared(owner=OWNER).deleted == [sh.blob_key(JOB.uid, "0" * 64)]
     assert dead not in raw.listing()
