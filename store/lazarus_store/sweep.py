@@ -107,6 +107,9 @@ class Pass:
             self.out.skipped = str(e)
             self._unmark()
             return self
+        except BaseException:  # e.g. a failed request: no marker left to slow saves
+            self._unmark()
+            raise
         self.out.deleted = [o.key for _, _, o in gone]
         self.out.freed_bytes = sum(o.size for _, _, o in gone)
         return self
