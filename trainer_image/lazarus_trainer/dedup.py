@@ -32,17 +32,17 @@ def mode(env: Mapping[str, str] | None = None) -> str:
 
 def worth(packed: Packed, how: str) -> bool:
     """Whether to store `packed` as chunks. `auto`: its first pack (to learn what does not
-    change), then only while at least an eighth of its bytes are in tensors whose version
-    counter and address did not move: with everything changing, hashing is pure cost
-    (full fine-tuning: +28% time to durable, docs/performance.md), and the whole object
-    goes as before. A choice of path only: what is reused is decided by bytes compared
-    or hashed, never by the counter."""
+    change), then only while at least an eighth of its bytes are unchanged (`unchanged`: a
+    CPU tensor's bytes compared equal, a device tensor's version counter and address not
+    moved): with everything changing, hashing is pure cost (full fine-tuning: +28% time
+    to durable, docs/performance.md), and the whole object goes as before. A choice of
+    path only: what is reused is decided by bytes compared or hashed, never by the counter."""
     if how != "auto":
         return how == "on"
     if packed.generation == 0:
         return True
     data = sum(s.end - s.begin for s in packed.slots)
-    same = sum(s.end - s.begin for s, ok in zip(packed.slots, packed.steady, strict=True) if ok)
+    same = sum(s.end - s.begin for s, ok in zip(packed.slots, packed.unchanged, strict=True) if ok)
     return data > 0 and same * 8 >= data
 
 

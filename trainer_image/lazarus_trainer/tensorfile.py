@@ -31,12 +31,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import numpy as np
 import torch
 
 from lazarus_contract.bounded_json import loads_bounded, one_line
 
 from .storage import InvalidCheckpoint
+from .tensor_reuse import refresh, stamp
 from .termination import PermanentError
 
 TREE_KEY = "lazarus.tree"
@@ -103,6 +103,8 @@ class Packed:
     same: tuple[bool, ...] = ()
     stamps: tuple[tuple[int, int] | None, ...] = ()  # (_version, data_ptr) of the sources
     steady: tuple[bool, ...] = ()  # stamp unchanged since the previous pack (a hint only)
+    # auto mode's unchanged (dedup.worth): `same` on CPU, `steady` on a device (tensor_reuse)
+    unchanged: tuple[bool, ...] = ()
     buffer_id: int = field(default_factory=lambda: next(_BUFFER_IDS))  # unique per allocation
 
     @property
@@ -199,7 +201,7 @@ def pack(state: Any, reuse: Packed | None = None) -> Packed:
     header = _header(slots, tree)
     signature = tuple((s.dtype, s.shape) for s in slots)
     by_name = dict(tensors)
-    stamps = tuple(_stamp(by_name[s.name]) for s in slots)
+    stamps = tuple(stamp(by_name[s.name]) for s in slots)
     if (
         reuse is not None
         and reuse.signature == signature
@@ -208,9 +210,11 @@ def pack(state: Any, reuse: Packed | None = None) -> Packed:
         old = reuse.stamps or (None,) * len(slots)
         steady = tuple(st is not None and st == o for st, o in zip(stamps, old, strict=True))
         same = tuple(
-            _refresh(reuse.tensor_at(s), by_name[s.name], hint)
+            refresh(reuse.tensor_at(s), by_name[s.name], hint)
             for s, hint in zip(slots, steady, strict=True)
         )
+        devs = (by_name[s.name].device.type != "cpu" for s in slots)
+        unchanged = tuple(sm or (st and d) for sm, st, d in zip(same, steady, devs, strict=True))
         packed = Packed(
             reuse.buffer,
             reuse.header_capacity,
@@ -219,13 +223,15 @@ def pack(state: Any, reuse: Packed | None = None) -> Packed:
             same,
             stamps,
             steady,
+            unchanged,
             reuse.buffer_id,
         )
     else:
         cap = _capacity(len(header))
         size = cap + (slots[-1].end if slots else 0)
         buf = torch.empty(size, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
-        packed = Packed(buf, cap, slots, 0, (False,) * len(slots), stamps, (False,) * len(slots))
+        none = (False,) * len(slots)
+        packed = Packed(buf, cap, slots, 0, none, stamps, none, none)
         for slot in slots:
             src = by_name[slot.name].detach()
             packed.tensor_at(slot).copy_(src, non_blocking=src.device.type == "cuda")
@@ -235,30 +241,6 @@ def pack(state: Any, reuse: Packed | None = None) -> Packed:
     view[8 : 8 + len(header)] = header
     view[8 + len(header) : packed.header_capacity] = b" " * (n - len(header))
     return packed
-
-
-def _stamp(t: torch.Tensor) -> tuple[int, int] | None:
-    """What may say a tensor is unchanged since the last pack: its version counter and
-    address. A hint only: `_refresh` compares a CPU tensor's bytes before believing it;
-    a device tensor is copied and hashed whatever its stamp says."""
-    if not t.is_contiguous():
-        return None
-    return (t._version, t.data_ptr())
-
-
-def _refresh(dst: torch.Tensor, src: torch.Tensor, hint: bool) -> bool:
-    """Bring `dst` to `src`'s bytes; True if they were already equal. Only a tensor whose
-    stamp did not move is compared (numpy's memcmp-speed compare, ~9 GB/s here, against
-    SHA-256's 1.5): a moved one is copied, and its chunk hashed again."""
-    src = src.detach()
-    if hint and dst.numel() and src.device.type == "cpu":
-        a, b = dst.reshape(-1).view(torch.uint8), src.reshape(-1).view(torch.uint8)
-        wide = a.numel() % 8 == 0 and a.data_ptr() % 8 == 0 and b.data_ptr() % 8 == 0
-        dt = torch.int64 if wide else torch.uint8
-        if np.array_equal(a.view(dt).numpy(), b.view(dt).numpy()):
-            return True
-    dst.copy_(src, non_blocking=src.device.type == "cuda")
-    return False
 
 
 def unpack(data: bytearray | memoryview, what: str) -> Any:
