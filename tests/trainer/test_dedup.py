@@ -14,7 +14,8 @@ import torch
 from lazarus_trainer import Lazarus, LazarusConfig
 from lazarus_trainer.dedup import Hints, cuts, pieces, remember
 from lazarus_trainer.state import COMMON_OBJECT
-from lazarus_trainer.tensorfile import pack, unpack
+from lazarus_trainer.tensorfile import pack
+from lazarus_trainer.tensorread import unpack
 
 pytestmark = pytest.mark.unit
 

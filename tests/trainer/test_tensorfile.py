@@ -16,7 +16,8 @@ import torch
 from lazarus_trainer.rng import capture_rng
 from lazarus_trainer.state import RAW_FORMAT, deserialize, serialize
 from lazarus_trainer.storage import InvalidCheckpoint
-from lazarus_trainer.tensorfile import TREE_KEY, pack, unpack
+from lazarus_trainer.tensorfile import TREE_KEY, pack
+from lazarus_trainer.tensorread import unpack
 from lazarus_trainer.termination import PermanentError
 
 pytestmark = pytest.mark.unit

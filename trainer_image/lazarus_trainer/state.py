@@ -16,7 +16,7 @@ from .engine_state import EngineState
 from .rng import capture_rng, restore_rng
 from .safe_load import load_plain, require_plain
 from .storage import InvalidCheckpoint
-from .tensorfile import unpack
+from .tensorread import unpack
 from .termination import PermanentError
 
 log = logging.getLogger(__name__)
