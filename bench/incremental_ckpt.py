@@ -11,7 +11,8 @@ head) frozen. Each is saved with AdamW state after one HF Trainer step by:
   parameters: the fingerprinted base left out, its fingerprint recorded), content-addressed;
 - `lazarus whole model` (lora, frozen-emb): the whole model, as a plain loop registers it,
   content-addressed (the store skips what an earlier checkpoint of the job holds);
-- `lazarus before`: the whole model with LAZARUS_SAVE_DEDUP=0, the format before issue 27;
+- `lazarus before`: the whole model with LAZARUS_SAVE_DEDUP=0, the format before issue 27
+  (for `full`, with nothing frozen, `lazarus` registers the whole model too);
 - `lazarus <ENV=VALUE>` for each `--compare`: the same, made with that environment setting
   (`--compare LAZARUS_SAVE_DEDUP=0`: the format before content-addressed saves);
 - `HF _save_checkpoint + boto3`: HF's own checkpoint directory (a PEFT model's: the adapter)
@@ -24,8 +25,13 @@ background save: bench.save_datapath's measure). Methods run interleaved round b
 a discarded warm-up round (the first save of a job is in it: what a later save can reuse
 was uploaded then), against MinIO on loopback (bench/minio.py) or `--endpoint`. Ratios: (i)
 uploaded / (adapter + optimizer + scheduler bytes), target <= 1.1; (iii) the same over the
-trainable part, <= 1.1 says the frozen part was not uploaded again; durable of each
-Lazarus peer over `lazarus before`. The fingerprint's cost at setup is timed on the LoRA base.
+trainable part, <= 1.1 says the frozen part was not uploaded again. Durable ratios pair
+peers that differ in one thing (`pairs`): `full`, `lazarus` over `lazarus before` (content
+addressing, target <= 1.05); otherwise `lazarus` over `lazarus whole model` (the frozen base
+left out) and that over `lazarus before` (content addressing); `lazarus` over each
+`--compare` peer. Each save also logs the share of its bytes stored as shared chunks
+(`auto` stops chunking once everything changes). The fingerprint's cost at setup is timed
+on the LoRA base.
 """
 
 from __future__ import annotations
@@ -34,10 +40,8 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -47,6 +51,7 @@ from typing import Any
 import torch
 
 from bench.datapath_methods import Background
+from bench.incremental_parts import Uploads, fingerprint_cost, hf_save
 from bench.minio import PASSWORD, USER, minio, minio_binary
 from bench.save_datapath import measure
 from lazarus_devstack.bench_harness import interleaved, ratios, spread
@@ -55,31 +60,6 @@ from lazarus_trainer.state import Stateful
 
 MB = 1e6
 JOBS = ("lora", "full", "frozen-emb")
-
-
-class Uploads:
-    """Requests and body bytes botocore sends (PUT/POST), counted at its HTTP session."""
-
-    def __init__(self) -> None:
-        from botocore.httpsession import URLLib3Session
-
-        self.requests = self.bytes = 0
-        self._lock = threading.Lock()
-        send = URLLib3Session.send
-
-        def counted(session: Any, request: Any) -> Any:
-            if request.method in ("PUT", "POST"):
-                size = int(request.headers.get("Content-Length") or 0)
-                with self._lock:
-                    self.requests += 1
-                    self.bytes += size
-            return send(session, request)
-
-        URLLib3Session.send = counted  # type: ignore[method-assign,assignment]
-
-    def now(self) -> tuple[int, int]:
-        with self._lock:
-            return self.requests, self.bytes
 
 
 def build(job: str, args: Any, work: Path) -> tuple[Any, Any, dict[str, torch.Tensor]]:
@@ -156,7 +136,9 @@ def lazarus(
     return lz
 
 
-def lazarus_save(lz: Any) -> Callable[[], Background]:
+def lazarus_save(lz: Any, chunked: list[float]) -> Callable[[], Background]:
+    """Each save's Background; appends to `chunked` the share of its bytes it stored as
+    shared chunks (LAZARUS_SAVE_DEDUP=auto: 0 once everything changes)."""
     counter = iter(range(1, 1_000_000))
 
     def save() -> Background:
@@ -172,41 +154,15 @@ def lazarus_save(lz: Any) -> Callable[[], Background]:
                     return None
                 if out.name is None:
                     raise SystemExit(f"lazarus save failed: {out.detail}")
-                extra = lz.storage.read_manifest(out.name).extra["lazarusTrainer"]
+                manifest = lz.storage.read_manifest(out.name)
+                extra = manifest.extra["lazarusTrainer"]
+                chunked.append(manifest.shared_bytes / max(1, manifest.total_bytes))
                 end.append(t0 + float(extra["timings"]["durableSeconds"]))
             return end[0]
 
         return Background(done)
 
     return save
-
-
-def hf_save(trainer: Any, client: Any, bucket: str, job: str) -> Callable[[], None]:
-    counter = iter(range(1, 1_000_000))
-
-    def save() -> None:
-        n = next(counter)
-        trainer.state.global_step = n
-        trainer._save_checkpoint(trainer.model, trial=None)
-        d = Path(trainer.args.output_dir) / f"checkpoint-{n}"
-        for f in sorted(p for p in d.rglob("*") if p.is_file()):
-            client.upload_file(str(f), bucket, f"hf-{job}/{n}/{f.relative_to(d).as_posix()}")
-        shutil.rmtree(d)
-
-    return save
-
-
-def fingerprint_cost(model: Any, rounds: int) -> dict[str, float]:
-    from lazarus_trainer.base_fingerprint import frozen_state
-
-    size = sum(t.numel() * t.element_size() for t in frozen_state(model).values())
-    took = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        FrozenBase().add("model", model)
-        took.append(time.perf_counter() - t0)
-    print(f"fingerprint of the {size / MB:.0f} MB frozen base: {spread(took)} s", flush=True)
-    return {"frozen_mb": size / MB, "seconds_median": statistics.median(took)}
 
 
 def run_job(args: Any, job: str, work: Path, client: Any, uploads: Uploads) -> dict[str, Any]:
@@ -220,6 +176,46 @@ def run_job(args: Any, job: str, work: Path, client: Any, uploads: Uploads) -> d
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=False)
 
+    peers = make_peers(args, job, trainer, model)
+    chunked: dict[str, list[float]] = {n: [] for n in peers}
+    methods: dict[str, Callable[[], Background | None]] = {
+        n: lazarus_save(lz, chunked[n]) for n, lz in peers.items()
+    }
+    methods["HF _save_checkpoint + boto3"] = hf_save(trainer, client, args.bucket, job)
+    rows: dict[str, dict[str, list[float]]] = {n: {} for n in methods}
+    for slot in interleaved(list(methods), args.rounds, warmup=1):
+        before = uploads.now()
+        s = measure(args, methods[slot.name], train_step)
+        time.sleep(0.2)  # retention's listing after the commit is not an upload
+        reqs, nbytes = (a - b for a, b in zip(uploads.now(), before, strict=True))
+        share = chunked[slot.name][-1] if slot.name in chunked else 0.0
+        print(f"{slot.tag:8s} {slot.name:34s} uploaded {nbytes / MB:9.2f} MB in {reqs:4d} requests"
+              f" durable {s.durable:6.3f}s lost {s.lost:6.3f}s chunked {share:4.0%}",
+              flush=True)  # fmt: skip
+        if not slot.warmup:
+            for k, v in (("mb", nbytes / MB), ("requests", reqs), ("durable", s.durable),
+                         ("lost", s.lost), ("chunked", share)):  # fmt: skip
+                rows[slot.name].setdefault(k, []).append(float(v))
+    out: dict[str, Any] = {"sizes": size, "rows": rows, "ratios": {}}
+    wanted = (size["trainable"] + size["opt+sched"]) / MB
+    print(f"{'method':34s} {'uploaded MB':>22s} {'requests':>22s} {'durable s':>22s} "
+          f"{'lost s':>22s}   median (min-max) of {args.rounds}")  # fmt: skip
+    for n, r in rows.items():
+        print(f"{n:34s} {spread(r['mb']):>22s} {spread(r['requests']):>22s} "
+              f"{spread(r['durable']):>22s} {spread(r['lost']):>22s}")  # fmt: skip
+    out["ratios"] = job_ratios(job, args.compare, rows, list(peers), wanted)
+    for label, xs in out["ratios"].items():
+        print(f"  {label:62s} {spread(xs)}")
+    if job == "lora":
+        out["fingerprint"] = fingerprint_cost(model, args.rounds)
+    for lz in peers.values():
+        lz.pipeline.collect(None)
+    return out
+
+
+def make_peers(args: Any, job: str, trainer: Any, model: Any) -> dict[str, Any]:
+    if job == "full":  # nothing frozen: the adapter registers the model itself, as `before`
+        assert all(p.requires_grad for p in model.parameters())
     peers = {"lazarus": lazarus(args, trainer, model, f"{job}-lz", False)}
     if job != "full":
         peers["lazarus whole model"] = lazarus(args, trainer, model, f"{job}-whole", True)
@@ -229,43 +225,35 @@ def run_job(args: Any, job: str, work: Path, client: Any, uploads: Uploads) -> d
         key, value = setting.split("=", 1)
         env = {key: value}
         peers[f"lazarus {setting}"] = lazarus(args, trainer, model, f"{job}-cmp{i}", False, env)
-    methods: dict[str, Callable[[], Background | None]] = {
-        n: lazarus_save(lz) for n, lz in peers.items()
-    }
-    methods["HF _save_checkpoint + boto3"] = hf_save(trainer, client, args.bucket, job)
-    rows: dict[str, dict[str, list[float]]] = {n: {} for n in methods}
-    for slot in interleaved(list(methods), args.rounds, warmup=1):
-        before = uploads.now()
-        s = measure(args, methods[slot.name], train_step)
-        time.sleep(0.2)  # retention's listing after the commit is not an upload
-        reqs, nbytes = (a - b for a, b in zip(uploads.now(), before, strict=True))
-        print(f"{slot.tag:8s} {slot.name:34s} uploaded {nbytes / MB:9.2f} MB in {reqs:4d} requests"
-              f" durable {s.durable:6.3f}s lost {s.lost:6.3f}s", flush=True)  # fmt: skip
-        if not slot.warmup:
-            for k, v in (("mb", nbytes / MB), ("requests", reqs), ("durable", s.durable),
-                         ("lost", s.lost)):  # fmt: skip
-                rows[slot.name].setdefault(k, []).append(float(v))
-    out: dict[str, Any] = {"sizes": size, "rows": rows, "ratios": {}}
-    wanted = (size["trainable"] + size["opt+sched"]) / MB
-    print(f"{'method':34s} {'uploaded MB':>22s} {'requests':>22s} {'durable s':>22s} "
-          f"{'lost s':>22s}   median (min-max) of {args.rounds}")  # fmt: skip
-    for n, r in rows.items():
-        print(f"{n:34s} {spread(r['mb']):>22s} {spread(r['requests']):>22s} "
-              f"{spread(r['durable']):>22s} {spread(r['lost']):>22s}")  # fmt: skip
-    for n in methods:
-        if n.startswith("lazarus") and job != "full":
+    return peers
+
+
+def job_ratios(
+    job: str, compare: list[str], rows: dict[str, dict[str, list[float]]], peers: list[str],
+    wanted: float,
+) -> dict[str, list[float]]:  # fmt: skip
+    out: dict[str, list[float]] = {}
+    for n in peers:
+        if job != "full":
             xs = [mb / wanted for mb in rows[n]["mb"]]
-            out["ratios"][f"{n}: uploaded / trainable+optimizer (target <= 1.1)"] = xs
-        if n.startswith("lazarus") and n != "lazarus before":
-            xs = ratios(rows[n]["durable"], rows["lazarus before"]["durable"])
-            out["ratios"][f"{n}: durable / lazarus before (full: target <= 1.05)"] = xs
-    for label, xs in out["ratios"].items():
-        print(f"  {label:62s} {spread(xs)}")
-    if job == "lora":
-        out["fingerprint"] = fingerprint_cost(model, args.rounds)
-    for lz in peers.values():
-        lz.pipeline.collect(None)
+            out[f"{n}: uploaded / trainable+optimizer (target <= 1.1)"] = xs
+    for a, b, differs in pairs(job, compare):
+        xs = ratios(rows[a]["durable"], rows[b]["durable"])
+        target = " (target <= 1.05)" if job == "full" and b == "lazarus before" else ""
+        out[f"durable {a} / {b}: {differs}{target}"] = xs
     return out
+
+
+def pairs(job: str, compare: list[str]) -> list[tuple[str, str, str]]:
+    """(peer, peer, the one thing that differs): each durable ratio isolates one change."""
+    if job == "full":  # registered alike (nothing frozen to leave out): content addressing
+        out = [("lazarus", "lazarus before", "LAZARUS_SAVE_DEDUP default vs 0")]
+    else:
+        out = [
+            ("lazarus", "lazarus whole model", "frozen base left out vs saved"),
+            ("lazarus whole model", "lazarus before", "LAZARUS_SAVE_DEDUP default vs 0"),
+        ]
+    return out + [("lazarus", f"lazarus {c}", f"default vs {c}") for c in compare]
 
 
 def parse_args() -> argparse.Namespace:

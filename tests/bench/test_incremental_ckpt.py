@@ -1,6 +1,7 @@
 """bench.incremental_ckpt runs tiny against the S3 server fixture: every job and method has
-its figures, and the LoRA job's Lazarus checkpoint uploads less than the whole PeftModel
-(the frozen base is fingerprinted, not saved)."""
+its figures, the LoRA job's Lazarus checkpoint uploads less than the whole PeftModel
+(the frozen base is fingerprinted, not saved), and full fine-tuning stops chunking after
+its first save."""
 
 from __future__ import annotations
 
@@ -41,3 +42,11 @@ def test_incremental_ckpt_runs_tiny(s3: Any, bucket: str, tmp_path: Path) -> Non
     lora = found["lora"]["rows"]
     assert lora["lazarus"]["mb"][0] < lora["lazarus before"]["mb"][0], lora
     assert found["lora"]["fingerprint"]["frozen_mb"] > 0
+    # Full fine-tuning under HF's default (fused) AdamW: auto chunks the first save only,
+    # then writes the whole object as `before` does, the one thing its ratio compares.
+    full = found["full"]
+    assert full["rows"]["lazarus"]["chunked"] == [0.0], full["rows"]["lazarus"]
+    assert set(full["ratios"]) == {
+        "durable lazarus / lazarus before: LAZARUS_SAVE_DEDUP default vs 0 (target <= 1.05)"
+    }
+    assert lora["lazarus whole model"]["chunked"][0] > 0  # the frozen base: still chunked
