@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lazarus_trainer.dedup import worth
+from lazarus_trainer.dedup import PROBE_EVERY, Hints, worth
 from lazarus_trainer.tensorfile import Packed, pack
 
 pytestmark = pytest.mark.unit
@@ -47,3 +47,29 @@ def test_auto_stops_chunking_full_fine_tuning_with_a_fused_optimizer() -> None:
 def test_auto_keeps_chunking_a_frozen_part_beside_a_fused_optimizer() -> None:
     _, second = _packs(frozen=True)
     assert worth(second, "auto")
+
+
+@pytest.mark.parametrize(
+    ("last_generation", "reused", "other_buffer", "later", "chunked"),
+    [
+        (1, 0.0, False, 1, False),  # a chunked save found nothing stored: off
+        (1, 0.0, False, PROBE_EVERY, True),  # ... until it looks again
+        (1, 0.5, False, 1, True),  # half was stored: chunks pay
+        (0, 0.0, False, 1, True),  # the first save stores all: it proves nothing
+        (1, 0.0, True, 1, True),  # another buffer's history says nothing of this one
+    ],
+)
+def test_auto_goes_by_what_the_last_chunked_save_found_stored(
+    last_generation: int, reused: float, other_buffer: bool, later: int, chunked: bool
+) -> None:
+    """Where `pack` cannot compare bytes (a device tensor) it goes by the version
+    counter, which a fused optimizer does not move: every tensor then looks unchanged.
+    The store's answer (bytes reused) is the check that does not depend on it."""
+    t = torch.zeros(1 << 12)
+    packed = pack({"t": t})
+    for _ in range(last_generation + later):
+        packed = pack({"t": t}, reuse=packed)
+    assert all(packed.unchanged)  # the guess says: chunk it
+    last = Hints(packed.buffer_id + (1 if other_buffer else 0), last_generation, {}, reused)
+    assert worth(packed, "auto", last) is chunked
+    assert worth(packed, "on", last) and not worth(packed, "off", last)

@@ -164,7 +164,7 @@ class Committer:
             put = functools.partial(writer.put, path, data, pool=pool, concurrency=n)
             uploads.append((path, put))
         objects = {rank_object(self.dist.rank): snap.rank}
-        if snap.common is not None and dedup.worth(snap.common, self.dedup):
+        if snap.common is not None and dedup.worth(snap.common, self.dedup, self.hints):
             common = snap.common
             put_c = functools.partial(self._put_chunked, writer, common, pool)
             uploads.append((COMMON_OBJECT, put_c))
@@ -185,7 +185,9 @@ class Committer:
     def _put_chunked(self, writer: st.Writer, packed: Packed, pool: Any) -> st.Entry:
         pieces = dedup.pieces(packed, self.storage.piece_size, self.hints)
         out = writer.put_chunks(COMMON_OBJECT, packed.view(), pieces, pool=pool)
-        self.hints = dedup.remember(packed, pieces, out.entry.chunks)
+        size = out.uploaded_bytes + out.reused_bytes
+        reused = out.reused_bytes / size if size else 1.0
+        self.hints = dedup.remember(packed, pieces, out.entry.chunks, reused)
         log.debug(
             "%s: %d bytes uploaded, %d reused, %d hashed",
             COMMON_OBJECT,

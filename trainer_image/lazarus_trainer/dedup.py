@@ -20,6 +20,7 @@ from lazarus_store.manifest import Chunk
 from .tensorfile import Packed
 
 ENV_DEDUP = "LAZARUS_SAVE_DEDUP"
+PROBE_EVERY = 16  # packs between looks again, once a chunked save found nothing stored
 
 
 def mode(env: Mapping[str, str] | None = None) -> str:
@@ -30,17 +31,31 @@ def mode(env: Mapping[str, str] | None = None) -> str:
     return "on" if value in ("1", "true", "yes", "on") else "auto"
 
 
-def worth(packed: Packed, how: str) -> bool:
+def worth(packed: Packed, how: str, last: Hints | None = None) -> bool:
     """Whether to store `packed` as chunks. `auto`: its first pack (to learn what does not
     change), then only while at least an eighth of its bytes are unchanged (`unchanged`: a
     CPU tensor's bytes compared equal, a device tensor's version counter and address not
     moved): with everything changing, hashing is pure cost (full fine-tuning: +28% time
     to durable, docs/performance.md), and the whole object goes as before. A choice of
-    path only: what is reused is decided by bytes compared or hashed, never by the counter."""
+    path only: what is reused is decided by bytes compared or hashed, never by the counter.
+
+    `last`: the hints of the last chunked save of this buffer. When a save after the
+    first found less than an eighth of its bytes already stored, the guess above was
+    wrong (a device tensor updated in place without moving its counter, as fused
+    optimizers do): chunks stay off until `PROBE_EVERY` packs later, when one save
+    looks again."""
     if how != "auto":
         return how == "on"
     if packed.generation == 0:
         return True
+    if (
+        last is not None
+        and last.buffer_id == packed.buffer_id
+        and last.generation > 0
+        and last.reused * 8 < 1
+        and packed.generation - last.generation < PROBE_EVERY
+    ):
+        return False
     data = sum(s.end - s.begin for s in packed.slots)
     same = sum(s.end - s.begin for s, ok in zip(packed.slots, packed.unchanged, strict=True) if ok)
     return data > 0 and same * 8 >= data
@@ -74,6 +89,7 @@ class Hints:
     buffer_id: int = -1
     generation: int = -1
     chunks: dict[tuple[int, int], Chunk] = field(default_factory=dict)
+    reused: float = 1.0  # the share of that save's bytes already stored (not uploaded)
 
 
 def pieces(packed: Packed, piece_size: int, hints: Hints | None) -> list[Piece]:
@@ -107,10 +123,14 @@ def _all_same(packed: Packed, begin: int, end: int) -> bool:
     )
 
 
-def remember(packed: Packed, done: list[Piece], chunks: tuple[Chunk, ...]) -> Hints:
-    """The hints for the next pack of the same buffer."""
+def remember(
+    packed: Packed, done: list[Piece], chunks: tuple[Chunk, ...], reused: float = 1.0
+) -> Hints:
+    """The hints for the next pack of the same buffer; `reused`: the share of this
+    save's bytes that earlier checkpoints had stored."""
     return Hints(
         packed.buffer_id,
         packed.generation,
         {(p.offset, p.size): c for p, c in zip(done, chunks, strict=True)},
+        reused,
     )
