@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-
 from bench.goodput_report import held_goodput, span_rows
 from bench.goodput_run import Run
 from bench.goodput_trace import AttemptSteps, account
