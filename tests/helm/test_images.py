@@ -131,7 +131,7 @@ def _pip_targets(path: Path) -> list[str]:
 
 
 def test_operator_image_installs_no_extra() -> None:
-    assert _pip_targets(TRAINER) == ['".[trainer]"']
+    assert _pip_targets(TRAINER) == ['".[trainer,ft]"']  # ft: replica groups, lighthouse
     *_, project = _pip_installs(OPERATOR)
     assert [t for t in project if not t.startswith("-")] == ["."], "the project, no extras"
 
