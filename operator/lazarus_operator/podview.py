@@ -6,10 +6,7 @@ wrong (docs/architecture.md, "gaps in watches").
   one LIST asks the API (a watch that relisted after a gap never shows a pod created
   and deleted within it);
 - vanished: a pod the index holds but the API has not (a LIST said so: the relist,
-  a pod held past its deletion deadline, a DELETE answered 404) is left out; one a
-  DELETE found gone before its end was heard counts as being deleted until the watch
-  delivers that end (its trainer's last step: a booking without it says "unknown"),
-  or, after a gap in the watch, until it is overdue and a LIST drops it;
+  a pod held past its deletion deadline, a DELETE answered 404) is left out;
 - reported steps: the last step each pod's trainer reported, from pod events (a
   deleted pod's final status may be gone from the API by the time a cycle lists).
 """
@@ -20,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from .builders import LABEL_JOB
@@ -50,18 +47,6 @@ class JobPods:
     vanished: set[str] = field(default_factory=set)
     # pod -> last step its trainer reported, from pod events (Facts.seen_steps)
     seen_steps: dict[str, int] = field(default_factory=dict)
-    # uid -> when a DELETE found it gone while its end was still unheard
-    going: dict[str, str] = field(default_factory=dict)
-
-
-def _deleting(pod: dict[str, Any], going: Mapping[str, str]) -> dict[str, Any]:
-    """The pod as being deleted since a DELETE found it gone, if it is `going`: a
-    cycle waits for it (no DELETE again) and it is overdue if the watch never tells."""
-    at = going.get(pod_uid(pod))
-    meta = pod.get("metadata") or {}
-    if at is None or meta.get("deletionTimestamp"):
-        return pod
-    return {**pod, "metadata": {**meta, "deletionTimestamp": at}}
 
 
 class PodView:
@@ -112,15 +97,10 @@ class PodView:
 
     def deleted_missing(self, key: Key, name: str) -> None:
         """A DELETE answered 404 while the watch still shows the pod: it went while the
-        watch was away, or the watch lags behind its end. Leave it out from now on if
-        its end was heard; else it is being deleted until the watch says how it ended."""
+        watch was away. Leave it out from now on."""
         held = self.job(key)
-        pods = [p for p in self.index().job_pods(*key) if _name(p) == name]
-        if name in held.seen_steps or any(reported_step(p) is not None for p in pods):
-            held.vanished |= {pod_uid(p) for p in pods}
-        else:
-            at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            held.going |= {pod_uid(p): at for p in pods}
+        pods = self.index().job_pods(*key)
+        held.vanished |= {pod_uid(p) for p in pods if _name(p) == name}
         held.created.pop(name, None)
 
     # --- reading ---------------------------------------------------------------------
@@ -131,8 +111,7 @@ class PodView:
         longer has is left out from then on (the watch may never report it gone)."""
         held, jp = self.index().job_pods(*key), self.job(key)
         jp.vanished &= {pod_uid(p) for p in held}
-        jp.going = {u: at for u, at in jp.going.items() if u in {pod_uid(p) for p in held}}
-        pods = [_deleting(p, jp.going) for p in held if pod_uid(p) not in jp.vanished]
+        pods = [p for p in held if pod_uid(p) not in jp.vanished]
         listed: list[dict[str, Any]] | None = None  # at most one LIST a cycle
         if any(overdue(p, now) for p in pods):
             listed = await self._list(key)
