@@ -11,7 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from lazarus_store import JobIdentity, open_store
+from lazarus_store import JobIdentity, open_store, shared
+from lazarus_trainer.state import COMMON_OBJECT
 
 from .harness import (
     NoS3,
@@ -293,11 +294,16 @@ def test_hf_on_a_filesystem_root_fences_its_attempts_and_never_restarts_silently
 
     committed = [c.name for c in store.list_checkpoints() if c.committed]
     assert committed, "the test's premise: checkpoints to corrupt"
-    for name in committed:  # same size: only the checksum can tell
-        for f in (root / name / "trainer").glob("common.*"):
-            data = bytearray(f.read_bytes())
-            data[len(data) // 2] ^= 0xFF
-            f.write_bytes(bytes(data))
+    # Each one's common object: whole in its prefix, or as chunks shared by the job.
+    targets = [f for name in committed for f in (root / name / "trainer").glob("common.*")]
+    for name in committed:
+        entry = store.read_manifest(name).object(COMMON_OBJECT)
+        targets += [root / shared.blob_key(entry.uid, c.sha256) for c in entry.chunks]
+    assert targets, "the test's premise: bytes to corrupt"
+    for f in set(targets):  # same size: only the checksum can tell
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        f.write_bytes(bytes(data))
     env = attempt_env(NoS3(), str(root), tmp_path, 3, **OWNER)
     p = _proc(env, tmp_path, tmp_path / "again.jsonl", 0, "c.pt")
     assert p.returncode == 78, p.stderr[-3000:]
