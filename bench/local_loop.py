@@ -129,13 +129,7 @@ class LocalLoop:
         if with_kueue:
             kueue.start(self.stack, state)
         assert state.s3 is not None
-        self.cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
+        self.cp = ControlPlane.of(state)
         apply_crds(state)
         info = state.s3
         self.s3 = S3Server(info.endpoint, info.access_key, info.secret_key, info.region)

@@ -16,7 +16,6 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,13 +119,7 @@ def cluster(
     status themselves. The TrainingJob CRD from crds/ is applied and Established.
     """
     for state in _session_stack(request, tmp_path_factory, "kube", s3=False, controllers=True):
-        cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
+        cp = ControlPlane.of(state)
         apply_crds(state, CRD_DIR)
         yield cp
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lazarus_devstack.kubelet import LocalKubelet
-from lazarus_devstack.stack import S3Info
+from lazarus_devstack.stack import S3Info, State
 
 T = TypeVar("T")
 GROUP, VERSION, PLURAL = "lazarus.dev", "v1alpha1", "trainingjobs"
@@ -100,6 +100,17 @@ class ControlPlane:
     server: str
     version: str
     kubectl_bin: str = "kubectl"
+
+    @classmethod
+    def of(cls, state: State) -> ControlPlane:
+        """The control plane of a devstack that is up."""
+        return cls(
+            Path(state.run_dir),
+            Path(state.kubeconfig),
+            state.server,
+            state.version,
+            state.kubectl(),
+        )
 
     def user_kubeconfig(self, user: str) -> Path:
         """Kubeconfig of another identity: "admin" (system:masters) or "nobody" (no RBAC)."""

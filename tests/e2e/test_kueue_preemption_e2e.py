@@ -42,13 +42,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[State, Con
     """A control plane of its own with Kueue, and the TrainingJob CRD."""
     with kueue.kueue_stack(tmp_path_factory.mktemp("kueue-e2e")) as state:
         apply_crds(state, CRD_DIR)
-        cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
+        cp = ControlPlane.of(state)
         yield state, cp
 
 

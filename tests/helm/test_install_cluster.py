@@ -86,13 +86,7 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         state.save()
         for name in ("kube-apiserver", "kube-controller-manager"):
             stack.start_component(name)
-        cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
+        cp = ControlPlane.of(state)
         ext = client.ApiextensionsV1Api(cp.api_client())
         assert not [
             c

@@ -264,13 +264,7 @@ def kueue_stack(
     opts: KueueOptions = getattr(request.module, "KUEUE_OPTIONS", KueueOptions())
     with kueue.kueue_stack(tmp_path_factory.mktemp("kueue"), opts) as state:
         apply_crds(state, CRD_DIR)
-        cp = ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
+        cp = ControlPlane.of(state)
         yield KueueStack(state, cp)
 
 

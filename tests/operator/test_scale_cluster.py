@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -42,13 +41,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     state = stack.up(ports, s3=False, controllers=True)
     try:
         apply_crds(state, CRD_DIR)
-        yield ControlPlane(
-            Path(state.run_dir),
-            Path(state.kubeconfig),
-            state.server,
-            state.version,
-            state.kubectl(),
-        )
+        yield ControlPlane.of(state)
     finally:
         stack.down()
 
