@@ -7,11 +7,18 @@ Of those, only the ones that come from where a job runs (lost nodes, disruptions
 `shared` with the namespace's other jobs: a neighbour's crashes and OOM kills are its
 own code's and memory's, and say nothing about this job.
 
-The estimate is a Gamma posterior mean, rate = (a + n) / (b + t): a prior worth
-`weight` failures over `weight` prior MTBFs, then the namespace's other jobs (scaled to
-at most `POOL_WEIGHT` failures, so a busy neighbour informs but cannot outvote), then
-this job's own failures n over its exposure t (seconds its attempts trained, from each
-one's first step: `job_exposure`) at full weight.
+The estimate is the sum of two Gamma posterior means, each (a + n) / (b + t) with a
+prior worth half of `PRIOR_WEIGHT` failures over `PRIOR_WEIGHT` prior MTBFs (a fresh job gets the
+prior's rate, half from each part):
+- the job's OWN rate (its crashes and OOM kills) from its own evidence only: n of them
+  over its exposure t (seconds its attempts trained, from each one's first step:
+  `job_exposure`);
+- the SHARED rate (lost nodes, disruptions that lost work) from the job's own and the
+  namespace's other jobs', the neighbours scaled to weigh at most `POOL_WEIGHT` failures,
+  counted or expected at the prior's rate, so a busy or a long-quiet neighbour informs
+  but cannot outvote.
+Neighbours' exposure joins only the shared part: pooled with the job's own crashes, their
+crash-free seconds would dilute the job's crash rate and stretch its interval.
 So a quiet start sits near the prior and one burst moves the rate by its share of the
 evidence only; the trainer clamps the interval besides (lazarus_contract.interval).
 Pure: tables in tests/operator/test_failure_rate.py.
@@ -31,8 +38,8 @@ from .lostwork import AT_LEAST, AT_MOST
 from .records import HistoryEntry
 
 DEFAULT_PRIOR_MTBF_SECONDS = 24 * 3600.0
-PRIOR_WEIGHT = 1.0  # the prior counts as one failure over one prior MTBF
-POOL_WEIGHT = 3.0  # the namespace's other jobs count as at most this many failures
+PRIOR_WEIGHT = 1.0  # the prior counts as one failure over one prior MTBF, half per part
+POOL_WEIGHT = 3.0  # the namespace's other jobs weigh at most this many (prior) failures
 
 # Causes of an end a save could have helped; Disrupted only when it lost work.
 HELPED = frozenset({str(Cause.FAILED), str(Cause.OOM_KILLED), str(Cause.NODE_LOST)})
@@ -60,10 +67,12 @@ class Exposure:
 
 @dataclass(frozen=True)
 class Estimate:
-    rate: float  # failures per second
+    rate: float  # failures per second: own + shared
     source: str  # "job", "namespace" or "prior": whose evidence weighs most
     job: Exposure
     pool: Exposure  # the namespace's other jobs, before scaling
+    own: float = 0.0  # of `rate`, the job's own crashes and OOM kills
+    shared: float = 0.0  # of `rate`, lost nodes and disruptions (the pool's part)
 
 
 def counts(cause: str | None, lost_steps: int | None) -> bool:
@@ -175,18 +184,28 @@ def job_exposure(st: JobStatus, now: datetime) -> Exposure:
     return total
 
 
+def capped(pool: Exposure, prior_mtbf: float) -> Exposure:
+    """`pool` scaled to weigh at most `POOL_WEIGHT` failures: its shared failures, or as
+    many as its seconds would expect at the prior's rate, whichever is more (a quiet
+    pool's seconds are evidence too, and as able to outvote the job's)."""
+    weight = max(pool.shared, pool.seconds / prior_mtbf)
+    return pool.scaled(POOL_WEIGHT / weight) if weight > POOL_WEIGHT else pool
+
+
 def estimate(
     job: Exposure, pool: Exposure, prior_mtbf: float = DEFAULT_PRIOR_MTBF_SECONDS
 ) -> Estimate:
-    """The posterior mean rate from the prior, the pooled neighbours and the job."""
+    """The job's own rate (its evidence) plus the shared rate (its and its neighbours')."""
     if prior_mtbf <= 0:
         raise ValueError(f"the prior MTBF must be > 0 seconds, got {prior_mtbf}")
-    prior = Exposure(PRIOR_WEIGHT, PRIOR_WEIGHT * prior_mtbf)
-    pooled = pool.scaled(min(1.0, POOL_WEIGHT / pool.failures)) if pool.failures > 0 else pool
-    evidence = prior + pooled + job
-    weights = {"prior": prior.seconds, "namespace": pooled.seconds, "job": job.seconds}
+    half = Exposure(PRIOR_WEIGHT / 2, PRIOR_WEIGHT * prior_mtbf)
+    pooled = capped(pool, prior_mtbf)
+    own = half + Exposure(job.failures - job.shared, job.seconds)
+    shared = half + Exposure(job.shared + pooled.shared, job.seconds + pooled.seconds)
+    own_rate, shared_rate = own.failures / own.seconds, shared.failures / shared.seconds
+    weights = {"prior": half.seconds, "namespace": pooled.seconds, "job": job.seconds}
     source = max(weights, key=lambda k: weights[k])
-    return Estimate(evidence.failures / evidence.seconds, source, job, pool)
+    return Estimate(own_rate + shared_rate, source, job, pool, own_rate, shared_rate)
 
 
 @dataclass

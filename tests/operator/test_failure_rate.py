@@ -215,21 +215,51 @@ def test_one_burst_moves_the_rate_by_its_share_only() -> None:
 
 
 def test_the_namespace_informs_a_young_job_but_is_capped() -> None:
-    pool = Exposure(100, 100 * HOUR)  # neighbours: MTBF 1 h, worth POOL_WEIGHT failures
+    # neighbours: 100 lost nodes in 100 h (MTBF 1 h), worth POOL_WEIGHT failures
+    pool = Exposure(100, 100 * HOUR, shared=100)
     e = estimate(Exposure(), pool, prior_mtbf=24 * HOUR)
     k = POOL_WEIGHT / 100
-    assert e.rate == pytest.approx((1 + 100 * k) / (24 * HOUR + 100 * HOUR * k))
+    own, shared = 0.5 / (24 * HOUR), (0.5 + 100 * k) / (24 * HOUR + 100 * HOUR * k)
+    assert e.own == pytest.approx(own) and e.shared == pytest.approx(shared)
+    assert e.rate == pytest.approx(own + shared)
     assert e.source == "prior"  # 24 h of prior against 3 h of scaled pool
     young = estimate(Exposure(), pool, prior_mtbf=1 * HOUR)
     assert young.source == "namespace"
     # the job's own evidence outweighs the capped pool once it has some
-    own = estimate(Exposure(20, 200 * HOUR), pool, prior_mtbf=1 * HOUR)
-    assert own.source == "job" and 1 / own.rate > 8 * HOUR
+    mine = estimate(Exposure(20, 200 * HOUR), pool, prior_mtbf=1 * HOUR)
+    assert mine.source == "job" and 1 / mine.rate > 8 * HOUR
 
 
-def test_a_quiet_namespace_pool_is_kept_whole() -> None:
-    e = estimate(Exposure(), Exposure(0, 48 * HOUR), prior_mtbf=24 * HOUR)
-    assert e.rate == pytest.approx(1 / (72 * HOUR)) and e.source == "namespace"
+M = 30.0  # a prior MTBF of 30 s (bench/goodput_auto.py's)
+
+
+@pytest.mark.parametrize(
+    ("job_", "pool", "own", "shared"),
+    [
+        # 2 crashes in 22 s beside 122 s of crash-free neighbours (a goodput_auto run): the
+        # neighbours' seconds leave the crash rate alone; the shared part takes them,
+        # capped at 3 prior MTBFs (90 s)
+        (Exposure(2, 22), Exposure(0, 122), 2.5 / (M + 22), 0.5 / (M + 22 + 90)),
+        # neighbours within the cap count whole, and only in the shared part
+        (Exposure(2, 22), Exposure(0, 40), 2.5 / (M + 22), 0.5 / (M + 22 + 40)),
+        # the job's own lost node is shared, its crash is its own
+        (Exposure(2, 60, shared=1), Exposure(), 1.5 / (M + 60), 1.5 / (M + 60)),
+        # neighbours' lost nodes (6 in 60 s, scaled to 3 in 30 s) raise the shared part only
+        (Exposure(1, 30), Exposure(6, 60, 6), 1.5 / (M + 30), 3.5 / (M + 30 + 30)),
+        # a long-quiet namespace (100 prior MTBFs, no failure) weighs 3 prior MTBFs
+        (Exposure(), Exposure(0, 100 * M), 0.5 / M, 0.5 / (4 * M)),
+    ],
+)
+def test_own_and_shared_rates_add_and_neighbours_inform_only_the_shared(
+    job_: Exposure, pool: Exposure, own: float, shared: float
+) -> None:
+    e = estimate(job_, pool, prior_mtbf=M)
+    assert e.own == pytest.approx(own) and e.shared == pytest.approx(shared)
+    assert e.rate == pytest.approx(own + shared)
+    # however much crash-free exposure the neighbours have, the job's own crash rate
+    # stands: the estimate never falls below it
+    alone = estimate(Exposure(job_.failures - job_.shared, job_.seconds), Exposure(), M)
+    assert e.rate >= alone.own
 
 
 def test_estimate_refuses_a_bad_prior() -> None:
