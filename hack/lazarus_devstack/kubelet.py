@@ -9,9 +9,9 @@ grace period, then SIGKILL — as a real kubelet does. Images are ignored: the
 command runs from this machine's PATH (the project's venv).
 
 Deliberate simplifications, all for loopback: every pod's IP is 127.0.0.1 and
-`*.svc` names in env resolve to 127.0.0.1; downward-API annotations and the
-termination log live in a per-pod directory whose paths are passed through the
-contract's LAZARUS_ANNOTATIONS_FILE / LAZARUS_TERMINATION_LOG variables.
+`*.svc` names in env (whole values or URL hosts) resolve to 127.0.0.1; downward-API
+annotations and the termination log live in a per-pod directory whose paths are passed
+through the contract's LAZARUS_ANNOTATIONS_FILE / LAZARUS_TERMINATION_LOG variables.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -51,9 +52,21 @@ def _downward_annotations(annotations: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+# A Service DNS name as a whole value, `host:port`, or the host of an http(s) URL (an
+# s3:// URI's first part is a bucket, not a host).
+_SVC_HOST = re.compile(
+    r"^(?P<head>https?://(?:[^@/]*@)?)?"
+    r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?\.svc(?:\.cluster\.local)?"
+    r"(?P<tail>(?::\d+)?(?:[/?#].*)?)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
 def _local_host(value: str) -> str:
-    """Service DNS names cannot resolve here; every pod shares 127.0.0.1."""
-    return "127.0.0.1" if value.endswith((".svc", ".svc.cluster.local")) else value
+    """Service DNS names cannot resolve here; every pod shares 127.0.0.1. The name is
+    replaced where it is the whole value or a URL's host (scheme, port and path kept:
+    the lighthouse's `http://<job>-lighthouse.<ns>.svc:29510`)."""
+    return _SVC_HOST.sub(r"\g<head>127.0.0.1\g<tail>", value, count=1)
 
 
 @dataclass
