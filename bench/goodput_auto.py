@@ -23,9 +23,10 @@ output for comparison (`own_paced`), with goodput.py's goodput and the raw figur
 Target: auto's score within 3% of the best fixed one's on both traces, the ratio taken
 within each repetition, then median (min-max) over repetitions.
 
-The operator pools a namespace's jobs into each job's estimate, but only the failures
-that come from where jobs run (lost nodes, disruptions): these crashes are each job's
-own, so the two traces' runs do not inform each other.
+The operator pools a namespace's jobs into each job's estimate, but only into the shared
+part of its rate (lost nodes, disruptions): these crashes are each job's own, estimated
+from its own exposure alone, so the two traces' runs, and the other runs' crash-free
+seconds, do not move each other's crash rate (failure_rate.estimate).
 """
 
 from __future__ import annotations
