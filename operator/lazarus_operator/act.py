@@ -60,7 +60,8 @@ class Actor:
                 )
             elif isinstance(a, CreateService):
                 # Every launch asks for it; the watch says whether it exists already.
-                if not self.pods.index().has_service(ns, t.job.name):
+                svc = a.manifest["metadata"]["name"]
+                if not self.pods.index().has_service(ns, t.job.name, svc):
                     await self.kube.create(ns, a.manifest)
             elif isinstance(a, CreatePod):
                 creates.append(a.manifest)

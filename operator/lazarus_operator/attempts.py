@@ -3,6 +3,7 @@ next launch takes, and the attempt whose lineage the store is asked about."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lazarus_contract import rules
@@ -18,10 +19,14 @@ def pod_attempt(pod: dict[str, Any]) -> int:
         return 0
 
 
+_POD = re.compile(r"-a(\d+)-(?:\d+(?:-r\d+)?|lighthouse)$")
+
+
 def attempt_of(pod: str) -> int:
-    """N of a pod named `<job>-a<N>-<index>` (0 if not ours)."""
-    parts = pod.rsplit("-", 2)
-    return int(parts[1][1:]) if len(parts) == 3 and parts[1][1:].isdigit() else 0
+    """N of a pod named `<job>-a<N>-<index>`, a replica group's replacement
+    `<job>-a<N>-<index>-r<generation>` or the lighthouse (0 if not ours)."""
+    m = _POD.search(pod)
+    return int(m.group(1)) if m else 0
 
 
 def next_attempt(current: int, root_next: int) -> int:

@@ -1,7 +1,9 @@
 """Manifests of one attempt: pure functions of (job, spec, attempt, resume point).
 
 Names: pods `<job>-a<attempt>-<index>`, the headless Service `<job>`; index 0
-is the torch rendezvous master.
+is the torch rendezvous master. With spec.faultTolerance each pod is a replica group
+of its own (its own torch world) and a replacement of group i is
+`<job>-a<attempt>-<i>-r<generation>`; the lighthouse's manifests are in lighthouse.py.
 """
 
 from __future__ import annotations
@@ -11,6 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import lazarus_contract as c
+from lazarus_contract.ft import (
+    DEFAULT_LIGHTHOUSE_PORT,
+    ENV_FT_GROUPS,
+    ENV_FT_LIGHTHOUSE,
+    ENV_FT_MIN_GROUPS,
+    ENV_FT_REPLACEMENT,
+    ENV_FT_REPLICA_GROUP,
+)
 from lazarus_contract.identity import JobIdentity
 from lazarus_contract.interval import (
     ENV_SAVE_AUTO,
@@ -29,9 +39,11 @@ PLURAL = "trainingjobs"
 LABEL_JOB = f"{GROUP}/job"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_INDEX = f"{GROUP}/index"
+LABEL_GENERATION = f"{GROUP}/generation"  # a replica group's replacement count
 PODINFO_VOLUME = "lazarus-podinfo"
 PODINFO_DIR = "/etc/lazarus/podinfo"
 TRAINER_PORT_NAME = "rendezvous"
+LIGHTHOUSE_PORT = DEFAULT_LIGHTHOUSE_PORT
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,9 @@ class ResumePoint:
     step: int = -1
 
 
-def pod_name(job: str, attempt: int, index: int) -> str:
-    return f"{job}-a{attempt}-{index}"
+def pod_name(job: str, attempt: int, index: int, generation: int = 0) -> str:
+    base = f"{job}-a{attempt}-{index}"
+    return f"{base}-r{generation}" if generation else base
 
 
 def owner_reference(job: JobRef) -> dict[str, Any]:
@@ -97,13 +110,40 @@ def build_service(job: JobRef, port: int) -> dict[str, Any]:
     }
 
 
+def _world(
+    job: JobRef, spec: JobSpec, attempt: int, index: int, generation: int
+) -> list[tuple[str, str]]:
+    """torchrun's and torch's rendezvous: the gang is one world; a replica group is a
+    world of its own (its pod's processes), joined to the others by torchft."""
+    if spec.fault_tolerance is None:
+        master, nodes, rank = pod_name(job.name, attempt, 0), spec.replicas, index
+    else:
+        master, nodes, rank = pod_name(job.name, attempt, index, generation), 1, 0
+    addr = f"{master}.{job.name}.{job.namespace}.svc"
+    return [
+        ("PET_NNODES", str(nodes)),
+        ("PET_NODE_RANK", str(rank)),
+        ("PET_NPROC_PER_NODE", str(spec.processes_per_pod)),
+        ("PET_MASTER_ADDR", addr),
+        ("PET_MASTER_PORT", str(spec.master_port)),
+        ("MASTER_ADDR", addr),
+        ("MASTER_PORT", str(spec.master_port)),
+        ("WORLD_SIZE", str(nodes * spec.processes_per_pod)),
+        ("RANK", str(rank * spec.processes_per_pod)),
+    ]
+
+
 def build_env(
-    job: JobRef, spec: JobSpec, attempt: int, index: int, resume: ResumePoint
+    job: JobRef,
+    spec: JobSpec,
+    attempt: int,
+    index: int,
+    resume: ResumePoint,
+    *,
+    generation: int = 0,
 ) -> list[dict[str, Any]]:
     """The contract's environment (docs/contract.md section 2) for pod `index`."""
     ck = spec.checkpoint
-    master = f"{pod_name(job.name, attempt, 0)}.{job.name}.{job.namespace}.svc"
-    world = spec.replicas * spec.processes_per_pod
     plain: list[tuple[str, str]] = [
         *JobIdentity(job.name, job.namespace, job.uid).env(),
         (c.ENV_ATTEMPT, str(attempt)),
@@ -120,15 +160,8 @@ def build_env(
         (c.ENV_KEEP_BEST, str(ck.keep_best)),
         (c.ENV_ANNOTATIONS_FILE, c.DEFAULT_ANNOTATIONS_FILE),
         (c.ENV_TERMINATION_LOG, c.DEFAULT_TERMINATION_LOG),
-        ("PET_NNODES", str(spec.replicas)),
-        ("PET_NODE_RANK", str(index)),
-        ("PET_NPROC_PER_NODE", str(spec.processes_per_pod)),
-        ("PET_MASTER_ADDR", master),
-        ("PET_MASTER_PORT", str(spec.master_port)),
-        ("MASTER_ADDR", master),
-        ("MASTER_PORT", str(spec.master_port)),
-        ("WORLD_SIZE", str(world)),
-        ("RANK", str(index * spec.processes_per_pod)),
+        *_world(job, spec, attempt, index, generation),
+        *group_env(job, spec, index, generation),
     ]
     if ck.save_auto.enabled:  # the automatic interval (contract section 5a)
         plain += [
@@ -159,19 +192,53 @@ def build_env(
     return env
 
 
+def group_env(job: JobRef, spec: JobSpec, index: int, generation: int) -> list[tuple[str, str]]:
+    """A replica group's identity and its lighthouse (contract section 2a); none
+    without spec.faultTolerance."""
+    ft = spec.fault_tolerance
+    if ft is None:
+        return []
+    lighthouse = f"http://{lighthouse_service(job.name)}.{job.namespace}.svc:{LIGHTHOUSE_PORT}"
+    out = [
+        (ENV_FT_LIGHTHOUSE, lighthouse),
+        (ENV_FT_REPLICA_GROUP, str(index)),
+        (ENV_FT_GROUPS, str(ft.groups)),
+        (ENV_FT_MIN_GROUPS, str(ft.min_groups)),
+    ]
+    # A replacement joins its live peers and takes their state; a whole-job restart
+    # (a new attempt, generation 0) resumes every group from the checkpoint.
+    return [*out, (ENV_FT_REPLACEMENT, "1")] if generation else out
+
+
+def lighthouse_service(job: str) -> str:
+    return f"{job}-lighthouse"
+
+
 def build_pod(
-    job: JobRef, spec: JobSpec, attempt: int, index: int, resume: ResumePoint
+    job: JobRef,
+    spec: JobSpec,
+    attempt: int,
+    index: int,
+    resume: ResumePoint,
+    *,
+    generation: int = 0,
 ) -> dict[str, Any]:
     """Pod `index` of `attempt`: the user's template plus the contract's wiring."""
     tmpl = copy.deepcopy(spec.template)
     meta = tmpl.get("metadata") or {}
     pod_spec: dict[str, Any] = tmpl["spec"]
     ours = labels(job.name, attempt, index)
+    name = pod_name(job.name, attempt, index, generation)
     annotations = dict(meta.get("annotations") or {})
     pod_spec["restartPolicy"] = "Never"  # the operator restarts the gang, not kubelet
     pod_spec["terminationGracePeriodSeconds"] = spec.grace_period_seconds
-    pod_spec["hostname"] = pod_name(job.name, attempt, index)
+    pod_spec["hostname"] = name
     pod_spec["subdomain"] = job.name
+    if spec.fault_tolerance is not None:
+        ours[LABEL_GENERATION] = str(generation)
+        # torchft advertises socket.gethostname() to its peers (the manager and the
+        # live-state transport): the FQDN resolves through the headless Service.
+        pod_spec["setHostnameAsFQDN"] = True
     volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") != PODINFO_VOLUME]
     volumes.append(
         {
@@ -185,7 +252,7 @@ def build_pod(
     )
     pod_spec["volumes"] = volumes
     trainer = pod_spec["containers"][0]
-    ours_env = build_env(job, spec, attempt, index, resume)
+    ours_env = build_env(job, spec, attempt, index, resume, generation=generation)
     names = {e["name"] for e in ours_env}
     trainer["env"] = ours_env + [e for e in trainer.get("env") or [] if e.get("name") not in names]
     mounts = [m for m in trainer.get("volumeMounts") or [] if m.get("name") != PODINFO_VOLUME]
@@ -197,7 +264,7 @@ def build_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(job.name, attempt, index),
+            "name": name,
             "namespace": job.namespace,
             "labels": {**(meta.get("labels") or {}), **ours},
             "annotations": annotations,

@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import Enum, auto
 from typing import Any
 
+from .groupstatus import GroupStatus
 from .records import (
     HistoryEntry,
     LastFailure,
@@ -54,6 +55,7 @@ class JobStatus:
     resumed_from: ResumedFrom | None = None
     history: list[HistoryEntry] = field(default_factory=list)
     conditions: list[Condition] = field(default_factory=list)
+    groups: GroupStatus = field(default_factory=GroupStatus)  # spec.faultTolerance's
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
     # API keys written even at their default value (0, False, []): those the status
     # was read with, and those a writer below set. Other defaults stay absent, so a
@@ -84,6 +86,7 @@ class JobStatus:
         self.lost_seconds = round(self.lost_seconds + lost[1], 3)
         self.attempt, self.attempt_started_at, self.launched = attempt, started_at, False
         self.resume_pending = False
+        self.groups.generations = []  # a new attempt starts every replica group afresh
         self.shown |= {"launched", "lostSteps", "lostSeconds"}
 
     def count_failure(self, *, progress: bool) -> None:
@@ -131,6 +134,7 @@ class JobStatus:
             resumed_from=ResumedFrom.from_api(resumed) if resumed else None,
             history=[HistoryEntry.from_api(h) for h in d.get("history") or []],
             conditions=[Condition.from_api(c) for c in d.get("conditions") or []],
+            groups=GroupStatus.from_api(d.get("faultTolerance") or {}),
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _API_KEYS},
             shown={k for k in _DEFAULTED if d.get(k) is not None},
         )
@@ -166,6 +170,7 @@ class JobStatus:
                 "resumedFrom": api(self.resumed_from),
                 "history": dflt("history", [h.to_api() for h in self.history]),
                 "conditions": dflt("conditions", [c.to_api() for c in self.conditions]),
+                "faultTolerance": self.groups.to_api() or None,
             }
         )
         return {**self.extra, **out}
@@ -209,6 +214,7 @@ _API_KEYS = frozenset(
         "resumedFrom",
         "history",
         "conditions",
+        "faultTolerance",
     }
 )
 

@@ -11,6 +11,7 @@ from . import status as s
 from .attempts import next_attempt, older_and_current
 from .booking import book_lost
 from .builders import ResumePoint, build_attempt, build_service
+from .lighthouse import build_lighthouse_pod, build_lighthouse_service
 from .lostwork import LostWork
 from .pods import name
 from .records import HistoryEntry, ResumedFrom
@@ -32,7 +33,11 @@ def create(f: Facts, d: Decision, attempt: int, resume: ResumePoint, *, record: 
     if record:
         d.actions.append(RecordAttempt(attempt, resume.name, resume.step))
     d.actions.append(CreateService(build_service(f.job, f.spec.master_port)))
-    for pod in build_attempt(f.job, f.spec, attempt, resume):
+    pods = build_attempt(f.job, f.spec, attempt, resume)
+    if f.spec.fault_tolerance is not None:  # the replica groups' lighthouse
+        d.actions.append(CreateService(build_lighthouse_service(f.job)))
+        pods.append(build_lighthouse_pod(f.job, f.spec, attempt))
+    for pod in pods:
         if pod["metadata"]["name"] not in existing:
             d.actions.append(CreatePod(pod))
 

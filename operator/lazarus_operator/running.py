@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import failure_policy, starttimeout
+from . import failure_policy, groups, starttimeout
 from . import status as s
 from .attempts import older_and_current
 from .autosave import advertise
@@ -15,6 +15,7 @@ from .classify import Cause, PodEnd
 from .disruption import checkpoint_now, wake_at_node_loss
 from .finished import mark_finished
 from .launch import create
+from .lighthouse import is_lighthouse
 from .pods import end_of, name
 from .teardown import teardown
 from .vocabulary import Decision, Facts
@@ -22,7 +23,12 @@ from .vocabulary import Decision, Facts
 
 def _launched(f: Facts, current: list[dict[str, Any]]) -> bool:
     """Every pod of the attempt was created once (later, a missing one is an end)."""
-    return bool(f.state.launched) or len(current) >= f.spec.replicas
+    return bool(f.state.launched) or len(_trainers(current)) >= f.spec.replicas
+
+
+def _trainers(current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The attempt's trainer pods (not a fault-tolerant job's lighthouse)."""
+    return [p for p in current if not is_lighthouse(p)]
 
 
 def attempt_ends(f: Facts, current: list[dict[str, Any]]) -> list[PodEnd]:
@@ -48,7 +54,10 @@ def needs_selection(f: Facts) -> bool:
     _, current = older_and_current(f.pods, f.state.attempt)
     if not _launched(f, current):
         return False
-    bad = _bad(attempt_ends(f, current))
+    if f.spec.fault_tolerance is not None:
+        bad = groups.plan(f, f.state, current).bad()
+    else:
+        bad = _bad(attempt_ends(f, current))
     return bool(bad) and failure_policy.is_failure(failure_policy.primary(bad))
 
 
@@ -58,7 +67,7 @@ def decide(f: Facts, d: Decision) -> None:
     if older:
         teardown(f, d, older)
     if not st.launched:
-        if len(current) < f.spec.replicas:
+        if len(_trainers(current)) < f.spec.replicas:
             if starttimeout.check(f, d, current, starttimeout.uncreated(f, current)):
                 return  # pods refused past the deadline: the rest of the gang goes too
             r = st.resumed_from
@@ -69,8 +78,12 @@ def decide(f: Facts, d: Decision) -> None:
     checkpoint_now(f, d, current)
     advertise(f, d, current)  # the automatic interval's failure rate (contract 5a)
     wake_at_node_loss(f, d, current)
-    ends = attempt_ends(f, current)
-    bad = _bad(ends)
+    if f.spec.fault_tolerance is not None:
+        plan = groups.tend(f, d, current)
+        ends, bad = plan.ends, plan.bad()
+    else:
+        ends = attempt_ends(f, current)
+        bad = _bad(ends)
     if bad:
         failure_policy.end_attempt(f, d, bad, current)
     elif len(ends) == f.spec.replicas:
@@ -80,7 +93,8 @@ def decide(f: Facts, d: Decision) -> None:
         # A pod that already completed is done, not pending: rank 0 often finishes
         # a moment before the rest of the gang, and the job is still Running then.
         ended = {e.pod for e in ends}
-        live = [p for p in current if name(p) not in ended]
+        # (A fault-tolerant job's replaced group pods have ended too, and are not waited on.)
+        live = [p for p in _trainers(current) if end_of(f, p) is None]
         waiting = [p for p in live if (p.get("status") or {}).get("phase") != "Running"]
         if starttimeout.check(f, d, current, waiting):
             return  # the gang did not start in time: torn down, relaunched after a backoff

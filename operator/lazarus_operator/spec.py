@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lazarus_contract import EXIT_PERMANENT
+from lazarus_contract.ft import DEFAULT_HEARTBEAT_TIMEOUT_MS, majority
 from lazarus_contract.rules import DEFAULT_KEEP_BEST, DEFAULT_KEEP_LATEST
 
 ResumeMode = Literal["auto", "none", "explicit"]
@@ -109,6 +110,21 @@ START_TIMEOUT_MAX = 7 * 86400  # the CRD's maximum too
 
 
 @dataclass(frozen=True)
+class FaultTolerance:
+    """spec.faultTolerance: torchft replica groups, each one pod (docs/fault-tolerance.md).
+    A failed group is replaced alone while at least `min_groups` others train on."""
+
+    groups: int
+    min_groups: int
+    heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS
+
+    @property
+    def below_majority(self) -> bool:
+        """Two lighthouses alive at once could each form a quorum (a split brain)."""
+        return self.min_groups < majority(self.groups)
+
+
+@dataclass(frozen=True)
 class JobSpec:
     template: dict[str, Any]
     checkpoint: CheckpointSpec
@@ -123,6 +139,7 @@ class JobSpec:
     master_port: int = 29500
     disruption_taints: tuple[str, ...] = DEFAULT_DISRUPTION_TAINTS
     scheduling: Scheduling = field(default_factory=Scheduling)
+    fault_tolerance: FaultTolerance | None = None
 
 
 def _int(d: dict[str, Any], key: str, default: int, path: str, minimum: int = 0) -> int:
@@ -275,6 +292,24 @@ def _scheduling(raw: dict[str, Any]) -> Scheduling:
     return Scheduling(start_timeout_seconds=timeout)
 
 
+def _fault_tolerance(raw: dict[str, Any], replicas: int) -> FaultTolerance | None:
+    ft = _dict(raw, "faultTolerance", "spec")
+    if not ft:
+        return None
+    path = "spec.faultTolerance"
+    groups = _int(ft, "replicaGroups", 2, path, 2)
+    min_groups = _int(ft, "minReplicaGroups", majority(groups), path, 1)
+    if min_groups > groups:
+        raise SpecError(f"{path}.minReplicaGroups={min_groups} exceeds replicaGroups={groups}")
+    if replicas != groups:
+        raise SpecError(
+            f"{path}.replicaGroups={groups} must equal spec.replicas={replicas}: each replica"
+            " group is one pod (processesPerPod processes)"
+        )
+    beat = _int(ft, "heartbeatTimeoutMilliseconds", DEFAULT_HEARTBEAT_TIMEOUT_MS, path, 100)
+    return FaultTolerance(groups, min_groups, beat)
+
+
 def parse_spec(raw: dict[str, Any]) -> JobSpec:
     """Parse `.spec` of a TrainingJob; raises `SpecError` naming the bad field."""
     if not isinstance(raw, dict):
@@ -285,8 +320,9 @@ def parse_spec(raw: dict[str, Any]) -> JobSpec:
     ttl = raw.get("ttlSecondsAfterFinished")
     taints = raw.get("disruptionTaints")
     d = JobSpec
+    replicas = _int(raw, "replicas", d.replicas, "spec", 1)
     return JobSpec(
-        replicas=_int(raw, "replicas", d.replicas, "spec", 1),
+        replicas=replicas,
         processes_per_pod=_int(raw, "processesPerPod", d.processes_per_pod, "spec", 1),
         template=template,
         checkpoint=checkpoint,
@@ -307,4 +343,5 @@ def parse_spec(raw: dict[str, Any]) -> JobSpec:
             tuple(str(t) for t in taints) if isinstance(taints, list) else DEFAULT_DISRUPTION_TAINTS
         ),
         scheduling=_scheduling(raw),
+        fault_tolerance=_fault_tolerance(raw, replicas),
     )

@@ -38,8 +38,9 @@ class Watched:
     def node(self, name: str) -> dict[str, Any] | None:
         return next(iter(self.nodes.get(name, ())), None)
 
-    def has_service(self, ns: str, job: str) -> bool:
-        return job in self.services.get((ns, job), ())
+    def has_service(self, ns: str, job: str, name: str | None = None) -> bool:
+        """Whether the job's Service `name` (default: its headless one, `<job>`) exists."""
+        return (name or job) in self.services.get((ns, job), ())
 
     def job_workloads(self, ns: str, job: str) -> list[dict[str, Any]]:
         return sorted(self.workloads.get((ns, job), ()), key=_name)

@@ -1,0 +1,101 @@
+"""`status.faultTolerance`: what happened to a fault-tolerant job's replica groups.
+
+Group replacements are counted apart from `status.restarts` (whole-job restarts): a
+replacement is not a relaunch, and the budgets count it only past maxFailures
+(groups.py). Generations say which pod is each group's current one in this attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import Restarts, as_int, as_str, some
+
+
+@dataclass
+class LastReplacement:
+    group: int
+    attempt: int
+    generation: int  # the replacement's
+    cause: str
+    reason: str
+    pod: str  # the pod that ended
+    node: str | None
+    exit_code: int | None
+    message: str | None
+    time: str
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> LastReplacement:
+        return cls(
+            int(d.get("group") or 0),
+            int(d.get("attempt") or 0),
+            int(d.get("generation") or 0),
+            str(d.get("cause", "")),
+            str(d.get("reason", "")),
+            str(d.get("pod", "")),
+            as_str(d.get("node")),
+            as_int(d.get("exitCode")),
+            as_str(d.get("message")),
+            str(d.get("time", "")),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return some(
+            {
+                "group": self.group,
+                "attempt": self.attempt,
+                "generation": self.generation,
+                "cause": self.cause,
+                "reason": self.reason,
+                "pod": self.pod,
+                "node": self.node,
+                "exitCode": self.exit_code,
+                "message": self.message,
+                "time": self.time,
+            }
+        )
+
+
+@dataclass
+class GroupStatus:
+    # Per group, its current pod's generation in the running attempt ([] = all 0).
+    generations: list[int] = field(default_factory=list)
+    # Group pods replaced alone, by cause, and in all (`total`), over the job's life.
+    replacements: Restarts = field(default_factory=Restarts)
+    lighthouse_restarts: int = 0
+    last_replacement: LastReplacement | None = None
+
+    def generation(self, group: int) -> int:
+        return self.generations[group] if group < len(self.generations) else 0
+
+    def replace(self, group: int, groups: int) -> int:
+        """Group `group` gets its next generation; returns it."""
+        gens = [self.generation(g) for g in range(groups)]
+        gens[group] += 1
+        self.generations = gens
+        return gens[group]
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> GroupStatus:
+        last = d.get("lastReplacement")
+        return cls(
+            [int(g) for g in d.get("generations") or []],
+            Restarts.from_api(d.get("replacements") or {}),
+            int(d.get("lighthouseRestarts") or 0),
+            LastReplacement.from_api(last) if last else None,
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return some(
+            {
+                "generations": self.generations or None,
+                "replacements": self.replacements.to_api() or None,
+                "lighthouseRestarts": self.lighthouse_restarts or None,
+                "lastReplacement": self.last_replacement.to_api()
+                if self.last_replacement
+                else None,
+            }
+        )
