@@ -9,19 +9,15 @@ having lost no steps.
 
 from __future__ import annotations
 
-import base64
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from lazarus_devstack.harness import node_ready
-from lazarus_devstack.kubelet import LocalKubelet
+from lazarus_devstack.harness import LosableNode
 from tests.conftest import ControlPlane, S3Server
 from tests.operator.harness import OperatorProcess, wait_for
 
@@ -29,40 +25,17 @@ pytestmark = pytest.mark.e2e
 STEPS = 60
 
 
-@pytest.fixture
-def local_node(cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[str]:
-    node = f"{namespace}-local"
-    kubelet = LocalKubelet(str(cluster.kubeconfig), node, tmp_path / "pods")
-    thread = threading.Thread(target=kubelet.run, daemon=True)
-    thread.start()
-    core = client.CoreV1Api(cluster.api_client())
-    wait_for(lambda: node_ready(core, node), 30, f"node {node} Ready")
-    yield node
-    kubelet.shutdown()
-    core.delete_node(node)
-
-
 def test_eviction_is_survived_with_no_lost_steps(
     cluster: ControlPlane,
     namespace: str,
     s3: S3Server,
     bucket: str,
-    local_node: str,
+    s3_secret: str,
+    local_node: LosableNode,
     tmp_path: Path,
 ) -> None:
     core = client.CoreV1Api(cluster.api_client())
     custom = client.CustomObjectsApi(cluster.api_client())
-    secret = {
-        "AWS_ACCESS_KEY_ID": s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-    }
-    core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "s3"},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in secret.items()},
-        },
-    )
     venv_bin = str(Path(sys.executable).parent)
     job = {
         "apiVersion": "lazarus.dev/v1alpha1",
@@ -75,13 +48,13 @@ def test_eviction_is_survived_with_no_lost_steps(
                 "uri": f"s3://{bucket}/loop",
                 "endpoint": s3.endpoint_url,
                 "addressingStyle": "path",
-                "secretRef": {"name": "s3"},
+                "secretRef": {"name": s3_secret},
                 "save": {"everySteps": 10},
             },
             "failurePolicy": {"backoff": {"initialSeconds": 1}},
             "template": {
                 "spec": {
-                    "nodeName": local_node,
+                    "nodeName": local_node.name,
                     "containers": [
                         {
                             "name": "trainer",

@@ -26,11 +26,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class FtJob:
+class StepLogs:
+    """What ft_script.py's groups wrote under `tmp`: step logs and final states (one file
+    per group; a replacement appends to its group's log)."""
+
+    def __init__(self, tmp: Path, groups: int = 2) -> None:
+        self.tmp, self.groups = tmp, groups
+
+    def rows(self, group: int) -> list[dict[str, Any]]:
+        path = self.tmp / f"steps-{group}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def steps(self, group: int) -> list[dict[str, Any]]:
+        return [r for r in self.rows(group) if r["event"] == "step"]
+
+    def wait_step(self, group: int, step: int, timeout: float = 120) -> None:
+        wait_for(
+            lambda: any(r["step"] >= step for r in self.steps(group)),
+            timeout,
+            f"group {group} step {step}",
+        )
+
+    def final(self, group: int) -> dict[str, Any]:
+        state: dict[str, Any] = torch.load(self.tmp / f"final-{group}.pt")
+        return state
+
+
+class FtJob(StepLogs):
     """`groups` replica groups and their lighthouse, logs and checkpoints under `tmp`."""
 
     def __init__(self, tmp: Path, groups: int = 2, min_groups: int = 1, **env: str) -> None:
-        self.tmp, self.groups, self.port = tmp, groups, free_port()
+        super().__init__(tmp, groups)
+        self.port = free_port()
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("LAZARUS_", "TORCHFT_"))
         }
@@ -80,26 +109,6 @@ class FtJob:
         args = [sys.executable, SCRIPT, str(self.tmp), str(steps), str(pause)]
         return self._start(args, f"g{group}.log", **extra)
 
-    def rows(self, group: int) -> list[dict[str, Any]]:
-        path = self.tmp / f"steps-{group}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def steps(self, group: int) -> list[dict[str, Any]]:
-        return [r for r in self.rows(group) if r["event"] == "step"]
-
-    def wait_step(self, group: int, step: int, timeout: float = 120) -> None:
-        wait_for(
-            lambda: any(r["step"] >= step for r in self.steps(group)),
-            timeout,
-            f"group {group} step {step}",
-        )
-
-    def final(self, group: int) -> dict[str, Any]:
-        state: dict[str, Any] = torch.load(self.tmp / f"final-{group}.pt")
-        return state
-
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -129,6 +138,26 @@ def states_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
             if not same:
                 return False
     return True
+
+
+def check_samples(logs: StepLogs) -> int:
+    """Every committed step's ids, over all groups and all their processes: each sample
+    of the global order once, in order, none skipped; returns how many."""
+    taken: dict[int, list[int]] = {}
+    for group in range(logs.groups):
+        for row in logs.steps(group):
+            taken.setdefault(row["step"], []).extend(row["ids"])
+    ids = [i for step in sorted(taken) for i in sorted(taken[step])]
+    assert len(ids) == len(set(ids)), "a sample was replayed"
+    assert sorted(ids) == sorted(global_order()[: len(ids)]), "a sample was skipped"
+    return len(ids)
+
+
+def contiguous_to_the_end(logs: StepLogs, group: int, last: int) -> bool:
+    """Every step from the group's first to `last`, each once (a group that joined the
+    first quorum late took the state of the step it joined at from its peer)."""
+    steps = [r["step"] for r in logs.steps(group)]
+    return steps == list(range(steps[0], last + 1))
 
 
 def global_order(n: int = 16384, seed: int = 0, epoch: int = 0) -> list[int]:

@@ -11,31 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from .ft_harness import FtJob, global_order, stalls, states_equal
+from .ft_harness import (
+    FtJob,
+    check_samples,
+    contiguous_to_the_end,
+    global_order,
+    stalls,
+    states_equal,
+)
 
 pytestmark = pytest.mark.e2e
 
 STEPS, PAUSE = 600, 0.02
-
-
-def check_samples(job: FtJob) -> int:
-    """Every committed step's ids, over both groups and all their processes: each sample
-    of the global order once, in order, none skipped; returns how many."""
-    taken: dict[int, list[int]] = {}
-    for group in range(job.groups):
-        for row in job.steps(group):
-            taken.setdefault(row["step"], []).extend(row["ids"])
-    ids = [i for step in sorted(taken) for i in sorted(taken[step])]
-    assert len(ids) == len(set(ids)), "a sample was replayed"
-    assert sorted(ids) == sorted(global_order()[: len(ids)]), "a sample was skipped"
-    return len(ids)
-
-
-def contiguous_to_the_end(job: FtJob, group: int) -> bool:
-    """Every step from the group's first to the last, each once (a group that joined the
-    first quorum late took the state of the step it joined at from its peer)."""
-    steps = [r["step"] for r in job.steps(group)]
-    return steps == list(range(steps[0], STEPS + 1))
 
 
 def test_survivor_keeps_training_and_replacement_heals_from_its_peer(tmp_path: Path) -> None:
@@ -59,7 +46,7 @@ def test_survivor_keeps_training_and_replacement_heals_from_its_peer(tmp_path: P
         job.stop()
     rows0 = job.rows(0)
     assert len({r["pid"] for r in rows0}) == 1, "the survivor restarted"
-    assert contiguous_to_the_end(job, 0)
+    assert contiguous_to_the_end(job, 0, STEPS)
     after = [r for r in job.steps(0) if r["t"] > killed_at]
     print(f"survivor's longest gaps between steps: {[round(s, 3) for s in stalls(rows0)[:3]]} s")
     assert after and after[0]["n"] == 1, "the survivor went on alone"
@@ -90,7 +77,7 @@ def test_groups_survive_a_lighthouse_restart(tmp_path: Path) -> None:
         job.stop()
     for group in range(2):
         assert len({r["pid"] for r in job.rows(group)}) == 1, f"group {group} restarted"
-        assert contiguous_to_the_end(job, group)
+        assert contiguous_to_the_end(job, group, STEPS)
     print(f"longest gap: {stalls(job.rows(0))[0]:.2f} s")
     assert states_equal(job.final(0), job.final(1))
     check_samples(job)
