@@ -121,6 +121,13 @@ CK = {"uri": "s3://bucket/prefix"}
         ({"ttlSecondsAfterFinished": 10**12}, "spec.ttlSecondsAfterFinished"),
         ({"failurePolicy": {"maxFailures": 10**9}}, "spec.failurePolicy.maxFailures"),
         ({"checkpoint": {**CK, "save": {"everySeconds": 10**9}}}, "spec.checkpoint.save"),
+        # Replica groups (issue 26): each is one pod; a quorum needs no more than exist.
+        ({"replicas": 3, "faultTolerance": {"replicaGroups": 2}}, "must equal spec.replicas"),
+        (
+            {"replicas": 2, "faultTolerance": {"replicaGroups": 2, "minReplicaGroups": 3}},
+            "spec.faultTolerance.minReplicaGroups",
+        ),
+        ({"faultTolerance": {"replicaGroups": 1}}, "spec.faultTolerance.replicaGroups"),
     ],
 )
 def test_invalid_spec_is_rejected_naming_the_field(
