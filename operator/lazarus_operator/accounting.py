@@ -69,6 +69,10 @@ class Observations:
     checkpoint_time: float | None = None  # unix seconds
     failures_without_progress: int = 0
     start_timeouts: int = 0  # attempts torn down by spec.scheduling's start timeout
+    # spec.faultTolerance: groups replaced alone (by cause), lighthouses recreated;
+    # no relaunch, so the survivors' running time stays productive.
+    replacements: dict[str, int] = field(default_factory=dict)
+    lighthouse_restarts: int = 0
 
     def add(self, state: str, seconds: float) -> None:
         if seconds > 0:
@@ -127,6 +131,7 @@ def account(clock: Clock | None, t: Transition) -> tuple[Clock, Observations]:
         o.add(PRODUCTIVE, (cut - r.run_from).total_seconds())
         r.run_from = max(cut, r.run_from)
     _count_ends(o, old, new)
+    _count_groups(o, old, new)
     o.start_timeouts = (new.restarts.start_timeouts or 0) - (old.restarts.start_timeouts or 0)
     ended = new.pending_restart  # a start timeout is not an end to recover from
     if ended and ended != old.pending_restart and ended.cause != s.R_START_TIMEOUT:
@@ -159,6 +164,15 @@ def _count_ends(o: Observations, old: JobStatus, new: JobStatus) -> None:
         n = new.restarts.count(cause) - old.restarts.count(cause)
         if n > 0:
             o.restarts[key] = n
+
+
+def _count_groups(o: Observations, old: JobStatus, new: JobStatus) -> None:
+    """Replica groups replaced, by cause, and lighthouses recreated since `old`."""
+    was, now = old.groups.replacements, new.groups.replacements
+    for cause, key in RESTART_KEYS.items():
+        if (n := now.count(cause) - was.count(cause)) > 0:
+            o.replacements[key] = n
+    o.lighthouse_restarts = max(new.groups.lighthouse_restarts - old.groups.lighthouse_restarts, 0)
 
 
 def _relaunched(o: Observations, lost: float, old: JobStatus, new: JobStatus) -> None:

@@ -40,6 +40,8 @@ class NamespaceFamilies(NamedTuple):
     resume_seconds: Family
     written_bytes: Family
     start_timeouts: Family
+    group_replacements: Family
+    lighthouse_restarts: Family
 
 
 def _by_cause(name: str, doc: str) -> Family:
@@ -131,4 +133,9 @@ def namespace_families() -> NamespaceFamilies:
             "lazarus_start_timeouts",
             "Attempts torn down because not all their pods ran within startTimeoutSeconds.",
         ),
+        _by_cause(
+            "lazarus_group_replacements",
+            "Replica groups replaced alone while the others trained on (spec.faultTolerance).",
+        ),
+        jobs("lazarus_lighthouse_restarts", "Lighthouse pods of replica groups recreated."),
     )

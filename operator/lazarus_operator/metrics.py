@@ -192,6 +192,10 @@ class Metrics:
             n.observe(ns, f.recovery, secs, cause)
         if o.start_timeouts > 0:
             n.inc(ns, f.start_timeouts, o.start_timeouts)
+        for cause, k in o.replacements.items():
+            n.inc(ns, f.group_replacements, k, cause)
+        if o.lighthouse_restarts > 0:
+            n.inc(ns, f.lighthouse_restarts, o.lighthouse_restarts)
 
     def observe_checkpoint(self, job: JobRef, name: str, extra: Mapping[str, Any]) -> None:
         """The trainer's timings from a checkpoint manifest, once per checkpoint, into

@@ -34,11 +34,12 @@ def replay(steps: list[tuple[float, dict[str, Any]]]) -> tuple[acc.Observations,
         clock, o = acc.account(clock, between(JOB, old, new, at(sec)))
         for k, v in o.seconds.items():
             total.add(k, v)
-        for name in ("restarts", "lost_steps", "lost_seconds"):
+        for name in ("restarts", "lost_steps", "lost_seconds", "replacements"):
             mine, theirs = getattr(total, name), getattr(o, name)
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
         total.recovered += o.recovered
+        total.lighthouse_restarts += o.lighthouse_restarts
         total.phase = o.phase
         total.checkpoint_step, total.checkpoint_time = o.checkpoint_step, o.checkpoint_time
         old = new
@@ -165,3 +166,27 @@ def test_first_sight_of_a_running_job_starts_its_clock_now() -> None:
     assert o.seconds == {} and clock.run_from == at(100)
     clock, o = acc.account(clock, between(JOB, RUN1, {**RUN1, **ckpt(7, 130)}, at(140)))
     assert o.seconds == {acc.PRODUCTIVE: 30}
+
+
+def test_a_replaced_group_is_no_restart_and_the_survivors_time_stays_productive() -> None:
+    """spec.faultTolerance: group 1 crashes at 40 s and is replaced, its node is lost at
+    70 s and it is replaced again, the lighthouse is recreated once; the job never
+    leaves Running, so nothing is lost and every second is productive."""
+    groups = {"generations": [0, 1], "replacements": {"failed": 1, "total": 1}}
+    again = {
+        "generations": [0, 2],
+        "replacements": {"failed": 1, "nodeLost": 1, "total": 2},
+        "lighthouseRestarts": 1,
+    }
+    o, _ = replay(
+        [
+            (0, RUN1),
+            (40, {**RUN1, "faultTolerance": groups}),
+            (70, {**RUN1, "faultTolerance": again}),
+            (100, {**RUN1, "faultTolerance": again, "phase": s.SUCCEEDED}),
+        ]
+    )
+    assert o.replacements == {"failed": 1, "nodeLost": 1}
+    assert o.lighthouse_restarts == 1
+    assert o.restarts == {} and o.lost_steps == {}
+    assert o.seconds == {acc.PRODUCTIVE: 100.0}
