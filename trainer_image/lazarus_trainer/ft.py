@@ -121,8 +121,12 @@ class FaultTolerance:
 
     @staticmethod
     def _group_store(dist: Collectives) -> tuple[str, int]:
-        """The group's TCPStore: torchrun's, else one of this (single-process) group's own."""
-        if "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
+        """The group's TCPStore: torchrun's, else one of this (single-process) group's own.
+        MASTER_ADDR/PORT name a live store only in a torch world (torchrun's agent, or
+        init_process_group's): the operator sets them on every pod, and a plain process
+        that dialed them would wait for a store nobody serves."""
+        in_world = dist.active or "TORCHELASTIC_RUN_ID" in os.environ
+        if in_world and "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
             return os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
         store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
         _STORES.append(store)  # the server lives as long as the process
