@@ -4,7 +4,9 @@ torchft's lighthouse forms each step's quorum of the live replica groups. It run
 the trainer's own image (`lazarus-lighthouse`, docs/fault-tolerance.md: torchft's Rust
 extension without torch, ~17 MB), one pod per attempt under a fixed name, so the API
 server itself holds at most one: a replacement is created only once the old pod is gone.
-The groups reach it through a ClusterIP Service whose address outlives the pod.
+The groups reach it by the name of a headless Service, `<job>-lighthouse`: DNS answers
+with the current pod's address (ready or not, so a new pod is reachable at once) and
+needs no kube-proxy; torchft's clients resolve it again when they reconnect.
 """
 
 from __future__ import annotations
@@ -117,7 +119,9 @@ def build_lighthouse_service(job: JobRef) -> dict[str, Any]:
             "ownerReferences": [owner_reference(job)],
         },
         "spec": {
+            "clusterIP": "None",
             "selector": {LABEL_JOB: job.name, LABEL_ROLE: ROLE_LIGHTHOUSE},
+            "publishNotReadyAddresses": True,
             "ports": [{"name": "lighthouse", "port": LIGHTHOUSE_PORT}],
         },
     }

@@ -24,6 +24,7 @@ def test_a_crashed_group_is_replaced_alone_and_the_lighthouse_comes_back(
     wait_for(lambda: set(names(kubelet, job, 1)) == {g0, g1, lighthouse}, T, "groups + lighthouse")
     svc = kubelet.core.read_namespaced_service(f"{job}-lighthouse", jobs.ns)
     assert svc.spec.selector == {"lazarus.dev/job": job, "lazarus.dev/role": "lighthouse"}
+    assert svc.spec.cluster_ip == "None"  # DNS names the pod itself: no kube-proxy needed
     jobs.wait(job, lambda s: s.get("phase") == "Running", T, "Running")
     g0_uid = (kubelet.pod(g0) or {})["metadata"]["uid"]
 
