@@ -33,8 +33,9 @@ from .spec import JobSpec
 LABEL_ROLE = "lazarus.dev/role"
 ROLE_LIGHTHOUSE = "lighthouse"
 COMMAND = "lazarus-lighthouse"
-# What a pod-level template setting a lighthouse keeps: where the trainer may run
-# and how its image is pulled; not its resources (no GPU for a quorum server).
+# What the lighthouse keeps of the trainer's pod and container: where it may run, how
+# its image is pulled, and the environment its command runs in (volumes, env, mounts:
+# an image may rely on them for PATH or its packages); not its resources (no GPU).
 _KEPT = (
     "imagePullSecrets",
     "nodeSelector",
@@ -42,7 +43,9 @@ _KEPT = (
     "priorityClassName",
     "serviceAccountName",
     "securityContext",
+    "volumes",
 )
+_KEPT_CONTAINER = ("imagePullPolicy", "env", "envFrom", "volumeMounts", "workingDir")
 _RESOURCES = {"cpu": "50m", "memory": "64Mi"}
 
 
@@ -74,17 +77,17 @@ def build_lighthouse_pod(job: JobRef, spec: JobSpec, attempt: int) -> dict[str, 
         ENV_FT_LIGHTHOUSE_PORT: LIGHTHOUSE_PORT,
         ENV_FT_HEARTBEAT_TIMEOUT_MS: ft.heartbeat_timeout_ms,
     }
-    container: dict[str, Any] = {
+    container: dict[str, Any] = {k: trainer[k] for k in _KEPT_CONTAINER if k in trainer}
+    ours = [{"name": k, "value": str(v)} for k, v in env.items()]
+    container |= {
         "name": "lighthouse",
         "image": trainer["image"],
         "command": _command(trainer),
-        "env": [{"name": k, "value": str(v)} for k, v in env.items()],
+        "env": ours + [e for e in container.get("env") or [] if e.get("name") not in env],
         "ports": [{"name": "lighthouse", "containerPort": LIGHTHOUSE_PORT}],
         "readinessProbe": {"tcpSocket": {"port": LIGHTHOUSE_PORT}, "periodSeconds": 2},
         "resources": {"requests": dict(_RESOURCES)},
     }
-    if trainer.get("imagePullPolicy"):
-        container["imagePullPolicy"] = trainer["imagePullPolicy"]
     pod_spec = {k: tmpl_spec[k] for k in _KEPT if k in tmpl_spec}
     pod_spec |= {
         "containers": [container],

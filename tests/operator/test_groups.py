@@ -254,6 +254,47 @@ def test_the_first_launch_creates_the_groups_and_their_lighthouse() -> None:
     assert lh["containers"][0]["image"] == "train:1" and lh["restartPolicy"] == "Never"
 
 
+def test_the_lighthouse_runs_where_and_as_the_trainer_does_without_its_resources() -> None:
+    trainer = {
+        "name": "trainer",
+        "image": "train:1",
+        "command": ["/opt/venv/bin/lazarus-train"],
+        "env": [
+            {"name": "PYTHONPATH", "value": "/code"},
+            {"name": "LAZARUS_FT_GROUPS", "value": "9"},
+        ],
+        "volumeMounts": [{"name": "code", "mountPath": "/code"}],
+        "resources": {"limits": {"nvidia.com/gpu": "8"}},
+    }
+    template = {
+        "spec": {
+            "containers": [trainer],
+            "volumes": [{"name": "code", "hostPath": {"path": "/code"}}],
+            "nodeSelector": {"pool": "gpu"},
+            "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        }
+    }
+    d = run({}, [], spec=ft_spec(template=template), selection=Selection(None))
+    lh = next(
+        a.manifest["spec"]
+        for a in of(d, CreatePod)
+        if a.manifest["metadata"]["name"].endswith("lighthouse")
+    )
+    c = lh["containers"][0]
+    assert c["command"] == ["/opt/venv/bin/lazarus-lighthouse"]  # beside the trainer's script
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["PYTHONPATH"] == "/code" and env["LAZARUS_FT_GROUPS"] == "2"  # ours win
+    assert (
+        c["volumeMounts"] == trainer["volumeMounts"]
+        and lh["volumes"] == template["spec"]["volumes"]
+    )
+    assert (
+        lh["nodeSelector"] == {"pool": "gpu"}
+        and lh["tolerations"] == template["spec"]["tolerations"]
+    )
+    assert "limits" not in c["resources"]
+
+
 @pytest.mark.parametrize(
     ("ft", "replicas", "error"),
     [
