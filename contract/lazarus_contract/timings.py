@@ -26,6 +26,11 @@ BYTES: Final = "bytes"
 ATTEMPT: Final = "attempt"
 RESUME_SECONDS: Final = "resumeSeconds"
 STEPS_PER_SECOND: Final = TIMINGS_STEPS_PER_SECOND
+# Replica groups (docs/fault-tolerance.md), the writer's since its previous save: the
+# survivors' longest stall at a failure, and the last failure's time until the quorum
+# was whole again (its replacement's first committed step).
+FT_STALL_SECONDS: Final = "ftStallSeconds"
+FT_REJOIN_SECONDS: Final = "ftRejoinSeconds"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class Timings:
     attempt: int | None = None  # the attempt that saved
     resume_seconds: float | None = None  # this attempt's load; None in a fresh attempt
     steps_per_second: float | None = None  # the attempt's pace; None before a second step
+    ft_stall_seconds: float | None = None  # replica groups: the survivors' longest stall
+    ft_rejoin_seconds: float | None = None  # ... and a failure until the quorum is whole
 
     def encode(self) -> dict[str, float | int]:
         """The JSON object the trainer stores; unknown values are left out."""
@@ -51,6 +58,8 @@ class Timings:
             (ATTEMPT, self.attempt),
             (RESUME_SECONDS, self.resume_seconds),
             (STEPS_PER_SECOND, round(pace, 6) if pace is not None else None),
+            (FT_STALL_SECONDS, self.ft_stall_seconds),
+            (FT_REJOIN_SECONDS, self.ft_rejoin_seconds),
         )
         return {k: v for k, v in pairs if v is not None}
 
@@ -86,4 +95,6 @@ def decode(extra: Mapping[str, Any]) -> Timings:
         attempt=_count(t.get(ATTEMPT)),
         resume_seconds=_seconds(t.get(RESUME_SECONDS)),
         steps_per_second=pace if pace else None,
+        ft_stall_seconds=_seconds(t.get(FT_STALL_SECONDS)),
+        ft_rejoin_seconds=_seconds(t.get(FT_REJOIN_SECONDS)),
     )

@@ -13,6 +13,8 @@ from . import accounting as acc
 from .jobseries import Family
 
 SECONDS_BUCKETS: Final = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+# Around the issue's targets (a stall <= 2 s, a replacement <= 10 s).
+FT_BUCKETS: Final = (0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120)
 SAVE_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 
@@ -42,6 +44,8 @@ class NamespaceFamilies(NamedTuple):
     start_timeouts: Family
     group_replacements: Family
     lighthouse_restarts: Family
+    ft_stall_seconds: Family
+    ft_rejoin_seconds: Family
 
 
 def _by_cause(name: str, doc: str) -> Family:
@@ -138,4 +142,16 @@ def namespace_families() -> NamespaceFamilies:
             "Replica groups replaced alone while the others trained on (spec.faultTolerance).",
         ),
         jobs("lazarus_lighthouse_restarts", "Lighthouse pods of replica groups recreated."),
+        Family(
+            "lazarus_ft_stall_seconds",
+            "Trainer: replica groups' longest pause at a failure between saves (survivors).",
+            "histogram",
+            buckets=FT_BUCKETS,
+        ),
+        Family(
+            "lazarus_ft_rejoin_seconds",
+            "Trainer: a group's failure until the quorum was whole again (its replacement).",
+            "histogram",
+            buckets=FT_BUCKETS,
+        ),
     )

@@ -209,6 +209,8 @@ class Metrics:
             (t.save_seconds, f.save_seconds),
             (t.stall_seconds, f.stall_seconds),
             (t.durable_seconds, f.durable_seconds),
+            (t.ft_stall_seconds, f.ft_stall_seconds),
+            (t.ft_rejoin_seconds, f.ft_rejoin_seconds),
         ):
             if seconds is not None:
                 self.namespaces.observe(ns, fam, seconds)

@@ -216,3 +216,17 @@ def test_labels_never_name_pods_or_steps() -> None:
     m.observe(between(JOB, {}, {"phase": "Running", "attempt": 3}, T0))
     labels = {k for fam in reg.collect() for s in fam.samples for k in s.labels}
     assert labels <= {"namespace", "trainingjob", "cause", "state", "phase", "le", "version"}
+
+
+def test_replica_groups_stalls_and_rejoins_become_namespace_distributions() -> None:
+    """The writer's ft timings (contract 4a) of one checkpoint, observed once."""
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+    ft = {"ftStallSeconds": 1.04, "ftRejoinSeconds": 6.5}
+    m.observe_checkpoint(JOB, "c50", {"lazarusTrainer": {"timings": ft}})
+    m.observe_checkpoint(JOB, "c50", {"lazarusTrainer": {"timings": ft}})  # seen
+    get = reg.get_sample_value
+    assert get("lazarus_ft_stall_seconds_count", NS) == 1
+    assert get("lazarus_ft_stall_seconds_bucket", {**NS, "le": "1.5"}) == 1
+    assert get("lazarus_ft_stall_seconds_bucket", {**NS, "le": "1.0"}) == 0
+    assert get("lazarus_ft_rejoin_seconds_sum", NS) == 6.5

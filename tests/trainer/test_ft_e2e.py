@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lazarus_contract.timings import decode
+
 from .ft_harness import (
     FtJob,
     check_samples,
@@ -59,6 +61,17 @@ def test_survivor_keeps_training_and_replacement_heals_from_its_peer(tmp_path: P
     print(f"live recovery of step {end['healed_at']}: {end['heal_seconds']:.3f} s to load")
     assert states_equal(job.final(0), job.final(1))
     print(f"{check_samples(job)} samples, each once")
+    # The writer recorded the failure with its next save (contract 4a): the stall, then
+    # the time until the quorum was whole again.
+    timings = [
+        decode(json.loads(m.read_text())["extra"])
+        for m in sorted((tmp_path / "ckpt").glob("step-*/manifest.json"))
+    ]
+    stalls_saved = [t.ft_stall_seconds for t in timings if t.ft_stall_seconds is not None]
+    rejoins = [t.ft_rejoin_seconds for t in timings if t.ft_rejoin_seconds is not None]
+    print(f"recorded: stall {stalls_saved} s, rejoin {rejoins} s")
+    assert len(stalls_saved) == 1 and stalls_saved[0] > 0.5
+    assert len(rejoins) == 1 and rejoins[0] > stalls_saved[0]
 
 
 def test_groups_survive_a_lighthouse_restart(tmp_path: Path) -> None:

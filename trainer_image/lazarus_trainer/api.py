@@ -74,6 +74,8 @@ class Lazarus(RunStateAccess):
         self._data_checked = False  # fidelity.py's warnings, once at the first step
         ft = FtSettings.from_env(dict(os.environ))  # replica groups (docs/fault-tolerance.md)
         self.ft = FaultTolerance(ft, self.registry, self.run, self.dist) if ft else None
+        if self.ft is not None:  # the writer records its survivors' stalls with each save
+            self.pipeline.facts.append(self.ft.watch.drain)
 
     # --- registration --------------------------------------------------------------------
     @exits_permanent

@@ -35,6 +35,7 @@ from lazarus_contract.ft import (
     majority,
 )
 
+from .ft_watch import QuorumWatch
 from .rng import seed_all
 from .save_policy import Act
 from .state import capture_common, restore_common
@@ -118,6 +119,7 @@ class FaultTolerance:
             quorum_retries=int(os.environ.get("TORCHFT_QUORUM_RETRIES", QUORUM_RETRIES)),
         )
         self._seen_step = int(self.manager.current_step())
+        self.watch = QuorumWatch()  # the survivors' stall and the quorum's rejoin per failure
 
     @staticmethod
     def _group_store(dist: Collectives) -> tuple[str, int]:
@@ -189,6 +191,8 @@ class FaultTolerance:
             )
         now = int(self.manager.current_step())
         committed, self._seen_step = now != self._seen_step, now
+        if committed:
+            self.watch.commit(time.monotonic(), int(self.manager.num_participants()))
         return committed
 
     def is_writer(self) -> bool:

@@ -41,6 +41,8 @@ class SavePipeline:
         # one shard object per rank, resharded on load (sharded.py); else rank 0 saves them.
         self.sharded = dist.active and dist.world_size > 1
         self._reuse: dict[str, Any] | None = None  # host buffers of the last finished snapshot
+        # More facts a save records with its timings (replica groups' QuorumWatch.drain).
+        self.facts: list[Callable[[], dict[str, float]]] = []
 
     @property
     def busy(self) -> bool:
@@ -123,10 +125,16 @@ class SavePipeline:
             captured_at=t0,
             stall_seconds=stall,
             steps_per_second=self.run.clock.rate(p.step, t0),
-            schedule=self.policy.auto.facts() if self.policy.auto is not None else {},
+            schedule=self._facts(),
         )
         log.info("save %s at step %d: state copied in %.3fs", reason, p.step, stall)
         return Snapshot(tree), meta
+
+    def _facts(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.policy.auto.facts() if self.policy.auto is not None else {}
+        for more in self.facts:
+            out.update(more())
+        return out
 
     def apply(self, out: SaveOutcome) -> None:
         """What a finished save means for the run: committed, fenced out, or to be retried."""
