@@ -307,4 +307,37 @@ PANELS: tuple[PanelSpec, ...] = (
         "Operator replicas scraped now (LazarusOperatorDown fires at none).",
         red_below=1,
     ),
+    PanelSpec(
+        "Replica groups replaced",
+        "timeseries",
+        (0, 44, 12, 8),
+        "none",
+        (
+            Target(
+                f"sum by (cause) (increase(lazarus_group_replacements_total{{{NS}}}[{RATE}]))",
+                "{{cause}}",
+            ),
+            Target(
+                f"sum(increase(lazarus_lighthouse_restarts_total{{{NS}}}[{RATE}]))",
+                "lighthouse",
+            ),
+        ),
+        "spec.faultTolerance: groups replaced alone while the others trained on (no restart),"
+        " by cause, and lighthouses recreated, per interval.",
+        stacked=True,
+        colors={**CAUSE_COLORS, "lighthouse": "purple"},
+    ),
+    PanelSpec(
+        "Replica groups: survivors' stall and rejoin",
+        "timeseries",
+        (12, 44, 12, 8),
+        "s",
+        (
+            Target(mean("lazarus_ft_stall_seconds", R), "survivors' stall (mean)"),
+            Target(p95("lazarus_ft_stall_seconds"), "survivors' stall (p95)"),
+            Target(mean("lazarus_ft_rejoin_seconds", R), "failure to whole quorum (mean)"),
+        ),
+        "From the writer group's timings: the longest pause of the survivors at a failure,"
+        " and the time until the replacement joined.",
+    ),
 )
