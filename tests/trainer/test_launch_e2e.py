@@ -73,6 +73,25 @@ def test_exit_code_mapping(tmp_path: Path) -> None:
     assert exit_code(1, msg) == 1
 
 
+@pytest.mark.unit
+def test_a_replacement_without_a_peer_keeps_its_76_through_torchrun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun turns a worker's 76 into 1; the worker's termination message keeps it,
+    so the operator restarts the whole job rather than replace the group again."""
+    from lazarus_trainer.ft import NoLivePeer
+    from lazarus_trainer.launch import exit_code
+
+    msg = tmp_path / "termination.json"
+    monkeypatch.setenv("LAZARUS_TERMINATION_LOG", str(msg))
+    with pytest.raises(SystemExit) as raised:
+        raise NoLivePeer("replica group 1: no live peer", 7)
+    assert raised.value.code == 76
+    assert exit_code(1, msg) == 76
+    msg.write_text('{"outcome": "error", "exitCode": 1}')
+    assert exit_code(1, msg) == 1  # any other error keeps the child's code
+
+
 def test_the_launcher_imports_no_torch() -> None:
     """It only supervises torchrun: torch's import cost it ~5 s and ~700 MB in every pod."""
     heavy = "('torch', 'numpy', 'lazarus_store')"

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.distributed import TCPStore  # type: ignore[attr-defined]
 
+from lazarus_contract import OUTCOME_ERROR
 from lazarus_contract.ft import (
     ENV_FT_GROUPS,
     ENV_FT_LIGHTHOUSE,
@@ -39,7 +40,7 @@ from .ft_watch import QuorumWatch
 from .rng import seed_all
 from .save_policy import Act
 from .state import capture_common, restore_common
-from .termination import PermanentError
+from .termination import PermanentError, Termination, write_termination
 
 if TYPE_CHECKING:
     from .distributed import Collectives
@@ -225,7 +226,8 @@ class FaultTolerance:
         if self.settings.replacement and self.healed_at is None:
             raise NoLivePeer(
                 f"replica group {self.settings.group} was started as a replacement but no "
-                "live peer had state to give: restart the whole job from its checkpoint"
+                "live peer had state to give: restart the whole job from its checkpoint",
+                self.run.progress.step,
             )
 
     def shutdown(self) -> None:
@@ -233,10 +235,12 @@ class FaultTolerance:
 
 
 class NoLivePeer(SystemExit):
-    """A replacement found nobody to heal from (exit EXIT_FT_NO_PEER)."""
+    """A replacement found nobody to heal from (exit EXIT_FT_NO_PEER). The termination
+    message says so too: `lazarus-launch` restores the code torchrun turns into 1."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, step: int) -> None:
         from lazarus_contract.ft import EXIT_FT_NO_PEER
 
         log.error(message)
+        write_termination(Termination(OUTCOME_ERROR, step, None, message, code=EXIT_FT_NO_PEER))
         super().__init__(EXIT_FT_NO_PEER)

@@ -4,6 +4,7 @@ torchrun reports any worker failure as exit 1, which hides 75 (`EXIT_PREEMPTED`)
 (`EXIT_PERMANENT`) from the operator. This launcher runs the command, forwards SIGTERM and
 SIGINT to it, and when it exits reads the termination message the workers wrote
 (docs/contract.md section 4): `preempted` -> 75, `permanent-error` -> 78, `completed` -> 0,
+an `error` whose exitCode is 76 (a replica group's replacement without a live peer) -> 76,
 anything else (or no message) -> the child's own code.
 
     lazarus-launch torchrun --nproc-per-node 4 -m lazarus_trainer.reference --steps 1000
@@ -19,7 +20,13 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from lazarus_contract import OUTCOME_COMPLETED, OUTCOME_PERMANENT, OUTCOME_PREEMPTED
+from lazarus_contract import (
+    OUTCOME_COMPLETED,
+    OUTCOME_ERROR,
+    OUTCOME_PERMANENT,
+    OUTCOME_PREEMPTED,
+)
+from lazarus_contract.ft import EXIT_FT_NO_PEER
 from lazarus_contract.termination import decode
 
 from .termination import EXIT_CODE_BY_OUTCOME, termination_log_path
@@ -33,10 +40,12 @@ def exit_code(child_code: int, message: Path) -> int:
     """The container's exit code: the outcome the workers wrote, else the child's code."""
     code = 128 - child_code if child_code < 0 else child_code  # killed by a signal
     try:
-        outcome = decode(message.read_bytes()).outcome
+        msg = decode(message.read_bytes())
     except OSError:
         return code
-    return EXIT_CODE_BY_OUTCOME[outcome] if outcome in MAPPED else code
+    if msg.outcome == OUTCOME_ERROR and msg.exit_code == EXIT_FT_NO_PEER and code:
+        return EXIT_FT_NO_PEER  # a replica group's replacement without a peer (contract 2a)
+    return EXIT_CODE_BY_OUTCOME[msg.outcome] if msg.outcome in MAPPED else code
 
 
 def main(argv: list[str] | None = None) -> None:

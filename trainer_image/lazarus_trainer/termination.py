@@ -64,10 +64,11 @@ class Termination:
     message: str
     saved_on_signal: bool = False
     grace_shortfall: bool = False
+    code: int | None = None  # a contract code the outcome alone does not say (76)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODE_BY_OUTCOME[self.outcome]
+        return self.code if self.code is not None else EXIT_CODE_BY_OUTCOME[self.outcome]
 
     def to_json(self) -> str:
         """The contract's encoding (lazarus_contract.termination), within 4096 bytes."""
