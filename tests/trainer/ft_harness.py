@@ -99,14 +99,15 @@ class FtJob(StepLogs):
         )
 
     def start_group(
-        self, group: int, steps: int, pause: float, **env: str
+        self, group: int, steps: int, pause: float, argv: list[str] | None = None, **env: str
     ) -> subprocess.Popen[bytes]:
+        """ft_script.py as group `group`, or `argv` (another trainer) in its place."""
         extra = {
             "LAZARUS_FT_REPLICA_GROUP": str(group),
             "LAZARUS_TERMINATION_LOG": str(self.tmp / f"term-{group}.json"),
             **env,
         }
-        args = [sys.executable, SCRIPT, str(self.tmp), str(steps), str(pause)]
+        args = argv or [sys.executable, SCRIPT, str(self.tmp), str(steps), str(pause)]
         return self._start(args, f"g{group}.log", **extra)
 
     def stop(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from lazarus_contract.ft import ENV_FT_LIGHTHOUSE
 from lazarus_store import redact
 
 from ..api import Lazarus
@@ -112,6 +113,10 @@ class Run:
 
 
 def train(args: argparse.Namespace) -> int:
+    if os.environ.get(ENV_FT_LIGHTHOUSE, "").strip():
+        from .ft_loop import train_ft  # replica groups (docs/fault-tolerance.md)
+
+        return train_ft(args)
     run = build(args)
     lz, rank = run.lz, run.accelerator.process_index
     lz.resume()
@@ -153,7 +158,25 @@ def build(args: argparse.Namespace) -> Run:
     torch.use_deterministic_algorithms(True)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
-    config = LazarusConfig.from_env(
+    config = config_of(args)
+
+    train_set, eval_set, model, optimizer, scheduler = model_and_data(args)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    sampler = ResumableSampler(len(train_set), seed=args.seed, rank=rank, world_size=world)
+    lz = from_accelerator(
+        accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=sampler,
+        config=config,
+    )
+    seed_all(args.seed + 1000 * (rank + 1))  # per-rank dropout streams
+    return Run(accelerator, model, optimizer, scheduler, sampler, train_set, eval_set, lz)
+
+
+def config_of(args: argparse.Namespace) -> LazarusConfig:
+    return LazarusConfig.from_env(
         save_every_steps=args.save_every_steps,
         save_every_seconds=args.save_every_seconds,
         eval_metric=args.eval_metric,
@@ -162,6 +185,9 @@ def build(args: argparse.Namespace) -> Run:
         async_save=not args.sync_save,
     )
 
+
+def model_and_data(args: argparse.Namespace) -> tuple[CharDataset, CharDataset, Any, Any, Any]:
+    """The data, model, optimizer and scheduler, seeded: the same on every rank and group."""
     seed_all(args.seed)  # same initial weights on every rank
     text = generate_text(args.sentences, seed=args.seed + 1)
     train_set = CharDataset(text, args.seq_len)
@@ -179,18 +205,7 @@ def build(args: argparse.Namespace) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 20) * max(0.1, 1 - s / max(1, args.steps))
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    sampler = ResumableSampler(len(train_set), seed=args.seed, rank=rank, world_size=world)
-    lz = from_accelerator(
-        accelerator,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        sampler=sampler,
-        config=config,
-    )
-    seed_all(args.seed + 1000 * (rank + 1))  # per-rank dropout streams
-    return Run(accelerator, model, optimizer, scheduler, sampler, train_set, eval_set, lz)
+    return train_set, eval_set, model, optimizer, scheduler
 
 
 def train_epoch(args: argparse.Namespace, run: Run, loader: DataLoader[Any], loss_log: Any) -> bool:
