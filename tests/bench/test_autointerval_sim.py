@@ -12,6 +12,7 @@ from bench.autointerval_sim import (
     SETUPS,
     Setup,
     auto,
+    bench_regime,
     compare,
     fixed,
     simulate,
@@ -64,3 +65,12 @@ def test_auto_is_within_two_percent_of_the_best_fixed_interval(setup: Setup) -> 
     r = compare(setup, range(12), BOUNDS, PRIOR_MTBF, grid=13)
     assert r.auto >= 0.98 * r.best
     assert r.auto >= 1.15 * r.worst  # far from the worst
+
+
+def test_goodput_auto_regime_one_realisation_decides_more_than_the_estimate() -> None:
+    """bench/goodput_auto.py's rare trace has 2 crashes and picks its best fixed interval
+    on them: where they fall against the saves costs auto 9% there, while over 40 seeded
+    traces of the same MTBF auto is within 1% of the best (docs/performance.md)."""
+    mean, realised = bench_regime("rare", 0.25)
+    assert mean >= 0.99
+    assert realised < 0.95
