@@ -220,7 +220,11 @@ class Pool:
         self.jobs.setdefault(namespace, {})[uid] = exposure.for_neighbours()
 
     def forget(self, namespace: str, uid: str) -> None:
-        self.jobs.get(namespace, {}).pop(uid, None)
+        """A deleted job (its namespace's entry goes with its last job)."""
+        held = self.jobs.get(namespace, {})
+        held.pop(uid, None)
+        if not held:
+            self.jobs.pop(namespace, None)
 
     def others(self, namespace: str, uid: str) -> Exposure:
         total = Exposure()

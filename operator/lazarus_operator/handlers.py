@@ -24,7 +24,7 @@ import kopf
 
 from lazarus_store.errors import StoreError
 
-from . import heap, storage, workloadrelease
+from . import autosave, heap, storage, workloadrelease
 from . import kueueworkload as kw
 from . import status as s
 from .builders import GROUP, LABEL_JOB, PLURAL, VERSION, JobRef
@@ -83,6 +83,8 @@ async def job_event(
     rec = memo.reconciler
     if type == "DELETED":
         rec.bodies.drop(namespace, name)
+        # Its exposure no longer informs its neighbours' automatic interval.
+        autosave.POOL.forget(namespace, str(body.get("metadata", {}).get("uid", "")))
         await rec.kick(namespace, name)
         return
     rec.bodies.put(body)

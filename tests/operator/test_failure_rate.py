@@ -281,3 +281,6 @@ def test_pool_sums_the_other_jobs_shared_failures() -> None:
     assert pool.others("c", "u9") == Exposure()
     pool.forget("a", "u2")
     assert pool.others("a", "u1") == Exposure(0, 40, 0)
+    pool.forget("a", "u1")
+    pool.forget("a", "u4")
+    assert "a" not in pool.jobs and "b" in pool.jobs  # nothing kept of a namespace's last job
