@@ -7,14 +7,15 @@ import statistics
 from dataclasses import asdict
 from typing import Any
 
+from bench.goodput_groups import GROUPS, PARTS, targets
 from bench.goodput_run import Run
 from bench.goodput_trace import Accounting, lost_at_each_end
 from lazarus_devstack.bench_harness import Spread
 
-MODES = ("lazarus", "periodic", "none")
+MODES = ("lazarus", "periodic", "none", GROUPS)
 # The modes each --trace runs: Kueue's preemption is Lazarus vs periodic-only (without
 # saves, (c) only says what every restart from step 0 costs, as the mixed trace does).
-MODES_OF = {"mixed": MODES, "queue-preemption": ("lazarus", "periodic")}
+MODES_OF = {"mixed": MODES[:3], "queue-preemption": ("lazarus", "periodic")}
 
 
 def final_equal(a: str, b: str) -> bool | None:
@@ -159,3 +160,46 @@ def span_rows(runs: list[Run]) -> list[str]:
         cols = [", ".join(str(e.get("spans", {}).get(n, "—")) for e in r.events) for n in names]
         rows.append(f"| {r.job} | " + " | ".join(cols) + " |")
     return rows
+
+
+def group_events(runs: list[Run]) -> list[dict[str, Any]]:
+    """Mode (d)'s events over its runs that landed (bench/goodput_groups_run.py)."""
+    return [e for r in runs if r.mode == GROUPS for e in r.events if e.get("landed", True)]
+
+
+def group_rows(runs: list[Run]) -> list[str]:
+    """Per event of mode (d): the group hit, the survivors' stall, the replacement's
+    parts and total, seconds (or the whole-job restart the operator chose instead)."""
+    events = group_events(runs)
+    if not events:
+        return []
+    rows = [
+        "| event | group hit | survivors' stall s | " + " | ".join(PARTS) + " | replacement s |",
+        "|---|---|---|" + "---|" * len(PARTS) + "---|",
+    ]
+    for e in events:
+        if e.get("whole_restart"):
+            rows.append(
+                f"| {e['kind']} | {e['group']} | whole-job restart, gap "
+                f"{e['restart_gap_s']} s |" + " |" * (len(PARTS) + 1)
+            )
+            continue
+        parts = e["replacement_s"]
+        cols = [str(parts.get(p, "—")) for p in (*PARTS, "total")]
+        stall = ", ".join("—" if s is None else str(s) for s in e["stall_s"])
+        rows.append(f"| {e['kind']} | {e['group']} | {stall} | " + " | ".join(cols) + " |")
+    missed = [e for r in runs if r.mode == GROUPS for e in r.events if not e.get("landed", True)]
+    if missed:
+        rows.append(f"(d): {len(missed)} event(s) not landed: the job had finished")
+    return rows
+
+
+def group_targets(runs: list[Run]) -> dict[str, bool]:
+    """issue 26's targets over mode (d)'s runs (the median goodput); empty without them."""
+    group = [r.accounting.goodput for r in runs if r.mode == GROUPS and r.accounting]
+    if not group:
+        return {}
+    events = group_events(runs)
+    stalls = [s for e in events for s in e.get("stall_s", [None])]
+    totals = [e.get("replacement_s", {}).get("total") for e in events]
+    return targets(statistics.median(group), stalls, totals)

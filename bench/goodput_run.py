@@ -16,10 +16,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.goodput_groups import GROUPS
+from bench.goodput_groups_run import GroupEvents, as_groups
 from bench.goodput_trace import (
     CRASH,
     EVICTION,
     NODE_LOSS,
+    NOTICE_TAINT,
     NOTICE_THEN_LOSS,
     QUEUE_PREEMPTION,
     Accounting,
@@ -28,13 +31,13 @@ from bench.goodput_trace import (
     account,
 )
 from bench.local_loop import LocalLoop, StepClock, attempt_of
+from bench.recovery_watch import KubeletLog
 from lazarus_devstack import kueue
 from lazarus_devstack.harness import GROUP, PLURAL, VERSION, LosableNode, node_ready, wait_for
 from lazarus_devstack.kueue_manifests import Queues
 from lazarus_devstack.kueue_preempt import Preempter, in_queue, priority_classes
 from lazarus_devstack.kueue_timeline import spans
 
-NOTICE_TAINT = "aws-node-termination-handler/spot-itn"
 NS = "goodput"
 LOW, HIGH = "goodput-low", "goodput-high"  # the queue trace's WorkloadPriorityClasses
 
@@ -71,6 +74,16 @@ class Bench:
         self.pods, self.nodes = self.loop.pods, self.loop.nodes
         self.preempter = Preempter(self.custom, NS, args.timeout, core=self.core)
         self.preemptions = 0
+        self.groups = GroupEvents(
+            self.loop,
+            KubeletLog(),
+            self.lose,
+            self.taint,
+            args.timeout,
+            args.notice,
+            args.steps,
+            lambda name: self.status(name).get("phase"),
+        )
         if self.queued:
             # A quota of one job (1 cpu): the preemptor fits only once the job yields.
             queues = Queues(NS, {"cpu": "1"})
@@ -110,7 +123,9 @@ class Bench:
             },
             "template": {"spec": {"containers": [container]}},
         }
-        if mode != "lazarus":
+        if mode == GROUPS:  # (d): (a) with spec.faultTolerance
+            as_groups(spec, container, name)
+        if mode in ("periodic", "none"):
             container["env"] = [{"name": "LAZARUS_HANDLE_SIGNALS", "value": "0"}]
             spec["disruptionTaints"] = []
         body = {
@@ -137,17 +152,10 @@ class Bench:
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, self.body(mode, name)
         )
-        handled = 0  # the newest attempt an event has hit
-        for ev in trace:
-            wait_for(
-                partial(clock.reached, handled, ev.after_steps),
-                self.args.timeout,
-                f"{name}: an attempt past {handled} at {ev.after_steps} steps",
-                every=0.02,
-            )
-            handled = clock.newest()
-            run.events.append(self.disrupt(ev, name, handled, clock, t0))
-            print(f"  {name}: {run.events[-1]}", flush=True)
+        if mode == GROUPS:
+            run.events = self.groups.run(name, trace, clock, t0)
+        else:
+            run.events = self.whole_job_trace(name, trace, clock, t0)
         deadline = t0 + self.args.timeout
         while (st := self.status(name)).get("phase") not in ("Succeeded", "Failed"):
             if time.monotonic() > deadline:
@@ -159,7 +167,8 @@ class Bench:
         run.phase = st["phase"]
         run.attempts = clock.stop()
         run.accounting = account(run.attempts, run.elapsed)
-        run.status = {k: st.get(k) for k in ("attempt", "restarts", "lostSteps", "lostSeconds")}
+        kept = ("attempt", "restarts", "lostSteps", "lostSeconds", "faultTolerance")
+        run.status = {k: st.get(k) for k in kept}
         run.status["history"] = [
             {
                 k: h.get(k)
@@ -173,6 +182,24 @@ class Bench:
         return run
 
     # --- disruptions --------------------------------------------------------------------
+    def whole_job_trace(
+        self, name: str, trace: list[Event], clock: StepClock, t0: float
+    ) -> list[dict[str, Any]]:
+        """Each event hits the newest attempt once it has run the event's steps."""
+        events: list[dict[str, Any]] = []
+        handled = 0  # the newest attempt an event has hit
+        for ev in trace:
+            wait_for(
+                partial(clock.reached, handled, ev.after_steps),
+                self.args.timeout,
+                f"{name}: an attempt past {handled} at {ev.after_steps} steps",
+                every=0.02,
+            )
+            handled = clock.newest()
+            events.append(self.disrupt(ev, name, handled, clock, t0))
+            print(f"  {name}: {events[-1]}", flush=True)
+        return events
+
     def disrupt(
         self, ev: Event, job: str, attempt: int, clock: StepClock, t0: float
     ) -> dict[str, Any]:

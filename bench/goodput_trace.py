@@ -17,6 +17,7 @@ CRASH = "crash"  # SIGKILL of the trainer's process group, as the OOM killer doe
 NODE_LOSS = "node-loss"  # the kubelet and its pods die; the node goes Unknown
 NOTICE_THEN_LOSS = "notice-then-loss"  # a disruption-notice taint, then the node is lost
 KINDS = (EVICTION, CRASH, NODE_LOSS, NOTICE_THEN_LOSS)
+NOTICE_TAINT = "aws-node-termination-handler/spot-itn"  # the notice's taint
 # Kueue preempting the job for a higher-priority one (needs Kueue in the loop: a trace of
 # its own, not mixed with the others).
 QUEUE_PREEMPTION = "queue-preemption"

@@ -41,11 +41,16 @@ def attempt_of(pod_dir: str) -> int:
 
 
 class StepClock:
-    """Timestamps (monotonic) each loss-log line of a job's pods as it appears, by attempt."""
+    """Timestamps (monotonic) each loss-log line of a job's pods as it appears: per pod
+    (`by_pod`, its directory's name: a replica group's generations apart) and per attempt,
+    each step at the first time any of the attempt's pods logged it (replica groups log the
+    same committed steps; a plain job has one pod per attempt here)."""
 
     def __init__(self, pods: Path, namespace: str, job: str) -> None:
         self.pods, self.namespace, self.job = pods, namespace, job
         self.seen: dict[int, list[tuple[int, float]]] = {}
+        self.by_pod: dict[str, list[tuple[int, float]]] = {}
+        self._steps: dict[int, set[int]] = {}
         self._offsets: dict[Path, int] = {}
         self._stop = threading.Event()
         self.lock = threading.Lock()
@@ -59,7 +64,7 @@ class StepClock:
 
     def poll(self) -> None:
         now = time.monotonic()
-        for path in self.pods.glob(f"{self.namespace}_{self.job}-a*-0/loss.jsonl"):
+        for path in self.pods.glob(f"{self.namespace}_{self.job}-a*/loss.jsonl"):
             attempt = attempt_of(path.parent.name)
             off = self._offsets.get(path, 0)
             with path.open("rb") as f:
@@ -71,10 +76,31 @@ class StepClock:
             self._offsets[path] = off + done
             with self.lock:
                 rows = self.seen.setdefault(attempt, [])
+                mine = self.by_pod.setdefault(path.parent.name, [])
+                steps = self._steps.setdefault(attempt, set())
                 for line in chunk[:done].splitlines():
                     row = json.loads(line)
                     if "loss" in row:
-                        rows.append((int(row["step"]), now))
+                        step = int(row["step"])
+                        mine.append((step, now))
+                        if step not in steps:
+                            steps.add(step)
+                            rows.append((step, now))
+
+    def pod_times(self, pod: str) -> list[float]:
+        """When each step line of pod `pod` (its name) appeared."""
+        with self.lock:
+            return [t for _, t in self.by_pod.get(f"{self.namespace}_{pod}", [])]
+
+    def steps_since(self, attempt: int, since: float) -> int:
+        """Steps of `attempt` first logged after `since` (monotonic)."""
+        with self.lock:
+            return sum(1 for _, t in self.seen.get(attempt, []) if t > since)
+
+    def last_step(self) -> int:
+        """The highest step any pod of the job logged."""
+        with self.lock:
+            return max((s for rows in self.seen.values() for s, _ in rows), default=0)
 
     def steps_of(self, attempt: int) -> int:
         with self.lock:
@@ -100,7 +126,8 @@ class StepClock:
         self.thread.join()
         self.poll()
         out = []
-        for n, rows in sorted(self.seen.items()):
+        for n, seen in sorted(self.seen.items()):
+            rows = sorted(seen)
             out.append(AttemptSteps(n, rows[0][0], tuple(t for _, t in rows)))
         return out
 
