@@ -153,11 +153,22 @@ def prune_none(value: Any) -> Any:
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
-    """A merge patch turning `old` into `new` at the top level, or None when equal."""
+    """A JSON merge patch (RFC 7386) turning `old` into `new`, or None when equal."""
     if old == new:
         return None
-    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
-    for k in old:
-        if k not in new:
-            patch[k] = None
+    return _merge_diff(old, new)
+
+
+def _merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Changed keys, recursively: a merge patch merges nested objects, so a key a nested
+    record dropped (lastFailure's exitCode after a lost node, a new attempt's generations)
+    must be sent as null or the API keeps the old value; lists are replaced whole."""
+    patch: dict[str, Any] = {}
+    for k, v in new.items():
+        was = old.get(k)
+        if was == v:
+            continue
+        both = isinstance(was, dict) and isinstance(v, dict)
+        patch[k] = _merge_diff(was, v) if both else v
+    patch.update({k: None for k in old if k not in new})
     return patch

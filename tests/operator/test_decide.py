@@ -583,3 +583,43 @@ def test_every_action_kind_is_in_a_table() -> None:
         )
         seen |= {type(a) for a in d.actions}
     assert seen >= {RecordAttempt, CreateService, CreatePod, DeletePod, Event, DeleteJob}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "patch"),
+    [
+        ({"a": 1}, {"a": 1}, None),
+        ({"a": 1, "b": 2}, {"a": 1}, {"b": None}),
+        # a nested record that dropped a key: null, or the merge keeps the old value
+        (
+            {"lastFailure": {"attempt": 1, "exitCode": 137, "node": "n1"}},
+            {"lastFailure": {"attempt": 2, "node": "n2"}},
+            {"lastFailure": {"attempt": 2, "node": "n2", "exitCode": None}},
+        ),
+        (
+            {"faultTolerance": {"generations": [0, 1], "replacements": {"failed": 1}}},
+            {"faultTolerance": {"replacements": {"failed": 1}}},
+            {"faultTolerance": {"generations": None}},
+        ),
+        ({"history": [{"a": 1}, {"b": 2}]}, {"history": [{"b": 2}]}, {"history": [{"b": 2}]}),
+        ({"x": {"y": 1}}, {"x": 3}, {"x": 3}),
+    ],
+)
+def test_the_status_patch_is_a_merge_patch_to_the_new_status(
+    old: dict[str, Any], new: dict[str, Any], patch: dict[str, Any] | None
+) -> None:
+    assert s.status_patch(old, new) == patch
+    if patch is not None:  # RFC 7386 applied to old gives new
+        assert merge(old, patch) == new
+
+
+def merge(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge(out.get(k), v)
+    return out

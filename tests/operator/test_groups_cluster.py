@@ -79,3 +79,25 @@ def test_too_few_groups_left_restart_the_whole_gang(
     )
     st = jobs.status(job)
     assert st["restarts"] == {"failed": 1, "total": 1} and "faultTolerance" not in st
+
+
+def test_a_whole_gang_restart_after_a_replacement_starts_every_group_afresh(
+    jobs: Jobs, kubelet: FakeKubelet, operator: OperatorProcess
+) -> None:
+    """Group 1 replaced, then its replacement finds no peer (exit 76): attempt 2 starts
+    every group at generation 0 (the status patch must clear the old generations, or
+    attempt 2's pods would be deleted as stale and replaced without a peer for ever)."""
+    job = jobs.create(faultTolerance=FT, failurePolicy={"backoff": {"initialSeconds": 1}})
+    wait_for(lambda: len(names(kubelet, job, 1)) == 3, T, "groups + lighthouse")
+    jobs.wait(job, lambda s: s.get("phase") == "Running", T, "Running")
+    kubelet.terminate(f"{job}-a1-1", 1)
+    wait_for(lambda: kubelet.pod(f"{job}-a1-1-r1") is not None, T, "the replacement")
+    jobs.wait(job, lambda s: s.get("phase") == "Running", T, "Running")
+    kubelet.terminate(f"{job}-a1-1-r1", 76)
+    fresh = {f"{job}-a2-{i}" for i in ("0", "1", "lighthouse")}
+    wait_for(lambda: set(names(kubelet, job, 2)) == fresh, T, "attempt 2, every group afresh")
+    st = jobs.wait(job, lambda s: s.get("phase") == "Running", T, "attempt 2 Running")
+    assert st["attempt"] == 2 and st["restarts"] == {"failed": 1, "total": 1}
+    assert "generations" not in st["faultTolerance"], st["faultTolerance"]
+    assert st["faultTolerance"]["replacements"] == {"failed": 1, "total": 1}
+    assert set(names(kubelet, job, 2)) == fresh  # none deleted as stale
