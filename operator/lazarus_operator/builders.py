@@ -14,7 +14,6 @@ from typing import Any
 
 import lazarus_contract as c
 from lazarus_contract.ft import (
-    DEFAULT_LIGHTHOUSE_PORT,
     ENV_FT_GROUPS,
     ENV_FT_LIGHTHOUSE,
     ENV_FT_MIN_GROUPS,
@@ -43,7 +42,6 @@ LABEL_GENERATION = f"{GROUP}/generation"  # a replica group's replacement count
 PODINFO_VOLUME = "lazarus-podinfo"
 PODINFO_DIR = "/etc/lazarus/podinfo"
 TRAINER_PORT_NAME = "rendezvous"
-LIGHTHOUSE_PORT = DEFAULT_LIGHTHOUSE_PORT
 
 
 @dataclass(frozen=True)
@@ -198,7 +196,7 @@ def group_env(job: JobRef, spec: JobSpec, index: int, generation: int) -> list[t
     ft = spec.fault_tolerance
     if ft is None:
         return []
-    lighthouse = f"http://{lighthouse_service(job.name)}.{job.namespace}.svc:{LIGHTHOUSE_PORT}"
+    lighthouse = f"http://{lighthouse_service(job.name)}.{job.namespace}.svc:{ft.lighthouse_port}"
     out = [
         (ENV_FT_LIGHTHOUSE, lighthouse),
         (ENV_FT_REPLICA_GROUP, str(index)),

@@ -35,7 +35,7 @@ def create(f: Facts, d: Decision, attempt: int, resume: ResumePoint, *, record: 
     d.actions.append(CreateService(build_service(f.job, f.spec.master_port)))
     pods = build_attempt(f.job, f.spec, attempt, resume)
     if f.spec.fault_tolerance is not None:  # the replica groups' lighthouse
-        d.actions.append(CreateService(build_lighthouse_service(f.job)))
+        d.actions.append(CreateService(build_lighthouse_service(f.job, f.spec)))
         pods.append(build_lighthouse_pod(f.job, f.spec, attempt))
     for pod in pods:
         if pod["metadata"]["name"] not in existing:

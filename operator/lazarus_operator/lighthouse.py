@@ -22,7 +22,6 @@ from lazarus_contract.ft import (
 
 from .builders import (
     LABEL_JOB,
-    LIGHTHOUSE_PORT,
     JobRef,
     labels,
     lighthouse_service,
@@ -74,7 +73,7 @@ def build_lighthouse_pod(job: JobRef, spec: JobSpec, attempt: int) -> dict[str, 
     env = {
         ENV_FT_GROUPS: ft.groups,
         ENV_FT_MIN_GROUPS: ft.min_groups,
-        ENV_FT_LIGHTHOUSE_PORT: LIGHTHOUSE_PORT,
+        ENV_FT_LIGHTHOUSE_PORT: ft.lighthouse_port,
         ENV_FT_HEARTBEAT_TIMEOUT_MS: ft.heartbeat_timeout_ms,
     }
     container: dict[str, Any] = {k: trainer[k] for k in _KEPT_CONTAINER if k in trainer}
@@ -84,8 +83,8 @@ def build_lighthouse_pod(job: JobRef, spec: JobSpec, attempt: int) -> dict[str, 
         "image": trainer["image"],
         "command": _command(trainer),
         "env": ours + [e for e in container.get("env") or [] if e.get("name") not in env],
-        "ports": [{"name": "lighthouse", "containerPort": LIGHTHOUSE_PORT}],
-        "readinessProbe": {"tcpSocket": {"port": LIGHTHOUSE_PORT}, "periodSeconds": 2},
+        "ports": [{"name": "lighthouse", "containerPort": ft.lighthouse_port}],
+        "readinessProbe": {"tcpSocket": {"port": ft.lighthouse_port}, "periodSeconds": 2},
         "resources": {"requests": dict(_RESOURCES)},
     }
     pod_spec = {k: tmpl_spec[k] for k in _KEPT if k in tmpl_spec}
@@ -111,7 +110,9 @@ def build_lighthouse_pod(job: JobRef, spec: JobSpec, attempt: int) -> dict[str, 
     }
 
 
-def build_lighthouse_service(job: JobRef) -> dict[str, Any]:
+def build_lighthouse_service(job: JobRef, spec: JobSpec) -> dict[str, Any]:
+    ft = spec.fault_tolerance
+    assert ft is not None
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -125,6 +126,6 @@ def build_lighthouse_service(job: JobRef) -> dict[str, Any]:
             "clusterIP": "None",
             "selector": {LABEL_JOB: job.name, LABEL_ROLE: ROLE_LIGHTHOUSE},
             "publishNotReadyAddresses": True,
-            "ports": [{"name": "lighthouse", "port": LIGHTHOUSE_PORT}],
+            "ports": [{"name": "lighthouse", "port": ft.lighthouse_port}],
         },
     }

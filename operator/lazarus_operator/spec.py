@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lazarus_contract import EXIT_PERMANENT
-from lazarus_contract.ft import DEFAULT_HEARTBEAT_TIMEOUT_MS, majority
+from lazarus_contract.ft import DEFAULT_HEARTBEAT_TIMEOUT_MS, DEFAULT_LIGHTHOUSE_PORT, majority
 from lazarus_contract.rules import DEFAULT_KEEP_BEST, DEFAULT_KEEP_LATEST
 
 ResumeMode = Literal["auto", "none", "explicit"]
@@ -117,6 +117,7 @@ class FaultTolerance:
     groups: int
     min_groups: int
     heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS
+    lighthouse_port: int = DEFAULT_LIGHTHOUSE_PORT
 
     @property
     def below_majority(self) -> bool:
@@ -307,7 +308,8 @@ def _fault_tolerance(raw: dict[str, Any], replicas: int) -> FaultTolerance | Non
             " group is one pod (processesPerPod processes)"
         )
     beat = _int(ft, "heartbeatTimeoutMilliseconds", DEFAULT_HEARTBEAT_TIMEOUT_MS, path, 100)
-    return FaultTolerance(groups, min_groups, beat)
+    port = _int(ft, "lighthousePort", DEFAULT_LIGHTHOUSE_PORT, path, 1)
+    return FaultTolerance(groups, min_groups, beat, port)
 
 
 def parse_spec(raw: dict[str, Any]) -> JobSpec:

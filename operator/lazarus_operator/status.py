@@ -168,7 +168,6 @@ def _merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         was = old.get(k)
         if was == v:
             continue
-        both = isinstance(was, dict) and isinstance(v, dict)
-        patch[k] = _merge_diff(was, v) if both else v
+        patch[k] = _merge_diff(was, v) if isinstance(was, dict) and isinstance(v, dict) else v
     patch.update({k: None for k in old if k not in new})
     return patch

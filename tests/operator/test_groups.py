@@ -314,3 +314,18 @@ def test_a_fault_tolerance_that_cannot_work_is_refused(
 def test_min_groups_default_to_a_majority() -> None:
     got = parse_spec(ft_spec(groups=5, min_groups=None)).fault_tolerance
     assert got is not None and got.min_groups == 3 and not got.below_majority
+
+
+def test_a_job_can_give_its_lighthouse_a_port_of_its_own() -> None:
+    """Pods sharing one address (the local loop) run one lighthouse per job."""
+    spec = ft_spec()
+    spec["faultTolerance"]["lighthousePort"] = 30123
+    d = run({}, [], spec=spec, selection=Selection(None))
+    made = {p.manifest["metadata"]["name"]: p.manifest for p in of(d, CreatePod)}
+    group_env = {e["name"]: e["value"] for e in made["job-a1-0"]["spec"]["containers"][0]["env"]}
+    assert group_env["LAZARUS_FT_LIGHTHOUSE"] == "http://job-lighthouse.ns.svc:30123"
+    lh = made["job-a1-lighthouse"]["spec"]["containers"][0]
+    assert {"name": "LAZARUS_FT_LIGHTHOUSE_PORT", "value": "30123"} in lh["env"]
+    assert lh["readinessProbe"]["tcpSocket"]["port"] == 30123
+    svc = next(a.manifest for a in of(d, CreateService) if a.manifest["metadata"]["name"] != "job")
+    assert svc["spec"]["ports"][0]["port"] == 30123
