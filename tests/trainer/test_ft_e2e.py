@@ -119,7 +119,7 @@ def test_sigterm_the_writer_saves_and_the_whole_job_resumes_from_it(tmp_path: Pa
         again = {"LAZARUS_ATTEMPT": "2", "LAZARUS_RESUME_FROM": "auto"}
         groups = [
             job.start_group(
-                g, STEPS, PAUSE, LAZARUS_TERMINATION_LOG=str(tmp_path / f"a2-{g}"), **again
+                g, STEPS, PAUSE, None, LAZARUS_TERMINATION_LOG=str(tmp_path / f"a2-{g}"), **again
             )
             for g in range(2)
         ]
