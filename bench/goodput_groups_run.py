@@ -3,7 +3,10 @@ events each hitting one group's pod, and what each event cost the others and the
 
 The job is the other modes' with `spec.faultTolerance` {replicaGroups: 2,
 minReplicaGroups: 1} (replicas 2, half the batch per group: the same global batch) and a
-preferred anti-affinity that spreads the groups over the two nodes. Event i hits group
+required anti-affinity that keeps its group pods on distinct nodes (the loop has a third
+node in this mode: a replacement's node while the pod it replaces is still terminating
+or its node lost; with preferred anti-affinity a replacement landed beside the survivor,
+and one node loss took both). Event i hits group
 `hit_group(i)`'s current pod (a node loss or a notice takes a node that holds one group
 and not the lighthouse, `node_loss_victim`) once the job has committed the event's steps
 since the event before (the job trains on meanwhile: where the other modes' attempts
@@ -71,11 +74,7 @@ def as_groups(spec: dict[str, Any], container: dict[str, Any], name: str) -> Non
     }
     term = {"labelSelector": groups_only, "topologyKey": "kubernetes.io/hostname"}
     spec["template"]["spec"]["affinity"] = {
-        "podAntiAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 100, "podAffinityTerm": term}
-            ]
-        }
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
     }
 
 

@@ -63,10 +63,12 @@ class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args, self.work = args, work
         self.queued = args.trace == "queue-preemption"
+        with_groups = GROUPS in getattr(args, "modes", ())
         self.loop = LocalLoop(
             work,
             NS,
-            ("goodput-a", "goodput-b"),
+            # (d)'s two groups each hold a node; a third takes a replacement.
+            ("goodput-a", "goodput-b", *(("goodput-c",) if with_groups else ())),
             {"LAZARUS_PROGRESS_SECONDS": "1"},
             with_kueue=self.queued,
         )
