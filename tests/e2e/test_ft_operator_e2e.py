@@ -28,6 +28,7 @@ import pytest
 from kubernetes import client
 
 from lazarus_devstack.harness import GROUP, PLURAL, VERSION, LosableNode, node_ready
+from lazarus_devstack.procs import free_port
 from tests.conftest import ControlPlane, S3Server
 from tests.operator.harness import OperatorProcess, wait_for
 from tests.trainer.ft_harness import (
@@ -95,6 +96,8 @@ def job_body(node: str, bucket: str, s3: S3Server, secret: str, out: Path) -> di
                 "replicaGroups": 2,
                 "minReplicaGroups": 1,
                 "heartbeatTimeoutMilliseconds": 1000,
+                # Every pod here is 127.0.0.1: a lighthouse of its own, whatever else runs.
+                "lighthousePort": free_port(),
             },
             "checkpoint": {
                 "uri": f"s3://{bucket}/ft",
