@@ -40,10 +40,9 @@ def is_failure(end: PodEnd) -> bool:
     return end.cause not in DISRUPTION_CAUSES and end.cause != Cause.PERMANENT
 
 
-def _record_end(f: Facts, st: JobStatus, end: PodEnd) -> str:
-    """lastFailure and the history entry; the end described for messages."""
-    attempt = f.state.attempt
-    st.last_failure = LastFailure(
+def recorded(attempt: int, end: PodEnd) -> LastFailure:
+    """A pod's end as the status records it (lastFailure, a group's lastReplacement)."""
+    return LastFailure(
         attempt,
         str(end.cause),
         end.reason,
@@ -53,6 +52,12 @@ def _record_end(f: Facts, st: JobStatus, end: PodEnd) -> str:
         end.message,
         s.iso(end.time),
     )
+
+
+def _record_end(f: Facts, st: JobStatus, end: PodEnd) -> str:
+    """lastFailure and the history entry; the end described for messages."""
+    attempt = f.state.attempt
+    st.last_failure = recorded(attempt, end)
     for h in st.history_of(attempt):
         h.ended_at, h.cause, h.reason = s.iso(f.now), str(end.cause), end.reason
     desc = f"attempt {attempt} ended: {end.cause} ({end.reason}) of pod {end.pod}"

@@ -22,10 +22,9 @@ from typing import Any
 
 from lazarus_contract.ft import EXIT_FT_NO_PEER
 
-from . import status as s
 from .builders import ResumePoint, build_pod, pod_name
 from .classify import Cause, PodEnd, node_is_lost
-from .failure_policy import FAILURE_CAUSES
+from .failure_policy import FAILURE_CAUSES, recorded
 from .groupstatus import LastReplacement
 from .jobstatus import JobStatus
 from .lighthouse import build_lighthouse_pod, is_lighthouse
@@ -136,10 +135,7 @@ def _replace(f: Facts, d: Decision, group: int, end: PodEnd) -> None:
     gen = st.groups.replace(group, ft.groups)
     st.groups.replacements.count_end(end.cause)
     st.groups.replacements.count_relaunch()
-    st.groups.last_replacement = LastReplacement(
-        group, st.attempt, gen, str(end.cause), end.reason, end.pod, end.node,
-        end.exit_code, end.message, s.iso(end.time),
-    )  # fmt: skip
+    st.groups.last_replacement = LastReplacement(group, gen, recorded(st.attempt, end))
     r = st.resumed_from
     resume = ResumePoint(r.value, r.name, r.step) if r else ResumePoint("")
     pod = build_pod(f.job, f.spec, st.attempt, group, resume, generation=gen)

@@ -11,52 +11,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import Restarts, as_int, as_str, some
+from .records import LastFailure, Restarts, some
 
 
 @dataclass
 class LastReplacement:
+    """The last group replaced: which, its new generation, and the end it answered (the
+    ended pod's, recorded as lastFailure records an attempt's)."""
+
     group: int
-    attempt: int
     generation: int  # the replacement's
-    cause: str
-    reason: str
-    pod: str  # the pod that ended
-    node: str | None
-    exit_code: int | None
-    message: str | None
-    time: str
+    end: LastFailure
 
     @classmethod
     def from_api(cls, d: Mapping[str, Any]) -> LastReplacement:
-        return cls(
-            int(d.get("group") or 0),
-            int(d.get("attempt") or 0),
-            int(d.get("generation") or 0),
-            str(d.get("cause", "")),
-            str(d.get("reason", "")),
-            str(d.get("pod", "")),
-            as_str(d.get("node")),
-            as_int(d.get("exitCode")),
-            as_str(d.get("message")),
-            str(d.get("time", "")),
-        )
+        end = LastFailure.from_api(dict(d))
+        return cls(int(d.get("group") or 0), int(d.get("generation") or 0), end)
 
     def to_api(self) -> dict[str, Any]:
-        return some(
-            {
-                "group": self.group,
-                "attempt": self.attempt,
-                "generation": self.generation,
-                "cause": self.cause,
-                "reason": self.reason,
-                "pod": self.pod,
-                "node": self.node,
-                "exitCode": self.exit_code,
-                "message": self.message,
-                "time": self.time,
-            }
-        )
+        return some({"group": self.group, "generation": self.generation, **self.end.to_api()})
 
 
 @dataclass
