@@ -194,12 +194,34 @@ def group_rows(runs: list[Run]) -> list[str]:
     return rows
 
 
-def group_targets(runs: list[Run]) -> dict[str, bool]:
-    """issue 26's targets over mode (d)'s runs (the median goodput); empty without them."""
+def group_targets(runs: list[Run], paced: float | None) -> dict[str, bool]:
+    """issue 26's targets over mode (d)'s runs: goodput at the undisturbed step time
+    (`paced`; the stalls are not work), else the median goodput; empty without (d)."""
     group = [r.accounting.goodput for r in runs if r.mode == GROUPS and r.accounting]
     if not group:
         return {}
     events = group_events(runs)
     stalls = [s for e in events for s in e.get("stall_s", [None])]
     totals = [e.get("replacement_s", {}).get("total") for e in events]
-    return targets(statistics.median(group), stalls, totals)
+    goodput = paced if paced is not None else statistics.median(group)
+    return targets(goodput, stalls, totals)
+
+
+def paced_goodput(results: dict[str, Any]) -> dict[str, float]:
+    """Per mode, the median of: steps survived x the undisturbed run's median step time /
+    wall time. The goodput column counts a survivor's stall in (d) as the step's time (its
+    step log has no gap but the stall), and (d)'s steps carry an allreduce; paced at one
+    step time, every mode is scored by the same work."""
+    base = results.get("undisturbed", {}).get("runs", [{}])[0].get("step_s_p50")
+    if not base:
+        return {}
+    out: dict[str, float] = {}
+    for mode, got in results.items():
+        paced = [
+            r["accounting"]["survived"] * base / r["accounting"]["elapsed"]
+            for r in got["runs"]
+            if r["accounting"] and r["accounting"]["elapsed"] > 0
+        ]
+        if paced:
+            out[mode] = round(statistics.median(paced), 4)
+    return out

@@ -3,6 +3,8 @@ a replacement's parts, the targets."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench.goodput_groups import (
@@ -13,6 +15,7 @@ from bench.goodput_groups import (
     replacement_parts,
     targets,
 )
+from bench.goodput_report import paced_goodput
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +111,33 @@ def test_the_targets(
     met: dict[str, bool],
 ) -> None:
     assert targets(goodput, stalls, replacements) == met
+
+
+def _mode(*runs: tuple[int, float], step: float | None = None) -> dict[str, object]:
+    rows = [{"accounting": {"survived": n, "elapsed": e}, "step_s_p50": step} for n, e in runs]
+    return {"runs": rows}
+
+
+@pytest.mark.parametrize(
+    ("results", "paced"),
+    [
+        # 400 steps at the undisturbed 0.25 s over 125 s of wall time: 0.8 (a stall inside
+        # a step's time in the step log does not count as work).
+        (
+            {"undisturbed": _mode((400, 110.0), step=0.25), "groups": _mode((400, 125.0))},
+            {"undisturbed": 0.9091, "groups": 0.8},
+        ),
+        (
+            {
+                "undisturbed": _mode((100, 55.0), step=0.5),
+                "lazarus": _mode((100, 100.0), (100, 50.0), (100, 200.0)),
+            },
+            {"undisturbed": 0.9091, "lazarus": 0.5},  # the median of 0.5, 1.0, 0.25
+        ),
+        ({"groups": _mode((400, 125.0))}, {}),  # no undisturbed run: nothing to pace by
+    ],
+)
+def test_goodput_paced_at_the_undisturbed_step_time(
+    results: dict[str, Any], paced: dict[str, float]
+) -> None:
+    assert paced_goodput(results) == paced
