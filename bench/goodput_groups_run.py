@@ -20,6 +20,7 @@ restart instead is recorded as such.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from functools import partial
@@ -62,6 +63,9 @@ def as_groups(spec: dict[str, Any], container: dict[str, Any], name: str) -> Non
         "replicaGroups": REPLICA_GROUPS,
         "minReplicaGroups": MIN_GROUPS,
         "heartbeatTimeoutMilliseconds": HEARTBEAT_MS,
+        # Every pod of the local loop is 127.0.0.1: another job's lighthouse on the
+        # default port would take this job's groups into its quorum.
+        "lighthousePort": free_port(),
     }
     args = container["args"]
     batch = 8 // REPLICA_GROUPS  # the reference trainer's default, shared out
@@ -213,6 +217,12 @@ class GroupEvents:
             "stall_s": [None if s is None else round(s, 3) for s in stalls],
             "replacement_s": replacement_parts(stamps),
         }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def next_generation(pod: Any) -> str:
