@@ -44,6 +44,7 @@ pytestmark = pytest.mark.e2e
 # ~35 s of training left after the kill at step 60: a replacement (a lost node's is seen
 # after nodeLossTimeoutSeconds) joins while its peer still trains, even on a loaded box.
 STEPS, PAUSE, T = 600, 0.05, 300
+LONG = 1000  # a kill, then a lost node: two replacements join while group 0 trains (one epoch)
 
 
 @dataclass
@@ -158,10 +159,10 @@ def loop(
             print(f"--- {log.parent.name} ---\n{log.read_text(errors='replace')[-1500:]}")
 
 
-def one_process_throughout(logs: StepLogs, group: int) -> None:
+def one_process_throughout(logs: StepLogs, group: int, steps: int = STEPS) -> None:
     rows = logs.rows(group)
     assert len({r["pid"] for r in rows}) == 1, f"group {group} restarted"
-    assert contiguous_to_the_end(logs, group, STEPS), f"group {group} skipped or redid steps"
+    assert contiguous_to_the_end(logs, group, steps), f"group {group} skipped or redid steps"
     print(f"group {group}'s longest gaps: {[round(s, 3) for s in stalls(rows)[:3]]} s")
 
 
@@ -253,26 +254,38 @@ class Binder:
                 self.bound[pod.metadata.name] = node
 
 
-def test_a_group_on_a_lost_node_is_replaced_alone_on_the_node_left(
+def test_a_group_killed_then_its_node_lost_is_replaced_alone_each_time(
     loop: FtLoop, cluster: ControlPlane, tmp_path: Path
 ) -> None:
+    """The issue's sequence on one job: group 1's process SIGKILLed (replaced on its
+    node), then that node lost (replaced on the node left); group 0 never stops."""
     other = LosableNode(cluster, f"{loop.namespace}-b", tmp_path / "pods-b")
     other.start()
     wait_for(lambda: node_ready(loop.core, other.name), 30, f"node {other.name} Ready")
     body = copy.deepcopy(loop.body)
     body["spec"]["nodeLossTimeoutSeconds"] = 3
-    del body["spec"]["template"]["spec"]["nodeName"]
+    template = body["spec"]["template"]["spec"]
+    del template["nodeName"]
+    template["containers"][0]["args"][2] = str(LONG)  # two replacements' worth of training
 
     def place(labels: dict[str, str]) -> str:
-        first = (labels.get("lazarus.dev/index"), labels.get("lazarus.dev/generation"))
-        return other.name if first == ("1", "0") else loop.node.name
+        group, generation = labels.get("lazarus.dev/index"), labels.get("lazarus.dev/generation")
+        return other.name if group == "1" and generation in ("0", "1") else loop.node.name
 
     binder = Binder(loop.core, loop.namespace, place)
     try:
         loop.create("ftn", body)
         loop.logs.wait_step(1, 60, T)
-        victim = other.pid("ftn-a1-1")
-        other.lose()  # its processes die with it, and it stops heartbeating
+        killed = other.pid("ftn-a1-1")
+        os.killpg(killed, signal.SIGKILL)
+        # The replacement on the same node heals and trains beside group 0 ...
+        wait_for(
+            lambda: any(r["pid"] != killed and r["n"] == 2 for r in loop.logs.steps(1)),
+            T,
+            "group 1's replacement training with group 0",
+        )
+        first = other.pid("ftn-a1-1-r1")
+        other.lose()  # ... then its node goes: its processes die, it stops heartbeating
         other.report_unknown(loop.core)
         st = loop.finished("ftn")
     finally:
@@ -283,12 +296,24 @@ def test_a_group_on_a_lost_node_is_replaced_alone_on_the_node_left(
     assert st["phase"] == "Succeeded", st
     assert st["attempt"] == 1 and "total" not in (st.get("restarts") or {}), st
     ft = st["faultTolerance"]
-    assert ft["replacements"] == {"nodeLost": 1, "total": 1}, ft
+    assert ft["replacements"] == {"failed": 1, "nodeLost": 1, "total": 2}, ft
+    assert ft["generations"] == [0, 2], ft
     last = ft["lastReplacement"]
     assert (last.get("cause"), last.get("pod"), last.get("node")) == (
         "NodeLost",
-        "ftn-a1-1",
+        "ftn-a1-1-r1",
         other.name,
     ), last
-    assert binder.bound.get("ftn-a1-1-r1") == loop.node.name, binder.bound
-    healed_without_a_restart(loop.logs, victim)
+    assert binder.bound.get("ftn-a1-1-r1") == other.name, binder.bound
+    assert binder.bound.get("ftn-a1-1-r2") == loop.node.name, binder.bound
+    one_process_throughout(loop.logs, 0, LONG)
+    for victim in (killed, first):
+        rows = [r for r in loop.logs.rows(1) if r["pid"] == victim]
+        assert not any(r["event"] == "end" for r in rows), "a killed process logged an end"
+    last_rows = [r for r in loop.logs.rows(1) if r["pid"] not in (killed, first)]
+    start = next(r for r in last_rows if r["event"] == "start")
+    end = next(r for r in last_rows if r["event"] == "end")
+    assert start["store_reads"] == [] and end["store_reads"] == [], "a replacement read the store"
+    assert end["healed_at"] is not None and end["healed_at"] > 60, "no live state from a peer"
+    assert states_equal(loop.logs.final(0), loop.logs.final(1))
+    print(f"{check_samples(loop.logs, unlogged=2)} samples, each once")
