@@ -28,7 +28,7 @@ from .failure_policy import FAILURE_CAUSES, recorded
 from .groupstatus import LastReplacement
 from .jobstatus import JobStatus
 from .lighthouse import build_lighthouse_pod, is_lighthouse
-from .pods import deleting, end_of, name, node_name, node_of
+from .pods import deleting, end_of, name, node_name, node_of, vanished
 from .teardown import teardown
 from .vocabulary import CreatePod, Decision, Facts
 
@@ -76,9 +76,7 @@ def plan(f: Facts, st: JobStatus, current: list[dict[str, Any]]) -> Plan:
             out.ends.append(end)
     for want in names:
         if want not in present:
-            out.ends.append(
-                PodEnd(Cause.DISRUPTED, "PodDeleted", want, None, None, "pod vanished", None, f.now)
-            )
+            out.ends.append(vanished(want, f.now))
     for pod in out.lighthouse:
         node, known = node_of(f, pod)
         lost = known and node_is_lost(node, f.now, f.spec.node_loss_timeout_seconds)

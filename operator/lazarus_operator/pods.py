@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from .classify import PodEnd
+from .classify import Cause, PodEnd
 from .vocabulary import Facts
 
 
@@ -31,3 +32,8 @@ def node_of(f: Facts, pod: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]
 def end_of(f: Facts, pod: dict[str, Any]) -> PodEnd | None:
     """How the pod ended, or None while it runs: the cycle's one classification."""
     return f.ends.get(name(pod))
+
+
+def vanished(pod: str, now: datetime) -> PodEnd:
+    """The end of a pod the attempt made that no longer exists: a disruption."""
+    return PodEnd(Cause.DISRUPTED, "PodDeleted", pod, None, None, "pod vanished", None, now)

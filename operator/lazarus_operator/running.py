@@ -16,7 +16,7 @@ from .disruption import checkpoint_now, wake_at_node_loss
 from .finished import mark_finished
 from .launch import create
 from .lighthouse import is_lighthouse
-from .pods import end_of, name
+from .pods import end_of, name, vanished
 from .teardown import teardown
 from .vocabulary import Decision, Facts
 
@@ -39,9 +39,7 @@ def attempt_ends(f: Facts, current: list[dict[str, Any]]) -> list[PodEnd]:
     for i in range(f.spec.replicas):
         pod = pod_name(f.job.name, attempt, i)
         if pod not in present:
-            ends.append(
-                PodEnd(Cause.DISRUPTED, "PodDeleted", pod, None, None, "pod vanished", None, f.now)
-            )
+            ends.append(vanished(pod, f.now))
     return ends
 
 
